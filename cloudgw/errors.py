@@ -1,0 +1,79 @@
+"""The whole cloudgw exception tree, in one place.
+
+    CloudgwError
+    ├── UserError            bad config/input: printed as one line, exit code 2
+    ├── SourceChanged        an upload's source file changed while it was read
+    └── RemoteError          a remote call failed; ``errno`` says what the FUSE
+        │                    layer answers the kernel with
+        ├── RemoteNotFound          ENOENT
+        ├── RemoteExists            EEXIST
+        ├── RemoteNotEmpty          ENOTEMPTY
+        ├── RemotePermissionDenied  EACCES (bad credentials, forbidden)
+        ├── RemoteUnsupported       EOPNOTSUPP (the remote cannot do this)
+        ├── PreconditionFailed      the remote revision is not the one expected
+        │                           (someone else changed it): a conflict
+        └── TransientRemoteError    timeouts, 5xx, throttling: worth retrying;
+            └── RemoteUnavailable   retries exhausted / remote down (EIO)
+
+Lower layers raise these; only ``cloudgw.fuse`` turns them into FUSE errors.
+"""
+
+from __future__ import annotations
+
+import errno as _errno
+
+
+class CloudgwError(Exception):
+    """Base of every error cloudgw raises on purpose."""
+
+
+class UserError(CloudgwError):
+    """Bad configuration or input; the message is one line that says how to fix it."""
+
+
+class SourceChanged(CloudgwError):
+    """The local file changed while it was being uploaded; the upload is abandoned."""
+
+
+class RemoteError(CloudgwError):
+    """A remote operation failed."""
+
+    errno: int = _errno.EIO
+
+
+class RemoteNotFound(RemoteError):
+    errno = _errno.ENOENT
+
+
+class RemoteExists(RemoteError):
+    errno = _errno.EEXIST
+
+
+class RemoteNotEmpty(RemoteError):
+    errno = _errno.ENOTEMPTY
+
+
+class RemotePermissionDenied(RemoteError):
+    errno = _errno.EACCES
+
+
+class RemoteUnsupported(RemoteError):
+    errno = _errno.EOPNOTSUPP
+
+
+class PreconditionFailed(RemoteError):
+    """The object at the path is not at the revision the caller expected."""
+
+    errno = _errno.EIO
+
+
+class TransientRemoteError(RemoteError):
+    """A failure that may go away when retried (timeout, 5xx, 429/SlowDown)."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class RemoteUnavailable(TransientRemoteError):
+    """Retries were exhausted: the remote is down or unreachable right now."""

@@ -1,0 +1,183 @@
+"""The Remote contract: the one narrow, async, path-addressed interface to a cloud.
+
+Paths are relative to the remote's root, use ``/`` as separator, have no leading
+or trailing slash, and ``""`` is the root itself.  Every method is async; an
+implementation runs blocking client calls (boto3, os, HTTP) in
+``trio.to_thread.run_sync`` with its own ``CapacityLimiter``, retries transient
+failures itself (see ``cloudgw.remotes.retry``) and raises only the errors of
+``cloudgw.errors``.
+
+Revisions (``rev``) are opaque strings that change whenever a file's content
+changes (S3: the ETag; file://: inode+size+mtime+ctime).  They are what makes
+"never overwrite a remote change silently" possible: writes, reads and deletes
+can be made conditional on the revision the caller last saw.
+
+Concurrency: every method may be called concurrently from many trio tasks.
+Crash behaviour: ``write`` either leaves the old object in place or the new one,
+never a torn mix (single PUT, multipart completed only after ``source.check()``,
+or temp file + rename); an interrupted multipart upload leaves an incomplete
+upload that ``abort_incomplete_uploads`` removes.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import AsyncIterator, Protocol, runtime_checkable
+
+
+class Kind(enum.Enum):
+    FILE = "file"
+    DIR = "dir"
+    SYMLINK = "symlink"
+
+
+@dataclass(frozen=True)
+class FileAttrs:
+    """POSIX attributes a remote keeps next to the content where it can."""
+
+    mode: int | None = None  # permission bits only (0o7777 mask)
+    uid: int | None = None
+    gid: int | None = None
+    mtime_ns: int | None = None
+
+
+@dataclass(frozen=True)
+class RemoteEntry:
+    """What a remote knows about one path."""
+
+    path: str
+    kind: Kind
+    size: int = 0
+    mtime_ns: int = 0
+    rev: str | None = None  # None for directories
+    attrs: FileAttrs = field(default_factory=FileAttrs)
+    symlink_target: str | None = None  # set for SYMLINK when known without a read
+
+    @property
+    def name(self) -> str:
+        return self.path.rsplit("/", 1)[-1]
+
+
+class Expect(enum.Enum):
+    """Special expectations for a conditional ``write``."""
+
+    ANY = "any"  # unconditional overwrite
+    ABSENT = "absent"  # fail with PreconditionFailed if something is already there
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    hash_kind: str | None = None  # "md5", "sha1" or None
+    conditional_write: bool = False  # server enforces If-Match/If-None-Match itself
+    server_side_copy: bool = False
+    native_symlinks: bool = False  # False: symlinks are emulated (see the remote's docs)
+    case_sensitive: bool = True
+    max_name_length: int = 255
+    keeps_mode: bool = False  # mode/uid/gid survive a round trip
+    keeps_mtime: bool = False  # mtime survives a round trip (natively or as metadata)
+    change_feed: bool = False
+
+
+@runtime_checkable
+class UploadSource(Protocol):
+    """A consistent view of a local file for an upload.
+
+    ``read`` is called from worker threads (possibly several at once, for parallel
+    multipart parts) and must be thread-safe.  ``check`` is called right before the
+    upload is committed (PUT sent / multipart completed / temp file renamed) and
+    raises ``SourceChanged`` if the file was modified since the snapshot was taken;
+    the remote then abandons the upload, leaving the old object untouched.
+    """
+
+    size: int
+
+    def read(self, offset: int, length: int) -> bytes: ...
+
+    def check(self) -> None: ...
+
+
+class BytesSource:
+    """An UploadSource over bytes in memory (tests, symlink bodies, small blobs)."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+        self.size = len(data)
+
+    def read(self, offset: int, length: int) -> bytes:
+        return self._data[offset : offset + length]
+
+    def check(self) -> None:
+        return None
+
+
+class Remote(Protocol):
+    """What every remote implements.  See the module docstring for the rules."""
+
+    capabilities: Capabilities
+
+    async def check(self) -> None:
+        """Fail early: raise ``UserError`` if the remote is unusable (missing bucket,
+        bad credentials, missing directory)."""
+
+    async def stat(self, path: str) -> RemoteEntry:
+        """Raise ``RemoteNotFound`` if nothing is at ``path``."""
+
+    def list(self, path: str, *, recursive: bool = False) -> AsyncIterator[RemoteEntry]:
+        """Entries below directory ``path`` (not ``path`` itself), paged internally.
+
+        Recursive listings include every directory, also ones only implied by a
+        deeper object (S3 prefixes).  Raises ``RemoteNotFound`` if ``path`` is not
+        a directory (the root always is).
+        """
+
+    async def read(self, path: str, offset: int, length: int, *, rev: str | None = None) -> bytes:
+        """Up to ``length`` bytes at ``offset`` (short only at end of file).
+
+        With ``rev``: raise ``PreconditionFailed`` if the object is at another revision.
+        """
+
+    async def write(
+        self,
+        path: str,
+        source: UploadSource,
+        *,
+        expect: Expect | str = Expect.ANY,
+        attrs: FileAttrs = FileAttrs(),
+    ) -> RemoteEntry:
+        """Store ``source`` at ``path`` (parents are created as needed).
+
+        ``expect`` is ``Expect.ANY``, ``Expect.ABSENT`` or the revision that must be
+        there now; otherwise ``PreconditionFailed`` and nothing is written.  Remotes
+        without server-side conditions check-then-write (document the window).
+        Never holds the whole file in memory.
+        """
+
+    async def mkdir(self, path: str, attrs: FileAttrs = FileAttrs()) -> RemoteEntry:
+        """Create a directory (and parents); succeeds if it already exists."""
+
+    async def rmdir(self, path: str) -> None:
+        """Remove an empty directory; ``RemoteNotEmpty`` if it has entries; idempotent."""
+
+    async def delete(self, path: str, *, expect: str | None = None) -> None:
+        """Delete a file or symlink; idempotent (absent is fine).
+
+        With ``expect``: raise ``PreconditionFailed`` if the object is at another
+        revision (it was changed by someone else and must not be lost).
+        """
+
+    async def rename(self, src: str, dst: str, *, expect: str | None = None) -> RemoteEntry:
+        """Move a file/symlink to ``dst`` (replacing it); S3 does copy + delete."""
+
+    async def copy(self, src: str, dst: str) -> RemoteEntry:
+        """Copy a file to ``dst`` (server-side where possible), replacing ``dst``."""
+
+    async def symlink(self, path: str, target: str) -> RemoteEntry:
+        """Create a symlink (emulated where the remote has none)."""
+
+    async def readlink(self, path: str) -> str: ...
+
+    async def abort_incomplete_uploads(self) -> int:
+        """Remove leftovers of interrupted multipart uploads; return how many."""
+
+    async def aclose(self) -> None: ...
