@@ -1,0 +1,91 @@
+"""Evicting clean cached data: by total size, by age, and to keep free disk space.
+
+Only entries that nobody has open and that the owner says are evictable (clean:
+the remote holds the same content) are ever removed; dirty data is never
+evicted.  Least recently used goes first.
+
+Concurrency: runs in the trio thread between requests; an entry that gets
+opened is pinned (``users > 0``) and skipped.  Crash behaviour: removing a data
+file and its index row are one step from the cache's point of view; the owner's
+``on_evicted`` then marks the file REMOTE_ONLY (a crash in between leaves a
+CLEAN file with no cached blocks, which simply fetches again).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import trio
+
+from cloudgw.cache.files import CacheFiles
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class EvictionPolicy:
+    max_size: int = 10 << 30  # bytes of cached data
+    max_age: float | None = None  # seconds since last access
+    min_free: int = 1 << 30  # keep this much free on the cache disk
+    interval: float = 10.0
+
+
+class Evictor:
+    def __init__(
+        self,
+        files: CacheFiles,
+        policy: EvictionPolicy,
+        *,
+        can_evict: Callable[[int], bool],
+        on_evicted: Callable[[int], None],
+    ) -> None:
+        self.files = files
+        self.policy = policy
+        self.can_evict = can_evict
+        self.on_evicted = on_evicted
+        self._kick = trio.Event()
+
+    def kick(self) -> None:
+        self._kick.set()
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+        while True:
+            with trio.move_on_after(self.policy.interval):
+                await self._kick.wait()
+            self._kick = trio.Event()
+            self.files.flush()
+            self.evict_once()
+
+    def _free_bytes(self) -> int:
+        st = os.statvfs(self.files.root)
+        return st.f_bavail * st.f_frsize
+
+    def evict_once(self) -> int:
+        """One pass; returns how many entries were evicted."""
+        now = time.time()
+        entries = [e for e in self.files.entries() if e.users == 0]
+        usage = {e.ino: self.files.disk_usage(e) for e in entries}
+        total = sum(self.files.disk_usage(e) for e in self.files.entries())
+        free = self._free_bytes()
+        evicted = 0
+        for entry in sorted(entries, key=lambda e: e.last_access):
+            too_old = self.policy.max_age is not None and now - entry.last_access > self.policy.max_age
+            over = total > self.policy.max_size or free < self.policy.min_free
+            if not (too_old or over):
+                continue
+            if not self.can_evict(entry.ino):
+                continue
+            size = usage[entry.ino]
+            self.files.remove(entry.ino)
+            self.on_evicted(entry.ino)
+            total -= size
+            free += size
+            evicted += 1
+        if evicted:
+            log.info("evicted %d cached files; cache now %d bytes", evicted, total)
+        return evicted

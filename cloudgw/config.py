@@ -1,0 +1,157 @@
+"""Mount configuration: from command-line options or a TOML file, validated early.
+
+Every problem raises ``UserError`` with one line that says what is wrong and how
+to fix it; nothing here touches the network.
+
+TOML format (``cloudgw mount --config FILE MOUNTPOINT``)::
+
+    [cache]
+    dir = "/var/cache/cloudgw"     # required unless --cache-dir is given
+    max_size = "20G"               # clean data kept (K/M/G/T suffixes)
+    max_age = "30d"                # optional: evict clean data unused this long
+    min_free = "2G"                # keep this much free on the cache disk
+
+    [sync]
+    write_back = 5                 # seconds after the last close
+    poll_interval = 60             # seconds, 1 .. 86400
+    upload_concurrency = 4
+
+    [remotes.photos]               # one top-level folder per remote
+    url = "s3://bucket/prefix"
+    endpoint_url = "http://127.0.0.1:9000"   # optional, else AWS_ENDPOINT_URL
+    region = "us-east-1"                      # optional
+    path_style = true                         # optional
+
+    [remotes.archive]
+    url = "file:///srv/archive"
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cloudgw.errors import UserError
+
+_SIZE_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+_TIME_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_size(text: str | int, what: str) -> int:
+    if isinstance(text, int) and not isinstance(text, bool) and text >= 0:
+        return text
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:i?B)?\s*", str(text), re.IGNORECASE)
+    if not m:
+        raise UserError(f"invalid {what} {text!r}: use a number of bytes with an optional K/M/G/T suffix, e.g. 20G")
+    return int(float(m.group(1)) * _SIZE_UNITS[m.group(2).upper()])
+
+
+def parse_duration(text: str | int | float, what: str) -> float:
+    if isinstance(text, (int, float)) and not isinstance(text, bool):
+        value = float(text)
+    else:
+        m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", str(text))
+        if not m:
+            raise UserError(f"invalid {what} {text!r}: use seconds or a number with s/m/h/d, e.g. 30s or 7d")
+        value = float(m.group(1)) * _TIME_UNITS[m.group(2)]
+    if value < 0:
+        raise UserError(f"invalid {what} {text!r}: must not be negative")
+    return value
+
+
+@dataclass(frozen=True)
+class RemoteSpec:
+    url: str
+    endpoint_url: str | None = None
+    region: str | None = None
+    path_style: bool | None = None
+
+
+@dataclass(frozen=True)
+class MountConfig:
+    mountpoint: Path
+    cache_dir: Path
+    remotes: dict[str, RemoteSpec]  # {"": spec} for a single remote at the root
+    cache_max_size: int = 10 << 30
+    cache_max_age: float | None = None
+    cache_min_free: int = 1 << 30
+    write_back: float = 5.0
+    poll_interval: float = 60.0
+    upload_concurrency: int = 4
+    read_only: bool = False
+    fuse_options: tuple[str, ...] = ()
+    foreground: bool = False
+    drain_timeout: float = 60.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def validate(self) -> None:
+        if not 1 <= self.poll_interval <= 86400:
+            raise UserError(f"invalid poll interval {self.poll_interval:g}s: choose 1 to 86400 seconds (1 day)")
+        if self.write_back < 0 or self.write_back > 86400:
+            raise UserError(f"invalid write-back delay {self.write_back:g}s: choose 0 to 86400 seconds")
+        if self.upload_concurrency < 1:
+            raise UserError("upload_concurrency must be at least 1")
+        check_mountpoint(self.mountpoint)
+        check_cache_dir(self.cache_dir)
+
+
+def check_mountpoint(path: Path) -> None:
+    if not path.exists():
+        raise UserError(f"mountpoint {path} does not exist: create it with 'mkdir -p {path}'")
+    if not path.is_dir():
+        raise UserError(f"mountpoint {path} is not a directory")
+    if os.path.ismount(path):
+        raise UserError(f"mountpoint {path} is busy: something is already mounted there (unmount it first)")
+
+
+def check_cache_dir(path: Path) -> None:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".cloudgw-write-test"
+        probe.write_bytes(b"ok")
+        probe.unlink()
+    except OSError as exc:
+        raise UserError(f"cache dir {path} is not writable ({exc.strerror}): choose another with --cache-dir") from None
+
+
+def load_toml(path: Path) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        raise UserError(f"config file {path} does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise UserError(f"config file {path} is not valid TOML: {exc}") from None
+    except OSError as exc:
+        raise UserError(f"cannot read config file {path}: {exc.strerror}") from None
+
+
+def remotes_from_toml(doc: dict[str, Any], path: Path) -> dict[str, RemoteSpec]:
+    table = doc.get("remotes")
+    if not isinstance(table, dict) or not table:
+        raise UserError(f"config file {path} has no [remotes.NAME] sections: add at least one with url = \"...\"")
+    specs = {}
+    for name, body in table.items():
+        if not isinstance(body, dict) or not isinstance(body.get("url"), str):
+            raise UserError(f"config file {path}: [remotes.{name}] needs url = \"file:///...\" or \"s3://bucket\"")
+        if "/" in name or name in (".", ".."):
+            raise UserError(f"config file {path}: remote name {name!r} cannot be a folder name")
+        unknown = set(body) - {"url", "endpoint_url", "region", "path_style"}
+        if unknown:
+            raise UserError(f"config file {path}: [remotes.{name}] has unknown keys {sorted(unknown)}")
+        specs[name] = RemoteSpec(body["url"], body.get("endpoint_url"), body.get("region"), body.get("path_style"))
+    return specs
+
+
+def section(doc: dict[str, Any], name: str, path: Path, allowed: set[str]) -> dict[str, Any]:
+    body = doc.get(name, {})
+    if not isinstance(body, dict):
+        raise UserError(f"config file {path}: [{name}] must be a table")
+    unknown = set(body) - allowed
+    if unknown:
+        raise UserError(f"config file {path}: [{name}] has unknown keys {sorted(unknown)}")
+    return body

@@ -1,0 +1,334 @@
+"""The filesystem: namespace operations (lookup, mkdir, rename, unlink, xattrs...).
+
+Kernel-free and testable in-process; ``cloudgw.fuse`` is a thin adapter over it.
+Data operations (open/read/write/release) live in ``cloudgw.filesystem.data``.
+
+Concurrency: every method runs in the trio thread.  Methods that await (first
+listing of a directory, fetching data) re-read what they need after the await;
+everything between awaits is atomic with respect to other requests and to the
+sync engine, and each metadata change is one SQLite transaction.
+
+Crash behaviour: a namespace change is committed (row + tombstone in one
+transaction) before the kernel gets its reply; the remote follows later via
+the sync engine.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import time
+from collections import Counter
+
+from cloudgw.cache.files import CacheFiles
+from cloudgw.filesystem.ports import FsError, SyncPort
+from cloudgw.metadata.model import ROOT_INO, FileState, Inode
+from cloudgw.metadata.store import MetadataStore
+from cloudgw.remotes.base import Kind
+
+MAX_NAME = 255
+STATE_XATTR = "user.cloudgw.state"
+RENAME_NOREPLACE = 1
+RENAME_EXCHANGE = 2
+
+
+def _check_name(name: str) -> None:
+    if len(name.encode("utf-8", "surrogateescape")) > MAX_NAME:
+        raise FsError(errno.ENAMETOOLONG)
+    if "/" in name or name in ("", ".", ".."):
+        raise FsError(errno.EINVAL)
+
+
+class Namespace:
+    """Names, attributes and extended attributes."""
+
+    def __init__(self, store: MetadataStore, cache: CacheFiles, sync: SyncPort, *, read_only: bool = False) -> None:
+        self.store = store
+        self.cache = cache
+        self.sync = sync
+        self.read_only = read_only
+        self.lookups: Counter[int] = Counter()  # kernel lookup counts
+        self.open_count: Counter[int] = Counter()  # open file handles per inode
+
+    # -- helpers ----------------------------------------------------------------------
+
+    def inode(self, ino: int) -> Inode:
+        inode = self.store.get(ino)
+        if inode is None:
+            raise FsError(errno.ENOENT)
+        return inode
+
+    def _writable(self) -> None:
+        if self.read_only:
+            raise FsError(errno.EROFS)
+
+    async def _listed_dir(self, ino: int) -> Inode:
+        directory = self.inode(ino)
+        if not directory.is_dir:
+            raise FsError(errno.ENOTDIR)
+        if not directory.listed:
+            await self.sync.ensure_listed(directory)
+        return directory
+
+    def remember(self, ino: int, count: int = 1) -> None:
+        self.lookups[ino] += count
+
+    def forget(self, ino: int, count: int) -> None:
+        left = self.lookups[ino] - count
+        if left > 0:
+            self.lookups[ino] = left
+            return
+        self.lookups.pop(ino, None)
+        self.reap_if_unused(ino)
+        if not self.open_count.get(ino):
+            self.store.forget(ino)
+
+    def reap_if_unused(self, ino: int) -> None:
+        """Delete an unlinked inode once nobody references it any more."""
+        inode = self.store.get(ino)
+        if inode is None or inode.parent is not None or ino == ROOT_INO:
+            return
+        if self.lookups.get(ino) or self.open_count.get(ino):
+            return
+        self.cache.remove(ino)
+        self.store.delete(inode)
+
+    def _touch_dir(self, directory: Inode) -> None:
+        now = time.time_ns()
+        self.store.update(directory, mtime_ns=now, ctime_ns=now)
+
+    # -- lookup / attributes -----------------------------------------------------------
+
+    async def lookup(self, parent: int, name: str) -> Inode:
+        directory = await self._listed_dir(parent)
+        child = self.store.lookup(directory.ino, name)
+        if child is None:
+            raise FsError(errno.ENOENT)
+        self.remember(child.ino)
+        return child
+
+    def getattr(self, ino: int) -> Inode:
+        return self.inode(ino)
+
+    def setattr(
+        self,
+        ino: int,
+        *,
+        mode: int | None = None,
+        uid: int | None = None,
+        gid: int | None = None,
+        atime_ns: int | None = None,
+        mtime_ns: int | None = None,
+    ) -> Inode:
+        """Attribute changes other than size (see ``DataOps.truncate``)."""
+        self._writable()
+        inode = self.inode(ino)
+        changes: dict = {"ctime_ns": time.time_ns()}
+        if mode is not None:
+            changes["mode"] = mode & 0o7777
+        if uid is not None:
+            changes["uid"] = uid
+        if gid is not None:
+            changes["gid"] = gid
+        if atime_ns is not None:
+            changes["atime_ns"] = atime_ns
+        if mtime_ns is not None:
+            changes["mtime_ns"] = mtime_ns
+        self.store.update(inode, **changes)
+        return inode
+
+    async def readdir(self, ino: int, after_ino: int, limit: int = 1000) -> list[Inode]:
+        """Children after ``after_ino`` in stable inode order (the readdir offset)."""
+        directory = await self._listed_dir(ino)
+        return self.store.children(directory.ino, after_ino, limit)
+
+    async def opendir(self, ino: int) -> None:
+        await self._listed_dir(ino)
+
+    # -- creation ------------------------------------------------------------------------
+
+    async def _new_child_dir(self, parent: int, name: str) -> Inode:
+        self._writable()
+        _check_name(name)
+        directory = await self._listed_dir(parent)
+        if self.store.lookup(directory.ino, name) is not None:
+            raise FsError(errno.EEXIST)
+        return directory
+
+    async def mkdir(self, parent: int, name: str, mode: int, uid: int, gid: int) -> Inode:
+        directory = await self._new_child_dir(parent, name)
+        with self.store.transaction():
+            child = self.store.create(
+                parent=directory.ino, name=name, kind=Kind.DIR, mode=mode, uid=uid, gid=gid,
+                state=FileState.CLEAN, listed=True, needs_sync=True,
+            )
+            self._touch_dir(directory)
+        self.sync.placement_changed([child])
+        self.remember(child.ino)
+        return child
+
+    async def symlink(self, parent: int, name: str, target: str, uid: int, gid: int) -> Inode:
+        directory = await self._new_child_dir(parent, name)
+        with self.store.transaction():
+            child = self.store.create(
+                parent=directory.ino, name=name, kind=Kind.SYMLINK, mode=0o777, uid=uid, gid=gid,
+                size=len(target.encode("utf-8", "surrogateescape")), target=target,
+                state=FileState.DIRTY, needs_sync=True,
+            )
+            self._touch_dir(directory)
+        self.sync.content_changed(child)
+        self.sync.closed(child)
+        self.remember(child.ino)
+        return child
+
+    async def create_file(self, parent: int, name: str, mode: int, uid: int, gid: int) -> Inode:
+        directory = await self._new_child_dir(parent, name)
+        with self.store.transaction():
+            child = self.store.create(
+                parent=directory.ino, name=name, kind=Kind.FILE, mode=mode, uid=uid, gid=gid,
+                state=FileState.DIRTY, needs_sync=True,
+            )
+            self._touch_dir(directory)
+        self.cache.new_local(child.ino)
+        self.sync.content_changed(child)
+        self.remember(child.ino)
+        return child
+
+    def readlink(self, ino: int) -> str:
+        inode = self.inode(ino)
+        if inode.kind is not Kind.SYMLINK or inode.target is None:
+            raise FsError(errno.EINVAL)
+        return inode.target
+
+    # -- removal ---------------------------------------------------------------------------
+
+    def _detach(self, inode: Inode) -> None:
+        """Take ``inode`` out of the tree (inside a transaction); reap it if unreferenced."""
+        self.sync.removed(inode)
+        self.store.update(inode, parent=None, name=f".deleted-{inode.ino}", needs_sync=False)
+        self.reap_if_unused(inode.ino)
+
+    async def unlink(self, parent: int, name: str) -> None:
+        self._writable()
+        directory = await self._listed_dir(parent)
+        child = self.store.lookup(directory.ino, name)
+        if child is None:
+            raise FsError(errno.ENOENT)
+        if child.is_dir:
+            raise FsError(errno.EISDIR)
+        with self.store.transaction():
+            self._detach(child)
+            self._touch_dir(directory)
+
+    async def rmdir(self, parent: int, name: str) -> None:
+        self._writable()
+        directory = await self._listed_dir(parent)
+        child = self.store.lookup(directory.ino, name)
+        if child is None:
+            raise FsError(errno.ENOENT)
+        if not child.is_dir:
+            raise FsError(errno.ENOTDIR)
+        if not child.listed:
+            await self.sync.ensure_listed(child)
+        if self.store.has_children(child.ino):
+            raise FsError(errno.ENOTEMPTY)
+        with self.store.transaction():
+            self._detach(child)
+            self._touch_dir(directory)
+
+    # -- rename -------------------------------------------------------------------------------
+
+    async def rename(self, parent: int, name: str, new_parent: int, new_name: str, flags: int = 0) -> None:
+        self._writable()
+        _check_name(new_name)
+        if flags & RENAME_EXCHANGE:
+            raise FsError(errno.EINVAL)
+        src_dir = await self._listed_dir(parent)
+        dst_dir = await self._listed_dir(new_parent)
+        moving = self.store.lookup(src_dir.ino, name)
+        if moving is None:
+            raise FsError(errno.ENOENT)
+        if moving.is_dir and self._is_ancestor(moving.ino, dst_dir.ino):
+            raise FsError(errno.EINVAL)
+        target = self.store.lookup(dst_dir.ino, new_name)
+        if target is not None and target.ino == moving.ino:
+            return
+        if target is not None:
+            if flags & RENAME_NOREPLACE:
+                raise FsError(errno.EEXIST)
+            if target.is_dir:
+                if not moving.is_dir:
+                    raise FsError(errno.EISDIR)
+                if not target.listed:
+                    await self.sync.ensure_listed(target)
+                if self.store.has_children(target.ino):
+                    raise FsError(errno.ENOTEMPTY)
+            elif moving.is_dir:
+                raise FsError(errno.ENOTDIR)
+        with self.store.transaction():
+            if target is not None:
+                self._detach(target)
+            now = time.time_ns()
+            self.store.update(moving, parent=dst_dir.ino, name=new_name, ctime_ns=now, needs_sync=True)
+            self._touch_dir(src_dir)
+            if dst_dir.ino != src_dir.ino:
+                self._touch_dir(dst_dir)
+            moved = [moving]
+            if moving.is_dir:
+                moved += [i for ino in self.store.descendants(moving.ino) if (i := self.store.get(ino))]
+                for inode in moved[1:]:
+                    if not inode.needs_sync:
+                        self.store.update(inode, needs_sync=True)
+        self.sync.placement_changed(moved)
+
+    def _is_ancestor(self, ancestor: int, ino: int) -> bool:
+        cur: Inode | None = self.store.get(ino)
+        while cur is not None:
+            if cur.ino == ancestor:
+                return True
+            if cur.parent is None:
+                return False
+            cur = self.store.get(cur.parent)
+        return False
+
+    # -- extended attributes ------------------------------------------------------------------
+
+    def getxattr(self, ino: int, name: str) -> bytes:
+        inode = self.inode(ino)
+        if name == STATE_XATTR:
+            return self.state_of(inode).encode()
+        value = self.store.get_xattr(ino, name)
+        if value is None:
+            raise FsError(errno.ENODATA)
+        return value
+
+    def state_of(self, inode: Inode) -> str:
+        if inode.is_dir:
+            return "dirty" if inode.needs_sync else "clean"
+        if inode.state is FileState.CLEAN and inode.needs_sync:
+            return "dirty"  # moved locally, remote not yet following
+        return inode.state.value
+
+    def listxattr(self, ino: int) -> list[str]:
+        self.inode(ino)
+        return [STATE_XATTR, *self.store.list_xattrs(ino)]
+
+    def setxattr(self, ino: int, name: str, value: bytes) -> None:
+        self._writable()
+        self.inode(ino)
+        if name == STATE_XATTR:
+            raise FsError(errno.EPERM)
+        if not name.startswith("user."):
+            raise FsError(errno.EOPNOTSUPP)
+        self.store.set_xattr(ino, name, value)
+
+    def removexattr(self, ino: int, name: str) -> None:
+        self._writable()
+        if name == STATE_XATTR:
+            raise FsError(errno.EPERM)
+        if not self.store.remove_xattr(ino, name):
+            raise FsError(errno.ENODATA)
+
+    def statfs(self) -> os.statvfs_result:
+        """The cache disk's figures: what can be written right now without waiting."""
+        return os.statvfs(self.cache.root)

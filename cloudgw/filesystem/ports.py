@@ -1,0 +1,67 @@
+"""What the filesystem needs from the layers below it, as narrow protocols.
+
+The filesystem drives the sync engine through these calls; the sync engine never
+calls back into the filesystem (it reports kernel-cache invalidations on a
+channel the FUSE layer owns).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from cloudgw.cache.files import CacheEntry
+from cloudgw.metadata.model import Inode
+
+
+class FsError(Exception):
+    """A POSIX error for the kernel: ``errno`` is what the caller sees."""
+
+    def __init__(self, errno: int, message: str = "") -> None:
+        super().__init__(errno, message)
+        self.errno = errno
+
+
+@dataclass(frozen=True)
+class Invalidate:
+    """Drop the kernel's cached attributes and data of ``ino``."""
+
+    ino: int
+
+
+@dataclass(frozen=True)
+class InvalidateEntry:
+    """Drop the kernel's cached name ``name`` in directory ``parent``."""
+
+    parent: int
+    name: str
+
+
+@dataclass(frozen=True)
+class Orphaned:
+    """``ino`` was removed from the tree by a remote change; free it once unreferenced."""
+
+    ino: int
+
+
+Event = Invalidate | InvalidateEntry | Orphaned
+
+
+class SyncPort(Protocol):
+    def content_changed(self, inode: Inode) -> None:
+        """The file's local content or placement changed; it will need an upload."""
+
+    def closed(self, inode: Inode) -> None:
+        """The last writer closed: start the write-back delay."""
+
+    def placement_changed(self, inodes: list[Inode]) -> None:
+        """These inodes moved locally (rename); the remote must follow."""
+
+    def removed(self, inode: Inode) -> None:
+        """The inode left the tree; tombstone its remote object and stop uploading it."""
+
+    async def ensure_listed(self, directory: Inode) -> None:
+        """Load the directory's children from the remote on first access."""
+
+    async def fetch(self, inode: Inode, entry: CacheEntry, offset: int, length: int) -> None:
+        """Make the blocks covering [offset, offset+length) present in the cache."""

@@ -1,0 +1,278 @@
+"""The thin pyfuse3 adapter: unpack a request, call the FileSystem, map errors.
+
+Nothing here decides semantics; ``cloudgw.filesystem`` does.  The one error map
+is ``_errno_for``.  Kernel cache invalidations requested by the sync engine are
+sent from ``run_invalidations`` (its own task, through a worker thread, because
+pyfuse3's notifications may block and must not run inside a request handler).
+"""
+
+from __future__ import annotations
+
+import errno
+import functools
+import logging
+import os
+import stat
+from typing import Any, Awaitable, Callable, TypeVar
+
+import pyfuse3
+import trio
+
+from cloudgw.errors import RemoteError
+from cloudgw.filesystem import FileSystem, FsError
+from cloudgw.filesystem.ports import Event, Invalidate, InvalidateEntry
+from cloudgw.metadata.model import Inode
+from cloudgw.remotes.base import Kind
+
+log = logging.getLogger(__name__)
+
+F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
+
+
+def _errno_for(exc: BaseException) -> int:
+    if isinstance(exc, FsError):
+        return exc.errno
+    if isinstance(exc, RemoteError):
+        log.warning("remote error: %s", exc)
+        return exc.errno
+    if isinstance(exc, OSError) and exc.errno:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            log.warning("cache disk full: %s", exc)
+        return exc.errno
+    log.exception("internal error", exc_info=exc)
+    return errno.EIO
+
+
+def _mapped(fn: F) -> F:
+    @functools.wraps(fn)
+    async def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return await fn(*args, **kwargs)
+        except pyfuse3.FUSEError:
+            raise
+        except (FsError, RemoteError, OSError) as exc:
+            raise pyfuse3.FUSEError(_errno_for(exc)) from None
+        except Exception as exc:
+            raise pyfuse3.FUSEError(_errno_for(exc)) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _name(raw: bytes) -> str:
+    return os.fsdecode(raw)
+
+
+class FuseOperations(pyfuse3.Operations):
+    enable_writeback_cache = True
+
+    def __init__(self, fs: FileSystem, *, attr_timeout: float = 60.0) -> None:
+        super().__init__()
+        self.fs = fs
+        self.ns = fs.ns
+        self.data = fs.data
+        self.timeout = attr_timeout
+
+    def _attr(self, inode: Inode) -> pyfuse3.EntryAttributes:
+        a = pyfuse3.EntryAttributes()
+        a.st_ino = inode.ino
+        a.generation = 0
+        a.entry_timeout = self.timeout
+        a.attr_timeout = self.timeout
+        a.st_mode = inode.st_mode
+        a.st_nlink = 2 if inode.kind is Kind.DIR else 1
+        a.st_uid = inode.uid
+        a.st_gid = inode.gid
+        a.st_rdev = 0
+        a.st_size = inode.size
+        a.st_blksize = 128 * 1024
+        a.st_blocks = (inode.size + 511) // 512
+        a.st_atime_ns = inode.atime_ns
+        a.st_mtime_ns = inode.mtime_ns
+        a.st_ctime_ns = inode.ctime_ns
+        return a
+
+    # -- names and attributes ---------------------------------------------------------------
+
+    @_mapped
+    async def lookup(self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
+        return self._attr(await self.ns.lookup(parent_inode, _name(name)))
+
+    async def forget(self, inode_list: list[tuple[int, int]]) -> None:
+        for ino, count in inode_list:
+            self.ns.forget(ino, count)
+
+    @_mapped
+    async def getattr(self, inode: int, ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
+        return self._attr(self.ns.getattr(inode))
+
+    @_mapped
+    async def setattr(self, inode: int, attr: pyfuse3.EntryAttributes, fields: pyfuse3.SetattrFields,
+                      fh: int | None, ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
+        if fields.update_size:
+            await self.data.truncate(inode, attr.st_size)
+        node = self.ns.setattr(
+            inode,
+            mode=attr.st_mode if fields.update_mode else None,
+            uid=attr.st_uid if fields.update_uid else None,
+            gid=attr.st_gid if fields.update_gid else None,
+            atime_ns=attr.st_atime_ns if fields.update_atime else None,
+            mtime_ns=attr.st_mtime_ns if fields.update_mtime else None,
+        ) if (fields.update_mode or fields.update_uid or fields.update_gid or fields.update_atime
+              or fields.update_mtime) else self.ns.getattr(inode)
+        return self._attr(node)
+
+    @_mapped
+    async def readlink(self, inode: int, ctx: pyfuse3.RequestContext) -> bytes:
+        return os.fsencode(self.ns.readlink(inode))
+
+    @_mapped
+    async def opendir(self, inode: int, ctx: pyfuse3.RequestContext) -> int:
+        await self.ns.opendir(inode)
+        return inode
+
+    @_mapped
+    async def readdir(self, fh: int, start_id: int, token: pyfuse3.ReaddirToken) -> None:
+        after = start_id
+        while True:
+            children = await self.ns.readdir(fh, after)
+            for child in children:
+                if not pyfuse3.readdir_reply(token, os.fsencode(child.name), self._attr(child), child.ino):
+                    return
+                self.ns.remember(child.ino)
+                after = child.ino
+            if len(children) < 1000:
+                return
+
+    async def releasedir(self, fh: int) -> None:
+        return None
+
+    @_mapped
+    async def mkdir(self, parent_inode: int, name: bytes, mode: int, ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
+        return self._attr(await self.ns.mkdir(parent_inode, _name(name), mode, ctx.uid, ctx.gid))
+
+    @_mapped
+    async def rmdir(self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
+        await self.ns.rmdir(parent_inode, _name(name))
+
+    @_mapped
+    async def unlink(self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
+        await self.ns.unlink(parent_inode, _name(name))
+
+    @_mapped
+    async def rename(self, parent_inode_old: int, name_old: bytes, parent_inode_new: int, name_new: bytes,
+                     flags: int, ctx: pyfuse3.RequestContext) -> None:
+        await self.ns.rename(parent_inode_old, _name(name_old), parent_inode_new, _name(name_new), flags)
+
+    @_mapped
+    async def symlink(self, parent_inode: int, name: bytes, target: bytes, ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
+        return self._attr(await self.ns.symlink(parent_inode, _name(name), os.fsdecode(target), ctx.uid, ctx.gid))
+
+    async def link(self, inode: int, new_parent_inode: int, new_name: bytes, ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
+        raise pyfuse3.FUSEError(errno.EPERM)  # one file = one object: no hard links
+
+    @_mapped
+    async def mknod(self, parent_inode: int, name: bytes, mode: int, rdev: int, ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
+        if not stat.S_ISREG(mode):
+            raise FsError(errno.EPERM)
+        handle = await self.data.create(parent_inode, _name(name), mode, os.O_WRONLY, ctx.uid, ctx.gid)
+        self.data.release(handle.fh)
+        return self._attr(handle.inode)
+
+    # -- data ----------------------------------------------------------------------------------
+
+    @_mapped
+    async def open(self, inode: int, flags: int, ctx: pyfuse3.RequestContext) -> pyfuse3.FileInfo:
+        handle = await self.data.open(inode, flags)
+        return pyfuse3.FileInfo(fh=handle.fh, keep_cache=True)
+
+    @_mapped
+    async def create(self, parent_inode: int, name: bytes, mode: int, flags: int,
+                     ctx: pyfuse3.RequestContext) -> tuple[pyfuse3.FileInfo, pyfuse3.EntryAttributes]:
+        handle = await self.data.create(parent_inode, _name(name), mode, flags, ctx.uid, ctx.gid)
+        return pyfuse3.FileInfo(fh=handle.fh, keep_cache=True), self._attr(handle.inode)
+
+    @_mapped
+    async def read(self, fh: int, off: int, size: int) -> bytes:
+        return await self.data.read(fh, off, size)
+
+    @_mapped
+    async def write(self, fh: int, off: int, buf: bytes) -> int:
+        return await self.data.write(fh, off, buf)
+
+    @_mapped
+    async def flush(self, fh: int) -> None:
+        self.data.flush(fh)
+
+    @_mapped
+    async def fsync(self, fh: int, datasync: bool) -> None:
+        self.data.fsync(fh, datasync)
+
+    async def release(self, fh: int) -> None:
+        try:
+            self.data.release(fh)
+        except Exception:
+            log.exception("release of handle %d", fh)
+
+    async def fsyncdir(self, fh: int, datasync: bool) -> None:
+        return None
+
+    @_mapped
+    async def statfs(self, ctx: pyfuse3.RequestContext) -> pyfuse3.StatvfsData:
+        st = self.ns.statfs()
+        out = pyfuse3.StatvfsData()
+        out.f_bsize = st.f_bsize
+        out.f_frsize = st.f_frsize
+        out.f_blocks = st.f_blocks
+        out.f_bfree = st.f_bfree
+        out.f_bavail = st.f_bavail
+        out.f_files = max(st.f_files, 1 << 20)
+        out.f_ffree = max(st.f_ffree, 1 << 20)
+        out.f_favail = out.f_ffree
+        out.f_namemax = 255
+        return out
+
+    # -- extended attributes ------------------------------------------------------------------
+
+    @_mapped
+    async def getxattr(self, inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> bytes:
+        try:
+            return self.ns.getxattr(inode, os.fsdecode(name))
+        except FsError as exc:
+            if exc.errno == errno.ENODATA:
+                raise pyfuse3.FUSEError(pyfuse3.ENOATTR) from None
+            raise
+
+    @_mapped
+    async def setxattr(self, inode: int, name: bytes, value: bytes, ctx: pyfuse3.RequestContext) -> None:
+        self.ns.setxattr(inode, os.fsdecode(name), value)
+
+    @_mapped
+    async def listxattr(self, inode: int, ctx: pyfuse3.RequestContext) -> list[bytes]:
+        return [os.fsencode(n) for n in self.ns.listxattr(inode)]
+
+    @_mapped
+    async def removexattr(self, inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
+        try:
+            self.ns.removexattr(inode, os.fsdecode(name))
+        except FsError as exc:
+            if exc.errno == errno.ENODATA:
+                raise pyfuse3.FUSEError(pyfuse3.ENOATTR) from None
+            raise
+
+    # -- kernel notifications -----------------------------------------------------------------
+
+    async def run_invalidations(self, events: trio.MemoryReceiveChannel, *,
+                                task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+        async for event in events:
+            notice: Event | None = self.fs.handle_event(event)
+            if notice is None:
+                continue
+            try:
+                if isinstance(notice, Invalidate):
+                    await trio.to_thread.run_sync(pyfuse3.invalidate_inode, notice.ino, False)
+                elif isinstance(notice, InvalidateEntry):
+                    await trio.to_thread.run_sync(pyfuse3.invalidate_entry, notice.parent, os.fsencode(notice.name))
+            except OSError as exc:
+                if exc.errno not in (errno.ENOENT, errno.EBADF):
+                    log.info("kernel invalidation %s failed: %s", notice, exc)

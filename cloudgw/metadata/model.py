@@ -1,0 +1,90 @@
+"""The persisted per-file state model and its transition table.
+
+A file's *content state* says how its local copy relates to the remote:
+
+    state         local data             remote                     evictable
+    ----------    -------------------    -----------------------    ---------
+    REMOTE_ONLY   none cached            holds the content (rev)    -
+    CLEAN         some or all cached     same content (rev)         yes
+    DIRTY         complete, newer        older or nothing           never
+    UPLOADING     complete, being sent   older or nothing           never
+    CONFLICT      complete, newer        changed by someone else    never
+
+Transitions (who causes them):
+
+    REMOTE_ONLY --fetch (read)-------------------> CLEAN        cache
+    CLEAN       --eviction---------------------> REMOTE_ONLY   cache
+    REMOTE_ONLY/CLEAN --write/truncate---------> DIRTY         filesystem
+    DIRTY       --upload starts----------------> UPLOADING     sync
+    UPLOADING   --remote acked + committed-----> CLEAN         sync
+    UPLOADING   --write during upload----------> DIRTY         filesystem (upload aborts)
+    UPLOADING   --upload failed----------------> DIRTY         sync (retried with backoff)
+    UPLOADING   --remote rev not ours----------> CONFLICT      sync
+    CONFLICT    --remote copy saved aside------> DIRTY         sync (then uploaded again)
+    CLEAN/REMOTE_ONLY --remote changed---------> REMOTE_ONLY   poller (cache dropped, new rev)
+
+Crash behaviour: states are committed to SQLite (WAL) before the step they
+guard.  On startup UPLOADING and CONFLICT become DIRTY again (the upload is
+redone; conditional writes make a redo safe), and every DIRTY file is queued.
+
+Placement is a second, independent fact: ``remote_path`` is where the remote
+holds this inode's object now (None: nowhere yet).  When it differs from the
+inode's local path (after a rename) the sync engine moves the remote object.
+"""
+
+from __future__ import annotations
+
+import enum
+import stat as stat_mod
+from dataclasses import dataclass
+
+from cloudgw.remotes.base import Kind
+
+ROOT_INO = 1
+
+
+class FileState(enum.Enum):
+    REMOTE_ONLY = "remote_only"
+    CLEAN = "clean"
+    DIRTY = "dirty"
+    UPLOADING = "uploading"
+    CONFLICT = "conflict"
+
+    @property
+    def has_unsynced_data(self) -> bool:
+        return self in (FileState.DIRTY, FileState.UPLOADING, FileState.CONFLICT)
+
+
+KIND_TYPE_BITS = {Kind.FILE: stat_mod.S_IFREG, Kind.DIR: stat_mod.S_IFDIR, Kind.SYMLINK: stat_mod.S_IFLNK}
+
+
+@dataclass(slots=True)
+class Inode:
+    """One row of the ``inodes`` table.  Mutate only through ``MetadataStore.update``."""
+
+    ino: int
+    parent: int | None  # None: root, or unlinked while still open
+    name: str
+    kind: Kind
+    mode: int  # permission bits only; type bits come from kind
+    uid: int
+    gid: int
+    size: int
+    mtime_ns: int
+    ctime_ns: int
+    atime_ns: int
+    target: str | None  # symlink target
+    state: FileState
+    remote_path: str | None  # where the remote holds this object now
+    remote_rev: str | None  # the remote revision our local copy is based on
+    listed: bool  # directories: children loaded from the remote
+    data_version: int  # bumped by every write/truncate: detects changes during upload
+    needs_sync: bool  # something (content, placement, existence) awaits the sync engine
+
+    @property
+    def st_mode(self) -> int:
+        return KIND_TYPE_BITS[self.kind] | (self.mode & 0o7777)
+
+    @property
+    def is_dir(self) -> bool:
+        return self.kind is Kind.DIR

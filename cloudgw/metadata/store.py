@@ -1,0 +1,365 @@
+"""The metadata store: inodes, dentries, xattrs, remote placement, tombstones.
+
+SQLite in WAL mode with ``synchronous=NORMAL``: every committed transaction
+survives ``kill -9`` of the daemon; after a power loss the last few may be lost
+(like any local filesystem's metadata without fsync), never corrupted.
+
+Concurrency: one connection, used only from the trio thread.  Each public
+method is one transaction; ``transaction()`` groups several (rename over an
+existing target, unlink + tombstone).  Nothing here awaits, so a method runs to
+completion without interleaving with other trio tasks.
+
+Memory: an identity map keeps the ``Inode`` objects the kernel or the sync
+engine currently use; ``forget`` drops one when the kernel forgets it, so the
+map is bounded by the kernel's inode cache, not by the tree size.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+import time
+from dataclasses import fields
+from pathlib import Path
+from typing import Any, Iterator
+
+from cloudgw.metadata.model import ROOT_INO, FileState, Inode
+from cloudgw.remotes.base import Kind
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS inodes (
+    ino INTEGER PRIMARY KEY AUTOINCREMENT,
+    parent INTEGER,
+    name TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    mode INTEGER NOT NULL,
+    uid INTEGER NOT NULL,
+    gid INTEGER NOT NULL,
+    size INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    ctime_ns INTEGER NOT NULL,
+    atime_ns INTEGER NOT NULL,
+    target TEXT,
+    state TEXT NOT NULL,
+    remote_path TEXT,
+    remote_rev TEXT,
+    listed INTEGER NOT NULL,
+    data_version INTEGER NOT NULL,
+    needs_sync INTEGER NOT NULL,
+    UNIQUE (parent, name)
+);
+CREATE INDEX IF NOT EXISTS inodes_remote_path ON inodes (remote_path);
+CREATE INDEX IF NOT EXISTS inodes_needs_sync ON inodes (needs_sync) WHERE needs_sync;
+CREATE TABLE IF NOT EXISTS xattrs (
+    ino INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    value BLOB NOT NULL,
+    PRIMARY KEY (ino, name)
+);
+-- Remote objects to delete once it is safe: rev is the revision we last saw,
+-- so a version someone else wrote meanwhile is never deleted.
+CREATE TABLE IF NOT EXISTS tombstones (
+    remote_path TEXT PRIMARY KEY,
+    rev TEXT,
+    kind TEXT NOT NULL,
+    created REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS conflicts (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    path TEXT NOT NULL,
+    copy_path TEXT NOT NULL,
+    created REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+_COLUMNS = [f.name for f in fields(Inode)]
+_SELECT = "SELECT " + ", ".join(_COLUMNS) + " FROM inodes"
+
+
+def _row_to_inode(row: tuple) -> Inode:
+    d = dict(zip(_COLUMNS, row))
+    d["kind"] = Kind(d["kind"])
+    d["state"] = FileState(d["state"])
+    d["listed"] = bool(d["listed"])
+    d["needs_sync"] = bool(d["needs_sync"])
+    return Inode(**d)
+
+
+def _to_sql(name: str, value: Any) -> Any:
+    if name in ("kind", "state"):
+        return value.value
+    if isinstance(value, bool):
+        return int(value)
+    return value
+
+
+class MetadataStore:
+    """Persistent inode table with an identity map of live ``Inode`` objects."""
+
+    def __init__(self, path: Path) -> None:
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA foreign_keys=OFF")
+        self._db.executescript(_SCHEMA)
+        self._live: dict[int, Inode] = {}
+        self._in_tx = False
+        self._ensure_root()
+
+    # -- transactions ---------------------------------------------------------
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Group several store calls into one atomic commit (re-entrant)."""
+        if self._in_tx:
+            yield
+            return
+        self._db.execute("BEGIN IMMEDIATE")
+        self._in_tx = True
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            self._reload_live()
+            raise
+        else:
+            self._db.execute("COMMIT")
+        finally:
+            self._in_tx = False
+
+    def _reload_live(self) -> None:
+        """After a rollback, make the live objects match the database again (rare path)."""
+        for ino, inode in list(self._live.items()):
+            row = self._exec(_SELECT + " WHERE ino = ?", (ino,)).fetchone()
+            if row is None:
+                del self._live[ino]
+            else:
+                _assign(inode, _row_to_inode(row))
+
+    def _exec(self, sql: str, args: tuple = ()) -> sqlite3.Cursor:
+        return self._db.execute(sql, args)
+
+    # -- root -------------------------------------------------------------------
+
+    def _ensure_root(self) -> None:
+        if self._exec("SELECT 1 FROM inodes WHERE ino = ?", (ROOT_INO,)).fetchone():
+            return
+        now = time.time_ns()
+        self._exec(
+            "INSERT INTO inodes (ino, parent, name, kind, mode, uid, gid, size, mtime_ns, ctime_ns,"
+            " atime_ns, target, state, remote_path, remote_rev, listed, data_version, needs_sync)"
+            " VALUES (?, NULL, '', 'dir', ?, ?, ?, 0, ?, ?, ?, NULL, 'clean', '', NULL, 0, 0, 0)",
+            (ROOT_INO, 0o755, os.getuid(), os.getgid(), now, now, now),
+        )
+
+    # -- reads ------------------------------------------------------------------
+
+    def get(self, ino: int) -> Inode | None:
+        live = self._live.get(ino)
+        if live is not None:
+            return live
+        row = self._exec(_SELECT + " WHERE ino = ?", (ino,)).fetchone()
+        if row is None:
+            return None
+        inode = _row_to_inode(row)
+        self._live[ino] = inode
+        return inode
+
+    def lookup(self, parent: int, name: str) -> Inode | None:
+        row = self._exec("SELECT ino FROM inodes WHERE parent = ? AND name = ?", (parent, name)).fetchone()
+        return None if row is None else self.get(row[0])
+
+    def children(self, parent: int, after_ino: int = 0, limit: int = 1000) -> list[Inode]:
+        """Children ordered by inode number (stable readdir offsets), paged."""
+        rows = self._exec(
+            "SELECT ino FROM inodes WHERE parent = ? AND ino > ? ORDER BY ino LIMIT ?",
+            (parent, after_ino, limit),
+        ).fetchall()
+        return [i for (ino,) in rows if (i := self.get(ino)) is not None]
+
+    def has_children(self, parent: int) -> bool:
+        return self._exec("SELECT 1 FROM inodes WHERE parent = ? LIMIT 1", (parent,)).fetchone() is not None
+
+    def by_remote_path(self, remote_path: str) -> Inode | None:
+        row = self._exec("SELECT ino FROM inodes WHERE remote_path = ? LIMIT 1", (remote_path,)).fetchone()
+        return None if row is None else self.get(row[0])
+
+    def path_of(self, inode: Inode) -> str | None:
+        """The inode's local path relative to the root ('' for root); None if unlinked."""
+        parts: list[str] = []
+        cur: Inode | None = inode
+        while cur is not None and cur.ino != ROOT_INO:
+            if cur.parent is None:
+                return None
+            parts.append(cur.name)
+            cur = self.get(cur.parent)
+        if cur is None:
+            return None
+        return "/".join(reversed(parts))
+
+    def resolve(self, path: str) -> Inode | None:
+        cur = self.get(ROOT_INO)
+        for part in filter(None, path.split("/")):
+            if cur is None:
+                return None
+            cur = self.lookup(cur.ino, part)
+        return cur
+
+    def orphans(self) -> list[int]:
+        """Inodes out of the tree (unlinked while open, or removed remotely)."""
+        return [r[0] for r in self._exec("SELECT ino FROM inodes WHERE parent IS NULL AND ino != ?", (ROOT_INO,))]
+
+    def inos_needing_sync(self) -> list[int]:
+        return [r[0] for r in self._exec("SELECT ino FROM inodes WHERE needs_sync ORDER BY ino")]
+
+    def descendants(self, ino: int) -> list[int]:
+        rows = self._exec(
+            "WITH RECURSIVE sub(ino) AS (SELECT ino FROM inodes WHERE parent = ?"
+            " UNION ALL SELECT i.ino FROM inodes i JOIN sub ON i.parent = sub.ino) SELECT ino FROM sub",
+            (ino,),
+        )
+        return [r[0] for r in rows]
+
+    def remote_paths_under(self, prefix: str) -> dict[str, int]:
+        """remote_path -> ino for every inode placed at or under ``prefix`` ('' = all)."""
+        if prefix == "":
+            rows = self._exec("SELECT remote_path, ino FROM inodes WHERE remote_path IS NOT NULL AND ino != ?", (ROOT_INO,))
+        else:
+            rows = self._exec(
+                "SELECT remote_path, ino FROM inodes WHERE remote_path = ? OR substr(remote_path, 1, ?) = ?",
+                (prefix, len(prefix) + 1, prefix + "/"),
+            )
+        return {p: ino for p, ino in rows}
+
+    def state_counts(self) -> dict[str, tuple[int, int]]:
+        """state -> (files, bytes) over regular files."""
+        rows = self._exec("SELECT state, count(*), coalesce(sum(size), 0) FROM inodes WHERE kind = 'file' GROUP BY state")
+        return {s: (n, b) for s, n, b in rows}
+
+    def count_needing_sync(self) -> int:
+        return self._exec("SELECT count(*) FROM inodes WHERE needs_sync").fetchone()[0]
+
+    # -- writes -----------------------------------------------------------------
+
+    def create(
+        self,
+        *,
+        parent: int | None,
+        name: str,
+        kind: Kind,
+        mode: int,
+        uid: int,
+        gid: int,
+        size: int = 0,
+        mtime_ns: int | None = None,
+        target: str | None = None,
+        state: FileState = FileState.CLEAN,
+        remote_path: str | None = None,
+        remote_rev: str | None = None,
+        listed: bool = False,
+        needs_sync: bool = False,
+    ) -> Inode:
+        now = time.time_ns()
+        mtime = now if mtime_ns is None else mtime_ns
+        cur = self._exec(
+            "INSERT INTO inodes (parent, name, kind, mode, uid, gid, size, mtime_ns, ctime_ns, atime_ns,"
+            " target, state, remote_path, remote_rev, listed, data_version, needs_sync)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?)",
+            (parent, name, kind.value, mode & 0o7777, uid, gid, size, mtime, now, mtime, target,
+             state.value, remote_path, remote_rev, int(listed), int(needs_sync)),
+        )
+        ino = cur.lastrowid
+        assert ino is not None
+        inode = Inode(ino, parent, name, kind, mode & 0o7777, uid, gid, size, mtime, now, mtime, target,
+                      state, remote_path, remote_rev, listed, 0, needs_sync)
+        self._live[ino] = inode
+        return inode
+
+    def update(self, inode: Inode, **changes: Any) -> None:
+        """Persist ``changes`` and apply them to the live object."""
+        if not changes:
+            return
+        cols = ", ".join(f"{k} = ?" for k in changes)
+        args = tuple(_to_sql(k, v) for k, v in changes.items())
+        self._exec(f"UPDATE inodes SET {cols} WHERE ino = ?", args + (inode.ino,))
+        for k, v in changes.items():
+            setattr(inode, k, v)
+
+    def delete(self, inode: Inode) -> None:
+        self._exec("DELETE FROM inodes WHERE ino = ?", (inode.ino,))
+        self._exec("DELETE FROM xattrs WHERE ino = ?", (inode.ino,))
+        self._live.pop(inode.ino, None)
+
+    def forget(self, ino: int) -> None:
+        """Drop the in-memory object (the row stays); called when the kernel forgets it."""
+        if ino != ROOT_INO:
+            self._live.pop(ino, None)
+
+    # -- xattrs -----------------------------------------------------------------
+
+    def get_xattr(self, ino: int, name: str) -> bytes | None:
+        row = self._exec("SELECT value FROM xattrs WHERE ino = ? AND name = ?", (ino, name)).fetchone()
+        return None if row is None else bytes(row[0])
+
+    def list_xattrs(self, ino: int) -> list[str]:
+        return [r[0] for r in self._exec("SELECT name FROM xattrs WHERE ino = ? ORDER BY name", (ino,))]
+
+    def set_xattr(self, ino: int, name: str, value: bytes) -> None:
+        self._exec("INSERT OR REPLACE INTO xattrs (ino, name, value) VALUES (?, ?, ?)", (ino, name, value))
+
+    def remove_xattr(self, ino: int, name: str) -> bool:
+        return self._exec("DELETE FROM xattrs WHERE ino = ? AND name = ?", (ino, name)).rowcount > 0
+
+    # -- tombstones ---------------------------------------------------------------
+
+    def add_tombstone(self, remote_path: str, rev: str | None, kind: Kind) -> None:
+        self._exec(
+            "INSERT OR REPLACE INTO tombstones (remote_path, rev, kind, created) VALUES (?, ?, ?, ?)",
+            (remote_path, rev, kind.value, time.time()),
+        )
+
+    def tombstone(self, remote_path: str) -> tuple[str | None, Kind] | None:
+        row = self._exec("SELECT rev, kind FROM tombstones WHERE remote_path = ?", (remote_path,)).fetchone()
+        return None if row is None else (row[0], Kind(row[1]))
+
+    def remove_tombstone(self, remote_path: str) -> None:
+        self._exec("DELETE FROM tombstones WHERE remote_path = ?", (remote_path,))
+
+    def tombstones(self) -> list[tuple[str, str | None, Kind]]:
+        """Deepest paths first, so a directory goes after what was inside it."""
+        rows = self._exec("SELECT remote_path, rev, kind FROM tombstones")
+        items = [(p, r, Kind(k)) for p, r, k in rows]
+        items.sort(key=lambda t: (-t[0].count("/"), t[0]))
+        return items
+
+    # -- conflicts and key/value ---------------------------------------------------
+
+    def record_conflict(self, path: str, copy_path: str) -> None:
+        self._exec("INSERT INTO conflicts (path, copy_path, created) VALUES (?, ?, ?)", (path, copy_path, time.time()))
+
+    def conflicts(self, limit: int = 100) -> list[tuple[str, str, float]]:
+        return list(self._exec("SELECT path, copy_path, created FROM conflicts ORDER BY id DESC LIMIT ?", (limit,)))
+
+    def conflict_count(self) -> int:
+        return self._exec("SELECT count(*) FROM conflicts").fetchone()[0]
+
+    def get_kv(self, key: str) -> str | None:
+        row = self._exec("SELECT value FROM kv WHERE key = ?", (key,)).fetchone()
+        return None if row is None else row[0]
+
+    def set_kv(self, key: str, value: str) -> None:
+        self._exec("INSERT OR REPLACE INTO kv (key, value) VALUES (?, ?)", (key, value))
+
+    def close(self) -> None:
+        with contextlib.suppress(sqlite3.Error):
+            self._exec("PRAGMA wal_checkpoint(TRUNCATE)")
+        self._db.close()
+
+
+def _assign(dst: Inode, src: Inode) -> None:
+    for f in _COLUMNS:
+        setattr(dst, f, getattr(src, f))

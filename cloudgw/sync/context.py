@@ -1,0 +1,144 @@
+"""State shared by the sync engine's parts: the journal of our own remote changes,
+the adoption of remote entries into the local tree, and kernel invalidations.
+
+The journal exists because a remote listing is not a snapshot: it takes time,
+and our own uploads, moves and deletes land while it runs.  Every remote change
+we make bumps an epoch and records the paths it touched; a listing started at
+epoch E ignores paths touched after E (its view of them may predate our change,
+and acting on it would resurrect a delete or drop a fresh upload).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import posixpath
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+import trio
+
+from cloudgw.cache.files import CacheFiles
+from cloudgw.filesystem.ports import Invalidate, InvalidateEntry, Orphaned
+from cloudgw.metadata.model import FileState, Inode
+from cloudgw.metadata.store import MetadataStore
+from cloudgw.remotes.base import Kind, Remote, RemoteEntry
+
+log = logging.getLogger(__name__)
+
+
+class Journal:
+    """Paths this process changed on the remote, by epoch."""
+
+    def __init__(self) -> None:
+        self.epoch = 0
+        self._touched: dict[str, int] = {}
+
+    def touch(self, *paths: str) -> None:
+        self.epoch += 1
+        for p in paths:
+            self._touched[p] = self.epoch
+
+    def touched_since(self, path: str, epoch: int) -> bool:
+        return self._touched.get(path, -1) > epoch
+
+    def prune(self, before_epoch: int) -> None:
+        self._touched = {p: e for p, e in self._touched.items() if e > before_epoch}
+
+
+@dataclass
+class SyncStats:
+    last_poll_ok: float | None = None
+    last_poll_error: str | None = None
+    errors: deque = field(default_factory=lambda: deque(maxlen=20))
+
+    def error(self, message: str) -> None:
+        self.errors.append((time.time(), message))
+
+
+class SyncContext:
+    """What the uploader, lister and poller share."""
+
+    def __init__(
+        self,
+        store: MetadataStore,
+        cache: CacheFiles,
+        remote: Remote,
+        invalidations: trio.MemorySendChannel | None = None,
+        *,
+        uid: int = 0,
+        gid: int = 0,
+    ) -> None:
+        self.store = store
+        self.cache = cache
+        self.remote = remote
+        self.journal = Journal()
+        self.stats = SyncStats()
+        self.uid, self.gid = uid, gid
+        if invalidations is None:
+            invalidations, self._sink = trio.open_memory_channel(math.inf)
+        self.invalidations = invalidations
+        self.wants_sync: list[int] = []  # inos a poll or listing found needing an upload
+
+
+    # -- kernel cache invalidation (sent to the FUSE layer's task) -----------------------
+
+    def invalidate(self, inode: Inode) -> None:
+        self.invalidations.send_nowait(Invalidate(inode.ino))
+
+    def invalidate_entry(self, parent: int, name: str) -> None:
+        self.invalidations.send_nowait(InvalidateEntry(parent, name))
+
+    def orphaned(self, inode: Inode) -> None:
+        """The inode left the tree because of a remote change; the filesystem reaps it."""
+        self.invalidations.send_nowait(Orphaned(inode.ino))
+
+    # -- remote paths --------------------------------------------------------------------
+
+    def under_tombstone(self, path: str, tombstoned_dirs: set[str]) -> bool:
+        """True if ``path`` or one of its ancestors is a directory we are deleting."""
+        while path:
+            if path in tombstoned_dirs:
+                return True
+            path = posixpath.dirname(path)
+        return False
+
+    def tombstoned_dirs(self) -> set[str]:
+        return {p for p, _rev, kind in self.store.tombstones() if kind is Kind.DIR}
+
+    def may_adopt(self, path: str, epoch: int, tombstoned_dirs: set[str]) -> bool:
+        """Whether a remote entry seen by a listing started at ``epoch`` may enter the tree."""
+        if self.journal.touched_since(path, epoch):
+            return False
+        if self.store.tombstone(path) is not None or self.under_tombstone(path, tombstoned_dirs):
+            return False
+        return self.store.by_remote_path(path) is None
+
+    def adopt(self, entry: RemoteEntry, parent: Inode, *, listed: bool = False) -> Inode | None:
+        """Create the local inode for a remote entry (caller checked ``may_adopt``)."""
+        name = entry.name
+        if self.store.lookup(parent.ino, name) is not None:
+            return None  # a local entry holds the name; its upload resolves the clash
+        if len(name.encode("utf-8", "surrogateescape")) > 255:
+            log.warning("skipping remote entry %r: name longer than 255 bytes", entry.path)
+            return None
+        attrs = entry.attrs
+        default_mode = 0o755 if entry.kind is Kind.DIR else (0o777 if entry.kind is Kind.SYMLINK else 0o644)
+        inode = self.store.create(
+            parent=parent.ino,
+            name=name,
+            kind=entry.kind,
+            mode=attrs.mode if attrs.mode is not None else default_mode,
+            uid=attrs.uid if attrs.uid is not None else self.uid,
+            gid=attrs.gid if attrs.gid is not None else self.gid,
+            size=entry.size,
+            mtime_ns=attrs.mtime_ns or entry.mtime_ns,
+            target=entry.symlink_target,
+            state=FileState.REMOTE_ONLY if entry.kind is Kind.FILE else FileState.CLEAN,
+            remote_path=entry.path,
+            remote_rev=entry.rev,
+            listed=listed,
+        )
+        self.invalidate_entry(parent.ino, name)
+        return inode

@@ -1,0 +1,79 @@
+"""Deleting remote objects that left the local tree (unlink, rmdir, moves).
+
+A tombstone is ``(remote_path, rev we last saw, kind)``, committed in the same
+transaction as the local change that caused it.  Processing it deletes the
+remote object only if it is still at that revision: a version someone else
+wrote meanwhile is never deleted (it stays, and the poller shows it again).
+
+Rules, in the order they are checked:
+
+* a local inode now lives at the same path and awaits upload: skip; its upload
+  replaces the object (expecting the tombstone's revision) and drops the tombstone;
+* a directory is removed only after nothing of ours is still placed under it
+  (children being moved away); deepest paths go first;
+* a directory holding objects we do not know is left alone (outside data wins).
+
+Crash behaviour: tombstones are durable; a delete that happened but whose
+tombstone was not yet dropped is simply repeated (deletes are idempotent).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from cloudgw.errors import PreconditionFailed, RemoteError, RemoteNotEmpty
+from cloudgw.remotes.base import Kind
+from cloudgw.sync.context import SyncContext
+
+log = logging.getLogger(__name__)
+
+
+class TombstoneProcessor:
+    def __init__(self, ctx: SyncContext) -> None:
+        self.ctx = ctx
+
+    def pending(self) -> int:
+        return len(self.ctx.store.tombstones())
+
+    async def process(self) -> bool:
+        """One pass over all tombstones; True if some remain (to retry later)."""
+        store = self.ctx.store
+        remaining = False
+        for path, rev, kind in store.tombstones():
+            if store.tombstone(path) != (rev, kind):
+                continue  # replaced or dropped since the pass began
+            local = store.resolve(path)
+            if local is not None and local.needs_sync:
+                remaining = True
+                continue
+            try:
+                done = await self._delete(path, rev, kind)
+            except RemoteError as exc:
+                log.warning("deleting %s on the remote failed (will retry): %s", path, exc)
+                self.ctx.stats.error(f"delete {path}: {exc}")
+                remaining = True
+                continue
+            if not done:
+                remaining = True
+                continue
+            self.ctx.journal.touch(path)
+            if store.tombstone(path) == (rev, kind):
+                store.remove_tombstone(path)
+        return remaining
+
+    async def _delete(self, path: str, rev: str | None, kind: Kind) -> bool:
+        remote, store = self.ctx.remote, self.ctx.store
+        if kind is Kind.DIR:
+            if any(p != path for p in store.remote_paths_under(path)):
+                return False  # children are still being moved out
+            try:
+                await remote.rmdir(path)
+            except RemoteNotEmpty:
+                log.info("not removing remote directory %s: it holds data this mount does not know", path)
+            return True
+        try:
+            await remote.delete(path, expect=rev)
+        except PreconditionFailed:
+            log.warning("not deleting %s on the remote: it was changed elsewhere; that version stays", path)
+        log.info("deleted %s", path)
+        return True

@@ -1,0 +1,260 @@
+"""Making the remote follow one local inode: upload, move, mkdir, symlink.
+
+``reconcile(ino)`` is the write-back queue's upload callable.  It is idempotent:
+it compares the inode's local path and state with its placement on the remote
+(``remote_path``/``remote_rev``) and does what is missing.
+
+Upload of a file, step by step, and what a crash (kill -9) between steps does:
+
+1. make the cache file complete (fetch blocks never read) -- crash: redone.
+2. state := UPLOADING (committed) -- crash: startup turns it back into DIRTY.
+3. ``remote.write(path, snapshot, expect=rev we last saw | ABSENT)``; the
+   snapshot is the cache file checked against ``data_version`` right before
+   the remote commits, so a file modified meanwhile is never sent torn
+   (SourceChanged: the queue reschedules it) -- crash: the remote keeps the
+   old object (or an incomplete multipart upload, removed at startup).
+4. remote acknowledged; commit remote_path/remote_rev/state CLEAN and the
+   tombstone of the old location in one transaction -- crash between 3 and 4:
+   the redo finds a revision it does not know and keeps it as a conflict copy
+   (duplicate content, nothing lost).
+5. the old location (after a rename) is deleted by tombstone processing, only
+   if it still holds the revision we last saw.
+
+A remote version that changed under us (PreconditionFailed) is never
+overwritten silently: it is first copied aside to ``name.conflict-<time>.ext``,
+recorded and reported, and then ours is written in its place.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import posixpath
+import time
+
+from cloudgw.cache.files import CacheEntry
+from cloudgw.errors import CloudgwError, PreconditionFailed, RemoteError, RemoteNotFound, SourceChanged
+from cloudgw.metadata.model import FileState, Inode
+from cloudgw.remotes.base import Expect, FileAttrs, Kind, RemoteEntry
+from cloudgw.sync.context import SyncContext
+from cloudgw.sync.fetcher import Fetcher
+
+log = logging.getLogger(__name__)
+
+
+class Deferred(CloudgwError):
+    """Not now: another inode still occupies the target path on the remote."""
+
+
+class CacheFileSource:
+    """Upload source over a cache file, valid while the inode's data_version holds."""
+
+    def __init__(self, fd: int, size: int, inode: Inode, version: int) -> None:
+        self._fd, self.size, self._inode, self._version = fd, size, inode, version
+
+    def read(self, offset: int, length: int) -> bytes:
+        return os.pread(self._fd, max(0, min(length, self.size - offset)), offset)
+
+    def check(self) -> None:
+        if self._inode.data_version != self._version or self._inode.parent is None:
+            raise SourceChanged(f"inode {self._inode.ino} changed during upload")
+
+
+def conflict_name(path: str, now: float | None = None) -> str:
+    head, name = posixpath.split(path)
+    stem, ext = posixpath.splitext(name)
+    if not stem:
+        stem, ext = name, ""
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(now))
+    return posixpath.join(head, f"{stem}.conflict-{stamp}{ext}")
+
+
+def attrs_of(inode: Inode) -> FileAttrs:
+    return FileAttrs(mode=inode.mode, uid=inode.uid, gid=inode.gid, mtime_ns=inode.mtime_ns)
+
+
+class Uploader:
+    def __init__(self, ctx: SyncContext, fetcher: Fetcher) -> None:
+        self.ctx = ctx
+        self.fetcher = fetcher
+
+    async def reconcile(self, ino: int) -> None:
+        store = self.ctx.store
+        inode = store.get(ino)
+        if inode is None or inode.parent is None or not inode.needs_sync:
+            return
+        path = store.path_of(inode)
+        if path is None:
+            return
+        self._check_target_free(inode, path)
+        if inode.is_dir:
+            await self._sync_dir(inode, path)
+        elif inode.kind is Kind.SYMLINK:
+            await self._sync_symlink(inode, path)
+        elif inode.state.has_unsynced_data or inode.remote_path is None:
+            await self._upload(inode, path)
+        elif inode.remote_path != path:
+            await self._move(inode, path)
+        else:
+            store.update(inode, needs_sync=False)
+
+    def _check_target_free(self, inode: Inode, path: str) -> None:
+        occupant = self.ctx.store.by_remote_path(path)
+        if occupant is not None and occupant.ino != inode.ino:
+            raise Deferred(f"{path!r} is still held on the remote by inode {occupant.ino}")
+
+    def _expectation(self, inode: Inode, path: str) -> Expect | str:
+        if inode.remote_path == path and inode.remote_rev is not None:
+            return inode.remote_rev
+        tomb = self.ctx.store.tombstone(path)
+        if tomb is not None:
+            rev, kind = tomb
+            return rev if (rev is not None and kind is not Kind.DIR) else Expect.ANY
+        return Expect.ABSENT
+
+    # -- files -----------------------------------------------------------------------------
+
+    async def _upload(self, inode: Inode, path: str) -> None:
+        store, cache = self.ctx.store, self.ctx.cache
+        entry = cache.get(inode.ino)
+        if entry is None:
+            if inode.size and inode.remote_path is None:
+                raise RemoteError(f"{path}: local data is missing from the cache (cache damaged?)")
+            entry = cache.entry_for(inode.ino, rev=inode.remote_rev, remote_size=inode.size)
+        await self._complete(inode, entry)
+        version, size = inode.data_version, inode.size
+        expect = self._expectation(inode, path)
+        store.update(inode, state=FileState.UPLOADING)
+        fd = cache.open_fd(entry)
+        try:
+            source = CacheFileSource(fd, size, inode, version)
+            for _ in range(3):
+                try:
+                    result = await self.ctx.remote.write(path, source, expect=expect, attrs=attrs_of(inode))
+                    break
+                except PreconditionFailed:
+                    expect = await self._save_conflict_copy(inode, path)
+            else:
+                raise RemoteError(f"{path}: the remote keeps changing under the upload; will retry")
+        except BaseException:
+            if inode.state is FileState.UPLOADING:
+                store.update(inode, state=FileState.DIRTY)
+            raise
+        finally:
+            cache.release(entry)
+        self._commit_upload(inode, path, result, version, size, entry)
+
+    async def _complete(self, inode: Inode, entry: CacheEntry) -> None:
+        """Fetch what was never read, so the whole file can be sent."""
+        if entry.fetch_limit and entry.missing(0, entry.fetch_limit):
+            if inode.remote_path is None:
+                raise RemoteError(f"inode {inode.ino}: partial data with no remote copy")
+            await self.fetcher.fetch(inode.remote_path, entry, 0, entry.fetch_limit)
+
+    def _commit_upload(self, inode: Inode, path: str, result: RemoteEntry, version: int, size: int, entry: CacheEntry) -> None:
+        ctx, store = self.ctx, self.ctx.store
+        ctx.journal.touch(path)
+        with store.transaction():
+            if store.get(inode.ino) is None or inode.parent is None:
+                store.add_tombstone(path, result.rev, Kind.FILE)  # deleted while uploading
+                return
+            old_path, old_rev = inode.remote_path, inode.remote_rev
+            unchanged = inode.data_version == version
+            moved = store.path_of(inode) != path
+            store.update(
+                inode,
+                remote_path=path,
+                remote_rev=result.rev,
+                state=FileState.CLEAN if unchanged else FileState.DIRTY,
+                needs_sync=not unchanged or moved,
+            )
+            store.remove_tombstone(path)
+            if old_path is not None and old_path != path:
+                store.add_tombstone(old_path, old_rev, Kind.FILE)
+        if unchanged:
+            ctx.cache.adopt_as_clean(entry, rev=result.rev or "", size=size)
+        log.info("uploaded %s (%d bytes)", path, size)
+
+    async def _save_conflict_copy(self, inode: Inode, path: str) -> Expect | str:
+        """Someone else wrote ``path``: keep their version as a conflict copy."""
+        remote = self.ctx.remote
+        try:
+            theirs = await remote.stat(path)
+        except RemoteNotFound:
+            return Expect.ABSENT
+        if theirs.kind is not Kind.FILE:
+            raise RemoteError(f"{path}: the remote has a {theirs.kind.value} where a file is being uploaded")
+        copy_path = conflict_name(path)
+        await remote.copy(path, copy_path)
+        self.ctx.store.record_conflict(path, copy_path)
+        self.ctx.stats.error(f"conflict: {path} changed remotely; remote version kept as {copy_path}")
+        log.warning("conflict: %s changed on the remote while edited here; the remote version is kept as %s",
+                    path, copy_path)
+        return theirs.rev or Expect.ANY
+
+    async def _move(self, inode: Inode, path: str) -> None:
+        ctx, store = self.ctx, self.ctx.store
+        src = inode.remote_path
+        assert src is not None
+        expect_dst = self._expectation(inode, path)
+        if expect_dst is Expect.ABSENT:
+            try:
+                await ctx.remote.stat(path)
+                await self._save_conflict_copy(inode, path)
+            except RemoteNotFound:
+                pass
+        try:
+            result = await ctx.remote.rename(src, path, expect=inode.remote_rev)
+            same_content = True
+        except PreconditionFailed:
+            result = await ctx.remote.rename(src, path)  # someone changed it: move theirs, refetch
+            same_content = False
+        except RemoteNotFound:
+            store.update(inode, remote_path=None, remote_rev=None)  # gone remotely: upload from cache
+            entry = ctx.cache.get(inode.ino)
+            if entry is None or entry.missing(0, entry.fetch_limit):
+                raise RemoteError(f"{src}: vanished from the remote before it could be moved to {path}")
+            await self._upload(inode, path)
+            return
+        ctx.journal.touch(src, path)
+        with store.transaction():
+            store.update(inode, remote_path=path, remote_rev=result.rev, needs_sync=store.path_of(inode) != path)
+            store.remove_tombstone(path)
+            if not same_content:
+                store.update(inode, state=FileState.REMOTE_ONLY, size=result.size)
+        entry = ctx.cache.get(inode.ino)
+        if entry is not None:
+            if same_content:
+                entry.rev = result.rev
+                ctx.cache.flush()
+            else:
+                ctx.cache.reset(entry, rev=result.rev, remote_size=result.size)
+                ctx.invalidate(inode)
+
+    # -- directories and symlinks ---------------------------------------------------------
+
+    async def _sync_dir(self, inode: Inode, path: str) -> None:
+        ctx, store = self.ctx, self.ctx.store
+        if inode.remote_path == path:
+            store.update(inode, needs_sync=False)
+            return
+        await ctx.remote.mkdir(path, attrs_of(inode))
+        ctx.journal.touch(path)
+        with store.transaction():
+            old = inode.remote_path
+            store.update(inode, remote_path=path, needs_sync=store.path_of(inode) != path)
+            store.remove_tombstone(path)
+            if old is not None:
+                store.add_tombstone(old, None, Kind.DIR)
+
+    async def _sync_symlink(self, inode: Inode, path: str) -> None:
+        ctx, store = self.ctx, self.ctx.store
+        result = await ctx.remote.symlink(path, inode.target or "")
+        ctx.journal.touch(path)
+        with store.transaction():
+            old = inode.remote_path
+            store.update(inode, remote_path=path, remote_rev=result.rev, state=FileState.CLEAN,
+                         needs_sync=store.path_of(inode) != path)
+            store.remove_tombstone(path)
+            if old is not None and old != path:
+                store.add_tombstone(old, None, Kind.SYMLINK)
