@@ -1,0 +1,234 @@
+"""The ``cloudgw`` command line: mount, sync, status, umount.
+
+Every user-facing failure is one line on stderr ("cloudgw: error: ...") and
+exit code 2 (bad input) or 1 (runtime failure); never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+from cloudgw import __version__
+from cloudgw.config import (
+    MountConfig,
+    RemoteSpec,
+    load_toml,
+    parse_duration,
+    parse_size,
+    remotes_from_toml,
+    section,
+)
+from cloudgw.errors import UserError
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="cloudgw", description="Mount clouds as one local filesystem with a write-back disk cache.")
+    p.add_argument("--version", action="version", version=f"cloudgw {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    m = sub.add_parser("mount", help="mount a remote (or several, with --config)",
+                       description="Mount REMOTE (file:///abs/path or s3://bucket[/prefix]) on MOUNTPOINT. "
+                       "S3 credentials, region and endpoint come from boto3's standard chain "
+                       "(AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_DEFAULT_REGION, AWS_ENDPOINT_URL, ~/.aws).")
+    m.add_argument("remote", nargs="?", help="file:///abs/path or s3://bucket[/prefix] (omit with --config)")
+    m.add_argument("mountpoint", help="an existing empty directory")
+    m.add_argument("--config", type=Path, help="TOML file describing several remotes (see README)")
+    m.add_argument("--cache-dir", type=Path, help="where cached and pending data lives (default /var/cache/cloudgw/<mountpoint>)")
+    m.add_argument("--cache-max-size", default=None, help="clean data kept in the cache, e.g. 20G (default 10G)")
+    m.add_argument("--cache-max-age", default=None, help="evict clean data unused this long, e.g. 30d")
+    m.add_argument("--cache-min-free", default=None, help="free space to keep on the cache disk (default 1G)")
+    m.add_argument("--write-back", default=None, help="seconds after the last close before uploading (default 5)")
+    m.add_argument("--poll-interval", default=None, help="seconds between remote change polls, 1..86400 (default 60)")
+    m.add_argument("--endpoint-url", help="S3 endpoint (else AWS_ENDPOINT_URL / AWS)")
+    m.add_argument("--region", help="S3 region (else AWS_DEFAULT_REGION)")
+    m.add_argument("--path-style", action="store_true", default=None, help="S3 path-style addressing")
+    m.add_argument("--foreground", "-f", action="store_true", help="stay in the foreground, log to stderr")
+    m.add_argument("--read-only", action="store_true", help="mount read-only")
+    m.add_argument("-o", dest="options", action="append", default=[], help="extra FUSE options, comma separated")
+    m.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+
+    s = sub.add_parser("sync", help="upload everything pending now", description="Upload every pending change now.")
+    s.add_argument("mountpoint", type=Path)
+    s.add_argument("--wait", action="store_true", help="return when nothing is pending (progress on a terminal)")
+    s.add_argument("--timeout", type=float, default=0, help="with --wait: give up after this many seconds (exit 1)")
+
+    st = sub.add_parser("status", help="what is dirty, uploading, failed, conflicted",
+                        description="Show pending uploads, failures, conflicts and the last poll.")
+    st.add_argument("mountpoint", type=Path)
+    st.add_argument("--json", action="store_true", help="machine-readable output")
+
+    u = sub.add_parser("umount", help="upload what is pending, then unmount",
+                       description="Drain the upload queue (bounded by --timeout), then unmount. "
+                       "What is not uploaded in time stays queued for the next mount.")
+    u.add_argument("mountpoint", type=Path)
+    u.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for uploads (default 60)")
+    return p
+
+
+def _default_cache_dir(mountpoint: Path) -> Path:
+    base = Path("/var/cache/cloudgw") if os.geteuid() == 0 else Path.home() / ".cache" / "cloudgw"
+    return base / os.path.realpath(mountpoint).strip("/").replace("/", "_")
+
+
+def mount_config(args: argparse.Namespace) -> MountConfig:
+    mountpoint = Path(args.mountpoint).absolute()
+    doc: dict = {}
+    if args.config is not None:
+        if args.remote is not None:
+            raise UserError("give either REMOTE or --config, not both")
+        doc = load_toml(args.config)
+        remotes = remotes_from_toml(doc, args.config)
+        cache = section(doc, "cache", args.config, {"dir", "max_size", "max_age", "min_free"})
+        sync = section(doc, "sync", args.config, {"write_back", "poll_interval", "upload_concurrency"})
+    else:
+        if args.remote is None:
+            raise UserError("missing REMOTE: cloudgw mount file:///abs/path|s3://bucket[/prefix] MOUNTPOINT")
+        remotes = {"": RemoteSpec(args.remote, args.endpoint_url, args.region, args.path_style)}
+        cache, sync = {}, {}
+
+    def pick(cli_value, file_value, default):  # noqa: ANN001, ANN202
+        return cli_value if cli_value is not None else (file_value if file_value is not None else default)
+
+    cache_dir = args.cache_dir or (Path(cache["dir"]) if "dir" in cache else _default_cache_dir(mountpoint))
+    max_age = pick(args.cache_max_age, cache.get("max_age"), None)
+    concurrency = sync.get("upload_concurrency", 4)
+    if not isinstance(concurrency, int) or isinstance(concurrency, bool):
+        raise UserError("upload_concurrency must be a whole number")
+    options = tuple(o for opt in args.options for o in opt.split(",") if o)
+    bad = [o for o in options if o.startswith("max_read")]
+    if bad:
+        raise UserError("-o max_read is not supported (the mount fails silently with it on libfuse 3.14)")
+    return MountConfig(
+        mountpoint=mountpoint,
+        cache_dir=Path(cache_dir).absolute(),
+        remotes=remotes,
+        cache_max_size=parse_size(pick(args.cache_max_size, cache.get("max_size"), "10G"), "cache size"),
+        cache_max_age=parse_duration(max_age, "cache max age") if max_age is not None else None,
+        cache_min_free=parse_size(pick(args.cache_min_free, cache.get("min_free"), "1G"), "cache free-space reserve"),
+        write_back=parse_duration(pick(args.write_back, sync.get("write_back"), 5), "write-back delay"),
+        poll_interval=parse_duration(pick(args.poll_interval, sync.get("poll_interval"), 60), "poll interval"),
+        upload_concurrency=concurrency,
+        read_only=args.read_only,
+        fuse_options=options,
+        foreground=args.foreground,
+    )
+
+
+def _setup_logging(level: str, logfile: Path | None) -> None:
+    handler: logging.Handler
+    if logfile is None:
+        handler = logging.StreamHandler(sys.stderr)
+    else:
+        fd = os.open(logfile, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        handler = logging.StreamHandler(os.fdopen(fd, "a", buffering=1))
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    for noisy in ("botocore", "boto3", "urllib3", "s3transfer"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def cmd_mount(args: argparse.Namespace) -> int:
+    from cloudgw.app import check_before_mount
+    from cloudgw.daemon import run_daemon, run_foreground
+
+    config = mount_config(args)
+    check_before_mount(config)
+    if config.foreground:
+        _setup_logging(args.log_level, None)
+        return run_foreground(config)
+    return run_daemon(config, lambda: _setup_logging(args.log_level, config.cache_dir / "cloudgw.log"))
+
+
+def cmd_sync(args: argparse.Namespace) -> int:
+    from cloudgw.control import request
+
+    if not args.wait:
+        for answer in request(args.mountpoint, {"op": "sync"}):
+            print("sync started")
+        return 0
+    tty = sys.stderr.isatty()
+    final: dict = {}
+    for answer in request(args.mountpoint, {"op": "sync", "wait": True, "timeout": args.timeout}, timeout=None):
+        if answer.get("progress") and tty:
+            print(f"\rpending: {answer['pending']} changes, {_human(answer['pending_bytes'])}   ", end="", file=sys.stderr)
+        if answer.get("done"):
+            final = answer
+    if tty:
+        print(file=sys.stderr)
+    if not final.get("drained"):
+        print(f"cloudgw: {final.get('pending', '?')} changes still pending "
+              f"({final.get('failed_files', 0)} failing); see 'cloudgw status {args.mountpoint}'", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _human(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from cloudgw.control import request
+
+    status = next(request(args.mountpoint, {"op": "status"}))
+    if args.json:
+        print(json.dumps(status, indent=2))
+        return 0
+    last = status.get("last_poll")
+    print(f"dirty:      {status['dirty_files']} files, {_human(status['dirty_bytes'])}")
+    print(f"uploading:  {status['uploading_files']} files, {_human(status['uploading_bytes'])}")
+    print(f"pending:    {status['pending']} changes (incl. {status['pending_deletes']} remote deletes)")
+    print(f"failed:     {status['failed_files']} files")
+    for f in status["failed"]:
+        print(f"  {f['path']}: {f['error']} ({f['attempts']} attempts)")
+    print(f"conflicts:  {status['conflicts']}")
+    for c in status["recent_conflicts"]:
+        print(f"  {c['path']} -> remote version kept as {c['copy']}")
+    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(last)) if last else "never"
+    print(f"last poll:  {when}" + (f" (last error: {status['last_poll_error']})" if status.get("last_poll_error") else ""))
+    for e in status["errors"][-5:]:
+        print(f"  {time.strftime('%H:%M:%S', time.localtime(e['time']))} {e['message']}")
+    return 0
+
+
+def cmd_umount(args: argparse.Namespace) -> int:
+    from cloudgw.control import request
+
+    final: dict = {}
+    for answer in request(args.mountpoint, {"op": "umount", "timeout": args.timeout}, timeout=args.timeout + 60):
+        final = answer
+    deadline = time.monotonic() + 30
+    while os.path.ismount(args.mountpoint) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if not final.get("drained", False):
+        print(f"cloudgw: unmounted with {final.get('pending', '?')} changes still pending; "
+              "they are uploaded at the next mount", file=sys.stderr)
+        return 1
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    commands = {"mount": cmd_mount, "sync": cmd_sync, "status": cmd_status, "umount": cmd_umount}
+    try:
+        return commands[args.command](args)
+    except UserError as exc:
+        print(f"cloudgw: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

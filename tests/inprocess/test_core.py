@@ -1,0 +1,130 @@
+"""The filesystem core in-process over a real file:// remote: what a user sees."""
+
+from __future__ import annotations
+
+import errno
+import os
+from pathlib import Path
+
+import pytest
+
+from cloudgw.filesystem import FsError
+from cloudgw.remotes.local import LocalRemote
+from tests.inprocess.harness import running
+
+
+@pytest.fixture
+def dirs(tmp_path: Path) -> tuple[Path, Path]:
+    cloud, cache = tmp_path / "cloud", tmp_path / "cache"
+    cloud.mkdir()
+    return cloud, cache
+
+
+async def test_written_file_reaches_remote_and_reads_back(dirs):
+    cloud, cache = dirs
+    async with running(LocalRemote(cloud), cache) as h:
+        await h.mkdir("docs")
+        await h.write_file("docs/a.txt", b"hello world")
+        assert await h.read_file("docs/a.txt") == b"hello world"
+        await h.settle()
+        assert (cloud / "docs" / "a.txt").read_bytes() == b"hello world"
+        assert h.fs.ns.getxattr((await h.resolve("docs/a.txt")).ino, "user.cloudgw.state") == b"clean"
+
+
+async def test_existing_remote_tree_is_listed_and_read(dirs):
+    cloud, cache = dirs
+    (cloud / "sub").mkdir()
+    (cloud / "sub" / "big.bin").write_bytes(os.urandom(3 * 1024 * 1024 + 17))
+    (cloud / "top.txt").write_text("top")
+    async with running(LocalRemote(cloud), cache) as h:
+        assert await h.listdir("") == ["sub", "top.txt"]
+        assert await h.read_file("sub/big.bin") == (cloud / "sub" / "big.bin").read_bytes()
+
+
+async def test_partial_overwrite_of_uncached_file_keeps_the_rest(dirs):
+    cloud, cache = dirs
+    original = os.urandom(5 * 1024 * 1024)
+    (cloud / "f.bin").write_bytes(original)
+    async with running(LocalRemote(cloud), cache) as h:
+        await h.write_file("f.bin", b"X" * 100, offset=2 * 1024 * 1024 + 10, create=False)
+        await h.settle()
+    expected = bytearray(original)
+    expected[2 * 1024 * 1024 + 10 : 2 * 1024 * 1024 + 110] = b"X" * 100
+    assert (cloud / "f.bin").read_bytes() == bytes(expected)
+
+
+async def test_rename_and_delete_follow_on_remote(dirs):
+    cloud, cache = dirs
+    async with running(LocalRemote(cloud), cache) as h:
+        await h.mkdir("d")
+        await h.write_file("d/one", b"1")
+        await h.write_file("two", b"2")
+        await h.settle()
+        await h.rename("d", "e")
+        await h.rename("two", "e/three")
+        await h.settle()
+        assert sorted(p.relative_to(cloud).as_posix() for p in cloud.rglob("*")) == ["e", "e/one", "e/three"]
+        await h.unlink("e/one")
+        await h.unlink("e/three")
+        await h.rmdir("e")
+        await h.settle()
+        assert list(cloud.iterdir()) == []
+
+
+async def test_delete_of_dirty_file_before_upload_leaves_nothing(dirs):
+    cloud, cache = dirs
+    async with running(LocalRemote(cloud), cache, write_back_delay=30) as h:
+        await h.write_file("tmp.txt", b"x")
+        await h.mkdir("newdir")
+        await h.write_file("newdir/f", b"y")
+        await h.rename("newdir", "renamed")
+        await h.unlink("tmp.txt")
+        await h.settle()
+        assert sorted(p.relative_to(cloud).as_posix() for p in cloud.rglob("*")) == ["renamed", "renamed/f"]
+
+
+async def test_outside_changes_appear_after_poll(dirs):
+    cloud, cache = dirs
+    (cloud / "keep.txt").write_text("v1")
+    (cloud / "gone.txt").write_text("bye")
+    async with running(LocalRemote(cloud), cache) as h:
+        assert await h.read_file("keep.txt") == b"v1"
+        assert await h.listdir("") == ["gone.txt", "keep.txt"]
+        (cloud / "keep.txt").write_text("version two")
+        (cloud / "gone.txt").unlink()
+        (cloud / "new").mkdir()
+        (cloud / "new" / "n.txt").write_text("new")
+        await h.engine.poll_now()
+        assert await h.listdir("") == ["keep.txt", "new"]
+        assert await h.read_file("keep.txt") == b"version two"
+        assert await h.read_file("new/n.txt") == b"new"
+
+
+async def test_remote_change_under_local_edit_keeps_both(dirs):
+    cloud, cache = dirs
+    (cloud / "doc.txt").write_text("base")
+    async with running(LocalRemote(cloud), cache, write_back_delay=30) as h:
+        assert await h.read_file("doc.txt") == b"base"
+        await h.write_file("doc.txt", b"mine")
+        (cloud / "doc.txt").write_text("theirs")
+        await h.settle()
+        assert (cloud / "doc.txt").read_text() == "mine"
+        copies = [p for p in cloud.iterdir() if p.name.startswith("doc.conflict-")]
+        assert len(copies) == 1 and copies[0].read_text() == "theirs"
+        assert h.engine.status()["conflicts"] == 1
+
+
+async def test_errors_are_posix(dirs):
+    cloud, cache = dirs
+    async with running(LocalRemote(cloud), cache) as h:
+        await h.mkdir("d")
+        await h.write_file("d/f", b"1")
+        with pytest.raises(FsError) as e:
+            await h.rmdir("d")
+        assert e.value.errno == errno.ENOTEMPTY
+        with pytest.raises(FsError) as e:
+            await h.mkdir("d")
+        assert e.value.errno == errno.EEXIST
+        with pytest.raises(FsError) as e:
+            await h.resolve("nope")
+        assert e.value.errno == errno.ENOENT
