@@ -55,13 +55,19 @@ def build_remote(config: MountConfig) -> Remote:
 
 def fuse_options(config: MountConfig) -> set[str]:
     options = set(pyfuse3.default_options)
-    options |= {"fsname=cloudgw", "subtype=cloudgw", "default_permissions"}
+    options |= {f"fsname=cloudgw:{_describe(config)}", "subtype=cloudgw", "default_permissions"}
     if os.geteuid() == 0:
         options.add("allow_other")  # so SMB/NFS servers and other users can use the mount
     if config.read_only:
         options.add("ro")
     options |= set(config.fuse_options)
     return options
+
+
+def _describe(config: MountConfig) -> str:
+    urls = [s.url for s in config.remotes.values()]
+    text = urls[0] if len(urls) == 1 else f"{len(urls)}-remotes"
+    return text.replace(",", "_").replace(" ", "_")
 
 
 def raise_readahead(mountpoint: Path, kib: int = 1024) -> None:
@@ -109,7 +115,6 @@ class Gateway:
         try:
             pyfuse3.init(ops, str(config.mountpoint), fuse_options(config))
             mounted = True
-            raise_readahead(config.mountpoint)
             async with trio.open_nursery() as nursery:
                 await nursery.start(engine.run)
                 await nursery.start(ops.run_invalidations, receive)
@@ -117,6 +122,8 @@ class Gateway:
                 await nursery.start(control.run, control_sock)
                 nursery.start_soon(self._signals)
                 nursery.start_soon(self._stopper)
+                # stat() of the mountpoint needs pyfuse3.main() serving: do it from a thread
+                nursery.start_soon(trio.to_thread.run_sync, raise_readahead, config.mountpoint)
                 log.info("mounted %s on %s", ", ".join(s.url for s in config.remotes.values()), config.mountpoint)
                 ready()
                 await pyfuse3.main()

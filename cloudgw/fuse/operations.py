@@ -63,7 +63,11 @@ def _name(raw: bytes) -> str:
 
 
 class FuseOperations(pyfuse3.Operations):
-    enable_writeback_cache = True
+    # The kernel writeback cache would batch small writes, but with it the kernel
+    # trusts its own i_size for regular files and ignores the size we report, so
+    # a file changed on the remote would keep its old size in the mount until
+    # the kernel drops the inode.  Correctness first: off.
+    enable_writeback_cache = False
 
     def __init__(self, fs: FileSystem, *, attr_timeout: float = 60.0) -> None:
         super().__init__()

@@ -1,0 +1,49 @@
+# cloudgw: `make run` mounts the embedded demo, `make test` runs the whole suite.
+# Both install what they need first (Debian 12, as root).
+
+PYTHON  ?= python3
+VENV    := .venv
+BIN     := $(VENV)/bin
+DEMO    := $(CURDIR)/demo
+APT_GET := DEBIAN_FRONTEND=noninteractive apt-get -y -q -o Dpkg::Use-Pty=0
+SYSTEM_PACKAGES := fuse3 libfuse3-dev pkg-config gcc python3-dev python3-venv \
+                   git rsync sqlite3 tar attr
+
+.PHONY: run test deps deps-test system-deps bench clean-demo
+
+system-deps:
+	@missing=""; for p in $(SYSTEM_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; $(APT_GET) update -qq && $(APT_GET) install --no-install-recommends $$missing; \
+	fi
+	@test -e /dev/fuse || { echo "error: /dev/fuse is missing (modprobe fuse)"; exit 1; }
+
+$(BIN)/cloudgw: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	@touch $@
+
+deps: system-deps $(BIN)/cloudgw
+
+deps-test: deps
+	sh scripts/install-swift-deps.sh
+
+# The embedded default: a file:// remote at ./demo/cloud mounted on ./demo/mnt.
+# Foreground; Ctrl-C uploads what is pending, unmounts and exits.
+run: deps
+	mkdir -p $(DEMO)/cloud $(DEMO)/mnt $(DEMO)/cache
+	$(BIN)/cloudgw mount file://$(DEMO)/cloud $(DEMO)/mnt --cache-dir $(DEMO)/cache \
+	    --write-back 5 --poll-interval 10 --foreground
+
+test: deps-test
+	$(BIN)/pytest -q -p no:cacheprovider
+
+bench: deps-test
+	$(BIN)/python -m benchmarks.run
+
+clean-demo:
+	-fusermount3 -u $(DEMO)/mnt 2>/dev/null
+	rm -rf $(DEMO)

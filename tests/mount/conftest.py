@@ -1,0 +1,82 @@
+"""Fixtures for tests through a real FUSE mount of the real daemon."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from tests.mount.gateway import Gateway
+from tests.mount.views import FileView, S3View
+from tests.servers import S3Server
+
+_buckets = itertools.count()
+
+
+@dataclass
+class Backend:
+    name: str
+    url: str
+    env: dict[str, str]
+    view: FileView | S3View
+
+
+def make_backend(kind: str, tmp_path: Path, s3: S3Server | None) -> Backend:
+    if kind == "file":
+        root = tmp_path / "cloud"
+        root.mkdir()
+        return Backend("file", f"file://{root}", {}, FileView(root))
+    assert s3 is not None
+    bucket = f"mount-{next(_buckets)}"
+    client = s3.client()
+    client.create_bucket(Bucket=bucket)
+    env = s3.env()
+    return Backend(s3.name, f"s3://{bucket}/data", env, S3View(client, bucket, "data"))
+
+
+@pytest.fixture(params=["file", "s3"])
+def backend(request, tmp_path: Path) -> Backend:  # noqa: ANN001
+    s3 = request.getfixturevalue("moto_server") if request.param == "s3" else None
+    return make_backend(request.param, tmp_path, s3)
+
+
+@pytest.fixture
+def file_backend(tmp_path: Path) -> Backend:
+    return make_backend("file", tmp_path, None)
+
+
+@pytest.fixture
+def s3_backend(tmp_path: Path, moto_server: S3Server) -> Backend:
+    return make_backend("s3", tmp_path, moto_server)
+
+
+def _gateway(backend: Backend, tmp_path: Path) -> Iterator[Gateway]:
+    gw = Gateway(backend.url, tmp_path / "mnt", tmp_path / "cache", env=backend.env, args=("--path-style",)
+                 if backend.name != "file" else ())
+    gw.backend = backend  # type: ignore[attr-defined]
+    try:
+        gw.mount()
+        yield gw
+        gw.umount()
+    finally:
+        gw.force_cleanup()
+    bad = gw.bad_log_lines()
+    assert not bad, "daemon logged unexpected warnings:\n" + "\n".join(bad[:20])
+
+
+@pytest.fixture
+def gw(backend: Backend, tmp_path: Path) -> Iterator[Gateway]:
+    yield from _gateway(backend, tmp_path)
+
+
+@pytest.fixture
+def file_gw(file_backend: Backend, tmp_path: Path) -> Iterator[Gateway]:
+    yield from _gateway(file_backend, tmp_path)
+
+
+@pytest.fixture
+def s3_gw(s3_backend: Backend, tmp_path: Path) -> Iterator[Gateway]:
+    yield from _gateway(s3_backend, tmp_path)
