@@ -46,7 +46,9 @@ log = logging.getLogger(__name__)
 
 def build_remote(config: MountConfig) -> Remote:
     def one(spec):  # noqa: ANN001
-        return open_remote(spec.url, endpoint_url=spec.endpoint_url, region=spec.region, path_style=spec.path_style)
+        extra = {"retry_deadline": config.remote_timeout} if spec.url.lower().startswith("s3:") else {}
+        return open_remote(spec.url, endpoint_url=spec.endpoint_url, region=spec.region, path_style=spec.path_style,
+                           **extra)
 
     if list(config.remotes) == [""]:
         return one(config.remotes[""])

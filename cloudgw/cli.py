@@ -45,6 +45,8 @@ def _parser() -> argparse.ArgumentParser:
     m.add_argument("--cache-min-free", default=None, help="free space to keep on the cache disk (default 1G)")
     m.add_argument("--write-back", default=None, help="seconds after the last close before uploading (default 5)")
     m.add_argument("--poll-interval", default=None, help="seconds between remote change polls, 1..86400 (default 60)")
+    m.add_argument("--remote-timeout", default=None,
+                   help="seconds before a remote request (with its retries) fails with EIO (default 30)")
     m.add_argument("--endpoint-url", help="S3 endpoint (else AWS_ENDPOINT_URL / AWS)")
     m.add_argument("--region", help="S3 region (else AWS_DEFAULT_REGION)")
     m.add_argument("--path-style", action="store_true", default=None, help="S3 path-style addressing")
@@ -85,7 +87,7 @@ def mount_config(args: argparse.Namespace) -> MountConfig:
         doc = load_toml(args.config)
         remotes = remotes_from_toml(doc, args.config)
         cache = section(doc, "cache", args.config, {"dir", "max_size", "max_age", "min_free"})
-        sync = section(doc, "sync", args.config, {"write_back", "poll_interval", "upload_concurrency"})
+        sync = section(doc, "sync", args.config, {"write_back", "poll_interval", "upload_concurrency", "remote_timeout"})
     else:
         if args.remote is None:
             raise UserError("missing REMOTE: cloudgw mount file:///abs/path|s3://bucket[/prefix] MOUNTPOINT")
@@ -114,6 +116,7 @@ def mount_config(args: argparse.Namespace) -> MountConfig:
         write_back=parse_duration(pick(args.write_back, sync.get("write_back"), 5), "write-back delay"),
         poll_interval=parse_duration(pick(args.poll_interval, sync.get("poll_interval"), 60), "poll interval"),
         upload_concurrency=concurrency,
+        remote_timeout=parse_duration(pick(args.remote_timeout, sync.get("remote_timeout"), 30), "remote timeout"),
         read_only=args.read_only,
         fuse_options=options,
         foreground=args.foreground,

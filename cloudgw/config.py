@@ -86,6 +86,7 @@ class MountConfig:
     fuse_options: tuple[str, ...] = ()
     foreground: bool = False
     drain_timeout: float = 60.0
+    remote_timeout: float = 30.0  # a remote request (with retries) fails after this long
     extra: dict[str, Any] = field(default_factory=dict)
 
     def validate(self) -> None:
