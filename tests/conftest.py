@@ -21,3 +21,11 @@ def moto_server() -> Iterator[S3Server]:
 
     with start_moto() as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def swift_server() -> Iterator[S3Server]:
+    from tests.servers.swift import start_swift
+
+    with start_swift() as server:
+        yield server
