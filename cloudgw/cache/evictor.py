@@ -31,7 +31,8 @@ class EvictionPolicy:
     max_size: int = 10 << 30  # bytes of cached data
     max_age: float | None = None  # seconds since last access
     min_free: int = 1 << 30  # keep this much free on the cache disk
-    interval: float = 10.0
+    interval: float = 30.0  # full pass at least this often
+    check_every: float = 1.0  # how often to see whether enough was added for a pass
 
 
 class Evictor:
@@ -54,10 +55,17 @@ class Evictor:
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
+        last_pass = trio.current_time()
+        threshold = min(self.policy.max_size // 20, 256 << 20)
         while True:
-            with trio.move_on_after(self.policy.interval):
+            with trio.move_on_after(self.policy.check_every):
                 await self._kick.wait()
+            due = trio.current_time() - last_pass >= self.policy.interval
+            if not (self._kick.is_set() or due or self.files.bytes_added >= threshold):
+                continue
             self._kick = trio.Event()
+            self.files.bytes_added = 0
+            last_pass = trio.current_time()
             self.files.flush()
             self.evict_once()
 
@@ -69,8 +77,8 @@ class Evictor:
         """One pass; returns how many entries were evicted."""
         now = time.time()
         entries = [e for e in self.files.entries() if e.users == 0]
-        usage = {e.ino: self.files.disk_usage(e) for e in entries}
-        total = sum(self.files.disk_usage(e) for e in self.files.entries())
+        usage = {e.ino: self.files.disk_usage(e) for e in self.files.entries()}
+        total = sum(usage.values())
         free = self._free_bytes()
         evicted = 0
         for entry in sorted(entries, key=lambda e: e.last_access):

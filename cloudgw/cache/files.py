@@ -56,6 +56,7 @@ class CacheEntry:
         return [b for b in range(first, last + 1) if not self.blocks[b]]
 
     def mark_present(self, block: int) -> None:
+        """Record that ``block`` holds the remote's data (written before this call)."""
         if block < len(self.blocks) and not self.blocks[block]:
             self.blocks[block] = 1
             self.map_dirty = True
@@ -89,6 +90,7 @@ class CacheFiles:
             " blocks BLOB NOT NULL, last_access REAL NOT NULL)"
         )
         self._entries: dict[int, CacheEntry] = {}
+        self.bytes_added = 0  # fetched since the evictor last looked: tells it when to look
         self._load(trust_maps)
 
     def _load(self, trust_maps: bool) -> None:

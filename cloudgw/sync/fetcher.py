@@ -107,6 +107,7 @@ class Fetcher:
                         raise PreconditionFailed(f"{remote_path}: short read at {offset} (object changed?)")
                     os.pwrite(fd, data, offset)
                     entry.mark_present(block)
+                    self.cache.bytes_added += len(data)
         except (RemoteError, OSError) as exc:
             flight.error = exc
             if not isinstance(exc, PreconditionFailed):

@@ -1,0 +1,76 @@
+"""The read cache through the mount: eviction limits, never evicting dirty data,
+conflicts kept as copies."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.mount.conftest import make_backend
+from tests.mount.gateway import Gateway
+
+pytestmark = pytest.mark.mount
+
+MiB = 1024 * 1024
+
+
+def cache_bytes(cache_dir: Path) -> int:
+    return sum(p.stat().st_blocks * 512 for p in (cache_dir / "cache" / "data").iterdir())
+
+
+def test_eviction_keeps_cache_under_limit_and_never_drops_dirty(tmp_path: Path):
+    backend = make_backend("file", tmp_path, None)
+    contents = {f"f{i}.bin": os.urandom(3 * MiB) for i in range(6)}
+    for name, data in contents.items():
+        backend.view.put(name, data)
+    gw = Gateway(backend.url, tmp_path / "mnt", tmp_path / "cache", env=backend.env,
+                 args=("--cache-max-size", "8M"))
+    try:
+        gw.mount("--write-back", "3600")
+        dirty = os.urandom(5 * MiB)
+        (gw.mnt / "dirty.bin").write_bytes(dirty)  # never uploaded while this test runs
+        for name, data in contents.items():
+            assert (gw.mnt / name).read_bytes() == data
+        deadline = time.monotonic() + 40
+        while cache_bytes(gw.cache_dir) > 8 * MiB + 6 * MiB and time.monotonic() < deadline:
+            time.sleep(0.2)
+        # clean data was evicted down to the limit; the 5 MiB of dirty data stays
+        assert cache_bytes(gw.cache_dir) <= 8 * MiB + 6 * MiB
+        assert os.getxattr(gw.mnt / "dirty.bin", "user.cloudgw.state") == b"dirty"
+        os.system("echo 3 > /proc/sys/vm/drop_caches")
+        assert (gw.mnt / "dirty.bin").read_bytes() == dirty
+        for name, data in contents.items():  # evicted files are fetched again
+            assert (gw.mnt / name).read_bytes() == data
+        assert "dirty.bin" not in backend.view.files()
+        gw.umount()
+        assert backend.view.get("dirty.bin") == dirty
+    finally:
+        gw.force_cleanup()
+    assert not gw.bad_log_lines()
+
+
+def test_remote_change_during_local_edit_keeps_both_versions(gw):
+    view = gw.backend.view
+    gw.expected_warnings.append(r"conflict: ")
+    (gw.mnt / "report.txt").write_text("original")
+    gw.sync()
+    gw.umount()
+    gw.mount("--write-back", "3600")
+    (gw.mnt / "report.txt").write_text("edited here")
+    view.put("report.txt", b"edited in the cloud")
+    gw.sync()
+    files = view.files()
+    copies = [p for p in files if p.startswith("report.conflict-") and p.endswith(".txt")]
+    assert len(copies) == 1, files
+    assert view.get("report.txt") == b"edited here"
+    assert view.get(copies[0]) == b"edited in the cloud"
+    status = gw.status()
+    assert status["conflicts"] == 1 and status["recent_conflicts"][0]["copy"] == copies[0]
+    deadline = time.monotonic() + 10
+    while not (gw.mnt / copies[0]).exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert (gw.mnt / copies[0]).read_text() == "edited in the cloud"
+    assert (gw.mnt / "report.txt").read_text() == "edited here"
