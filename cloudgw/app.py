@@ -105,7 +105,8 @@ class Gateway:
         ctx = SyncContext(store, cache, remote, send, uid=os.getuid(), gid=os.getgid())
         engine = SyncEngine(ctx, SyncSettings(write_back_delay=config.write_back, poll_interval=config.poll_interval,
                                               upload_concurrency=config.upload_concurrency))
-        fs = FileSystem(store, cache, engine, read_only=config.read_only)
+        fs = FileSystem(store, cache, engine, read_only=config.read_only,
+                        fixed_root=remote.capabilities.fixed_root)
         ops = FuseOperations(fs)
         evictor = Evictor(cache, EvictionPolicy(config.cache_max_size, config.cache_max_age, config.cache_min_free),
                           can_evict=lambda ino: _evictable(store, fs, ino),

@@ -14,8 +14,9 @@ __all__ = ["FileSystem", "FsError"]
 class FileSystem:
     """The whole filesystem: ``ns`` for names and attributes, ``data`` for file I/O."""
 
-    def __init__(self, store: MetadataStore, cache: CacheFiles, sync: SyncPort, *, read_only: bool = False) -> None:
-        self.ns = Namespace(store, cache, sync, read_only=read_only)
+    def __init__(self, store: MetadataStore, cache: CacheFiles, sync: SyncPort, *, read_only: bool = False,
+                 fixed_root: bool = False) -> None:
+        self.ns = Namespace(store, cache, sync, read_only=read_only, fixed_root=fixed_root)
         self.data = DataOps(self.ns)
 
     def handle_event(self, event: Event) -> Event | None:

@@ -42,11 +42,13 @@ def _check_name(name: str) -> None:
 class Namespace:
     """Names, attributes and extended attributes."""
 
-    def __init__(self, store: MetadataStore, cache: CacheFiles, sync: SyncPort, *, read_only: bool = False) -> None:
+    def __init__(self, store: MetadataStore, cache: CacheFiles, sync: SyncPort, *, read_only: bool = False,
+                 fixed_root: bool = False) -> None:
         self.store = store
         self.cache = cache
         self.sync = sync
         self.read_only = read_only
+        self.fixed_root = fixed_root  # several remotes as top-level folders: the root is not ours to change
         self.lookups: Counter[int] = Counter()  # kernel lookup counts
         self.open_count: Counter[int] = Counter()  # open file handles per inode
 
@@ -58,9 +60,11 @@ class Namespace:
             raise FsError(errno.ENOENT)
         return inode
 
-    def _writable(self) -> None:
+    def _writable(self, *parents: int) -> None:
         if self.read_only:
             raise FsError(errno.EROFS)
+        if self.fixed_root and ROOT_INO in parents:
+            raise FsError(errno.EPERM)
 
     async def _listed_dir(self, ino: int) -> Inode:
         directory = self.inode(ino)
@@ -148,7 +152,7 @@ class Namespace:
     # -- creation ------------------------------------------------------------------------
 
     async def _new_child_dir(self, parent: int, name: str) -> Inode:
-        self._writable()
+        self._writable(parent)
         _check_name(name)
         directory = await self._listed_dir(parent)
         if self.store.lookup(directory.ino, name) is not None:
@@ -209,7 +213,7 @@ class Namespace:
         self.reap_if_unused(inode.ino)
 
     async def unlink(self, parent: int, name: str) -> None:
-        self._writable()
+        self._writable(parent)
         directory = await self._listed_dir(parent)
         child = self.store.lookup(directory.ino, name)
         if child is None:
@@ -221,7 +225,7 @@ class Namespace:
             self._touch_dir(directory)
 
     async def rmdir(self, parent: int, name: str) -> None:
-        self._writable()
+        self._writable(parent)
         directory = await self._listed_dir(parent)
         child = self.store.lookup(directory.ino, name)
         if child is None:
@@ -239,7 +243,7 @@ class Namespace:
     # -- rename -------------------------------------------------------------------------------
 
     async def rename(self, parent: int, name: str, new_parent: int, new_name: str, flags: int = 0) -> None:
-        self._writable()
+        self._writable(parent, new_parent)
         _check_name(new_name)
         if flags & RENAME_EXCHANGE:
             raise FsError(errno.EINVAL)
@@ -294,6 +298,9 @@ class Namespace:
     # -- extended attributes ------------------------------------------------------------------
 
     def getxattr(self, ino: int, name: str) -> bytes:
+        if not name.startswith("user."):
+            # the kernel asks for security.capability before every write: answer without SQL
+            raise FsError(errno.ENODATA)
         inode = self.inode(ino)
         if name == STATE_XATTR:
             return self.state_of(inode).encode()

@@ -77,6 +77,7 @@ class Capabilities:
     keeps_mode: bool = False  # mode/uid/gid survive a round trip
     keeps_mtime: bool = False  # mtime survives a round trip (natively or as metadata)
     change_feed: bool = False
+    fixed_root: bool = False  # the root's entries are fixed (several remotes as folders)
 
 
 @runtime_checkable
