@@ -65,6 +65,9 @@ class SyncEngine:
     # -- SyncPort (called by the filesystem, never awaits the network) ----------------------
 
     def content_changed(self, inode: Inode) -> None:
+        entry = self.ctx.cache.get(inode.ino)
+        if entry is not None and inode.remote_path is not None and entry.missing(0, entry.fetch_limit):
+            self.fetcher.prefetch_all(inode.remote_path, entry)
         if self.queue.is_pending(inode.ino):
             self.queue.schedule(inode.ino)  # re-arm; an upload in flight will abort and requeue
 

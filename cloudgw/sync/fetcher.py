@@ -74,6 +74,12 @@ class Fetcher:
             if flight.error is not None:
                 raise flight.error
 
+    def prefetch_all(self, remote_path: str, entry: CacheEntry) -> None:
+        """Fetch every missing block in the background (a partly cached file turned dirty:
+        its unread parts must be saved before the remote can change under them)."""
+        for block in entry.missing(0, entry.fetch_limit):
+            self._start(remote_path, entry, block)
+
     def _readahead(self, entry: CacheEntry, offset: int, length: int, last_needed: int) -> list[int]:
         stream = self._streams.setdefault(entry.ino, _Stream())
         sequential = abs(offset - stream.next_offset) <= BLOCK_SIZE
@@ -102,7 +108,8 @@ class Fetcher:
             if length > 0:
                 async with self._limiter:
                     data = await self.remote.read(remote_path, offset, length, rev=rev)
-                if entry.rev == rev and block < len(entry.blocks):
+                # the block may have been written (fully) by the user meanwhile: never overwrite it
+                if entry.rev == rev and block < len(entry.blocks) and not entry.blocks[block]:
                     if len(data) < length:
                         raise PreconditionFailed(f"{remote_path}: short read at {offset} (object changed?)")
                     os.pwrite(fd, data, offset)

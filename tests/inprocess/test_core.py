@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
+import trio
 
 from cloudgw.filesystem import FsError
 from cloudgw.remotes.local import LocalRemote
@@ -128,3 +129,28 @@ async def test_errors_are_posix(dirs):
         with pytest.raises(FsError) as e:
             await h.resolve("nope")
         assert e.value.errno == errno.ENOENT
+
+
+async def test_full_block_write_is_not_overwritten_by_readahead_in_flight(dirs):
+    """A read-ahead of block 1 in flight must not clobber a full overwrite of block 1."""
+    cloud, cache = dirs
+    MiB = 1024 * 1024
+    (cloud / "f.bin").write_bytes(b"r" * (4 * MiB))
+    class SlowSecondBlock(LocalRemote):
+        async def read(self, path, offset, length, *, rev=None):  # noqa: ANN001
+            if offset == MiB:
+                await trio.sleep(0.5)  # the read-ahead of block 1 is still in flight when the write lands
+            return await super().read(path, offset, length, rev=rev)
+
+    async with running(SlowSecondBlock(cloud), cache, write_back_delay=30) as h:
+        inode = await h.resolve("f.bin")
+        handle = await h.fs.data.open(inode.ino, os.O_RDWR)
+        await h.fs.data.read(handle.fh, 0, 4096)  # sequential start: read-ahead of later blocks begins
+        await h.fs.data.read(handle.fh, 4096, 4096)
+        await h.fs.data.write(handle.fh, MiB, b"w" * MiB)  # full block 1 while its fetch is in flight
+        await trio.sleep(0.7)  # let the delayed fetch of block 1 land
+        assert await h.fs.data.read(handle.fh, MiB, 8) == b"w" * 8
+        h.fs.data.release(handle.fh)
+        await h.settle()
+    data = (cloud / "f.bin").read_bytes()
+    assert data[:MiB] == b"r" * MiB and data[MiB : 2 * MiB] == b"w" * MiB and data[2 * MiB :] == b"r" * (2 * MiB)
