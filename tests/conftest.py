@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Iterator
 
@@ -13,6 +14,17 @@ from tests.servers import S3Server
 def pytest_collection_modifyitems(config, items):  # noqa: ANN001
     if os.geteuid() != 0 or not os.path.exists("/dev/fuse"):
         raise pytest.UsageError("the test suite needs root and /dev/fuse (real FUSE mounts)")
+
+
+@pytest.fixture(autouse=True)
+def _fail_on_unexpected_warnings(request, caplog):  # noqa: ANN001
+    """A test that makes cloudgw log WARNING or worse fails unless marked allow_warnings(pattern)."""
+    yield
+    marker = request.node.get_closest_marker("allow_warnings")
+    allowed = marker.args if marker else ()
+    bad = [r for r in caplog.get_records("call") if r.levelno >= logging.WARNING and r.name.startswith("cloudgw")
+           and not any(p in r.getMessage() for p in allowed)]
+    assert not bad, "unexpected warnings: " + "; ".join(f"{r.name}: {r.getMessage()}" for r in bad[:10])
 
 
 @pytest.fixture(scope="session")

@@ -101,6 +101,7 @@ async def test_outside_changes_appear_after_poll(dirs):
         assert await h.read_file("new/n.txt") == b"new"
 
 
+@pytest.mark.allow_warnings("conflict: ")
 async def test_remote_change_under_local_edit_keeps_both(dirs):
     cloud, cache = dirs
     (cloud / "doc.txt").write_text("base")
