@@ -1,0 +1,150 @@
+"""Blocking file-system steps of the ``file://`` remote (run in worker threads
+by ``local.py``): OSError mapping, revisions, entries, temp files."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import stat as st_
+import tempfile
+import time
+from pathlib import Path
+
+from cloudgw.errors import (
+    PreconditionFailed,
+    RemoteError,
+    RemoteExists,
+    RemoteNotEmpty,
+    RemoteNotFound,
+    RemotePermissionDenied,
+    RemoteUnsupported,
+)
+from cloudgw.remotes.base import Expect, FileAttrs, Kind, RemoteEntry
+from cloudgw.remotes.util import remote_error
+
+TMP_PREFIX = ".cloudgw-tmp-"
+
+_ERRNO_CLASS: dict[int, type[RemoteError]] = {
+    errno.ENOENT: RemoteNotFound,
+    errno.ENOTDIR: RemoteNotFound,  # a path through a file: nothing is there
+    errno.EACCES: RemotePermissionDenied,
+    errno.EPERM: RemotePermissionDenied,
+    errno.EEXIST: RemoteExists,
+    errno.ENOTEMPTY: RemoteNotEmpty,
+    errno.EOPNOTSUPP: RemoteUnsupported,
+}
+
+
+def map_oserror(exc: OSError, what: str) -> RemoteError:
+    cls = _ERRNO_CLASS.get(exc.errno or 0, RemoteError)
+    detail = exc.strerror or str(exc)
+    return remote_error(cls, exc.errno if cls is RemoteError else None, f"{what}: {detail}")
+
+
+def local_rev(st: os.stat_result) -> str:
+    return f"{st.st_ino}-{st.st_size}-{st.st_mtime_ns}-{st.st_ctime_ns}"
+
+
+def entry_of(path: str, st: os.stat_result, target: str | None = None) -> RemoteEntry | None:
+    mode = st.st_mode
+    attrs = FileAttrs(st_.S_IMODE(mode), st.st_uid, st.st_gid, st.st_mtime_ns)
+    if st_.S_ISDIR(mode):
+        return RemoteEntry(path, Kind.DIR, 0, st.st_mtime_ns, None, attrs)
+    if st_.S_ISREG(mode):
+        return RemoteEntry(path, Kind.FILE, st.st_size, st.st_mtime_ns, local_rev(st), attrs)
+    if st_.S_ISLNK(mode):
+        return RemoteEntry(path, Kind.SYMLINK, st.st_size, st.st_mtime_ns, local_rev(st), attrs, target)
+    return None  # fifo, socket, device: not something a cloud can hold
+
+
+def read_umask() -> int:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)  # racy with other threads, so only the fallback
+    os.umask(mask)
+    return mask
+
+
+def check_expect(st: os.stat_result | None, expect: Expect | str, what: str) -> None:
+    if expect is Expect.ANY:
+        return
+    if expect is Expect.ABSENT:
+        if st is not None:
+            raise PreconditionFailed(f"{what}: already exists")
+    elif st is None:
+        raise PreconditionFailed(f"{what}: expected revision {expect}, but it is gone")
+    elif local_rev(st) != expect:
+        raise PreconditionFailed(f"{what}: expected revision {expect}, found {local_rev(st)}")
+
+
+def lstat_or_none(p: str) -> os.stat_result | None:
+    try:
+        return os.lstat(p)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+
+
+def fsync_dir(d: str) -> None:
+    fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def apply_attrs(fd: int, attrs: FileAttrs) -> None:
+    if attrs.mode is not None:
+        os.fchmod(fd, attrs.mode & 0o7777)
+    if attrs.uid is not None or attrs.gid is not None:
+        with contextlib.suppress(PermissionError):  # best effort unless we are root
+            os.fchown(fd, -1 if attrs.uid is None else attrs.uid, -1 if attrs.gid is None else attrs.gid)
+    if attrs.mtime_ns is not None:
+        os.utime(fd, ns=(time.time_ns(), attrs.mtime_ns))
+
+
+class Temp:
+    """An open temp file; close() is idempotent so no fd is ever closed twice."""
+
+    def __init__(self, target: str) -> None:
+        parent = os.path.dirname(target)
+        os.makedirs(parent, exist_ok=True)
+        self.fd, self.path = tempfile.mkstemp(prefix=TMP_PREFIX, dir=parent)
+        self.closed = False
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            os.close(self.fd)
+
+    def discard(self) -> None:
+        with contextlib.suppress(OSError):
+            self.close()
+        with contextlib.suppress(OSError):
+            os.unlink(self.path)
+
+
+class FileSource:
+    """UploadSource over an open file of the remote itself (``copy``): its
+    errors are remote errors, and a change while copying is a conflict."""
+
+    def __init__(self, fd: int, st: os.stat_result, what: str) -> None:
+        self.fd, self.size, self._rev, self._what = fd, st.st_size, local_rev(st), what
+
+    def read(self, offset: int, length: int) -> bytes:
+        try:
+            return os.pread(self.fd, length, offset)
+        except OSError as exc:
+            raise map_oserror(exc, self._what) from exc
+
+    def check(self) -> None:
+        try:
+            now = local_rev(os.fstat(self.fd))
+        except OSError as exc:
+            raise map_oserror(exc, self._what) from exc
+        if now != self._rev:
+            raise PreconditionFailed(f"{self._what}: the source changed while it was copied")

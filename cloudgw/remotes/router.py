@@ -1,0 +1,165 @@
+"""Several remotes as the top-level folders of one tree (``cloudgw mount --config``).
+
+The root lists one directory per mount name; ``"name/rest"`` is ``rest`` on
+that remote.  The top level itself is fixed by the configuration: creating,
+deleting or renaming a top-level entry raises ``RemoteUnsupported`` with errno
+EOPNOTSUPP.  Renaming or copying between two remotes raises
+``RemoteUnsupported`` with errno EXDEV, the errno that makes ``mv`` fall back
+to copy + delete, as between two filesystems.
+
+Concurrency and crash behaviour are those of the remote a path lands on; the
+router keeps no state besides the mapping.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import errno
+from typing import AsyncIterator
+
+import trio
+
+from cloudgw.errors import RemoteNotFound, RemoteUnsupported, UserError
+from cloudgw.remotes.base import Capabilities, Expect, FileAttrs, Kind, Remote, RemoteEntry, UploadSource
+
+
+def _conservative(caps: list[Capabilities]) -> Capabilities:
+    """What holds for every remote: a feature only if all have it, the lowest limit."""
+    kinds = {c.hash_kind for c in caps}
+    return Capabilities(
+        hash_kind=kinds.pop() if len(kinds) == 1 else None,
+        conditional_write=all(c.conditional_write for c in caps),
+        server_side_copy=all(c.server_side_copy for c in caps),
+        native_symlinks=all(c.native_symlinks for c in caps),
+        case_sensitive=all(c.case_sensitive for c in caps),
+        max_name_length=min(c.max_name_length for c in caps),
+        keeps_mode=all(c.keeps_mode for c in caps),
+        keeps_mtime=all(c.keeps_mtime for c in caps),
+        change_feed=all(c.change_feed for c in caps),
+    )
+
+
+class RouterRemote:
+    def __init__(self, mounts: dict[str, Remote]) -> None:
+        if not mounts:
+            raise UserError("no remotes configured: add at least one mount")
+        for name in mounts:
+            if not name or "/" in name or name in (".", ".."):
+                raise UserError(f"invalid mount name {name!r}: use a plain folder name without '/'")
+        self.mounts = dict(mounts)
+        # the top level is fixed: the filesystem refuses to change it (EPERM) instead of queueing doomed uploads
+        self.capabilities = dataclasses.replace(_conservative([m.capabilities for m in self.mounts.values()]),
+                                                fixed_root=True)
+
+    def __repr__(self) -> str:
+        return f"RouterRemote({self.mounts!r})"
+
+    def _route(self, path: str, what: str) -> tuple[str, Remote, str]:
+        """(mount name, remote, path on it) for a path below a mount."""
+        name, _, rest = path.partition("/")
+        remote = self.mounts.get(name)
+        if remote is None:
+            raise RemoteNotFound(f"{what} {path!r}: no remote is mounted as {name!r}")
+        return name, remote, rest
+
+    def _inner(self, path: str, what: str) -> tuple[str, Remote, str]:
+        """Like _route, for operations that create/delete/rename ``path`` itself."""
+        if "/" not in path:
+            raise RemoteUnsupported(f"{what} {path!r}: the top level holds only the configured remotes")
+        return self._route(path, what)
+
+    @staticmethod
+    def _out(name: str, entry: RemoteEntry) -> RemoteEntry:
+        return dataclasses.replace(entry, path=f"{name}/{entry.path}" if entry.path else name)
+
+    async def check(self) -> None:
+        for name, remote in self.mounts.items():
+            try:
+                await remote.check()
+            except UserError as exc:
+                raise UserError(f"remote '{name}': {exc}") from None
+
+    async def stat(self, path: str) -> RemoteEntry:
+        if not path:
+            return RemoteEntry("", Kind.DIR)
+        name, remote, rest = self._route(path, "stat")
+        if not rest:
+            return RemoteEntry(name, Kind.DIR)
+        return self._out(name, await remote.stat(rest))
+
+    async def list(self, path: str, *, recursive: bool = False) -> AsyncIterator[RemoteEntry]:
+        if path:
+            name, remote, rest = self._route(path, "list")
+            async for entry in remote.list(rest, recursive=recursive):
+                yield self._out(name, entry)
+            return
+        for name, remote in self.mounts.items():
+            yield RemoteEntry(name, Kind.DIR)
+            if recursive:
+                async for entry in remote.list("", recursive=True):
+                    yield self._out(name, entry)
+
+    async def read(self, path: str, offset: int, length: int, *, rev: str | None = None) -> bytes:
+        _, remote, rest = self._inner(path, "read")
+        return await remote.read(rest, offset, length, rev=rev)
+
+    async def write(
+        self,
+        path: str,
+        source: UploadSource,
+        *,
+        expect: Expect | str = Expect.ANY,
+        attrs: FileAttrs = FileAttrs(),
+    ) -> RemoteEntry:
+        name, remote, rest = self._inner(path, "write")
+        return self._out(name, await remote.write(rest, source, expect=expect, attrs=attrs))
+
+    async def mkdir(self, path: str, attrs: FileAttrs = FileAttrs()) -> RemoteEntry:
+        if path in self.mounts or not path:
+            return await self.stat(path)  # exists: mkdir is idempotent
+        name, remote, rest = self._inner(path, "mkdir")
+        return self._out(name, await remote.mkdir(rest, attrs))
+
+    async def rmdir(self, path: str) -> None:
+        _, remote, rest = self._inner(path, "rmdir")
+        await remote.rmdir(rest)
+
+    async def delete(self, path: str, *, expect: str | None = None) -> None:
+        _, remote, rest = self._inner(path, "delete")
+        await remote.delete(rest, expect=expect)
+
+    def _pair(self, src: str, dst: str, what: str) -> tuple[str, Remote, str, str]:
+        sname, remote, srest = self._inner(src, what)
+        dname, _, drest = self._inner(dst, what)
+        if sname != dname:
+            exc = RemoteUnsupported(f"{what} {src!r} -> {dst!r}: across two remotes")
+            exc.errno = errno.EXDEV
+            raise exc
+        return sname, remote, srest, drest
+
+    async def rename(self, src: str, dst: str, *, expect: str | None = None) -> RemoteEntry:
+        name, remote, s, d = self._pair(src, dst, "rename")
+        return self._out(name, await remote.rename(s, d, expect=expect))
+
+    async def copy(self, src: str, dst: str) -> RemoteEntry:
+        name, remote, s, d = self._pair(src, dst, "copy")
+        return self._out(name, await remote.copy(s, d))
+
+    async def symlink(self, path: str, target: str) -> RemoteEntry:
+        name, remote, rest = self._inner(path, "symlink")
+        return self._out(name, await remote.symlink(rest, target))
+
+    async def readlink(self, path: str) -> str:
+        _, remote, rest = self._inner(path, "readlink")
+        return await remote.readlink(rest)
+
+    async def abort_incomplete_uploads(self) -> int:
+        total = 0
+        for remote in self.mounts.values():
+            total += await remote.abort_incomplete_uploads()
+        return total
+
+    async def aclose(self) -> None:
+        with trio.CancelScope(shield=True):
+            for remote in self.mounts.values():
+                await remote.aclose()

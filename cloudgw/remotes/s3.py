@@ -1,0 +1,352 @@
+"""S3 and S3-compatible stores: one file = one object, readable by any tool.
+
+Layout under ``prefix`` (keys are ``prefix + path``; see ``s3_layout``):
+- a file is the object ``path``; POSIX attributes live in user metadata
+  (``x-amz-meta-cloudgw-mode`` in octal, ``-uid``, ``-gid``, ``-mtime`` in ns);
+- a directory made by ``mkdir`` is a zero-byte marker ``path/``; directories are
+  also implied by deeper keys (objects written by other tools), and an implied
+  directory disappears with its last object, as on every S3 tool;
+- a symlink is the object ``path.cloudgw-symlink`` whose body is the target
+  (listings show it as ``Kind.SYMLINK`` named ``path``); names ending in that
+  suffix are therefore reserved (``RemoteUnsupported``).
+Listings cannot carry metadata: listed files have ``mtime = LastModified`` and
+empty attrs; ``stat`` (HEAD) returns everything.  Revisions are ETags without
+quotes.  S3 lets a file and a directory share a name: ``stat`` then reports
+the file, ``list`` reports both.
+
+Writes (crash behaviour): up to ``multipart_threshold`` one PUT of the bytes,
+``source.check()`` right before it; above it a multipart upload (memory:
+``upload_parallelism`` x ``part_size``) with ``source.check()`` and the
+expectation checked again right before CompleteMultipartUpload.  Any failure,
+``SourceChanged`` or cancellation aborts the upload; a crash leaves an
+incomplete upload for ``abort_incomplete_uploads``.  The old object stays
+until the new one is complete.
+
+Conditional writes (concurrency): ``expect`` is always checked with a HEAD
+first; that is check-then-write, and another client can write between the
+HEAD and our PUT unless the server enforces the If-Match / If-None-Match
+headers we also send (see ``s3_bucket``: moto enforces them on PUT, Swift only
+on CompleteMultipartUpload and DELETE).  ``Capabilities.conditional_write`` is
+True only when ``conditional_writes=True`` forces the headers.
+
+rename = server-side copy (metadata kept; multipart UploadPartCopy above
+``copy_threshold``) + DELETE of the source with If-Match; a crash in between
+leaves both (a duplicate, never a loss).  Directories cannot be renamed here
+(``RemoteUnsupported``): that is one copy per object, the caller's business.
+"""
+
+from __future__ import annotations
+
+import errno
+import time
+import urllib.parse
+from typing import Any, AsyncIterator
+
+from cloudgw.errors import (
+    PreconditionFailed,
+    RemoteError,
+    RemoteExists,
+    RemoteNotEmpty,
+    RemoteNotFound,
+    RemoteUnsupported,
+    SourceChanged,
+)
+from cloudgw.remotes.base import Capabilities, Expect, FileAttrs, Kind, RemoteEntry, UploadSource
+from cloudgw.remotes.util import remote_error, split_path
+from cloudgw.remotes.s3_bucket import MiB, S3Bucket
+from cloudgw.remotes.s3_errors import check_error
+from cloudgw.remotes.s3_layout import ListingWalker, attrs_to_meta, head_entry, rev_of
+
+SYMLINK_SUFFIX = ".cloudgw-symlink"
+META_TARGET = "cloudgw-symlink-target"  # the target again, URL-quoted, so stat can fill symlink_target
+
+
+class S3Remote:
+    """A bucket (or a prefix of one) as a remote; see the module docstring."""
+
+    def __init__(
+        self,
+        bucket: str,
+        prefix: str = "",
+        *,
+        endpoint_url: str | None = None,
+        region: str | None = None,
+        path_style: bool | None = None,
+        access_key: str | None = None,
+        secret_key: str | None = None,
+        profile: str | None = None,
+        conditional_writes: bool | None = None,
+        multipart_threshold: int = 16 * MiB,
+        part_size: int = 8 * MiB,
+        upload_parallelism: int = 4,
+        copy_threshold: int = 5 * 1024 * MiB,
+        max_threads: int = 16,
+        retry_deadline: float = 30.0,
+        connect_timeout: float = 5.0,
+        read_timeout: float = 30.0,
+        stale_upload_age: float = 3600.0,
+    ) -> None:
+        """Credentials, region and endpoint come from boto3's standard chain
+        (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_DEFAULT_REGION,
+        AWS_ENDPOINT_URL, ~/.aws) unless given.  ``path_style`` None: path-style
+        addressing exactly when a custom endpoint is configured.
+        ``conditional_writes``: None = auto, True = always send the headers,
+        False = never (check-then-write only)."""
+        self.bucket = bucket
+        clean = prefix.strip("/")
+        self.prefix = "/".join(split_path(clean)) + "/" if clean else ""
+        self.multipart_threshold = max(multipart_threshold, 1)
+        self.copy_threshold = copy_threshold
+        self.stale_upload_age = stale_upload_age
+        self.s3 = S3Bucket(
+            bucket,
+            endpoint_url=endpoint_url,
+            region=region,
+            path_style=path_style,
+            access_key=access_key,
+            secret_key=secret_key,
+            profile=profile,
+            conditional_writes=conditional_writes,
+            part_size=part_size,
+            parallelism=upload_parallelism,
+            max_threads=max_threads,
+            retry_deadline=retry_deadline,
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+        )
+        self.endpoint = self.s3.endpoint
+        self.capabilities = Capabilities(
+            hash_kind=None,  # multipart ETags are not a content hash
+            conditional_write=conditional_writes is True,
+            server_side_copy=True,
+            native_symlinks=False,
+            keeps_mode=True,
+            keeps_mtime=True,
+        )
+
+    def __repr__(self) -> str:
+        return f"S3Remote({self.s3.url(self.prefix)!r}, endpoint={self.endpoint!r})"
+
+    def _key(self, path: str, what: str = "", *, leaf: bool = False) -> str:
+        """The object key of ``path``; ``leaf``: a name we may create or remove."""
+        parts = split_path(path)
+        if leaf:
+            if not parts:
+                raise RemoteUnsupported(f"{what}: not possible on the root")
+            if parts[-1].endswith(SYMLINK_SUFFIX):
+                raise RemoteUnsupported(f"{what} {path!r}: names ending in {SYMLINK_SUFFIX} are reserved")
+        return self.prefix + "/".join(parts)
+
+    async def check(self) -> None:
+        exc, detail = await self.s3.probe()
+        if exc is not None:
+            raise check_error(
+                exc,
+                bucket=self.bucket,
+                endpoint=self.endpoint,
+                region=self.s3.client.meta.region_name,
+                access_key=await self.s3.access_key(),
+                detail_code=detail,
+            ) from None
+
+    async def stat(self, path: str) -> RemoteEntry:
+        if not path:
+            return RemoteEntry("", Kind.DIR)
+        key = self._key(path)
+        if (head := await self.s3.head(key)) is not None:
+            return head_entry(path, Kind.FILE, head)
+        if (head := await self.s3.head(key + SYMLINK_SUFFIX)) is not None:
+            target = (head.get("Metadata") or {}).get(META_TARGET)
+            return head_entry(path, Kind.SYMLINK, head, urllib.parse.unquote(target) if target else None)
+        found = await self.s3.call(f"LIST {self.s3.url(key + '/')}", "list_objects_v2", Prefix=key + "/", MaxKeys=1)
+        contents = found.get("Contents") or []
+        if not contents:
+            raise RemoteNotFound(f"stat {self.s3.url(key)}: no such file or directory")
+        if contents[0]["Key"] == key + "/" and (marker := await self.s3.head(key + "/")) is not None:
+            return head_entry(path, Kind.DIR, marker)  # mkdir's attributes
+        return RemoteEntry(path, Kind.DIR)
+
+    async def list(self, path: str, *, recursive: bool = False) -> AsyncIterator[RemoteEntry]:
+        """One ListObjectsV2 page (<= 1000 keys) at a time; ``Delimiter="/"``
+        unless recursive (see ``ListingWalker`` for implied directories)."""
+        base = self._key(path) + "/" if path else self.prefix
+        walker = ListingWalker(path, base, recursive=recursive, symlink_suffix=SYMLINK_SUFFIX)
+        kwargs: dict[str, Any] = {"Prefix": base} if recursive else {"Prefix": base, "Delimiter": "/"}
+        while True:
+            page = await self.s3.call(f"LIST {self.s3.url(base)}", "list_objects_v2", **kwargs)
+            for entry in walker.page(page):
+                yield entry
+            if not page.get("IsTruncated"):
+                break
+            kwargs["ContinuationToken"] = page["NextContinuationToken"]
+        if path and not walker.seen_any:
+            raise RemoteNotFound(f"list {self.s3.url(base)}: no such directory")
+
+    async def read(self, path: str, offset: int, length: int, *, rev: str | None = None) -> bytes:
+        key = self._key(path)
+        what = f"GET {self.s3.url(key)}"
+        cond = {"IfMatch": f'"{rev_of(rev)}"'} if rev is not None else {}
+        if length <= 0:
+            await self.s3.call(what, "head_object", Key=key, **cond)
+            return b""
+        try:
+            return await self.s3.get(what, Key=key, Range=f"bytes={offset}-{offset + length - 1}", **cond)
+        except RemoteError as exc:
+            if getattr(exc, "code", "") == "InvalidRange":
+                return b""  # at or past the end (servers evaluate If-Match first)
+            raise
+
+    async def write(
+        self,
+        path: str,
+        source: UploadSource,
+        *,
+        expect: Expect | str = Expect.ANY,
+        attrs: FileAttrs = FileAttrs(),
+    ) -> RemoteEntry:
+        key = self._key(path, "write", leaf=True)
+        what = f"PUT {self.s3.url(key)}"
+        await self.s3.check_expect(key, expect, what)
+        if attrs.mtime_ns is None:  # store the write time, so stat() answers what we return
+            attrs = FileAttrs(attrs.mode, attrs.uid, attrs.gid, time.time_ns())
+        meta = attrs_to_meta(attrs)
+        if source.size <= self.multipart_threshold:
+            data = await self.s3.thread(source.read, 0, source.size)
+            if len(data) != source.size:
+                raise SourceChanged(f"{what}: source returned {len(data)} bytes, expected {source.size}")
+            await self.s3.thread(source.check)
+            etag = await self.s3.put(key, data, meta, expect, what)
+        else:
+
+            async def part(upload_id: str, number: int, off: int, length: int) -> str:
+                data = await self.s3.thread(source.read, off, length)
+                if len(data) != length:
+                    raise SourceChanged(f"{what}: source returned {len(data)} bytes at {off}, expected {length}")
+                resp = await self.s3.call(f"{what} (part {number})", "upload_part", Key=key, UploadId=upload_id,
+                                          PartNumber=number, Body=data)
+                return resp["ETag"]
+
+            async def before_complete() -> None:
+                await self.s3.thread(source.check)
+                await self.s3.check_expect(key, expect, what)  # again: the parts took a while
+
+            etag = await self.s3.multipart(key, what, source.size, meta, part, before_complete, expect)
+        return RemoteEntry(path, Kind.FILE, source.size, attrs.mtime_ns or 0, rev_of(etag), attrs)
+
+    async def mkdir(self, path: str, attrs: FileAttrs = FileAttrs()) -> RemoteEntry:
+        """Write the marker ``path/`` (parents stay implied by it)."""
+        if not path:
+            return RemoteEntry("", Kind.DIR)
+        key = self._key(path, "mkdir", leaf=True)
+        if await self.s3.head(key) is not None or await self.s3.head(key + SYMLINK_SUFFIX) is not None:
+            raise RemoteExists(f"mkdir {self.s3.url(key)}: a file or symlink has that name")
+        marker = await self.s3.head(key + "/")
+        if marker is not None:
+            existing = head_entry(path, Kind.DIR, marker)
+            if attrs in (FileAttrs(), existing.attrs):
+                return existing
+        await self.s3.call(f"PUT {self.s3.url(key + '/')}", "put_object", Key=key + "/", Body=b"",
+                           Metadata=attrs_to_meta(attrs))
+        return RemoteEntry(path, Kind.DIR, 0, attrs.mtime_ns or time.time_ns(), None, attrs)
+
+    async def rmdir(self, path: str) -> None:
+        key = self._key(path, "rmdir", leaf=True)
+        found = await self.s3.call(f"LIST {self.s3.url(key + '/')}", "list_objects_v2", Prefix=key + "/", MaxKeys=2)
+        keys = [c["Key"] for c in found.get("Contents") or []]
+        if any(k != key + "/" for k in keys):
+            raise RemoteNotEmpty(f"rmdir {self.s3.url(key)}: directory not empty")
+        if keys:
+            await self.s3.call(f"DELETE {self.s3.url(key + '/')}", "delete_object", Key=key + "/")
+
+    async def delete(self, path: str, *, expect: str | None = None) -> None:
+        key = self._key(path, "delete", leaf=True)
+        what = f"DELETE {self.s3.url(key)}"
+        if expect is None:
+            for k in (key, key + SYMLINK_SUFFIX):  # one of them, whichever kind it is
+                await self.s3.call(what, "delete_object", Key=k)
+            return
+        target, head = key, await self.s3.head(key)
+        if head is None:
+            target, head = key + SYMLINK_SUFFIX, await self.s3.head(key + SYMLINK_SUFFIX)
+        if head is None:
+            return  # already gone: fine
+        if rev_of(head["ETag"]) != rev_of(expect):
+            raise PreconditionFailed(f"{what}: expected revision {expect}, found {rev_of(head['ETag'])}")
+        try:
+            await self.s3.conditional(what, "delete", "delete_object", expect, target, None, Key=target)
+        except PreconditionFailed:
+            if await self.s3.head(target) is not None:
+                raise  # changed between our HEAD and the DELETE
+            # deleted by someone else meanwhile: that is what we wanted
+
+    async def _source(self, src: str, what: str) -> tuple[str, Kind, dict]:
+        key = self._key(src, what, leaf=True)
+        if (head := await self.s3.head(key)) is not None:
+            return key, Kind.FILE, head
+        if (head := await self.s3.head(key + SYMLINK_SUFFIX)) is not None:
+            return key + SYMLINK_SUFFIX, Kind.SYMLINK, head
+        try:
+            await self.stat(src)
+        except RemoteNotFound:
+            raise RemoteNotFound(f"{what} {self.s3.url(key)}: no such file") from None
+        raise RemoteUnsupported(f"{what} {self.s3.url(key)}: directories cannot be renamed or copied on S3")
+
+    async def _copy(self, src: str, dst: str, what: str, expect: str | None) -> tuple[str, dict, RemoteEntry]:
+        skey, kind, head = await self._source(src, what)
+        if expect is not None and rev_of(head["ETag"]) != rev_of(expect):
+            raise PreconditionFailed(f"{what} {self.s3.url(skey)}: expected revision {expect}, found {rev_of(head['ETag'])}")
+        dkey = self._key(dst, what, leaf=True)
+        target, other = (dkey, dkey + SYMLINK_SUFFIX) if kind is Kind.FILE else (dkey + SYMLINK_SUFFIX, dkey)
+        etag = await self.s3.copy(skey, target, head, f"{what} {self.s3.url(skey)} -> {self.s3.url(target)}",
+                                  self.copy_threshold)
+        await self.s3.call(f"DELETE {self.s3.url(other)}", "delete_object", Key=other)  # dst of the other kind
+        target_text = (head.get("Metadata") or {}).get(META_TARGET)
+        entry = head_entry(dst, kind, {**head, "ETag": etag}, urllib.parse.unquote(target_text) if target_text else None)
+        return skey, head, entry
+
+    async def rename(self, src: str, dst: str, *, expect: str | None = None) -> RemoteEntry:
+        skey, head, entry = await self._copy(src, dst, "rename", expect)
+        try:
+            await self.s3.conditional(f"DELETE {self.s3.url(skey)}", "delete", "delete_object",
+                                      rev_of(head["ETag"]), skey, None, Key=skey)
+        except PreconditionFailed:
+            pass  # changed by someone else after our copy: their version stays at src, nothing lost
+        return entry
+
+    async def copy(self, src: str, dst: str) -> RemoteEntry:
+        return (await self._copy(src, dst, "copy", None))[2]
+
+    async def symlink(self, path: str, target: str) -> RemoteEntry:
+        key = self._key(path, "symlink", leaf=True)
+        link = key + SYMLINK_SUFFIX
+        what = f"PUT {self.s3.url(link)}"
+        if await self.s3.head(key) is not None:
+            raise RemoteExists(f"symlink {self.s3.url(key)}: a file has that name")
+        body = target.encode("utf-8", "surrogateescape")
+        quoted = urllib.parse.quote(target, safe="/")
+        meta = {META_TARGET: quoted} if len(quoted) <= 1024 else {}
+        try:
+            await self.s3.check_expect(link, Expect.ABSENT, what)
+            etag = await self.s3.put(link, body, meta, Expect.ABSENT, what)
+        except PreconditionFailed:
+            raise RemoteExists(f"symlink {self.s3.url(key)}: already exists") from None
+        return RemoteEntry(path, Kind.SYMLINK, len(body), time.time_ns(), rev_of(etag), FileAttrs(), target)
+
+    async def readlink(self, path: str) -> str:
+        key = self._key(path, "readlink", leaf=True)
+        try:
+            body = await self.s3.get(f"GET {self.s3.url(key + SYMLINK_SUFFIX)}", Key=key + SYMLINK_SUFFIX)
+        except RemoteNotFound:
+            if await self.s3.head(key) is not None:
+                raise remote_error(RemoteError, errno.EINVAL, f"readlink {self.s3.url(key)}: not a symlink") from None
+            raise
+        return body.decode("utf-8", "surrogateescape")
+
+    async def abort_incomplete_uploads(self) -> int:
+        """Abort multipart uploads under the prefix older than
+        ``stale_upload_age`` and not ours in flight (the age spares another
+        client writing the same bucket right now)."""
+        return await self.s3.abort_stale_uploads(self.prefix, self.stale_upload_age)
+
+    async def aclose(self) -> None:
+        await self.s3.aclose()

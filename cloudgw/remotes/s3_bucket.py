@@ -1,0 +1,372 @@
+"""One S3 bucket through one boto3 client, with cloudgw's rules for every call.
+
+- Every boto3 call runs in ``trio.to_thread.run_sync`` with a ``CapacityLimiter``
+  (boto3 clients are thread-safe; the session is created once, here), is
+  retried by ``with_retries`` (botocore's own retries are off) and raises only
+  cloudgw errors (``s3_errors.map_boto_error``).
+- Conditional headers (If-Match / If-None-Match) are sent where the server
+  takes them.  ``conditional_writes`` None (auto) learns per operation from a
+  501 answer.  Measured: moto 5.2 enforces them on PutObject and DeleteObject
+  and ignores them on CompleteMultipartUpload and CopySourceIfMatch; Swift's
+  s3api (2.30) answers 501 to conditional PUTs, enforces conditions on
+  CompleteMultipartUpload, DeleteObject and copies, but compares If-Match with
+  its own ETag of a multipart object and so answers 412 to the right S3 ETag:
+  a 412 is therefore confirmed by a HEAD, and if the object is as expected the
+  request is repeated without the header.  Callers always HEAD-check first,
+  so a server that ignores a header leaves the documented check-then-write
+  window, never a wrong answer.
+- Multipart uploads and copies: parts run ``parallelism`` at a time (memory:
+  parallelism x part size); the first failure cancels the rest; any failure,
+  ``SourceChanged`` or cancellation aborts the upload (shielded, bounded by
+  the retry deadline); a crash leaves it for ``abort_stale_uploads``.
+- A retried commit (PUT / CompleteMultipartUpload) whose first answer was lost
+  fails its own precondition or finds its upload gone; we then compare the
+  object's ETag with the one our request must have produced (MD5, or MD5 of
+  the part MD5s + "-N") and report success if they match, not a conflict.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import logging
+import math
+import os
+import time
+from typing import Any, Awaitable, Callable
+
+import trio
+
+from cloudgw.errors import PreconditionFailed, RemoteError, RemoteNotFound, RemoteUnsupported
+from cloudgw.remotes.base import Expect
+from cloudgw.remotes.retry import with_retries
+from cloudgw.remotes.s3_errors import client_error_code, map_boto_error
+from cloudgw.remotes.s3_layout import dt_to_ns, rev_of
+
+log = logging.getLogger(__name__)
+
+MiB = 1 << 20
+MAX_PARTS = 10_000
+_loader = None  # botocore's data loader, shared: loading the S3 model costs ~0.2 s per session
+
+PartJob = Callable[[str, int, int, int], Awaitable[str]]  # (upload_id, number, offset, length) -> ETag
+
+
+def _new_session(**kwargs: Any):
+    global _loader
+    import boto3
+    import botocore.loaders
+    import botocore.session
+
+    if _loader is None:
+        _loader = botocore.loaders.create_loader()
+    core = botocore.session.get_session()
+    core.register_component("data_loader", _loader)
+    return boto3.session.Session(botocore_session=core, **kwargs)
+
+
+def _multipart_etag(etags: list[str]) -> str | None:
+    try:
+        digests = b"".join(bytes.fromhex(rev_of(e)) for e in etags)
+    except ValueError:
+        return None  # not MD5 part ETags (e.g. SSE-KMS): cannot predict
+    return f"{hashlib.md5(digests).hexdigest()}-{len(etags)}"
+
+
+def _misjudged(cond: dict[str, str], head: dict | None) -> bool:
+    """Did the server answer 412 although the object is as the headers expect?"""
+    if "IfMatch" in cond:
+        return head is not None and rev_of(head["ETag"]) == rev_of(cond["IfMatch"])
+    return "IfNoneMatch" in cond and head is None
+
+
+class S3Bucket:
+    def __init__(
+        self,
+        bucket: str,
+        *,
+        endpoint_url: str | None,
+        region: str | None,
+        path_style: bool | None,
+        access_key: str | None,
+        secret_key: str | None,
+        profile: str | None,
+        conditional_writes: bool | None,
+        part_size: int,
+        parallelism: int,
+        max_threads: int,
+        retry_deadline: float,
+        connect_timeout: float,
+        read_timeout: float,
+    ) -> None:
+        from botocore.config import Config
+
+        if part_size < 5 * MiB:
+            raise ValueError("S3 parts must be at least 5 MiB")
+        self.name = bucket
+        self.conditional_writes = conditional_writes
+        on = conditional_writes is not False
+        self._cond = {"put": on, "complete": on, "delete": on}
+        self.part_size, self.parallelism = part_size, max(1, parallelism)
+        self.retry_deadline = retry_deadline
+        if path_style is None:  # custom endpoints (MinIO, Swift, moto) want path style
+            path_style = bool(endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL"))
+        self.session = _new_session(
+            aws_access_key_id=access_key, aws_secret_access_key=secret_key, region_name=region, profile_name=profile
+        )
+        self.client = self.session.client(
+            "s3",
+            endpoint_url=endpoint_url,
+            config=Config(
+                s3={"addressing_style": "path" if path_style else "auto"},
+                request_checksum_calculation="when_required",
+                response_checksum_validation="when_required",
+                connect_timeout=connect_timeout,
+                read_timeout=read_timeout,
+                retries={"max_attempts": 1, "mode": "standard"},  # we retry ourselves
+                max_pool_connections=max_threads,
+            ),
+        )
+        self.endpoint: str = self.client.meta.endpoint_url
+        self.limiter = trio.CapacityLimiter(max_threads)
+        self.active_uploads: set[str] = set()  # ours in flight: never aborted as stale
+
+    def url(self, key: str) -> str:
+        return f"s3://{self.name}/{key}"
+
+    # -- calls -----------------------------------------------------------------
+
+    def _sync(self, what: str, op: str | Callable[..., Any], kwargs: dict[str, Any]) -> Any:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        fn = getattr(self.client, op) if isinstance(op, str) else op
+        try:
+            return fn(Bucket=self.name, **kwargs)
+        except (BotoCoreError, ClientError) as exc:
+            raise map_boto_error(exc, what) from exc
+
+    async def once(self, what: str, op: str | Callable[..., Any], **kwargs: Any) -> Any:
+        """One attempt of ``client.<op>(Bucket=..., **kwargs)`` in a worker thread."""
+        return await trio.to_thread.run_sync(functools.partial(self._sync, what, op, kwargs), limiter=self.limiter)
+
+    async def call(self, what: str, op: str | Callable[..., Any], **kwargs: Any) -> Any:
+        return await with_retries(lambda: self.once(what, op, **kwargs), what=what, deadline=self.retry_deadline)
+
+    async def thread(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run a blocking non-S3 function (an upload source's read/check) unmapped."""
+        return await trio.to_thread.run_sync(fn, *args, limiter=self.limiter)
+
+    async def get(self, what: str, **kwargs: Any) -> bytes:
+        """GET with the body read in the same attempt (a broken stream is retried)."""
+        return await self.call(what, lambda **kw: self.client.get_object(**kw)["Body"].read(), **kwargs)
+
+    async def head(self, key: str) -> dict | None:
+        try:
+            return await self.call(f"HEAD {self.url(key)}", "head_object", Key=key)
+        except RemoteNotFound:
+            return None
+
+    async def check_expect(self, key: str, expect: Expect | str, what: str) -> dict | None:
+        """The HEAD half of check-then-write."""
+        if expect is Expect.ANY:
+            return None
+        head = await self.head(key)
+        if expect is Expect.ABSENT:
+            if head is not None:
+                raise PreconditionFailed(f"{what}: already exists")
+        elif head is None:
+            raise PreconditionFailed(f"{what}: expected revision {expect}, but it is gone")
+        elif rev_of(head["ETag"]) != rev_of(expect):
+            raise PreconditionFailed(f"{what}: expected revision {expect}, found {rev_of(head['ETag'])}")
+        return head
+
+    def _cond_headers(self, op: str, expect: Expect | str | None) -> dict[str, str]:
+        if not self._cond[op] or expect is None or expect is Expect.ANY:
+            return {}
+        return {"IfNoneMatch": "*"} if expect is Expect.ABSENT else {"IfMatch": f'"{rev_of(expect)}"'}
+
+    async def conditional(
+        self, what: str, op: str, fn: str, expect: Expect | str | None, key: str,
+        expected_rev: Callable[[], str | None] | None, **kwargs: Any,
+    ) -> Any:
+        """``client.<fn>`` with the conditional headers of ``expect``, retried
+        (``op`` is "put", "complete" or "delete": what auto mode learns)."""
+        cond = self._cond_headers(op, expect)
+        attempts = 0
+
+        async def attempt() -> Any:
+            nonlocal attempts, cond
+            attempts += 1
+            try:
+                return await self.once(what, fn, **kwargs, **cond)
+            except RemoteUnsupported:
+                if not cond or self.conditional_writes is True:
+                    raise
+                log.info("%s: no conditional %s on this server; using check-then-write", self.endpoint, op)
+                self._cond[op], cond = False, {}
+                return await self.once(what, fn, **kwargs)
+            except (PreconditionFailed, RemoteNotFound) as exc:
+                head = await self.head(key)
+                if attempts > 1 and expected_rev is not None and head is not None:
+                    mine = await self.thread(expected_rev)
+                    if mine is not None and rev_of(head["ETag"]) == mine:
+                        return {"ETag": head["ETag"]}  # our earlier attempt landed
+                if isinstance(exc, PreconditionFailed) and _misjudged(cond, head):
+                    # Swift's s3api compares If-Match with the Swift ETag of a
+                    # multipart object, not the S3 one: the HEAD just confirmed
+                    # the expectation, so go on without the header.
+                    log.debug("%s: server rejected a condition that holds; retrying without it", what)
+                    return await self.once(what, fn, **kwargs)
+                if isinstance(exc, RemoteNotFound) and getattr(exc, "code", "") == "NoSuchKey" and "IfMatch" in cond:
+                    raise PreconditionFailed(f"{what}: the expected revision is gone") from exc
+                raise
+
+        return await with_retries(attempt, what=what, deadline=self.retry_deadline)
+
+    # -- transfers ---------------------------------------------------------------
+
+    async def put(self, key: str, data: bytes, meta: dict[str, str], expect: Expect | str, what: str) -> str:
+        resp = await self.conditional(
+            what, "put", "put_object", expect, key, lambda: hashlib.md5(data).hexdigest(),
+            Key=key, Body=data, Metadata=meta,
+        )
+        return resp["ETag"]
+
+    def part_layout(self, size: int) -> tuple[int, int]:
+        part_size = max(self.part_size, math.ceil(size / MAX_PARTS))
+        return part_size, max(1, math.ceil(size / part_size))
+
+    async def multipart(
+        self, key: str, what: str, size: int, meta: dict[str, str], part_job: PartJob,
+        before_complete: Callable[[], Awaitable[None]], expect: Expect | str = Expect.ANY,
+    ) -> str:
+        """Create, run ``part_job`` for every part, ``before_complete()``, complete;
+        abort on any failure or cancellation.  Returns the new ETag."""
+        part_size, nparts = self.part_layout(size)
+        created = await self.call(f"{what} (start multipart)", "create_multipart_upload", Key=key, Metadata=meta)
+        upload_id = created["UploadId"]
+        self.active_uploads.add(upload_id)
+        etags = [""] * nparts
+        todo = iter(range(nparts))  # shared by the workers: each takes the next part
+        failed: list[Exception] = []  # the first failure; the other workers get cancelled
+
+        async def worker(scope: trio.CancelScope) -> None:
+            try:
+                for i in todo:
+                    off = i * part_size
+                    etags[i] = await part_job(upload_id, i + 1, off, min(part_size, size - off))
+            except Exception as exc:
+                failed.append(exc)
+                scope.cancel()
+
+        try:
+            async with trio.open_nursery() as nursery:
+                for _ in range(min(self.parallelism, nparts)):
+                    nursery.start_soon(worker, nursery.cancel_scope)
+            if failed:
+                raise failed[0]
+            await before_complete()
+            parts = [{"ETag": e, "PartNumber": i + 1} for i, e in enumerate(etags)]
+            resp = await self.conditional(
+                f"{what} (complete multipart)", "complete", "complete_multipart_upload", expect, key,
+                lambda: _multipart_etag(etags), Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts},
+            )
+            return resp["ETag"]
+        except BaseException:
+            with trio.CancelScope(shield=True), trio.move_on_after(self.retry_deadline):
+                try:
+                    await self.call(f"{what} (abort multipart)", "abort_multipart_upload", Key=key, UploadId=upload_id)
+                except RemoteError as exc:
+                    log.info("%s: abort failed (abort_stale_uploads will retry): %s", what, exc)
+            raise
+        finally:
+            self.active_uploads.discard(upload_id)
+
+    async def _pinned_copy(self, what: str, op: str, src_key: str, etag: str, **kwargs: Any) -> Any:
+        """A copy request pinned to the source's revision (CopySourceIfMatch).
+        Swift's s3api answers 412 to the pin for multipart sources even when the
+        ETag matches; a 412 with an unchanged source is retried unpinned (the
+        HEADs around the copy still guard it)."""
+        try:
+            return await self.call(what, op, CopySourceIfMatch=etag, **kwargs)
+        except PreconditionFailed:
+            now = await self.head(src_key)
+            if now is None or rev_of(now["ETag"]) != rev_of(etag):
+                raise
+            return await self.call(what, op, **kwargs)
+
+    async def copy(self, src_key: str, dst_key: str, head: dict, what: str, threshold: int) -> str:
+        """Server-side copy of the object ``head`` describes, metadata kept;
+        multipart (UploadPartCopy) above ``threshold``.  Returns the new ETag."""
+        source = {"Bucket": self.name, "Key": src_key}
+        etag = head["ETag"]
+        if head["ContentLength"] <= threshold:
+            resp = await self._pinned_copy(what, "copy_object", src_key, etag, Key=dst_key, CopySource=source)
+            return resp["CopyObjectResult"]["ETag"]
+
+        async def part(upload_id: str, number: int, off: int, length: int) -> str:
+            resp = await self._pinned_copy(
+                f"{what} (part {number})", "upload_part_copy", src_key, etag, Key=dst_key, UploadId=upload_id,
+                PartNumber=number, CopySource=source, CopySourceRange=f"bytes={off}-{off + length - 1}",
+            )
+            return resp["CopyPartResult"]["ETag"]
+
+        async def unchanged() -> None:
+            now = await self.head(src_key)
+            if now is None or rev_of(now["ETag"]) != rev_of(etag):
+                raise PreconditionFailed(f"{what}: the source changed during the copy")
+
+        return await self.multipart(dst_key, what, head["ContentLength"], head.get("Metadata") or {}, part, unchanged)
+
+    async def abort_stale_uploads(self, prefix: str, older_than: float) -> int:
+        """Abort multipart uploads under ``prefix`` started more than
+        ``older_than`` seconds ago (any age if <= 0: server clocks and rounding
+        differ) that are not ours in flight."""
+        cutoff_ns = (time.time() - older_than) * 1e9
+        kwargs: dict[str, Any] = {"Prefix": prefix}
+        aborted = 0
+        while True:
+            page = await self.call(f"LIST uploads {self.url(prefix)}", "list_multipart_uploads", **kwargs)
+            for up in page.get("Uploads") or []:
+                if up["UploadId"] in self.active_uploads or not up["Key"].startswith(prefix):
+                    continue
+                if older_than > 0 and dt_to_ns(up["Initiated"]) > cutoff_ns:
+                    continue
+                try:
+                    await self.call(f"abort upload {self.url(up['Key'])}", "abort_multipart_upload",
+                                    Key=up["Key"], UploadId=up["UploadId"])
+                    aborted += 1
+                except RemoteNotFound:
+                    pass  # someone else aborted or completed it
+            if not page.get("IsTruncated"):
+                return aborted
+            kwargs.update(KeyMarker=page.get("NextKeyMarker", ""), UploadIdMarker=page.get("NextUploadIdMarker", ""))
+
+    # -- check ---------------------------------------------------------------------
+
+    async def probe(self) -> tuple[Exception | None, str | None]:
+        """HEAD the bucket once, unretried.  On failure also return the error
+        code of a listing (HEAD answers 403 without a body; the listing's code
+        tells a wrong key id from a wrong secret from a missing permission)."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        def attempt(op: str, **kwargs: Any) -> Exception | None:
+            try:
+                getattr(self.client, op)(Bucket=self.name, **kwargs)
+                return None
+            except (BotoCoreError, ClientError) as exc:
+                return exc
+
+        exc = await self.thread(functools.partial(attempt, "head_bucket"))
+        detail = None
+        if isinstance(exc, ClientError) and client_error_code(exc)[1] == 403:
+            again = await self.thread(functools.partial(attempt, "list_objects_v2", MaxKeys=1))
+            detail = client_error_code(again)[0] if isinstance(again, ClientError) else None
+        return exc, detail
+
+    async def access_key(self) -> str | None:
+        creds = await self.thread(self.session.get_credentials)
+        return creds.access_key if creds else None
+
+    async def aclose(self) -> None:
+        await self.thread(self.client.close)

@@ -1,0 +1,1 @@
+"""The Remote contract suite, run over every remote (see conftest.py)."""

@@ -1,0 +1,246 @@
+"""One contract suite, many remotes: the ``h`` fixture is a ``Harness`` for each.
+
+Every remote runs on a real store: a temp directory, moto (a fresh bucket per
+test, with and without a key prefix), Swift's s3api (marked ``swift``), and a
+router with a local remote mounted as ``mnt``.  A harness also has a
+``backdoor`` to change the store behind the remote's back (another client
+writing, a crash leaving an incomplete upload) and a list of deliberately
+broken configurations for ``check()``.
+
+Multipart runs with a few MiB here: S3 remotes are built with a 6 MiB
+multipart threshold, 5 MiB parts (S3's minimum) and a 6 MiB copy threshold.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import pytest
+
+from cloudgw.remotes.base import Remote
+from cloudgw.remotes.local import TMP_PREFIX, LocalRemote
+from cloudgw.remotes.router import RouterRemote
+from cloudgw.remotes.s3 import S3Remote
+from tests.servers import S3Server, free_port
+
+MiB = 1 << 20
+S3_TEST_OPTIONS = dict(
+    multipart_threshold=6 * MiB,
+    part_size=5 * MiB,
+    copy_threshold=6 * MiB,
+    stale_upload_age=0.0,
+    retry_deadline=10.0,
+)
+
+
+@dataclass
+class Broken:
+    """A misconfigured remote whose ``check()`` must raise a UserError matching
+    ``match``; ``secret`` must never appear in the message."""
+
+    label: str
+    remote: Remote
+    match: str
+    secret: str | None = None
+
+
+@dataclass
+class Harness:
+    kind: str  # "local", "s3" or "router"
+    remote: Remote
+    base: str  # the test area inside the remote: "" (or the mount name for the router)
+    put_outside: Callable[[str, bytes], None]  # write behind the remote's back
+    leave_incomplete_upload: Callable[[str], None]  # what a crash mid-upload leaves
+    broken: Callable[[], list[Broken]]
+    # The object changes between our expectation check and the commit: does the
+    # write still fail?  Yes where something enforces the condition at commit
+    # (the local re-check, moto's If-None-Match/If-Match on PUT); Swift rejects
+    # conditional PUTs, so only the documented check-then-write window is left.
+    closes_race_window: bool = True
+    # Concurrent writers of one path are serialised: only our per-path lock
+    # does that (moto checks If-None-Match without a lock of its own).
+    serialises_writers: bool = True
+
+    def p(self, *names: str) -> str:
+        return "/".join([self.base, *names]) if self.base else "/".join(names)
+
+
+# -- servers (moto_server is session-scoped in tests/conftest.py) -------------
+
+
+@pytest.fixture(scope="session")
+def swift_server() -> Iterator[S3Server]:
+    try:
+        from tests.servers.swift import start_swift
+    except ImportError:
+        pytest.skip("tests/servers/swift.py is not available")
+    with start_swift() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def swift_bucket(swift_server: S3Server) -> str:
+    """One bucket for the session: a one-replica Swift answers 503 SlowDown to a
+    quick series of bucket creations, so Swift tests get a fresh prefix instead."""
+    name = f"cgw-{uuid.uuid4().hex[:20]}"
+    swift_server.client().create_bucket(Bucket=name)
+    return name
+
+
+# -- harnesses ---------------------------------------------------------------
+
+
+def _local(root: Path) -> Harness:
+    root.mkdir(parents=True, exist_ok=True)
+
+    def put_outside(path: str, data: bytes) -> None:
+        p = root / path
+        p.parent.mkdir(parents=True, exist_ok=True)
+        with open(p, "wb") as f:  # in place, as another program would
+            f.write(data)
+
+    def leave_incomplete_upload(path: str) -> None:
+        p = root / path
+        p.parent.mkdir(parents=True, exist_ok=True)
+        (p.parent / f"{TMP_PREFIX}{p.name}.crashed").write_bytes(b"half a file")
+
+    def broken() -> list[Broken]:
+        a_file = root.parent / f"{root.name}-not-a-dir"
+        a_file.write_bytes(b"")
+        return [
+            Broken("missing directory", LocalRemote(root.parent / "does-not-exist"), r"does not exist.*create"),
+            Broken("a file, not a directory", LocalRemote(a_file), r"not a directory"),
+        ]
+
+    return Harness("local", LocalRemote(root, stale_tmp_age=0.0), "", put_outside, leave_incomplete_upload, broken)
+
+
+def _s3(server: S3Server, prefix: str, bucket: str | None = None) -> Harness:
+    """A remote on a fresh bucket, or under a fresh ``prefix`` of ``bucket``."""
+    raw = server.client()
+    if bucket is None:
+        bucket = f"cgw-{uuid.uuid4().hex[:20]}"
+        raw.create_bucket(Bucket=bucket)
+    key_prefix = prefix.strip("/") + "/" if prefix else ""
+    if prefix == "pre/fix":  # decoys next to the prefix that no operation may touch or show
+        raw.put_object(Bucket=bucket, Key="outside.txt", Body=b"not ours")
+        raw.put_object(Bucket=bucket, Key=prefix.strip("/") + "ture.txt", Body=b"not ours either")
+        raw.create_multipart_upload(Bucket=bucket, Key="outside-upload")
+
+    def make(**overrides: Any) -> S3Remote:
+        kwargs: dict[str, Any] = dict(
+            endpoint_url=server.endpoint_url,
+            region=server.region,
+            path_style=True,
+            access_key=server.access_key,
+            secret_key=server.secret_key,
+            **S3_TEST_OPTIONS,
+        )
+        kwargs.update(overrides)
+        return S3Remote(kwargs.pop("bucket", bucket), prefix, **kwargs)
+
+    def put_outside(path: str, data: bytes) -> None:
+        raw.put_object(Bucket=bucket, Key=key_prefix + path, Body=data)
+
+    def leave_incomplete_upload(path: str) -> None:
+        up = raw.create_multipart_upload(Bucket=bucket, Key=key_prefix + path)
+        raw.upload_part(Bucket=bucket, Key=key_prefix + path, UploadId=up["UploadId"], PartNumber=1, Body=b"x" * 100)
+
+    def broken() -> list[Broken]:
+        wrong_secret = "Wr0ng-" + uuid.uuid4().hex
+        return [
+            Broken("missing bucket", make(bucket=f"cgw-missing-{uuid.uuid4().hex[:12]}"), r"does not exist.*create it"),
+            Broken(
+                "wrong secret key",
+                make(secret_key=wrong_secret),
+                r"rejected the signature.*AWS_SECRET_ACCESS_KEY",
+                wrong_secret,
+            ),
+            Broken(
+                "unknown access key",
+                make(access_key="AKIAUNKNOWN0123456789", secret_key=wrong_secret),
+                r"(not known|rejected the signature).*AWS_ACCESS_KEY_ID",
+                wrong_secret,
+            ),
+            Broken(
+                "unreachable endpoint",
+                make(endpoint_url=f"http://127.0.0.1:{free_port()}"),
+                r"cannot reach S3 endpoint http://127\.0\.0\.1:\d+",
+            ),
+        ]
+
+    return Harness(
+        "s3", make(), "", put_outside, leave_incomplete_upload, broken,
+        closes_race_window=server.name == "moto", serialises_writers=False,
+    )
+
+
+def _router(inner: Harness) -> Harness:
+    remote = RouterRemote({"mnt": inner.remote})
+
+    def strip(path: str) -> str:
+        assert path.startswith("mnt/"), path
+        return path[len("mnt/") :]
+
+    def broken() -> list[Broken]:
+        return [
+            Broken(f"router over {b.label}", RouterRemote({"mnt": b.remote}), r"^remote 'mnt': .*" + b.match, b.secret)
+            for b in inner.broken()
+        ]
+
+    return Harness(
+        "router",
+        remote,
+        "mnt",
+        lambda path, data: inner.put_outside(strip(path), data),
+        lambda path: inner.leave_incomplete_upload(strip(path)),
+        broken,
+    )
+
+
+@pytest.fixture(
+    params=[
+        "local",
+        "s3-moto",
+        "s3-moto-prefix",
+        "router-local",
+        pytest.param("s3-swift", marks=pytest.mark.swift),
+    ]
+)
+def harness(request, tmp_path: Path) -> Harness:
+    kind = request.param
+    if kind == "local":
+        return _local(tmp_path / "root")
+    if kind == "router-local":
+        return _router(_local(tmp_path / "root"))
+    if kind == "s3-moto":
+        return _s3(request.getfixturevalue("moto_server"), "")
+    if kind == "s3-moto-prefix":
+        return _s3(request.getfixturevalue("moto_server"), "pre/fix")
+    bucket = request.getfixturevalue("swift_bucket")
+    return _s3(request.getfixturevalue("swift_server"), f"t-{uuid.uuid4().hex[:12]}", bucket)
+
+
+@pytest.fixture
+async def h(harness: Harness) -> Harness:
+    try:
+        yield harness
+    finally:
+        await harness.remote.aclose()
+
+
+@pytest.fixture(autouse=True)
+def no_warnings(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
+    """A test that logs WARNING or worse fails (DESIGN.md, Tests)."""
+    caplog.set_level(logging.INFO)
+    yield
+    bad = [r for r in caplog.get_records("call") + caplog.get_records("setup") if r.levelno >= logging.WARNING]
+    assert not bad, "unexpected log records: " + "; ".join(f"{r.name}: {r.getMessage()}" for r in bad)
+
+
+os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")  # no 1 s IMDS probe when keys are missing

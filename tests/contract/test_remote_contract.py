@@ -1,0 +1,692 @@
+"""The Remote contract (cloudgw/remotes/base.py), one suite for every remote.
+
+Each test asserts what a user of the mount would check: the bytes that come
+back, what a listing shows, that a conflicting or interrupted write leaves the
+old object exactly as it was, and that nothing half-written stays behind.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import re
+import threading
+import time
+
+import pytest
+import trio
+
+from botocore.exceptions import (
+    ClientError,
+    ConnectionClosedError,
+    EndpointConnectionError,
+    NoCredentialsError,
+    ReadTimeoutError,
+)
+
+from cloudgw.errors import (
+    PreconditionFailed,
+    RemoteError,
+    RemoteExists,
+    RemoteNotEmpty,
+    RemoteNotFound,
+    RemotePermissionDenied,
+    RemoteUnavailable,
+    RemoteUnsupported,
+    SourceChanged,
+    TransientRemoteError,
+    UserError,
+)
+from cloudgw.remotes.base import BytesSource, Expect, FileAttrs, Kind, RemoteEntry
+from cloudgw.remotes.local import LocalRemote
+from cloudgw.remotes.local_ops import map_oserror
+from cloudgw.remotes.open import open_remote
+from cloudgw.remotes.router import RouterRemote
+from cloudgw.remotes.s3 import S3Remote
+from cloudgw.remotes.s3_errors import map_boto_error
+from tests.contract.conftest import Harness
+from tests.servers import free_port
+
+MiB = 1 << 20
+BIG = 11 * MiB + 12345  # three parts with the test remotes' 5 MiB parts
+
+
+# -- helpers -----------------------------------------------------------------
+
+
+async def listing(h: Harness, path: str, *, recursive: bool = False) -> dict[str, RemoteEntry]:
+    out: dict[str, RemoteEntry] = {}
+    async for entry in h.remote.list(path, recursive=recursive):
+        assert entry.path not in out, f"{entry.path!r} listed twice"
+        out[entry.path] = entry
+    return out
+
+
+async def kinds(h: Harness, path: str, *, recursive: bool = False) -> dict[str, Kind]:
+    return {p: e.kind for p, e in (await listing(h, path, recursive=recursive)).items()}
+
+
+async def content(h: Harness, path: str, rev: str | None = None) -> bytes:
+    return await h.remote.read(path, 0, 1 << 40, rev=rev)
+
+
+async def put(h: Harness, path: str, data: bytes, **kwargs) -> RemoteEntry:
+    return await h.remote.write(path, BytesSource(data), **kwargs)
+
+
+class ChangedSource(BytesSource):
+    """The local file was modified while it was uploaded."""
+
+    def check(self) -> None:
+        raise SourceChanged("modified during upload")
+
+
+class FailingSource(BytesSource):
+    """Reading the local file fails past ``fail_at`` (a bad disk)."""
+
+    def __init__(self, data: bytes, fail_at: int) -> None:
+        super().__init__(data)
+        self.fail_at = fail_at
+
+    def read(self, offset: int, length: int) -> bytes:
+        if offset + length > self.fail_at:
+            raise OSError(errno.EIO, "Input/output error")
+        return super().read(offset, length)
+
+
+class GatedSource(BytesSource):
+    """Reads past ``gate_at`` block until ``gate`` is set; ``reached`` tells the
+    test that the upload is under way."""
+
+    def __init__(self, data: bytes, gate_at: int) -> None:
+        super().__init__(data)
+        self.gate_at, self.gate, self.reached = gate_at, threading.Event(), threading.Event()
+
+    def read(self, offset: int, length: int) -> bytes:
+        if offset + length > self.gate_at:
+            self.reached.set()
+            self.gate.wait(30)
+        return super().read(offset, length)
+
+
+async def assert_untouched(h: Harness, path: str, old: RemoteEntry, data: bytes) -> None:
+    now = await h.remote.stat(path)
+    assert (now.kind, now.size, now.rev) == (Kind.FILE, len(data), old.rev)
+    assert await content(h, path) == data
+
+
+# -- stat, list, read ----------------------------------------------------------
+
+
+async def test_a_new_remote_is_an_empty_directory(h: Harness):
+    assert (await h.remote.stat(h.base)).kind is Kind.DIR
+    assert await listing(h, h.base) == {}
+    assert await listing(h, h.base, recursive=True) == {}
+    await h.remote.check()
+
+
+async def test_write_stat_read_round_trip(h: Harness):
+    data = os.urandom(100_000)
+    written = await put(h, h.p("f.bin"), data)
+    assert (written.path, written.kind, written.size) == (h.p("f.bin"), Kind.FILE, len(data))
+    st = await h.remote.stat(h.p("f.bin"))
+    assert (st.path, st.name, st.kind, st.size, st.rev) == (h.p("f.bin"), "f.bin", Kind.FILE, len(data), written.rev)
+    assert st.mtime_ns == written.mtime_ns and abs(st.mtime_ns - time.time_ns()) < 60e9
+    assert st.rev
+    assert await content(h, h.p("f.bin")) == data
+    listed = (await listing(h, h.base))[h.p("f.bin")]
+    assert (listed.kind, listed.size, listed.rev) == (Kind.FILE, len(data), written.rev)
+
+
+async def test_read_ranges(h: Harness):
+    data = bytes(range(256)) * 40
+    e = await put(h, h.p("r"), data)
+    read = h.remote.read
+    assert await read(h.p("r"), 100, 50) == data[100:150]
+    assert await read(h.p("r"), 10200, 100) == data[10200:]  # short only at the end
+    assert await read(h.p("r"), len(data), 10) == b""
+    assert await read(h.p("r"), len(data) + 5000, 10) == b""
+    assert await read(h.p("r"), 7, 0) == b""
+    assert await read(h.p("r"), 0, len(data), rev=e.rev) == data
+    await put(h, h.p("empty"), b"")
+    assert (await h.remote.stat(h.p("empty"))).size == 0
+    assert await read(h.p("empty"), 0, 10) == b""
+    with pytest.raises(RemoteNotFound):
+        await read(h.p("missing"), 0, 10)
+
+
+async def test_read_of_a_changed_object_with_old_rev_fails(h: Harness):
+    old = await put(h, h.p("doc.txt"), b"version one")
+    h.put_outside(h.p("doc.txt"), b"version two!")
+    new = await h.remote.stat(h.p("doc.txt"))
+    assert new.rev != old.rev
+    with pytest.raises(PreconditionFailed):
+        await h.remote.read(h.p("doc.txt"), 0, 100, rev=old.rev)
+    with pytest.raises(PreconditionFailed):
+        await h.remote.read(h.p("doc.txt"), 500, 100, rev=old.rev)  # even past the end
+    assert await content(h, h.p("doc.txt"), rev=new.rev) == b"version two!"
+
+
+async def test_rewrite_with_same_size_changes_rev(h: Harness):
+    a = await put(h, h.p("x"), b"aaaa")
+    b = await put(h, h.p("x"), b"bbbb")
+    assert a.rev != b.rev
+    assert (await h.remote.stat(h.p("x"))).rev == b.rev
+
+
+async def test_missing_paths(h: Harness):
+    await put(h, h.p("file"), b"x")
+    for path in (h.p("missing"), h.p("missing/deeper"), h.p("file/below")):
+        with pytest.raises(RemoteNotFound):
+            await h.remote.stat(path)
+    for path in (h.p("missing"), h.p("file")):
+        with pytest.raises(RemoteNotFound):
+            await listing(h, path)
+
+
+async def test_list_one_level(h: Harness):
+    await put(h, h.p("a.txt"), b"abc")
+    await put(h, h.p("d/b.txt"), b"bb")
+    await put(h, h.p("d/e/c.txt"), b"c")
+    await h.remote.mkdir(h.p("empty"))
+    assert await kinds(h, h.base) == {h.p("a.txt"): Kind.FILE, h.p("d"): Kind.DIR, h.p("empty"): Kind.DIR}
+    assert await kinds(h, h.p("d")) == {h.p("d/b.txt"): Kind.FILE, h.p("d/e"): Kind.DIR}
+    assert await listing(h, h.p("empty")) == {}
+    assert (await listing(h, h.base))[h.p("a.txt")].size == 3
+    for d in ("d", "d/e", "empty"):
+        assert (await h.remote.stat(h.p(d))).kind is Kind.DIR
+
+
+async def test_list_recursive_yields_every_entry_once(h: Harness):
+    # Names that sort around "d/" ('-' and '.' sort before '/', '0' after).
+    files = {"d-x/y": 1, "d.txt": 2, "d/b.txt": 3, "d/e/c.txt": 4, "d/e2/f": 5, "d0/z": 6, "top": 7}
+    for name, size in files.items():
+        await put(h, h.p(name), b"x" * size)
+    await h.remote.mkdir(h.p("d/empty"))
+    expected = {h.p(n): Kind.FILE for n in files} | {
+        h.p(d): Kind.DIR for d in ("d-x", "d", "d/e", "d/e2", "d/empty", "d0")
+    }
+    everything = await listing(h, h.base, recursive=True)
+    assert {p: e.kind for p, e in everything.items()} == expected
+    assert {p: e.size for p, e in everything.items() if e.kind is Kind.FILE} == {h.p(n): s for n, s in files.items()}
+    assert await kinds(h, h.p("d"), recursive=True) == {
+        h.p("d/b.txt"): Kind.FILE,
+        h.p("d/e"): Kind.DIR,
+        h.p("d/e/c.txt"): Kind.FILE,
+        h.p("d/e2"): Kind.DIR,
+        h.p("d/e2/f"): Kind.FILE,
+        h.p("d/empty"): Kind.DIR,
+    }
+
+
+# -- conditional writes --------------------------------------------------------
+
+
+async def test_write_expect_absent(h: Harness):
+    first = await put(h, h.p("new"), b"first", expect=Expect.ABSENT)
+    with pytest.raises(PreconditionFailed):
+        await put(h, h.p("new"), b"second", expect=Expect.ABSENT)
+    await assert_untouched(h, h.p("new"), first, b"first")
+
+
+async def test_write_expect_rev(h: Harness):
+    v1 = await put(h, h.p("f"), b"v1")
+    v2 = await put(h, h.p("f"), b"v2", expect=v1.rev)
+    assert v2.rev != v1.rev
+    with pytest.raises(PreconditionFailed):
+        await put(h, h.p("f"), b"v3", expect=v1.rev)  # stale: v2 must survive
+    await assert_untouched(h, h.p("f"), v2, b"v2")
+    h.put_outside(h.p("f"), b"someone else")
+    with pytest.raises(PreconditionFailed):
+        await put(h, h.p("f"), b"ours", expect=v2.rev)
+    assert await content(h, h.p("f")) == b"someone else"
+    with pytest.raises(PreconditionFailed):
+        await put(h, h.p("gone"), b"x", expect=v2.rev)
+    with pytest.raises(RemoteNotFound):
+        await h.remote.stat(h.p("gone"))
+
+
+async def test_conditional_writes_over_multipart_objects(h: Harness):
+    # Multipart ETags ("md5-N") are where S3-compatible servers get If-Match wrong.
+    big1, big2 = os.urandom(BIG), os.urandom(BIG)
+    v1 = await put(h, h.p("m"), big1)
+    v2 = await put(h, h.p("m"), b"small", expect=v1.rev)
+    v3 = await put(h, h.p("m"), big2, expect=v2.rev)
+    with pytest.raises(PreconditionFailed):
+        await put(h, h.p("m"), big1, expect=v1.rev)
+    with pytest.raises(PreconditionFailed):
+        await put(h, h.p("m"), big1, expect=Expect.ABSENT)
+    await assert_untouched(h, h.p("m"), v3, big2)
+    await h.remote.delete(h.p("m"), expect=v3.rev)
+    with pytest.raises(RemoteNotFound):
+        await h.remote.stat(h.p("m"))
+
+
+# Sync fixtures: pytest-trio loses the reason of a skip raised inside a test.
+@pytest.fixture
+def closes_race_window(harness: Harness) -> None:
+    if not harness.closes_race_window:
+        pytest.skip("this server enforces no conditions at commit (check-then-write window)")
+
+
+@pytest.fixture
+def serialises_writers(harness: Harness) -> None:
+    if not harness.serialises_writers:
+        pytest.skip("concurrent writers of one path are not serialised by this remote")
+
+
+class RacingSource(BytesSource):
+    """Another client writes the object while ours is being read for upload:
+    after our expectation check, before our commit."""
+
+    def __init__(self, data: bytes, race) -> None:
+        super().__init__(data)
+        self.race = race
+
+    def read(self, offset: int, length: int) -> bytes:
+        if self.race:
+            self.race, race = None, self.race
+            race()
+        return super().read(offset, length)
+
+
+@pytest.mark.parametrize("expect_kind", ["absent", "rev"])
+async def test_write_racing_an_outside_writer_fails(h: Harness, closes_race_window: None, expect_kind: str):
+    expect: Expect | str = Expect.ABSENT
+    if expect_kind == "rev":
+        expect = (await put(h, h.p("f"), b"ours, before")).rev
+    source = RacingSource(b"ours, after", lambda: h.put_outside(h.p("f"), b"theirs"))
+    with pytest.raises(PreconditionFailed):
+        await h.remote.write(h.p("f"), source, expect=expect)
+    assert source.race is None  # the race did happen
+    assert await content(h, h.p("f")) == b"theirs"
+
+
+async def test_concurrent_exclusive_creates(h: Harness, serialises_writers: None):
+    wins: list[bytes] = []
+
+    async def create(i: int) -> None:
+        data = f"writer {i}".encode()
+        try:
+            await put(h, h.p("race"), data, expect=Expect.ABSENT)
+            wins.append(data)
+        except PreconditionFailed:
+            pass
+
+    async with trio.open_nursery() as nursery:
+        for i in range(6):
+            nursery.start_soon(create, i)
+    assert len(wins) == 1
+    assert await content(h, h.p("race")) == wins[0]
+
+
+async def test_concurrent_writes_of_different_files(h: Harness):
+    async with trio.open_nursery() as nursery:
+        for i in range(20):
+            nursery.start_soon(put, h, h.p(f"many/f{i}"), b"x" * i)
+    listed = await listing(h, h.p("many"))
+    assert {p: e.size for p, e in listed.items()} == {h.p(f"many/f{i}"): i for i in range(20)}
+
+
+# -- interrupted uploads ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("size", [1000, BIG], ids=["single", "multipart"])
+async def test_source_changed_keeps_the_old_object(h: Harness, size: int):
+    old = await put(h, h.p("doc"), b"old content")
+    with pytest.raises(SourceChanged):
+        await h.remote.write(h.p("doc"), ChangedSource(os.urandom(size)))
+    await assert_untouched(h, h.p("doc"), old, b"old content")
+    with pytest.raises(SourceChanged):
+        await h.remote.write(h.p("fresh"), ChangedSource(os.urandom(size)))
+    with pytest.raises(RemoteNotFound):
+        await h.remote.stat(h.p("fresh"))
+    assert set(await listing(h, h.base)) == {h.p("doc")}
+    assert await h.remote.abort_incomplete_uploads() == 0  # the remote cleaned up itself
+
+
+async def test_failing_source_keeps_the_old_object(h: Harness):
+    old = await put(h, h.p("doc"), b"old content")
+    with pytest.raises(OSError):
+        await h.remote.write(h.p("doc"), FailingSource(os.urandom(BIG), fail_at=6 * MiB))
+    await assert_untouched(h, h.p("doc"), old, b"old content")
+    assert await h.remote.abort_incomplete_uploads() == 0
+
+
+async def test_cancelled_upload_keeps_the_old_object(h: Harness):
+    old = await put(h, h.p("doc"), b"old content")
+    source = GatedSource(os.urandom(BIG), gate_at=6 * MiB)
+    with trio.CancelScope() as scope:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(h.remote.write, h.p("doc"), source)
+            while not source.reached.is_set():
+                await trio.sleep(0.01)
+            scope.cancel()
+            source.gate.set()  # let the blocked worker thread return
+    assert scope.cancelled_caught
+    await assert_untouched(h, h.p("doc"), old, b"old content")
+    assert await h.remote.abort_incomplete_uploads() == 0
+
+
+async def test_crash_leftovers_are_hidden_and_aborted(h: Harness):
+    h.leave_incomplete_upload(h.p("sub/big.iso"))
+    await put(h, h.p("sub/kept"), b"k")
+    assert await kinds(h, h.base, recursive=True) == {h.p("sub"): Kind.DIR, h.p("sub/kept"): Kind.FILE}
+    with pytest.raises(RemoteNotFound):
+        await h.remote.stat(h.p("sub/big.iso"))
+    assert await h.remote.abort_incomplete_uploads() == 1
+    assert await h.remote.abort_incomplete_uploads() == 0
+    assert await content(h, h.p("sub/kept")) == b"k"
+
+
+async def test_large_file_round_trip(h: Harness):
+    data = os.urandom(BIG)
+    written = await put(h, h.p("big.bin"), data)
+    st = await h.remote.stat(h.p("big.bin"))
+    assert (st.size, st.rev) == (len(data), written.rev)
+    got = await content(h, h.p("big.bin"))
+    assert hashlib.sha256(got).digest() == hashlib.sha256(data).digest()
+    listed = (await listing(h, h.base))[h.p("big.bin")]
+    assert (listed.size, listed.rev) == (len(data), st.rev)  # the poller compares these
+    edge = 5 * MiB - 10  # across a part boundary
+    assert await h.remote.read(h.p("big.bin"), edge, 20, rev=st.rev) == data[edge : edge + 20]
+
+
+# -- attributes, directories ---------------------------------------------------
+
+
+async def test_attrs_round_trip(h: Harness):
+    caps = h.remote.capabilities
+    if not (caps.keeps_mode and caps.keeps_mtime):
+        pytest.skip("this remote does not keep POSIX attributes")
+    attrs = FileAttrs(mode=0o640, uid=os.getuid(), gid=os.getgid(), mtime_ns=1_600_000_000_123_456_789)
+    await put(h, h.p("a"), b"data", attrs=attrs)
+    st = await h.remote.stat(h.p("a"))
+    assert st.attrs == attrs
+    assert st.mtime_ns == attrs.mtime_ns
+    await put(h, h.p("a"), b"newer", attrs=FileAttrs(mode=0o600, mtime_ns=1_700_000_000_000_000_001))
+    st = await h.remote.stat(h.p("a"))
+    assert (st.attrs.mode, st.mtime_ns) == (0o600, 1_700_000_000_000_000_001)
+    d = await h.remote.mkdir(h.p("dir"), FileAttrs(mode=0o750))
+    assert d.kind is Kind.DIR
+    assert (await h.remote.stat(h.p("dir"))).attrs.mode == 0o750
+
+
+async def test_mkdir(h: Harness):
+    e = await h.remote.mkdir(h.p("x"))
+    assert (e.path, e.kind) == (h.p("x"), Kind.DIR)
+    await h.remote.mkdir(h.p("x"))  # idempotent
+    assert (await h.remote.stat(h.p("x"))).kind is Kind.DIR
+    assert await listing(h, h.p("x")) == {}
+    await h.remote.mkdir(h.p("a/b/c"))
+    for d in ("a", "a/b", "a/b/c"):
+        assert (await h.remote.stat(h.p(d))).kind is Kind.DIR
+    await put(h, h.p("file"), b"x")
+    with pytest.raises(RemoteExists):
+        await h.remote.mkdir(h.p("file"))
+    assert await content(h, h.p("file")) == b"x"
+
+
+async def test_rmdir(h: Harness):
+    await h.remote.mkdir(h.p("d"))
+    await put(h, h.p("d/f"), b"x")
+    with pytest.raises(RemoteNotEmpty):
+        await h.remote.rmdir(h.p("d"))
+    assert await content(h, h.p("d/f")) == b"x"
+    await h.remote.delete(h.p("d/f"))
+    await h.remote.rmdir(h.p("d"))
+    with pytest.raises(RemoteNotFound):
+        await h.remote.stat(h.p("d"))
+    await h.remote.rmdir(h.p("d"))  # idempotent
+    await h.remote.mkdir(h.p("outer/inner"))
+    with pytest.raises(RemoteNotEmpty):
+        await h.remote.rmdir(h.p("outer"))
+    assert (await h.remote.stat(h.p("outer/inner"))).kind is Kind.DIR
+
+
+async def test_delete(h: Harness):
+    await put(h, h.p("f"), b"x")
+    await h.remote.delete(h.p("f"))
+    with pytest.raises(RemoteNotFound):
+        await h.remote.stat(h.p("f"))
+    await h.remote.delete(h.p("f"))  # idempotent
+    await h.remote.delete(h.p("never/existed"))
+    g = await put(h, h.p("g"), b"ours")
+    h.put_outside(h.p("g"), b"changed by someone else")
+    with pytest.raises(PreconditionFailed):
+        await h.remote.delete(h.p("g"), expect=g.rev)
+    assert await content(h, h.p("g")) == b"changed by someone else"
+    await h.remote.delete(h.p("g"), expect=(await h.remote.stat(h.p("g"))).rev)
+    with pytest.raises(RemoteNotFound):
+        await h.remote.stat(h.p("g"))
+    await h.remote.delete(h.p("g"), expect=g.rev)  # already gone: fine
+
+
+# -- rename, copy, symlinks ------------------------------------------------------
+
+
+@pytest.mark.parametrize("size", [5, 7 * MiB], ids=["small", "large"])
+async def test_rename(h: Harness, size: int):
+    data = os.urandom(size)
+    attrs = FileAttrs(mode=0o600, mtime_ns=1_500_000_000_000_000_000)
+    a = await put(h, h.p("a"), data, attrs=attrs)
+    moved = await h.remote.rename(h.p("a"), h.p("sub/b"), expect=a.rev)
+    assert (moved.path, moved.kind, moved.size) == (h.p("sub/b"), Kind.FILE, size)
+    with pytest.raises(RemoteNotFound):
+        await h.remote.stat(h.p("a"))
+    st = await h.remote.stat(h.p("sub/b"))
+    assert st.rev == moved.rev
+    assert await content(h, h.p("sub/b")) == data
+    if h.remote.capabilities.keeps_mode:
+        assert (st.attrs.mode, st.mtime_ns) == (0o600, attrs.mtime_ns)
+    await put(h, h.p("c"), b"to be replaced")
+    await h.remote.rename(h.p("sub/b"), h.p("c"))
+    assert await content(h, h.p("c")) == data
+    files = {p for p, e in (await listing(h, h.base, recursive=True)).items() if e.kind is not Kind.DIR}
+    assert files == {h.p("c")}
+    with pytest.raises(RemoteNotFound):
+        await h.remote.rename(h.p("missing"), h.p("z"))
+
+
+async def test_rename_with_stale_rev_changes_nothing(h: Harness):
+    x = await put(h, h.p("x"), b"ours")
+    h.put_outside(h.p("x"), b"theirs")
+    with pytest.raises(PreconditionFailed):
+        await h.remote.rename(h.p("x"), h.p("y"), expect=x.rev)
+    assert await content(h, h.p("x")) == b"theirs"
+    with pytest.raises(RemoteNotFound):
+        await h.remote.stat(h.p("y"))
+
+
+@pytest.mark.parametrize("size", [5, 7 * MiB], ids=["small", "large"])
+async def test_copy(h: Harness, size: int):
+    data = os.urandom(size)
+    attrs = FileAttrs(mode=0o640, mtime_ns=1_400_000_000_000_000_000)
+    await put(h, h.p("src"), data, attrs=attrs)
+    await put(h, h.p("dst"), b"old")
+    copied = await h.remote.copy(h.p("src"), h.p("dst"))
+    assert (copied.path, copied.kind, copied.size) == (h.p("dst"), Kind.FILE, size)
+    assert await content(h, h.p("src")) == data
+    assert await content(h, h.p("dst")) == data
+    st = await h.remote.stat(h.p("dst"))
+    assert st.rev == copied.rev
+    if h.remote.capabilities.keeps_mode:
+        assert (st.attrs.mode, st.mtime_ns) == (0o640, attrs.mtime_ns)
+    with pytest.raises(RemoteNotFound):
+        await h.remote.copy(h.p("missing"), h.p("z"))
+
+
+async def test_symlinks(h: Harness):
+    target = "../elsewhere/ünï côdé.txt"
+    made = await h.remote.symlink(h.p("link"), target)
+    assert (made.path, made.kind) == (h.p("link"), Kind.SYMLINK)
+    assert (await h.remote.stat(h.p("link"))).kind is Kind.SYMLINK
+    assert await h.remote.readlink(h.p("link")) == target
+    assert await kinds(h, h.base) == {h.p("link"): Kind.SYMLINK}
+    with pytest.raises(RemoteExists):
+        await h.remote.symlink(h.p("link"), "other")
+    await h.remote.rename(h.p("link"), h.p("sub/moved"))
+    assert (await h.remote.stat(h.p("sub/moved"))).kind is Kind.SYMLINK
+    assert await h.remote.readlink(h.p("sub/moved")) == target
+    assert await kinds(h, h.base, recursive=True) == {h.p("sub"): Kind.DIR, h.p("sub/moved"): Kind.SYMLINK}
+    await h.remote.delete(h.p("sub/moved"))
+    with pytest.raises(RemoteNotFound):
+        await h.remote.stat(h.p("sub/moved"))
+    with pytest.raises(RemoteNotFound):
+        await h.remote.readlink(h.p("sub/moved"))
+    await put(h, h.p("plain"), b"x")
+    with pytest.raises(RemoteError) as info:
+        await h.remote.readlink(h.p("plain"))
+    assert info.value.errno == errno.EINVAL
+
+
+async def test_unicode_and_spaces_in_names(h: Harness):
+    names = ["with space.txt", "ünïcødé ✓.txt", "日本語/ファイル.txt", "emoji 🎉/x y", "semi;colon&amp+plus%25"]
+    for i, name in enumerate(names):
+        await put(h, h.p(name), name.encode() * (i + 1))
+    listed = await listing(h, h.base, recursive=True)
+    assert {p for p, e in listed.items() if e.kind is Kind.FILE} == {h.p(n) for n in names}
+    assert {e.name for e in listed.values() if e.kind is Kind.DIR} == {"日本語", "emoji 🎉"}
+    for i, name in enumerate(names):
+        assert await content(h, h.p(name)) == name.encode() * (i + 1)
+    await h.remote.rename(h.p("with space.txt"), h.p("renamed ünï.txt"))
+    assert await content(h, h.p("renamed ünï.txt")) == b"with space.txt"
+
+
+# -- check() --------------------------------------------------------------------
+
+
+async def test_check_explains_what_is_wrong(h: Harness):
+    await h.remote.check()
+    for broken in h.broken():
+        try:
+            with pytest.raises(UserError) as info:
+                await broken.remote.check()
+        finally:
+            await broken.remote.aclose()
+        message = str(info.value)
+        assert "\n" not in message, broken.label
+        assert re.search(broken.match, message), (broken.label, message)
+        if broken.secret:
+            assert broken.secret not in message
+
+
+# -- the router's own rules and URL parsing (no harness needed) -------------------
+
+
+async def test_router_top_level(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    router = RouterRemote({"a": LocalRemote(tmp_path / "a"), "b": LocalRemote(tmp_path / "b")})
+    assert [(e.path, e.kind) async for e in router.list("")] == [("a", Kind.DIR), ("b", Kind.DIR)]
+    await router.write("a/x", BytesSource(b"x"))
+    assert [e.path async for e in router.list("", recursive=True)] == ["a", "a/x", "b"]
+    assert (await router.mkdir("a")).kind is Kind.DIR
+    for attempt in (
+        router.write("top.txt", BytesSource(b"x")),
+        router.mkdir("new"),
+        router.rmdir("a"),
+        router.delete("b"),
+        router.symlink("l", "a"),
+        router.rename("a", "c"),
+    ):
+        with pytest.raises(RemoteUnsupported) as info:
+            await attempt
+        assert info.value.errno == errno.EOPNOTSUPP
+    with pytest.raises(RemoteUnsupported) as info:
+        await router.rename("a/x", "b/x")
+    assert info.value.errno == errno.EXDEV  # mv falls back to copy + delete
+    assert await router.read("a/x", 0, 10) == b"x"
+    with pytest.raises(RemoteNotFound):
+        await router.stat("c/x")
+
+
+def test_router_capabilities_are_the_conservative_combination(tmp_path):
+    s3 = S3Remote("bucket", endpoint_url="http://127.0.0.1:9", access_key="k", secret_key="s")
+    caps = RouterRemote({"l": LocalRemote(tmp_path), "s": s3}).capabilities
+    assert caps.native_symlinks is False  # S3 emulates them
+    assert caps.server_side_copy is True and caps.keeps_mode is True
+
+
+def test_open_remote(tmp_path):
+    local = open_remote(f"file://{tmp_path}/with%20space")
+    assert isinstance(local, LocalRemote) and str(local.root) == f"{tmp_path}/with space"
+    s3 = open_remote("s3://my-bucket/some/prefix/", endpoint_url="http://127.0.0.1:9", region="eu-west-1")
+    assert isinstance(s3, S3Remote)
+    assert (s3.bucket, s3.prefix, s3.endpoint) == ("my-bucket", "some/prefix/", "http://127.0.0.1:9")
+    assert open_remote("s3://my-bucket").prefix == ""
+    for url in ("relative/path", "/abs/path", "file://relative/path", "ftp://host/x", "s3://", "s3:///prefix", ""):
+        with pytest.raises(UserError) as info:
+            open_remote(url)
+        message = str(info.value)
+        assert message.startswith(f"unsupported remote URL {url!r}"), message
+        assert message.endswith(": use file:///absolute/path or s3://bucket[/prefix]"), message
+
+
+async def test_an_unreachable_s3_endpoint_is_retried_then_unavailable():
+    remote = S3Remote("bucket", endpoint_url=f"http://127.0.0.1:{free_port()}", access_key="k", secret_key="s",
+                      retry_deadline=1.0)
+    start = trio.current_time()
+    with pytest.raises(RemoteUnavailable) as info:
+        await remote.stat("some/file")
+    assert 0.2 <= trio.current_time() - start <= 1.5  # it did back off, within the deadline
+    assert "HEAD s3://bucket/some/file" in str(info.value) and "connect" in str(info.value).lower()
+    await remote.aclose()
+
+
+def _client_error(status: int, code: str, headers: dict | None = None) -> ClientError:
+    response = {"Error": {"Code": code, "Message": "m"},
+                "ResponseMetadata": {"HTTPStatusCode": status, "HTTPHeaders": headers or {}}}
+    return ClientError(response, "PutObject")
+
+
+@pytest.mark.parametrize(
+    "exc, expected",
+    [
+        (_client_error(404, "NoSuchKey"), RemoteNotFound),
+        (_client_error(404, "404"), RemoteNotFound),
+        (_client_error(403, "AccessDenied"), RemotePermissionDenied),
+        (_client_error(403, "SignatureDoesNotMatch"), RemotePermissionDenied),
+        (_client_error(412, "PreconditionFailed"), PreconditionFailed),
+        (_client_error(412, "InvalidRequest"), PreconditionFailed),  # Swift's CompleteMultipartUpload
+        (_client_error(501, "NotImplemented"), RemoteUnsupported),
+        (_client_error(503, "SlowDown"), TransientRemoteError),
+        (_client_error(500, "InternalError"), TransientRemoteError),
+        (_client_error(429, "TooManyRequests"), TransientRemoteError),
+        (_client_error(400, "RequestTimeout"), TransientRemoteError),
+        (_client_error(409, "ConditionalRequestConflict"), TransientRemoteError),
+        (_client_error(400, "InvalidArgument"), RemoteError),
+        (EndpointConnectionError(endpoint_url="http://x"), TransientRemoteError),
+        (ConnectionClosedError(endpoint_url="http://x"), TransientRemoteError),
+        (ReadTimeoutError(endpoint_url="http://x"), TransientRemoteError),
+        (NoCredentialsError(), RemotePermissionDenied),
+    ],
+)
+def test_s3_error_mapping(exc, expected):
+    mapped = map_boto_error(exc, "PUT s3://b/k")
+    assert type(mapped) is expected
+    assert str(mapped).startswith("PUT s3://b/k: ")
+
+
+def test_s3_error_mapping_keeps_retry_after_and_bucket_errors_apart():
+    assert map_boto_error(_client_error(503, "SlowDown", {"retry-after": "3"}), "x").retry_after == 3.0
+    gone = map_boto_error(_client_error(404, "NoSuchBucket"), "x")
+    assert type(gone) is RemoteError and gone.errno == errno.EIO  # not "every file was deleted"
+
+
+@pytest.mark.parametrize(
+    "err, expected, errno_",
+    [
+        (errno.ENOENT, RemoteNotFound, errno.ENOENT),
+        (errno.EACCES, RemotePermissionDenied, errno.EACCES),
+        (errno.ENOTEMPTY, RemoteNotEmpty, errno.ENOTEMPTY),
+        (errno.ENOSPC, RemoteError, errno.ENOSPC),
+        (errno.EIO, RemoteError, errno.EIO),
+        (errno.EROFS, RemoteError, errno.EROFS),
+    ],
+)
+def test_local_error_mapping(err, expected, errno_):
+    mapped = map_oserror(OSError(err, os.strerror(err)), "write 'a/b'")
+    assert type(mapped) is expected and mapped.errno == errno_
+    assert str(mapped) == f"write 'a/b': {os.strerror(err)}"
