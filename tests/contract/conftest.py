@@ -70,17 +70,7 @@ class Harness:
         return "/".join([self.base, *names]) if self.base else "/".join(names)
 
 
-# -- servers (moto_server is session-scoped in tests/conftest.py) -------------
-
-
-@pytest.fixture(scope="session")
-def swift_server() -> Iterator[S3Server]:
-    try:
-        from tests.servers.swift import start_swift
-    except ImportError:
-        pytest.skip("tests/servers/swift.py is not available")
-    with start_swift() as server:
-        yield server
+# -- servers (moto_server and swift_server are session fixtures in tests/conftest.py)
 
 
 @pytest.fixture(scope="session")
@@ -236,7 +226,8 @@ async def h(harness: Harness) -> Harness:
 
 @pytest.fixture(autouse=True)
 def no_warnings(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
-    """A test that logs WARNING or worse fails (DESIGN.md, Tests)."""
+    """A test that logs WARNING or worse fails (DESIGN.md, Tests): here from any
+    logger, since boto3/s3transfer/urllib3 warn about misuse we must not ship."""
     caplog.set_level(logging.INFO)
     yield
     bad = [r for r in caplog.get_records("call") + caplog.get_records("setup") if r.levelno >= logging.WARNING]
