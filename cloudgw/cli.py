@@ -13,6 +13,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import NoReturn
 
 from cloudgw import __version__
 from cloudgw.config import (
@@ -27,8 +28,15 @@ from cloudgw.config import (
 from cloudgw.errors import UserError
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors are one line too, like every other error (subcommand parsers inherit this)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"cloudgw: error: {message} (see '{self.prog} --help')\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="cloudgw", description="Mount clouds as one local filesystem with a write-back disk cache.")
+    p = _Parser(prog="cloudgw", description="Mount clouds as one local filesystem with a write-back disk cache.")
     p.add_argument("--version", action="version", version=f"cloudgw {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -85,6 +93,10 @@ def mount_config(args: argparse.Namespace) -> MountConfig:
         if args.remote is not None:
             raise UserError("give either REMOTE or --config, not both")
         doc = load_toml(args.config)
+        unknown = set(doc) - {"cache", "sync", "remotes"}
+        if unknown:
+            raise UserError(f"config file {args.config} has unknown keys {sorted(unknown)}: "
+                            "only [cache], [sync] and [remotes.NAME] belong at the top level")
         remotes = remotes_from_toml(doc, args.config)
         cache = section(doc, "cache", args.config, {"dir", "max_size", "max_age", "min_free"})
         sync = section(doc, "sync", args.config, {"write_back", "poll_interval", "upload_concurrency", "remote_timeout"})

@@ -81,7 +81,9 @@ class ControlServer:
 
             try:
                 await self.handler(request, reply)
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
+            except* (trio.BrokenResourceError, trio.ClosedResourceError):
+                # the client went away (Ctrl-C on 'sync --wait'), maybe inside the handler's
+                # nursery (then grouped): nothing to tell it, and no reason to stop the daemon
                 pass
 
 

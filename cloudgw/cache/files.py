@@ -181,14 +181,18 @@ class CacheFiles:
             if entry.fd >= 0:
                 os.close(entry.fd)
                 entry.fd = -1
-            if entry.map_dirty:
+            if entry.map_dirty and self._entries.get(entry.ino) is entry:  # not if removed meanwhile
                 self._persist(entry)
 
     def remove(self, ino: int) -> None:
         """Delete the data file (file unlinked, or evicted)."""
         entry = self._entries.pop(ino, None)
-        if entry is not None and entry.fd >= 0:
+        # An upload or fetch may still use the descriptor (in a worker thread): it stays open
+        # on the unlinked file until the last ``release`` closes it.  Closing it here closed it
+        # twice, and the second close hit whatever file or socket had been given the number.
+        if entry is not None and entry.fd >= 0 and entry.users <= 0:
             os.close(entry.fd)
+            entry.fd = -1
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self._data_path(ino))
         self._db.execute("DELETE FROM entries WHERE ino = ?", (ino,))

@@ -254,6 +254,8 @@ class Namespace:
             raise FsError(errno.ENOENT)
         if moving.is_dir and self._is_ancestor(moving.ino, dst_dir.ino):
             raise FsError(errno.EINVAL)
+        if self.fixed_root and self._top_level(src_dir) != self._top_level(dst_dir):
+            raise FsError(errno.EXDEV)  # between two remotes: mv falls back to copy + delete
         target = self.store.lookup(dst_dir.ino, new_name)
         if target is not None and target.ino == moving.ino:
             return
@@ -284,6 +286,15 @@ class Namespace:
                     if not inode.needs_sync:
                         self.store.update(inode, needs_sync=True)
         self.sync.placement_changed(moved)
+
+    def _top_level(self, inode: Inode) -> int:
+        """The top-level folder ``inode`` lies in (with a fixed root: which remote it is on)."""
+        while inode.parent not in (None, ROOT_INO):
+            parent = self.store.get(inode.parent)
+            if parent is None:
+                break
+            inode = parent
+        return inode.ino
 
     def _is_ancestor(self, ancestor: int, ino: int) -> bool:
         cur: Inode | None = self.store.get(ino)

@@ -58,7 +58,7 @@ class FileState(enum.Enum):
 KIND_TYPE_BITS = {Kind.FILE: stat_mod.S_IFREG, Kind.DIR: stat_mod.S_IFDIR, Kind.SYMLINK: stat_mod.S_IFLNK}
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, weakref_slot=True)
 class Inode:
     """One row of the ``inodes`` table.  Mutate only through ``MetadataStore.update``."""
 

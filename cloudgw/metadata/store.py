@@ -20,6 +20,7 @@ import contextlib
 import os
 import sqlite3
 import time
+import weakref
 from dataclasses import fields
 from pathlib import Path
 from typing import Any, Iterator
@@ -106,7 +107,11 @@ class MetadataStore:
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA foreign_keys=OFF")
         self._db.executescript(_SCHEMA)
-        self._live: dict[int, Inode] = {}
+        self._live: dict[int, Inode] = {}  # pinned while the kernel knows the inode
+        # every object still referenced anywhere (an upload in flight, a handle): after the
+        # kernel's FORGET, a new LOOKUP must get that same object back, not a second copy
+        # that never sees the first one's updates
+        self._held: weakref.WeakValueDictionary[int, Inode] = weakref.WeakValueDictionary()
         self._in_tx = False
         self._ensure_root()
 
@@ -133,10 +138,11 @@ class MetadataStore:
 
     def _reload_live(self) -> None:
         """After a rollback, make the live objects match the database again (rare path)."""
-        for ino, inode in list(self._live.items()):
+        for ino, inode in list(self._held.items()):
             row = self._exec(_SELECT + " WHERE ino = ?", (ino,)).fetchone()
             if row is None:
-                del self._live[ino]
+                self._live.pop(ino, None)
+                self._held.pop(ino, None)
             else:
                 _assign(inode, _row_to_inode(row))
 
@@ -162,10 +168,12 @@ class MetadataStore:
         live = self._live.get(ino)
         if live is not None:
             return live
-        row = self._exec(_SELECT + " WHERE ino = ?", (ino,)).fetchone()
-        if row is None:
-            return None
-        inode = _row_to_inode(row)
+        inode = self._held.get(ino)
+        if inode is None:
+            row = self._exec(_SELECT + " WHERE ino = ?", (ino,)).fetchone()
+            if row is None:
+                return None
+            inode = self._held[ino] = _row_to_inode(row)
         self._live[ino] = inode
         return inode
 
@@ -276,7 +284,7 @@ class MetadataStore:
         assert ino is not None
         inode = Inode(ino, parent, name, kind, mode & 0o7777, uid, gid, size, mtime, now, mtime, target,
                       state, remote_path, remote_rev, listed, 0, needs_sync)
-        self._live[ino] = inode
+        self._live[ino] = self._held[ino] = inode
         return inode
 
     def update(self, inode: Inode, **changes: Any) -> None:
@@ -293,6 +301,7 @@ class MetadataStore:
         self._exec("DELETE FROM inodes WHERE ino = ?", (inode.ino,))
         self._exec("DELETE FROM xattrs WHERE ino = ?", (inode.ino,))
         self._live.pop(inode.ino, None)
+        self._held.pop(inode.ino, None)
 
     def forget(self, ino: int) -> None:
         """Drop the in-memory object (the row stays); called when the kernel forgets it."""

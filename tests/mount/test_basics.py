@@ -5,22 +5,12 @@ from __future__ import annotations
 import errno
 import os
 import stat
-import time
 
 import pytest
 
+from tests.mount.util import wait_for
+
 pytestmark = pytest.mark.mount
-
-
-def wait_for(predicate, timeout: float = 15.0, interval: float = 0.1):  # noqa: ANN001
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met within %.0fs" % timeout)
-        time.sleep(interval)
 
 
 def test_files_written_appear_on_remote(gw):
