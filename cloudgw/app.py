@@ -16,6 +16,8 @@ cache's block maps (see ``cache.files``).
 
 from __future__ import annotations
 
+import fcntl
+import json
 import logging
 import os
 import signal
@@ -53,6 +55,41 @@ def build_remote(config: MountConfig) -> Remote:
     if list(config.remotes) == [""]:
         return one(config.remotes[""])
     return RouterRemote({name: one(spec) for name, spec in config.remotes.items()})
+
+
+def remote_identity(config: MountConfig) -> str:
+    """What the cache dir belongs to (no secrets): its placements only make sense there."""
+    return json.dumps({name: {"url": s.url, "endpoint_url": s.endpoint_url}
+                       for name, s in sorted(config.remotes.items())}, sort_keys=True)
+
+
+def lock_cache_dir(cache_dir: Path) -> int:
+    """Hold an exclusive lock on the cache dir for the process's lifetime.
+
+    Two daemons (or a daemon and ``cloudgw fsck``) on one cache dir would
+    corrupt each other's state; the lock is released by the kernel when the
+    process exits, even after kill -9.
+    """
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(cache_dir / "lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise UserError(f"cache dir {cache_dir} is in use by a running cloudgw (unmount it first, "
+                        "or give this mount its own --cache-dir)") from None
+    return fd
+
+
+def check_cache_owner(store: MetadataStore, config: MountConfig) -> None:
+    identity = remote_identity(config)
+    owner = store.get_kv("remote_identity")
+    if owner is None:
+        store.set_kv("remote_identity", identity)
+        store.set_kv("remote_specs", json.dumps({name: vars(spec) for name, spec in config.remotes.items()}))
+    elif owner != identity:
+        urls = ", ".join(v["url"] for v in json.loads(owner).values())
+        raise UserError(f"cache dir {config.cache_dir} belongs to {urls}: use another --cache-dir for this remote")
 
 
 def fuse_options(config: MountConfig) -> set[str]:
@@ -94,9 +131,15 @@ class Gateway:
         config = self.config
         remote = build_remote(config)
         await remote.check()
-        config.cache_dir.mkdir(parents=True, exist_ok=True)
+        lock_fd = lock_cache_dir(config.cache_dir)
         os.chmod(config.cache_dir, 0o700)
         store = MetadataStore(config.cache_dir / "metadata.db")
+        try:
+            check_cache_owner(store, config)
+        except UserError:
+            store.close()
+            os.close(lock_fd)
+            raise
         clean = store.get_kv("clean_shutdown") != "0"
         cache = CacheFiles(config.cache_dir / "cache", trust_maps=clean)
         recover(store, cache)

@@ -78,6 +78,13 @@ def _parser() -> argparse.ArgumentParser:
                        "What is not uploaded in time stays queued for the next mount.")
     u.add_argument("mountpoint", type=Path)
     u.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for uploads (default 60)")
+    f = sub.add_parser("fsck", help="check (and repair) a cache dir against its metadata and remote",
+                       description="Check an unmounted gateway's cache dir: metadata integrity, pending data, "
+                       "stray cache files, and how the remote differs. Exit 1 if unrepaired errors remain.")
+    f.add_argument("cache_dir", type=Path)
+    f.add_argument("--repair", action="store_true", help="repair what can be repaired without losing data")
+    f.add_argument("--local-only", action="store_true", help="do not contact the remote")
+    f.add_argument("--json", action="store_true", help="machine-readable output")
     return p
 
 
@@ -233,9 +240,27 @@ def cmd_umount(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_fsck(args: argparse.Namespace) -> int:
+    import trio
+
+    from cloudgw.fsck import run_fsck
+
+    _setup_logging("ERROR", None)
+    fsck = trio.run(lambda: run_fsck(args.cache_dir.absolute(), repair=args.repair, remote_check=not args.local_only))
+    if args.json:
+        print(json.dumps({"findings": [f.as_dict() for f in fsck.findings], "errors": len(fsck.errors)}, indent=2))
+    else:
+        for f in fsck.findings:
+            mark = " (repaired)" if f.repaired else ""
+            print(f"{f.severity:7} {f.code:22} {f.path}: {f.message}{mark}" if f.path else
+                  f"{f.severity:7} {f.code:22} {f.message}{mark}")
+        print(f"{len(fsck.errors)} errors" if fsck.errors else "no errors")
+    return 1 if fsck.errors else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    commands = {"mount": cmd_mount, "sync": cmd_sync, "status": cmd_status, "umount": cmd_umount}
+    commands = {"mount": cmd_mount, "sync": cmd_sync, "status": cmd_status, "umount": cmd_umount, "fsck": cmd_fsck}
     try:
         return commands[args.command](args)
     except UserError as exc:

@@ -1,0 +1,77 @@
+"""cloudgw fsck on real cache dirs left by the real daemon, and the cache-dir guards."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.mount.conftest import make_backend
+from tests.mount.gateway import run_cli
+
+pytestmark = pytest.mark.mount
+
+
+def fsck(cache_dir: Path, *args: str, env: dict | None = None) -> tuple[int, dict]:
+    proc = run_cli("fsck", str(cache_dir), "--json", *args, env=env, check=False)
+    assert "Traceback" not in proc.stderr
+    return proc.returncode, json.loads(proc.stdout)
+
+
+def codes(report: dict) -> set[str]:
+    return {f["code"] for f in report["findings"]}
+
+
+def test_fsck_clean_after_normal_use_and_sees_outside_changes(gw):
+    (gw.mnt / "d").mkdir()
+    (gw.mnt / "d" / "f.txt").write_text("hello")
+    gw.sync()
+    gw.umount()
+    rc, report = fsck(gw.cache_dir, env=gw.env)
+    assert rc == 0 and report["errors"] == 0 and codes(report) == set(), report
+    gw.backend.view.put("d/outside.txt", b"x")
+    gw.backend.view.put("d/f.txt", b"changed elsewhere")
+    rc, report = fsck(gw.cache_dir, env=gw.env)
+    assert rc == 0 and {"remote-unseen", "remote-changed"} <= codes(report), report
+    gw.mount()
+
+
+def test_fsck_finds_lost_pending_data_and_repairs_strays(file_gw):
+    gw = file_gw
+    gw.umount()
+    gw.mount("--write-back", "3600")
+    (gw.mnt / "precious.txt").write_text("only here")
+    (gw.mnt / "other.txt").write_text("fine")
+    ino = os.stat(gw.mnt / "precious.txt").st_ino
+    gw.kill9()
+    rc, report = fsck(gw.cache_dir)
+    assert rc == 0 and "pending-uploads" in codes(report)
+    data = gw.cache_dir / "cache" / "data"
+    (data / f"{ino:x}").unlink()  # the disk lost a pending file's data
+    (data / "fffff").write_bytes(b"stray")
+    rc, report = fsck(gw.cache_dir, "--repair")
+    assert rc == 1, report
+    by_code = {f["code"]: f for f in report["findings"]}
+    assert by_code["dirty-data-missing"]["path"] == "precious.txt"
+    assert by_code["stray-cache-file"]["repaired"]
+    assert not (data / "fffff").exists()
+
+
+def test_cache_dir_is_locked_and_bound_to_its_remote(gw, tmp_path: Path):
+    gw.expected_warnings += [r"in use by a running cloudgw", r"belongs to"]
+    proc = run_cli("fsck", str(gw.cache_dir), env=gw.env, check=False)
+    assert proc.returncode != 0 and "in use by a running cloudgw" in proc.stderr
+    (tmp_path / "other").mkdir()
+    other = make_backend("file", tmp_path / "other", None)
+    mnt2 = tmp_path / "mnt2"
+    mnt2.mkdir()
+    proc = run_cli("mount", other.url, str(mnt2), "--cache-dir", str(gw.cache_dir), check=False)
+    assert proc.returncode != 0 and "in use by a running cloudgw" in proc.stderr
+    gw.umount()
+    proc = run_cli("mount", other.url, str(mnt2), "--cache-dir", str(gw.cache_dir), check=False)
+    assert proc.returncode != 0 and "belongs to" in proc.stderr, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert not os.path.ismount(mnt2)
+    gw.mount()
