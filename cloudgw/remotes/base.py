@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import AsyncIterator, Protocol, runtime_checkable
+from typing import AsyncIterator, Collection, Protocol, runtime_checkable
 
 
 class Kind(enum.Enum):
@@ -178,7 +178,12 @@ class Remote(Protocol):
 
     async def readlink(self, path: str) -> str: ...
 
-    async def abort_incomplete_uploads(self) -> int:
-        """Remove leftovers of interrupted multipart uploads; return how many."""
+    async def abort_incomplete_uploads(self, paths: Collection[str] = ()) -> int:
+        """Remove leftovers of interrupted uploads; return how many.
+
+        Leftovers older than the remote's stale age go (younger ones may belong to
+        another client writing right now); so do, whatever their age, leftovers of
+        uploads to ``paths``: the caller's own uploads that a crash interrupted.
+        """
 
     async def aclose(self) -> None: ...

@@ -32,7 +32,7 @@ import os
 import stat as st_
 import time
 from pathlib import Path
-from typing import AsyncIterator, Callable, TypeVar
+from typing import Collection, AsyncIterator, Callable, TypeVar
 
 import trio
 
@@ -65,6 +65,7 @@ class LocalRemote:
     def __init__(self, root: Path | str, *, max_threads: int = 8, stale_tmp_age: float = 3600.0) -> None:
         self.root = Path(root)
         self.stale_tmp_age = stale_tmp_age
+        self._created = time.time()  # temp files older than this are not from this process
         self.capabilities = Capabilities(
             hash_kind=None,
             conditional_write=False,
@@ -410,12 +411,19 @@ class LocalRemote:
     async def readlink(self, path: str) -> str:
         return await self._run(f"readlink {path!r}", os.readlink, self._leaf(path, "readlink"))
 
-    async def abort_incomplete_uploads(self) -> int:
+    async def abort_incomplete_uploads(self, paths: Collection[str] = ()) -> int:
         """Remove ``.cloudgw-tmp-*`` files older than ``stale_tmp_age`` (by ctime,
         which nobody can set back) that no write of ours is using.  The age spares
-        temp files of another process writing the same tree right now."""
+        temp files of another process writing the same tree right now.
+
+        In the directories of ``paths`` (our own interrupted uploads) every temp
+        file older than this remote object is removed: temp names do not say
+        their target, so a live writer's temp file there would be removed too
+        (its rename then fails and it retries)."""
         ours = frozenset(self._in_progress)
         cutoff = time.time() - self.stale_tmp_age
+        crashed_dirs = {os.path.dirname(os.path.join(self.root, p)) for p in paths}
+        started = self._created
 
         def do() -> int:
             removed = 0
@@ -425,7 +433,9 @@ class LocalRemote:
                     if not name.startswith(TMP_PREFIX) or p in ours:
                         continue
                     st = lstat_or_none(p)
-                    if st is not None and (self.stale_tmp_age <= 0 or st.st_ctime <= cutoff):
+                    stale = self.stale_tmp_age <= 0 or st is not None and st.st_ctime <= cutoff
+                    crashed = dirpath in crashed_dirs and st is not None and st.st_ctime < started
+                    if st is not None and (stale or crashed):
                         with contextlib.suppress(FileNotFoundError):
                             os.unlink(p)
                             removed += 1

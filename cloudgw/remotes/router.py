@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import errno
-from typing import AsyncIterator
+from typing import AsyncIterator, Collection
 
 import trio
 
@@ -153,10 +153,11 @@ class RouterRemote:
         _, remote, rest = self._inner(path, "readlink")
         return await remote.readlink(rest)
 
-    async def abort_incomplete_uploads(self) -> int:
+    async def abort_incomplete_uploads(self, paths: Collection[str] = ()) -> int:
         total = 0
-        for remote in self.mounts.values():
-            total += await remote.abort_incomplete_uploads()
+        for name, remote in self.mounts.items():
+            mine = [p.partition("/")[2] for p in paths if p.partition("/")[0] == name and "/" in p]
+            total += await remote.abort_incomplete_uploads(mine)
         return total
 
     async def aclose(self) -> None:

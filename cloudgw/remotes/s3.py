@@ -40,7 +40,7 @@ from __future__ import annotations
 import errno
 import time
 import urllib.parse
-from typing import Any, AsyncIterator
+from typing import Collection, Any, AsyncIterator
 
 from cloudgw.errors import (
     PreconditionFailed,
@@ -342,11 +342,12 @@ class S3Remote:
             raise
         return body.decode("utf-8", "surrogateescape")
 
-    async def abort_incomplete_uploads(self) -> int:
+    async def abort_incomplete_uploads(self, paths: Collection[str] = ()) -> int:
         """Abort multipart uploads under the prefix older than
         ``stale_upload_age`` and not ours in flight (the age spares another
         client writing the same bucket right now)."""
-        return await self.s3.abort_stale_uploads(self.prefix, self.stale_upload_age)
+        keys = {self._key(p) for p in paths}
+        return await self.s3.abort_stale_uploads(self.prefix, self.stale_upload_age, keys=keys)
 
     async def aclose(self) -> None:
         await self.s3.aclose()

@@ -318,7 +318,7 @@ class S3Bucket:
 
         return await self.multipart(dst_key, what, head["ContentLength"], head.get("Metadata") or {}, part, unchanged)
 
-    async def abort_stale_uploads(self, prefix: str, older_than: float) -> int:
+    async def abort_stale_uploads(self, prefix: str, older_than: float, keys: set[str] = frozenset()) -> int:
         """Abort multipart uploads under ``prefix`` started more than
         ``older_than`` seconds ago (any age if <= 0: server clocks and rounding
         differ) that are not ours in flight."""
@@ -330,7 +330,7 @@ class S3Bucket:
             for up in page.get("Uploads") or []:
                 if up["UploadId"] in self.active_uploads or not up["Key"].startswith(prefix):
                     continue
-                if older_than > 0 and dt_to_ns(up["Initiated"]) > cutoff_ns:
+                if older_than > 0 and dt_to_ns(up["Initiated"]) > cutoff_ns and up["Key"] not in keys:
                     continue
                 try:
                     await self.call(f"abort upload {self.url(up['Key'])}", "abort_multipart_upload",

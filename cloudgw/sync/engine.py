@@ -61,6 +61,7 @@ class SyncEngine:
         self._tombstone_kick = trio.Event()
         self._poll_kick = trio.Event()
         self._poll_done = trio.Event()
+        self._interrupted: list[str] = []  # paths whose upload a crash interrupted
 
     # -- SyncPort (called by the filesystem, never awaits the network) ----------------------
 
@@ -149,10 +150,16 @@ class SyncEngine:
     # -- background tasks ----------------------------------------------------------------------
 
     def recover(self) -> None:
+        """After a crash: interrupted uploads are redone (their leftovers on the remote
+        are removed by ``_abort_leftover_uploads``)."""
         store = self.ctx.store
+        self._interrupted: list[str] = []
         for ino in store.inos_needing_sync():
             inode = store.get(ino)
             if inode is not None and inode.state in (FileState.UPLOADING, FileState.CONFLICT):
+                path = store.path_of(inode)
+                if path:
+                    self._interrupted.append(path)
                 store.update(inode, state=FileState.DIRTY)
         self._schedule_all_pending()
 
@@ -175,7 +182,7 @@ class SyncEngine:
 
     async def _abort_leftover_uploads(self) -> None:
         try:
-            n = await self.ctx.remote.abort_incomplete_uploads()
+            n = await self.ctx.remote.abort_incomplete_uploads(self._interrupted)
             if n:
                 log.info("aborted %d incomplete multipart uploads left by an earlier run", n)
         except RemoteError as exc:

@@ -25,6 +25,7 @@ import logging
 import posixpath
 import time
 
+from cloudgw.crashpoints import crash_point
 from cloudgw.metadata.model import ROOT_INO, FileState, Inode
 from cloudgw.remotes.base import Kind, RemoteEntry
 from cloudgw.sync.context import SyncContext
@@ -53,10 +54,13 @@ class Poller:
                 targets[e.path] = await self.lister.with_target(e)
         store = ctx.store
         tombstoned = ctx.tombstoned_dirs()
+        crash_point("poll-before-apply")
         with store.transaction():
             for entry in new_entries:
                 entry = targets.get(entry.path, entry)
                 changed += self._apply_present(entry, epoch, tombstoned)
+                if changed:
+                    crash_point("poll-mid-apply")  # the transaction is rolled back by SQLite
             known = store.remote_paths_under("")
             for path in sorted(known, key=lambda p: -p.count("/")):
                 if path in listing or ctx.journal.touched_since(path, epoch):

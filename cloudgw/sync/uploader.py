@@ -33,6 +33,7 @@ import posixpath
 import time
 
 from cloudgw.cache.files import CacheEntry
+from cloudgw.crashpoints import crash_point
 from cloudgw.errors import CloudgwError, PreconditionFailed, RemoteError, RemoteNotFound, SourceChanged
 from cloudgw.metadata.model import FileState, Inode
 from cloudgw.remotes.base import Expect, FileAttrs, Kind, RemoteEntry
@@ -53,6 +54,8 @@ class CacheFileSource:
         self._fd, self.size, self._inode, self._version = fd, size, inode, version
 
     def read(self, offset: int, length: int) -> bytes:
+        if offset > 0:
+            crash_point("upload-mid-transfer")  # some bytes (parts) already sent
         return os.pread(self._fd, max(0, min(length, self.size - offset)), offset)
 
     def check(self) -> None:
@@ -99,9 +102,19 @@ class Uploader:
             store.update(inode, needs_sync=False)
 
     def _check_target_free(self, inode: Inode, path: str) -> None:
-        occupant = self.ctx.store.by_remote_path(path)
+        store = self.ctx.store
+        occupant = store.by_remote_path(path)
         if occupant is not None and occupant.ino != inode.ino:
             raise Deferred(f"{path!r} is still held on the remote by inode {occupant.ino}")
+        tomb = store.tombstone(path)  # a file cannot replace a directory in one write, nor the reverse
+        if tomb is not None and (tomb[1] is Kind.DIR) != inode.is_dir:
+            raise Deferred(f"{path!r}: the {tomb[1].value} there on the remote is still being deleted")
+        parent = posixpath.dirname(path)
+        while parent:  # every ancestor must be (able to become) a directory
+            held, tomb = store.by_remote_path(parent), store.tombstone(parent)
+            if (held is not None and not held.is_dir) or (tomb is not None and tomb[1] is not Kind.DIR):
+                raise Deferred(f"{path!r}: {parent!r} is still a file on the remote")
+            parent = posixpath.dirname(parent)
 
     def _expectation(self, inode: Inode, path: str) -> Expect | str:
         if inode.remote_path == path and inode.remote_rev is not None:
@@ -125,6 +138,7 @@ class Uploader:
         version, size = inode.data_version, inode.size
         expect = self._expectation(inode, path)
         store.update(inode, state=FileState.UPLOADING)
+        crash_point("upload-after-state")
         fd = cache.open_fd(entry)
         try:
             source = CacheFileSource(fd, size, inode, version)
@@ -133,7 +147,7 @@ class Uploader:
                     result = await self.ctx.remote.write(path, source, expect=expect, attrs=attrs_of(inode))
                     break
                 except PreconditionFailed:
-                    expect = await self._save_conflict_copy(inode, path)
+                    expect = await self._save_conflict_copy(inode, path, source)
             else:
                 raise RemoteError(f"{path}: the remote keeps changing under the upload; will retry")
         except BaseException:
@@ -142,7 +156,9 @@ class Uploader:
             raise
         finally:
             cache.release(entry)
+        crash_point("upload-after-remote-ack")
         self._commit_upload(inode, path, result, version, size, entry)
+        crash_point("upload-after-commit")
 
     async def _complete(self, inode: Inode, entry: CacheEntry) -> None:
         """Fetch what was never read, so the whole file can be sent."""
@@ -175,8 +191,12 @@ class Uploader:
             ctx.cache.adopt_as_clean(entry, rev=result.rev or "", size=size)
         log.info("uploaded %s (%d bytes)", path, size)
 
-    async def _save_conflict_copy(self, inode: Inode, path: str) -> Expect | str:
-        """Someone else wrote ``path``: keep their version as a conflict copy."""
+    async def _save_conflict_copy(self, inode: Inode, path: str, source: CacheFileSource | None = None) -> Expect | str:
+        """Someone else wrote ``path``: keep their version as a conflict copy.
+
+        Unless it is our own content: a crash between the remote's ack and our
+        commit leaves our upload there under a revision we never recorded.
+        """
         remote = self.ctx.remote
         try:
             theirs = await remote.stat(path)
@@ -184,6 +204,9 @@ class Uploader:
             return Expect.ABSENT
         if theirs.kind is not Kind.FILE:
             raise RemoteError(f"{path}: the remote has a {theirs.kind.value} where a file is being uploaded")
+        if source is not None and await self._same_content(path, theirs, source):
+            log.info("%s already holds this content (an upload finished before a crash)", path)
+            return theirs.rev or Expect.ANY
         copy_path = conflict_name(path)
         await remote.copy(path, copy_path)
         self.ctx.store.record_conflict(path, copy_path)
@@ -191,6 +214,20 @@ class Uploader:
         log.warning("conflict: %s changed on the remote while edited here; the remote version is kept as %s",
                     path, copy_path)
         return theirs.rev or Expect.ANY
+
+    async def _same_content(self, path: str, theirs: RemoteEntry, source: CacheFileSource) -> bool:
+        """Compare the remote object with the upload source, chunk by chunk (rare path)."""
+        if theirs.size != source.size:
+            return False
+        chunk = 4 << 20
+        for offset in range(0, source.size, chunk):
+            try:
+                remote_bytes = await self.ctx.remote.read(path, offset, chunk, rev=theirs.rev)
+            except PreconditionFailed:
+                return False
+            if remote_bytes != source.read(offset, chunk):
+                return False
+        return True
 
     async def _move(self, inode: Inode, path: str) -> None:
         ctx, store = self.ctx, self.ctx.store
