@@ -146,14 +146,15 @@ class Gateway:
         store.set_kv("clean_shutdown", "0")
         send, receive = trio.open_memory_channel(float("inf"))
         ctx = SyncContext(store, cache, remote, send, uid=os.getuid(), gid=os.getgid())
-        engine = SyncEngine(ctx, SyncSettings(write_back_delay=config.write_back, poll_interval=config.poll_interval,
-                                              upload_concurrency=config.upload_concurrency))
-        fs = FileSystem(store, cache, engine, read_only=config.read_only,
-                        fixed_root=remote.capabilities.fixed_root)
-        ops = FuseOperations(fs)
         evictor = Evictor(cache, EvictionPolicy(config.cache_max_size, config.cache_max_age, config.cache_min_free),
                           can_evict=lambda ino: _evictable(store, fs, ino),
                           on_evicted=lambda ino: _evicted(store, ino))
+        engine = SyncEngine(ctx, SyncSettings(write_back_delay=config.write_back, poll_interval=config.poll_interval,
+                                              upload_concurrency=config.upload_concurrency),
+                            make_room=evictor.make_room)
+        fs = FileSystem(store, cache, engine, read_only=config.read_only,
+                        fixed_root=remote.capabilities.fixed_root, make_room=evictor.make_room)
+        ops = FuseOperations(fs)
         control = ControlServer(config.mountpoint, lambda req, reply: self._control(engine, req, reply))
         control_sock = control.bind()
         self.engine = engine

@@ -73,6 +73,22 @@ class Evictor:
         st = os.statvfs(self.files.root)
         return st.f_bavail * st.f_frsize
 
+    def make_room(self, needed: int) -> int:
+        """Evict clean data, least recently used first, until ``needed`` bytes are free
+        on the cache disk (a writer hit ENOSPC).  Returns how many entries went."""
+        entries = sorted((e for e in self.files.entries() if e.users == 0), key=lambda e: e.last_access)
+        evicted = 0
+        for entry in entries:
+            if self._free_bytes() >= needed:
+                break
+            if self.can_evict(entry.ino):
+                self.files.remove(entry.ino)
+                self.on_evicted(entry.ino)
+                evicted += 1
+        if evicted:
+            log.info("cache disk full: evicted %d cached files to make room for writes", evicted)
+        return evicted
+
     def evict_once(self) -> int:
         """One pass; returns how many entries were evicted."""
         now = time.time()

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import errno
 import itertools
+from typing import Callable
 import os
 import time
 from dataclasses import dataclass
@@ -25,6 +26,10 @@ from cloudgw.filesystem.core import Namespace
 from cloudgw.filesystem.ports import FsError
 from cloudgw.metadata.model import FileState, Inode
 from cloudgw.remotes.base import Kind
+
+
+METADATA_RESERVE = 8 << 20  # free space kept for metadata commits when data fills the disk
+SPACE_CHECK_EVERY = 4 << 20
 
 
 @dataclass
@@ -40,8 +45,12 @@ class Handle:
 class DataOps:
     """Open file handles and their I/O; shares the Namespace's store, cache and sync."""
 
-    def __init__(self, ns: Namespace) -> None:
+    def __init__(self, ns: Namespace, make_room: Callable[[int], int] | None = None) -> None:
         self.ns = ns
+        # called when the cache disk is full: evicts clean data, returns how much it evicted
+        self.make_room = make_room
+        self._written_since_check = 0
+        self._space_low = False
         self.store = ns.store
         self.cache = ns.cache
         self.sync = ns.sync
@@ -120,7 +129,7 @@ class DataOps:
         inode, entry = h.inode, h.entry
         if entry.fetch_limit > offset:
             await self._fill_partial_blocks(h, offset, len(data))
-        written = os.pwrite(h.fd, data, offset)
+        written = self._pwrite(h.fd, data, offset)
         self._mark_written_blocks(entry, offset, written)
         if not h.wrote or not inode.state.has_unsynced_data or inode.state is FileState.UPLOADING:
             self._mark_dirty(inode)
@@ -132,6 +141,45 @@ class DataOps:
             inode.size = end
         inode.mtime_ns = inode.ctime_ns = time.time_ns()
         return written
+
+    def _free_bytes(self) -> int:
+        st = os.statvfs(self.cache.root)
+        return st.f_bavail * st.f_frsize
+
+    def _ensure_space(self, length: int) -> None:
+        """Keep ``METADATA_RESERVE`` free for SQLite: data writes stop short of it.
+
+        Free space is looked at every ``SPACE_CHECK_EVERY`` bytes written (or every
+        write once it runs low), so the fast path rarely pays for a statvfs.
+        """
+        self._written_since_check += length
+        if self._written_since_check < SPACE_CHECK_EVERY and not self._space_low:
+            return
+        self._written_since_check = 0
+        free = self._free_bytes()
+        self._space_low = free < 8 * SPACE_CHECK_EVERY
+        if free - length >= METADATA_RESERVE:
+            return
+        if self.make_room is not None and self.make_room(length + METADATA_RESERVE + SPACE_CHECK_EVERY):
+            if self._free_bytes() - length >= METADATA_RESERVE:
+                return
+        raise FsError(errno.ENOSPC, "cache disk full of data not yet uploaded")
+
+    def _pwrite(self, fd: int, data: bytes, offset: int) -> int:
+        """pwrite; on a full cache disk, evict clean data once and retry, then ENOSPC.
+
+        Dirty data is never evicted, so when it alone fills the disk writers get
+        ENOSPC (the file keeps what was written before) until uploads free space.
+        """
+        self._ensure_space(len(data))
+        try:
+            return os.pwrite(fd, data, offset)
+        except OSError as exc:
+            if exc.errno not in (errno.ENOSPC, errno.EDQUOT) or self.make_room is None:
+                raise
+            if not self.make_room(len(data) + (8 << 20)):
+                raise
+            return os.pwrite(fd, data, offset)
 
     async def _fill_partial_blocks(self, h: Handle, offset: int, length: int) -> None:
         """Fetch the edge blocks a write covers only partly, so no remote byte is lost."""

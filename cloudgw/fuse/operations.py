@@ -12,6 +12,7 @@ import errno
 import functools
 import logging
 import os
+import sqlite3
 import stat
 from typing import Any, Awaitable, Callable, TypeVar
 
@@ -35,6 +36,9 @@ def _errno_for(exc: BaseException) -> int:
     if isinstance(exc, RemoteError):
         log.warning("remote error: %s", exc)
         return exc.errno
+    if isinstance(exc, sqlite3.OperationalError) and "full" in str(exc):
+        log.warning("cache disk full (metadata): %s", exc)
+        return errno.ENOSPC
     if isinstance(exc, OSError) and exc.errno:
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
             log.warning("cache disk full: %s", exc)
@@ -50,7 +54,7 @@ def _mapped(fn: F) -> F:
             return await fn(*args, **kwargs)
         except pyfuse3.FUSEError:
             raise
-        except (FsError, RemoteError, OSError) as exc:
+        except (FsError, RemoteError, OSError, sqlite3.OperationalError) as exc:
             raise pyfuse3.FUSEError(_errno_for(exc)) from None
         except Exception as exc:
             raise pyfuse3.FUSEError(_errno_for(exc)) from None

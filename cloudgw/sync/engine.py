@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
+from typing import Callable
 
 import trio
 
@@ -42,10 +43,11 @@ class SyncSettings:
 
 
 class SyncEngine:
-    def __init__(self, ctx: SyncContext, settings: SyncSettings = SyncSettings()) -> None:
+    def __init__(self, ctx: SyncContext, settings: SyncSettings = SyncSettings(),
+                 make_room: Callable[[int], int] | None = None) -> None:
         self.ctx = ctx
         self.settings = settings
-        self.fetcher = Fetcher(ctx.remote, ctx.cache)
+        self.fetcher = Fetcher(ctx.remote, ctx.cache, make_room=make_room)
         self.lister = DirectoryLister(ctx)
         self.uploader = Uploader(ctx, self.fetcher)
         self.tombstones = TombstoneProcessor(ctx)

@@ -18,9 +18,11 @@ an interrupted fetch leaves the block missing and it is fetched again.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 from dataclasses import dataclass, field
+from typing import Callable
 
 import trio
 
@@ -44,9 +46,11 @@ class _Stream:
 
 
 class Fetcher:
-    def __init__(self, remote: Remote, cache: CacheFiles, *, parallel: int = 8, max_readahead_blocks: int = 16) -> None:
+    def __init__(self, remote: Remote, cache: CacheFiles, *, parallel: int = 8, max_readahead_blocks: int = 16,
+                 make_room: Callable[[int], int] | None = None) -> None:
         self.remote = remote
         self.cache = cache
+        self.make_room = make_room  # evicts clean data when the cache disk is full
         self.max_readahead = max_readahead_blocks
         self._limiter = trio.CapacityLimiter(parallel)
         self._flights: dict[tuple[int, int], _Flight] = {}
@@ -112,7 +116,7 @@ class Fetcher:
                 if entry.rev == rev and block < len(entry.blocks) and not entry.blocks[block]:
                     if len(data) < length:
                         raise PreconditionFailed(f"{remote_path}: short read at {offset} (object changed?)")
-                    os.pwrite(fd, data, offset)
+                    self._pwrite(fd, data, offset)
                     entry.mark_present(block)
                     self.cache.bytes_added += len(data)
         except (RemoteError, OSError) as exc:
@@ -127,5 +131,24 @@ class Fetcher:
             del self._flights[(entry.ino, block)]
             flight.done.set()
 
+    def _pwrite(self, fd: int, data: bytes, offset: int) -> None:
+        """Write the whole block or raise: a short write (disk full) must never leave a
+        block marked present with a hole in it."""
+        try:
+            _pwrite_all(fd, data, offset)
+        except OSError as exc:
+            if exc.errno != errno.ENOSPC or self.make_room is None or not self.make_room(len(data) + (16 << 20)):
+                raise
+            _pwrite_all(fd, data, offset)
+
     def forget(self, ino: int) -> None:
         self._streams.pop(ino, None)
+
+
+def _pwrite_all(fd: int, data: bytes, offset: int) -> None:
+    view = memoryview(data)
+    while view:
+        n = os.pwrite(fd, view, offset)
+        if n <= 0:
+            raise OSError(errno.ENOSPC, "short write to the cache")
+        view, offset = view[n:], offset + n
