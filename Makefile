@@ -9,7 +9,7 @@ APT_GET := DEBIAN_FRONTEND=noninteractive apt-get -y -q -o Dpkg::Use-Pty=0
 SYSTEM_PACKAGES := fuse3 libfuse3-dev pkg-config gcc python3-dev python3-venv \
                    git rsync sqlite3 tar attr
 
-.PHONY: run test deps deps-test system-deps bench clean-demo
+.PHONY: run test deps deps-test system-deps bench clean-demo model-long
 
 system-deps:
 	@missing=""; for p in $(SYSTEM_PACKAGES); do \
@@ -47,3 +47,8 @@ bench: deps-test
 clean-demo:
 	-fusermount3 -u $(DEMO)/mnt 2>/dev/null
 	rm -rf $(DEMO)
+
+# Long model-based run (hypothesis stateful over a real mount): CLOUDGW_MODEL_EXAMPLES examples.
+model-long: deps
+	CLOUDGW_MODEL_EXAMPLES=$${CLOUDGW_MODEL_EXAMPLES:-2000} $(BIN)/pytest -q -p no:cacheprovider \
+	    --hypothesis-show-statistics tests/test_model.py
