@@ -8,7 +8,7 @@ with plain, synchronous ``os`` calls and compares it with a reference model:
 Rules: create/overwrite, append, truncate, mkdir, rmdir, unlink, rename of files
 and directories (including the failing cases: the errno must be one POSIX allows),
 read-and-compare, ``sync`` (then the remote directory must equal the model
-exactly), changes made directly in the remote directory by "another user"
+exactly), changes made directly in the remote directory (write, delete, mkdir, rmdir) by "another user"
 (then ``poll`` and compare), clean remount, and ``kill -9`` + remount.
 
 Invariant after every step: the tree listed through the mount equals the model.
@@ -24,7 +24,7 @@ The namespace is tiny (names ``a b f g``, depth <= 2) so that renames and
 overwrites collide often.  One gateway (one mount) per example.
 
 Examples: ``CLOUDGW_MODEL_EXAMPLES`` (default 8, CI), steps per example:
-``CLOUDGW_MODEL_STEPS`` (default 25).  ``make model-long`` runs 2000 examples.
+``CLOUDGW_MODEL_STEPS`` (default 40).  ``make model-long`` runs 2000 examples.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
@@ -47,7 +47,7 @@ pytestmark = [pytest.mark.mount, pytest.mark.slow]
 NAMES = ("a", "b", "f", "g")
 MAX_DEPTH = 2
 EXAMPLES = int(os.environ.get("CLOUDGW_MODEL_EXAMPLES", "8"))
-STEPS = int(os.environ.get("CLOUDGW_MODEL_STEPS", "25"))
+STEPS = int(os.environ.get("CLOUDGW_MODEL_STEPS", "40"))
 
 data_st = st.binary(min_size=0, max_size=300)
 # a relative path in the namespace: 1..MAX_DEPTH components
@@ -89,6 +89,7 @@ class MountModel(RuleBasedStateMachine):
         self.files: dict[str, bytes] = {}
         self.dirs: set[str] = set()
         self.touched: set[str] = set()  # paths changed locally since the last sync
+        self.ok_ops = 0
 
     # ---- model helpers -------------------------------------------------
     def m(self, p: str) -> Path:
@@ -110,6 +111,8 @@ class MountModel(RuleBasedStateMachine):
 
     def expect(self, fn, ok_errnos: set[int] | None) -> bool:  # noqa: ANN001
         """Run ``fn``; ok_errnos None: must succeed; else must fail with one of them."""
+        if ok_errnos is None:
+            self.ok_ops += 1
         try:
             fn()
         except OSError as e:
@@ -118,6 +121,18 @@ class MountModel(RuleBasedStateMachine):
             return False
         assert ok_errnos is None, f"succeeded, expected one of {sorted(errno.errorcode[x] for x in ok_errnos)}"
         return True
+
+    def draw(self, d: st.DataObject, kinds: str) -> str:
+        """A path: half the time one of ``kinds`` (existing file/dir, or a new name in an existing dir), else any."""
+        cands: list[str] = []
+        if "file" in kinds:
+            cands += sorted(self.files)
+        if "dir" in kinds:
+            cands += sorted(self.dirs)
+        if "new" in kinds:
+            cands += [f"{par}/{n}" if par else n for par in ["", *sorted(self.dirs)] if par.count("/") < MAX_DEPTH - 1
+                      for n in NAMES if not self.exists(f"{par}/{n}" if par else n)]
+        return d.draw(st.one_of(st.sampled_from(cands), path_st) if cands else path_st)
 
     def path_error(self, p: str) -> set[int] | None:
         """The errno for resolving the parent of ``p``, or None if the parent is a directory."""
@@ -129,15 +144,17 @@ class MountModel(RuleBasedStateMachine):
         return None
 
     # ---- rules: the user on the mount ------------------------------------
-    @rule(p=path_st, data=data_st)
-    def write_file(self, p: str, data: bytes) -> None:
+    @rule(d=st.data(), data=data_st)
+    def write_file(self, d: st.DataObject, data: bytes) -> None:
+        p = self.draw(d, "file|new")
         err = self.path_error(p) or ({errno.EISDIR} if self.is_dir(p) else None)
         if self.expect(lambda: self.m(p).write_bytes(data), err):
             self.files[p] = data
             self.touch(p)
 
-    @rule(p=path_st, data=data_st)
-    def append(self, p: str, data: bytes) -> None:
+    @rule(d=st.data(), data=data_st)
+    def append(self, d: st.DataObject, data: bytes) -> None:
+        p = self.draw(d, "file|new")
         err = self.path_error(p) or ({errno.EISDIR} if self.is_dir(p) else None)
 
         def op() -> None:
@@ -147,8 +164,9 @@ class MountModel(RuleBasedStateMachine):
             self.files[p] = self.files.get(p, b"") + data
             self.touch(p)
 
-    @rule(p=path_st, size=st.integers(0, 400))
-    def truncate(self, p: str, size: int) -> None:
+    @rule(d=st.data(), size=st.integers(0, 400))
+    def truncate(self, d: st.DataObject, size: int) -> None:
+        p = self.draw(d, "file")
         err = self.path_error(p) or ({errno.EISDIR} if self.is_dir(p) else
                                      {errno.ENOENT} if p not in self.files else None)
         if self.expect(lambda: os.truncate(self.m(p), size), err):
@@ -156,15 +174,17 @@ class MountModel(RuleBasedStateMachine):
             self.files[p] = old[:size] + b"\0" * (size - len(old))
             self.touch(p)
 
-    @rule(p=path_st)
-    def mkdir(self, p: str) -> None:
+    @rule(d=st.data())
+    def mkdir(self, d: st.DataObject) -> None:
+        p = self.draw(d, "new")
         err = self.path_error(p) or ({errno.EEXIST} if self.exists(p) else None)
         if self.expect(lambda: os.mkdir(self.m(p)), err):
             self.dirs.add(p)
             self.touch(p)
 
-    @rule(p=path_st)
-    def rmdir(self, p: str) -> None:
+    @rule(d=st.data())
+    def rmdir(self, d: st.DataObject) -> None:
+        p = self.draw(d, "dir")
         err = self.path_error(p) or ({errno.ENOENT} if not self.exists(p) else
                                      {errno.ENOTDIR} if p in self.files else
                                      {errno.ENOTEMPTY, errno.EEXIST} if self.under(p) else None)
@@ -172,16 +192,19 @@ class MountModel(RuleBasedStateMachine):
             self.dirs.discard(p)
             self.touch(p)
 
-    @rule(p=path_st)
-    def unlink(self, p: str) -> None:
+    @rule(d=st.data())
+    def unlink(self, d: st.DataObject) -> None:
+        p = self.draw(d, "file")
         err = self.path_error(p) or ({errno.ENOENT} if not self.exists(p) else
                                      {errno.EISDIR, errno.EPERM} if self.is_dir(p) else None)
         if self.expect(lambda: os.unlink(self.m(p)), err):
             del self.files[p]
             self.touch(p)
 
-    @rule(src=path_st, dst=path_st)
-    def rename(self, src: str, dst: str) -> None:
+    @rule(d=st.data())
+    def rename(self, d: st.DataObject) -> None:
+        src = self.draw(d, "file|dir")
+        dst = self.draw(d, "file|dir|new")
         err = self.path_error(src) or self.path_error(dst)
         if err is None:
             if not self.exists(src):
@@ -218,8 +241,9 @@ class MountModel(RuleBasedStateMachine):
                     self.dirs.add(y)
         self.touch(dst)
 
-    @rule(p=path_st)
-    def read(self, p: str) -> None:
+    @rule(d=st.data())
+    def read(self, d: st.DataObject) -> None:
+        p = self.draw(d, "file")
         if p in self.files:
             assert self.m(p).read_bytes() == self.files[p], p
 
@@ -241,9 +265,10 @@ class MountModel(RuleBasedStateMachine):
     def outside_ok(self, p: str) -> bool:
         return p not in self.touched and not any(a in self.touched for a in ancestors(p))
 
-    @rule(p=path_st, data=data_st)
-    def outside_write(self, p: str, data: bytes) -> None:
+    @rule(d=st.data(), data=data_st)
+    def outside_write(self, d: st.DataObject, data: bytes) -> None:
         """Another user writes a file in the remote; only where nothing changed locally since the last sync."""
+        p = self.draw(d, "file|new")
         if self.path_error(p) is not None or self.is_dir(p) or not self.outside_ok(p):
             return
         (self.remote / p).write_bytes(data)
@@ -251,8 +276,9 @@ class MountModel(RuleBasedStateMachine):
         self.gw.poll()
         self.assert_contents()
 
-    @rule(p=path_st)
-    def outside_delete(self, p: str) -> None:
+    @rule(d=st.data())
+    def outside_delete(self, d: st.DataObject) -> None:
+        p = self.draw(d, "file")
         if p not in self.files or not self.outside_ok(p):
             return
         (self.remote / p).unlink()
@@ -260,12 +286,24 @@ class MountModel(RuleBasedStateMachine):
         self.gw.poll()
         self.assert_contents()
 
-    @rule(p=path_st)
-    def outside_mkdir(self, p: str) -> None:
+    @rule(d=st.data())
+    def outside_mkdir(self, d: st.DataObject) -> None:
+        p = self.draw(d, "new")
         if self.path_error(p) is not None or self.exists(p) or not self.outside_ok(p):
             return
         (self.remote / p).mkdir()
         self.dirs.add(p)
+        self.gw.poll()
+        self.assert_contents()
+
+    @rule(d=st.data())
+    def outside_rmdir(self, d: st.DataObject) -> None:
+        p = self.draw(d, "dir")
+        if (p not in self.dirs or self.under(p) or not self.outside_ok(p)
+                or any(t.startswith(p + "/") for t in self.touched)):
+            return
+        (self.remote / p).rmdir()
+        self.dirs.discard(p)
         self.gw.poll()
         self.assert_contents()
 
@@ -292,6 +330,7 @@ class MountModel(RuleBasedStateMachine):
         assert seen == set(self.files) | self.dirs
 
     def teardown(self) -> None:
+        event(f"successful ops per example: {'0' if not self.ok_ops else '1-4' if self.ok_ops < 5 else '5-14' if self.ok_ops < 15 else '15+'}")
         try:
             if os.path.ismount(self.gw.mnt):
                 self.gw.umount()
