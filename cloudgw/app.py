@@ -21,6 +21,7 @@ import json
 import logging
 import os
 import signal
+import sqlite3
 from pathlib import Path
 from typing import Any, Awaitable, Callable
 
@@ -133,7 +134,12 @@ class Gateway:
         await remote.check()
         lock_fd = lock_cache_dir(config.cache_dir)
         os.chmod(config.cache_dir, 0o700)
-        store = MetadataStore(config.cache_dir / "metadata.db")
+        try:
+            store = MetadataStore(config.cache_dir / "metadata.db")
+        except sqlite3.DatabaseError as exc:
+            os.close(lock_fd)
+            raise UserError(f"the metadata database in {config.cache_dir} is damaged ({exc}); run 'cloudgw fsck"
+                            f" {config.cache_dir}', then restore the cache dir or mount with a new one") from None
         try:
             check_cache_owner(store, config)
         except UserError:

@@ -103,6 +103,11 @@ class CacheFiles:
             if not trust_maps:
                 entry.blocks = bytearray(len(entry.blocks))
                 entry.map_dirty = True
+            else:  # a data file that lost its tail (disk damage): those blocks are fetched again
+                have = path.stat().st_size
+                for b in range(len(entry.blocks)):
+                    if entry.blocks[b] and have < min((b + 1) * BLOCK_SIZE, limit):
+                        entry.blocks[b], entry.map_dirty = 0, True
             self._entries[ino] = entry
 
     def _data_path(self, ino: int) -> Path:

@@ -104,6 +104,8 @@ class Namespace:
     # -- lookup / attributes -----------------------------------------------------------
 
     async def lookup(self, parent: int, name: str) -> Inode:
+        if len(name.encode("utf-8", "surrogateescape")) > MAX_NAME:
+            raise FsError(errno.ENAMETOOLONG)  # as local filesystems answer stat/open of such a name
         directory = await self._listed_dir(parent)
         child = self.store.lookup(directory.ino, name)
         if child is None:

@@ -58,6 +58,8 @@ from cloudgw.remotes.s3_errors import check_error
 from cloudgw.remotes.s3_layout import ListingWalker, attrs_to_meta, head_entry, rev_of
 
 SYMLINK_SUFFIX = ".cloudgw-symlink"
+MAX_KEY_BYTES = 1024  # S3's limit; moto does not enforce it, real S3 answers KeyTooLongError
+_KEY_EXTRA = {"write": 0, "mkdir": 1, "symlink": len(SYMLINK_SUFFIX)}  # bytes each adds to the key
 META_TARGET = "cloudgw-symlink-target"  # the target again, URL-quoted, so stat can fill symlink_target
 
 
@@ -135,7 +137,11 @@ class S3Remote:
                 raise RemoteUnsupported(f"{what}: not possible on the root")
             if parts[-1].endswith(SYMLINK_SUFFIX):
                 raise RemoteUnsupported(f"{what} {path!r}: names ending in {SYMLINK_SUFFIX} are reserved")
-        return self.prefix + "/".join(parts)
+        key = self.prefix + "/".join(parts)
+        if leaf and what in _KEY_EXTRA and (n := len(key.encode()) + _KEY_EXTRA[what]) > MAX_KEY_BYTES:
+            raise RemoteUnsupported(f"{what} {path[:60]!r}...: the S3 key would be {n} bytes, too long"
+                                    f" (S3 allows {MAX_KEY_BYTES}); the file stays in the cache only")
+        return key
 
     async def check(self) -> None:
         exc, detail = await self.s3.probe()
