@@ -213,6 +213,8 @@ class MountModel(RuleBasedStateMachine):
                 err = None
             elif self.is_dir(src) and (dst + "/").startswith(src + "/"):
                 err = {errno.EINVAL}
+            elif src.startswith(dst + "/"):
+                err = {errno.ENOTEMPTY}  # the kernel's "target is an ancestor of source" check comes first
             elif src in self.files and self.is_dir(dst):
                 err = {errno.EISDIR}
             elif self.is_dir(src) and dst in self.files:
