@@ -205,6 +205,7 @@ def _check_sparse(path: Path, size: int, tail: bytes) -> None:
         assert f.read() == bytes(3) + tail
 
 
+@pytest.mark.slow  # ~100 s: the upload writes 10 GiB (the file:// remote's copy is not sparse)
 def test_sparse_10gib_file_on_file_remote(file_gw, tmp_path: Path):
     gw = file_gw
     size, tail = 10 * GiB, b"the end"
