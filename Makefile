@@ -50,5 +50,5 @@ clean-demo:
 
 # Long model-based run (hypothesis stateful over a real mount): CLOUDGW_MODEL_EXAMPLES examples.
 model-long: deps
-	CLOUDGW_MODEL_EXAMPLES=$${CLOUDGW_MODEL_EXAMPLES:-2000} $(BIN)/pytest -q -p no:cacheprovider \
+	CLOUDGW_MODEL_STRICT=1 CLOUDGW_MODEL_EXAMPLES=$${CLOUDGW_MODEL_EXAMPLES:-2000} $(BIN)/pytest -q -p no:cacheprovider \
 	    --hypothesis-show-statistics tests/test_model.py
