@@ -171,11 +171,11 @@ def _param_text(p: dict) -> str:
     parts = []
     for key, label in (("size", "big file"), ("files", "W4 files"), ("file_size", "small file"),
                        ("entries", "W5 entries"), ("scale_files", "W9 files"), ("scale_entries", "W9 entries"), ("runs", "runs"),
-                       ("random_seconds", "random-read seconds"), ("write_back", "write-back"),
+                       ("random_seconds", "random-read seconds"), ("small_write_size", "4 KiB-write file"), ("write_back", "write-back"),
                        ("poll_interval", "poll interval"), ("prop_poll_interval", "poll interval in W7")):
         if key in p:
             value = p[key]
-            if key in ("size", "file_size"):
+            if key in ("size", "file_size", "small_write_size"):
                 value = human_bytes(value)
             elif key in ("write_back", "poll_interval", "prop_poll_interval", "random_seconds"):
                 value = f"{value:g} s"

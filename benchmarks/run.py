@@ -162,7 +162,8 @@ def main(argv: list[str] | None = None) -> int:
     results.params = {"size": params.size, "files": params.files, "file_size": params.file_size,
                       "entries": params.entries, "scale_files": list(params.scale_files),
                       "scale_entries": list(params.scale_entries), "runs": runs,
-                      "random_seconds": params.random_seconds, "write_back": params.write_back,
+                      "random_seconds": params.random_seconds, "small_write_size": params.small_write_size,
+                      "write_back": params.write_back,
                       "poll_interval": params.poll_interval, "prop_poll_interval": params.prop_poll_interval,
                       "quick": params.quick, "full": args.full, "large": args.large,
                       "workloads": sorted(selected), "servers": servers, "gateways": names}

@@ -73,6 +73,7 @@ class Params:
     scale_files: tuple[int, ...] = (50, 300)  # workload 9: N for workload 4; nominal 1k..10k
     scale_entries: tuple[int, ...] = (500, 5000)  # workload 9: N for workload 5; nominal 1k..10k
     random_seconds: float = 2.0  # workload 6, each mode
+    small_write_size: int = 64 * MiB  # workload 3, the file written in 4 KiB write(2)s (at most ``size``)
     write_back: float = 1.0
     poll_interval: float = 60.0  # every session but the propagation one
     prop_poll_interval: float = 10.0  # the propagation workload (7)
@@ -422,6 +423,11 @@ class ServerBench:
             if n != size:
                 raise RuntimeError(f"read {n} bytes, expected {size}")
             self.record(w1, "throughput", "MB/s", "higher", gw, run, size / seconds / MB)
+            # the same file again without dropping the page cache: the kernel cache warm
+            n, seconds, _ = read_sequential(path)
+            if n != size:
+                raise RuntimeError(f"re-read {n} bytes, expected {size}")
+            self.record(w1, "re-read, page cache warm", "MB/s", "higher", gw, run, size / seconds / MB)
             if gw.remote:
                 self.record(w1, "received from S3", "MiB", "lower", gw, run, ph.bytes_now()[1] / MiB)
 
@@ -443,6 +449,7 @@ class ServerBench:
                       cold, remote_only={"received from S3"}, rss=[(w2, "peak RSS")] if 2 in sel else [])]
         if 1 in sel:
             steps.append(Step("cached read", marks(w1, ("throughput", "MB/s", "higher"),
+                                                   ("re-read, page cache warm", "MB/s", "higher"),
                                                    ("received from S3", "MiB", "lower")),
                               cached, remote_only={"received from S3"}, rss=[(w1, "peak RSS")]))
         if 6 in sel:
@@ -530,6 +537,20 @@ class ServerBench:
             self.record(w8, "edit → on remote", "s", "lower", gw, run, t_remote - t0)
             self.record(w8, "sent to S3", "MiB", "lower", gw, run, up / MiB)
 
+        small_size = min(size, p.small_write_size)
+
+        def write_4k(m: Mount, ph: Phase) -> None:
+            # what cp/tar/most programs do: many small write(2)s (each one FUSE request without writeback cache)
+            path = m.path / "small-writes.bin"
+            t0 = time.monotonic()
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            try:
+                write_blob(fd, self.blob, small_size, block=4 * KiB)
+            finally:
+                os.close(fd)
+            self.record(w3, f"4 KiB writes, {_human(small_size)}, until close", "MB/s", "higher", gw, run,
+                        small_size / (time.monotonic() - t0) / MB)
+
         w3_marks = marks(w3, ("write until close", "MB/s", "higher"), ("close → on remote", "s", "lower"),
                          ("write + upload", "MB/s", "higher"), ("sent to S3", "MiB", "lower"))
         steps = [Step("write", w3_marks if 3 in sel else [], write,
@@ -539,6 +560,9 @@ class ServerBench:
             steps.append(Step("edit", marks(w8, ("write + close", "ms", "lower"), ("edit → on remote", "s", "lower"),
                                             ("sent to S3", "MiB", "lower")),
                               edit, remote_only={"edit → on remote", "sent to S3"}, rss=[(w8, "peak RSS")]))
+        if 3 in sel:
+            steps.append(Step("4 KiB writes", marks(w3, (f"4 KiB writes, {_human(small_size)}, until close", "MB/s",
+                                                         "higher")), write_4k))
         self.run_session(gw, run, prefix, steps, cleanup=True)
 
     def _size_is(self, key: str, size: int) -> bool:
@@ -601,7 +625,28 @@ class ServerBench:
         step = Step(f"{n} files", step_marks, create,
                     remote_only={m for _, m, _, _ in step_marks if not m.startswith("creates")},
                     rss=[(title, f"peak RSS, files{suffix}" if suffix else "peak RSS") for title, suffix in targets])
-        self.run_session(gw, run, prefix, [step], cleanup=True)
+
+        def read_back(m: Mount, ph: Phase) -> None:
+            # the files just written, read whole (open, read, close) with the page cache dropped:
+            # the gateway serves them from its own disk cache
+            d = m.path / "d"
+            drop_caches()
+            t0 = time.monotonic()
+            for i in range(n):
+                fd = os.open(d / _entry_name(i), os.O_RDONLY)
+                try:
+                    if len(os.read(fd, p.file_size + 1)) != p.file_size:
+                        raise RuntimeError(f"{_entry_name(i)}: short read")
+                finally:
+                    os.close(fd)
+            rate = n / (time.monotonic() - t0)
+            for title, suffix in targets:
+                self.record(title, "reads (cached)" + suffix, "files/s", "higher", gw, run, rate)
+
+        read_marks = []
+        for title, suffix in targets:
+            read_marks += marks(title, ("reads (cached)" + suffix, "files/s", "higher"))
+        self.run_session(gw, run, prefix, [step, Step(f"{n} files read", read_marks, read_back)], cleanup=True)
 
     def wait_listing(self, gw: Gateway, prefix: str, n: int, size: int) -> float:
         """When all n objects of ``size`` under prefix are on the remote (monotonic time).
@@ -744,13 +789,13 @@ def _content_md5(request, **kwargs) -> None:  # noqa: ANN001
     request.headers["Content-MD5"] = base64.b64encode(hashlib.md5(body).digest()).decode()
 
 
-def write_blob(fd: int, blob: bytes, size: int) -> None:
-    """Write ``size`` bytes in 1 MiB blocks; block i holds blob[(i MiB) % len(blob):...]."""
+def write_blob(fd: int, blob: bytes, size: int, block: int = BLOCK) -> None:
+    """Write ``size`` bytes in ``block``-sized write(2)s; byte i is blob[i % len(blob)]."""
     view = memoryview(blob)
     off = 0
     while off < size:
         start = off % len(blob)
-        n = min(BLOCK, size - off, len(blob) - start)
+        n = min(block, size - off, len(blob) - start)
         written = os.write(fd, view[start:start + n])
         off += written
 

@@ -1,0 +1,236 @@
+"""py-spy the cloudgw daemon during one workload: ``python -m benchmarks.profile [SCENARIO ...]``.
+
+Starts moto on loopback, mounts cloudgw (its CLI, daemonized, as in the
+benchmark), runs each scenario in a loop while ``py-spy record --format raw``
+samples the daemon's PID, and prints per scenario the rate reached and the top
+frames by self time (the leaf of each sample) and by inclusive time, with
+file:line and the % of samples.  The raw stacks are kept in --out (feed them
+to flamegraph.pl or speedscope).  Needs root, /dev/fuse and py-spy (the
+``bench`` extra).
+
+Scenarios: write4k (sequential 4 KiB write(2)s), stat (lstat of cached
+entries), randread (O_DIRECT 4 KiB random reads of a cached file), coldread
+(sequential read from the remote), smallfiles (create 64 KiB files),
+readfiles (open/read/close cached 64 KiB files).
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import mmap
+import os
+import random
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from benchmarks.gateways import CloudGW, Remote, Settings
+from benchmarks.workloads import BUCKET, KiB, MiB, drop_caches, read_sequential, write_blob
+
+SCENARIOS = ("write4k", "stat", "randread", "coldread", "smallfiles", "readfiles")
+FRAME = re.compile(r"^(?P<func>.*) \((?P<file>[^()]*):(?P<line>\d+)\)$")
+
+
+def pyspy() -> str:
+    return str(Path(sys.executable).parent / "py-spy")
+
+
+class Profiler:
+    def __init__(self, pid: int, out: Path, rate: int) -> None:
+        self.out = out
+        self.proc = subprocess.Popen([pyspy(), "record", "--pid", str(pid), "--format", "raw", "--rate", str(rate),
+                                      "--output", str(out), "--nonblocking"],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        time.sleep(1.0)  # py-spy attaches
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGINT)
+        try:
+            self.proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def _short(frame: str) -> str:
+    m = FRAME.match(frame.strip())
+    if not m:
+        return frame.strip()
+    path = m["file"]
+    for marker in ("/cloudgw/", "/site-packages/", "/lib/python3"):
+        if marker in path:
+            path = path.split(marker, 1)[1] if marker != "/cloudgw/" else "cloudgw/" + path.split(marker, 1)[1]
+            break
+    return f"{m['func']} ({path}:{m['line']})"
+
+
+def summarize(raw: Path, top: int) -> str:
+    self_counts: collections.Counter[str] = collections.Counter()
+    incl_counts: collections.Counter[str] = collections.Counter()
+    ours_self: collections.Counter[str] = collections.Counter()
+    total = 0
+    for line in raw.read_text(errors="replace").splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        n = int(count)
+        total += n
+        frames = [_short(f) for f in stack.split(";")]
+        # the thread name py-spy puts first is not a frame
+        frames = [f for f in frames if "(" in f]
+        if not frames:
+            continue
+        self_counts[frames[-1]] += n
+        for f in set(frames):
+            incl_counts[f] += n
+        # the deepest frame of our own code: where cloudgw spends (or waits for) the time
+        mine = [f for f in frames if "cloudgw/" in f]
+        if mine:
+            ours_self[mine[-1]] += n
+    if not total:
+        return "  (no samples)"
+    out = [f"  {total} samples (non-idle)", "  top self time:"]
+    out += [f"    {100 * c / total:5.1f}%  {f}" for f, c in self_counts.most_common(top)]
+    out.append("  top cloudgw frame (deepest frame in cloudgw/ of each sample):")
+    out += [f"    {100 * c / total:5.1f}%  {f}" for f, c in ours_self.most_common(top)]
+    out.append("  top inclusive (cloudgw/ and pyfuse3/trio only):")
+    out += [f"    {100 * c / total:5.1f}%  {f}" for f, c in incl_counts.most_common(200)
+            if "cloudgw/" in f][:top]
+    return "\n".join(out)
+
+
+def run_scenario(name: str, mnt: Path, seconds: float) -> str:
+    blob = random.Random(1).randbytes(32 * MiB)
+    deadline = time.monotonic() + seconds
+    done = 0
+    t0 = time.monotonic()
+    if name == "write4k":
+        i = 0
+        while time.monotonic() < deadline:
+            fd = os.open(mnt / f"w4k-{i}.bin", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            try:
+                write_blob(fd, blob, 32 * MiB, block=4 * KiB)
+            finally:
+                os.close(fd)
+            done += 32 * MiB
+            i += 1
+        return f"{done / (time.monotonic() - t0) / 1e6:.1f} MB/s"
+    if name == "stat":
+        names = sorted(os.listdir(mnt / "meta"))
+        busy = 0.0
+        while time.monotonic() < deadline:
+            drop_caches()  # the kernel forgets the dentries: every lstat is a FUSE lookup
+            t = time.monotonic()
+            for n in names:
+                os.lstat(mnt / "meta" / n)
+            busy += time.monotonic() - t
+            done += len(names)
+        return f"{done / busy:.0f} stats/s"
+    if name == "randread":
+        path = mnt / "big.bin"
+        size = path.stat().st_size
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECT)
+        buf = mmap.mmap(-1, 4 * KiB)
+        rng = random.Random(4096)
+        try:
+            while time.monotonic() < deadline:
+                for _ in range(64):
+                    os.preadv(fd, [buf], rng.randrange(size // (4 * KiB)) * 4 * KiB)
+                done += 64
+        finally:
+            os.close(fd)
+        return f"{done / (time.monotonic() - t0):.0f} ops/s"
+    if name == "coldread":
+        n, secs, ttfb = read_sequential(mnt / "cold.bin")
+        return f"{n / secs / 1e6:.1f} MB/s, first byte {ttfb * 1000:.0f} ms"
+    if name == "smallfiles":
+        d = mnt / "small"
+        d.mkdir(exist_ok=True)
+        i = 0
+        while time.monotonic() < deadline:
+            fd = os.open(d / f"s{i:06d}", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            try:
+                os.write(fd, blob[i * 4096 % (16 * MiB):][:64 * KiB])
+            finally:
+                os.close(fd)
+            i += 1
+        return f"{i / (time.monotonic() - t0):.0f} creates/s"
+    if name == "readfiles":
+        d = mnt / "small"
+        names = sorted(os.listdir(d))
+        while time.monotonic() < deadline:
+            for n in names:
+                fd = os.open(d / n, os.O_RDONLY)
+                try:
+                    os.read(fd, 64 * KiB + 1)
+                finally:
+                    os.close(fd)
+                done += 1
+        return f"{done / (time.monotonic() - t0):.0f} reads/s (page cache warm after the first pass)"
+    raise ValueError(name)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.profile", description=__doc__.split("\n\n")[0])
+    ap.add_argument("scenarios", nargs="*", default=list(SCENARIOS), metavar="SCENARIO",
+                    help="one or more of: " + ", ".join(SCENARIOS) + " (default: all)")
+    ap.add_argument("--seconds", type=float, default=15.0)
+    ap.add_argument("--rate", type=int, default=200, help="py-spy samples per second")
+    ap.add_argument("--top", type=int, default=12)
+    ap.add_argument("--workdir", type=Path, default=Path("/var/tmp/cloudgw-profile"))
+    ap.add_argument("--out", type=Path, default=Path("/var/tmp/cloudgw-profile-out"),
+                    help="raw py-spy stacks per scenario (kept)")
+    args = ap.parse_args(argv)
+    unknown = [s for s in args.scenarios if s not in SCENARIOS]
+    if unknown:
+        ap.error(f"unknown scenario(s) {unknown}; choose from {list(SCENARIOS)}")
+    from tests.servers.moto import start_moto
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    with start_moto(auth=False) as server:
+        admin = server.client()
+        admin.create_bucket(Bucket=BUCKET)
+        blob = random.Random(1).randbytes(32 * MiB)
+        admin.put_object(Bucket=BUCKET, Key="p/cold.bin", Body=blob * 4)  # 128 MiB, read once from the remote
+        admin.put_object(Bucket=BUCKET, Key="p/big.bin", Body=blob * 2)
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(8) as ex:
+            list(ex.map(lambda i: admin.put_object(Bucket=BUCKET, Key=f"p/meta/f{i:06d}", Body=b"x" * 100),
+                        range(5000)))
+        gw = CloudGW(args.workdir, Settings(write_back=1.0, poll_interval=60.0))
+        gw.mount(Remote(server.endpoint_url, server.access_key, server.secret_key, server.region, BUCKET, "p"))
+        try:
+            mnt = gw.mnt
+            (mnt / "big.bin").read_bytes()  # into the disk cache
+            os.listdir(mnt / "meta")
+            for n in os.listdir(mnt / "meta"):
+                os.lstat(mnt / "meta" / n)
+            pid = gw.pids()[0]
+            print(f"cloudgw daemon pid {pid}", flush=True)
+            for name in args.scenarios:
+                if name == "coldread":
+                    drop_caches()
+                prof = Profiler(pid, args.out / f"{name}.txt", args.rate)
+                try:
+                    rate = run_scenario(name, mnt, args.seconds)
+                finally:
+                    prof.stop()
+                print(f"\n== {name}: {rate}", flush=True)
+                print(summarize(args.out / f"{name}.txt", args.top), flush=True)
+                if name == "write4k":
+                    for f in mnt.glob("w4k-*.bin"):
+                        f.unlink()
+                gw.flush(600)
+        finally:
+            gw.umount()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
