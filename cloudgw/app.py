@@ -54,8 +54,25 @@ def build_remote(config: MountConfig) -> Remote:
                            **extra)
 
     if list(config.remotes) == [""]:
-        return one(config.remotes[""])
-    return RouterRemote({name: one(spec) for name, spec in config.remotes.items()})
+        return with_test_faults(one(config.remotes[""]))
+    return with_test_faults(RouterRemote({name: one(spec) for name, spec in config.remotes.items()}))
+
+
+def with_test_faults(remote: Remote) -> Remote:
+    """Test hook, like ``CLOUDGW_CRASH_AT``: ``CLOUDGW_FAULTS=spec`` wraps the remote in a
+    ``FaultyRemote`` (spec syntax: ``FaultPlan.from_spec``) so reliability tests can run
+    real programs on a real mount of a misbehaving remote.  Unset: the remote as is."""
+    spec = os.environ.get("CLOUDGW_FAULTS")
+    if not spec:
+        return remote
+    from cloudgw.remotes.faulty import FaultPlan, FaultyRemote  # test-only code stays unloaded otherwise
+
+    try:
+        plan = FaultPlan.from_spec(spec)
+    except ValueError as exc:
+        raise UserError(f"CLOUDGW_FAULTS: {exc}") from None
+    log.info("fault injection on (CLOUDGW_FAULTS=%s)", spec)
+    return FaultyRemote(remote, plan)
 
 
 def remote_identity(config: MountConfig) -> str:

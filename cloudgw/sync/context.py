@@ -80,6 +80,7 @@ class SyncContext:
             invalidations, self._sink = trio.open_memory_channel(math.inf)
         self.invalidations = invalidations
         self.wants_sync: list[int] = []  # inos a poll or listing found needing an upload
+        self.in_flight: set[str] = set()  # remote paths an upload/move/mkdir under way may change
 
 
     # -- kernel cache invalidation (sent to the FUSE layer's task) -----------------------
@@ -109,8 +110,8 @@ class SyncContext:
 
     def may_adopt(self, path: str, epoch: int, tombstoned_dirs: set[str]) -> bool:
         """Whether a remote entry seen by a listing started at ``epoch`` may enter the tree."""
-        if self.journal.touched_since(path, epoch):
-            return False
+        if self.journal.touched_since(path, epoch) or path in self.in_flight:
+            return False  # (in flight: our own change, done on the remote, not yet heard of)
         if self.store.tombstone(path) is not None or self.under_tombstone(path, tombstoned_dirs):
             return False
         return self.store.by_remote_path(path) is None

@@ -12,7 +12,8 @@ when first accessed):
                                    placement cleared, so it is uploaded anew
 
 Paths our own sync touched after the listing began are skipped (see
-``context.Journal``), as are tombstoned paths.
+``context.Journal``), as are tombstoned paths and paths a reconcile under way
+may be changing right now (``ctx.in_flight``).
 
 Crash behaviour: each poll's changes are applied in one transaction; a crash
 loses nothing but the poll, which the next start repeats.
@@ -63,7 +64,7 @@ class Poller:
                     crash_point("poll-mid-apply")  # the transaction is rolled back by SQLite
             known = store.remote_paths_under("")
             for path in sorted(known, key=lambda p: -p.count("/")):
-                if path in listing or ctx.journal.touched_since(path, epoch):
+                if path in listing or ctx.journal.touched_since(path, epoch) or path in ctx.in_flight:
                     continue
                 if ctx.under_tombstone(path, tombstoned):
                     continue

@@ -7,10 +7,13 @@ wrote meanwhile is never deleted (it stays, and the poller shows it again).
 
 Rules, in the order they are checked:
 
-* a local inode now lives at the same path and awaits upload: skip; its upload
-  replaces the object (expecting the tombstone's revision) and drops the tombstone;
-* a directory is removed only after nothing of ours is still placed under it
-  (children being moved away); deepest paths go first;
+* a local inode of the same kind (directory or not) now lives at the same path and
+  awaits upload: skip; its upload replaces the object (expecting the tombstone's
+  revision) and drops the tombstone.  Of the other kind, it cannot replace the
+  object: delete first (the uploader defers it meanwhile);
+* a directory is removed only after nothing of ours is still placed, tombstoned
+  or on its way under it (children being moved away, deleted, or moved in by a
+  reconcile under way); deepest paths go first;
 * a directory holding objects we do not know is left alone (outside data wins).
 
 Crash behaviour: tombstones are durable; a delete that happened but whose
@@ -43,7 +46,10 @@ class TombstoneProcessor:
             if store.tombstone(path) != (rev, kind):
                 continue  # replaced or dropped since the pass began
             local = store.resolve(path)
-            if local is not None and local.needs_sync:
+            if local is not None and local.needs_sync and local.is_dir == (kind is Kind.DIR):
+                remaining = True
+                continue
+            if path in self.ctx.in_flight:  # an upload/move to it is under way: see what it leaves
                 remaining = True
                 continue
             try:
@@ -66,6 +72,10 @@ class TombstoneProcessor:
         if kind is Kind.DIR:
             if any(p != path for p in store.remote_paths_under(path)):
                 return False  # children are still being moved out
+            if any(p.startswith(path + "/") for p, _rev, _kind in store.tombstones()):
+                return False  # or deleted (a failed delete is no outside data)
+            if any(p.startswith(path + "/") for p in self.ctx.in_flight):
+                return False  # or an upload/move into it is under way
             try:
                 await remote.rmdir(path)
             except RemoteNotEmpty:
@@ -74,6 +84,8 @@ class TombstoneProcessor:
         try:
             await remote.delete(path, expect=rev)
         except PreconditionFailed:
+            if store.tombstone(path) != (rev, kind):
+                return True  # an upload of ours took the path meanwhile (and dropped this tombstone)
             log.warning("not deleting %s on the remote: it was changed elsewhere; that version stays", path)
         log.info("deleted %s", path)
         return True

@@ -89,30 +89,41 @@ class Uploader:
         path = store.path_of(inode)
         if path is None:
             return
+        src = inode.remote_path
+        if inode.kind is Kind.FILE and src and (path.startswith(src + "/") or src.startswith(path + "/")):
+            await self._replace_nested(inode, src, path)
         self._check_target_free(inode, path)
-        if inode.is_dir:
-            await self._sync_dir(inode, path)
-        elif inode.kind is Kind.SYMLINK:
-            await self._sync_symlink(inode, path)
-        elif inode.state.has_unsynced_data or inode.remote_path is None:
-            await self._upload(inode, path)
-        elif inode.remote_path != path:
-            await self._move(inode, path)
-        else:
-            store.update(inode, needs_sync=False)
+        busy = {path, inode.remote_path} - {None}  # (the inode may leave ``path`` while we work)
+        self.ctx.in_flight |= busy
+        try:
+            if inode.is_dir:
+                await self._sync_dir(inode, path)
+            elif inode.kind is Kind.SYMLINK:
+                await self._sync_symlink(inode, path)
+            elif inode.state.has_unsynced_data or inode.remote_path is None:
+                await self._upload(inode, path)
+            elif inode.remote_path != path:
+                await self._move(inode, path)
+            else:
+                store.update(inode, needs_sync=False)
+        finally:
+            self.ctx.in_flight -= busy
 
     def _check_target_free(self, inode: Inode, path: str) -> None:
         store = self.ctx.store
         occupant = store.by_remote_path(path)
         if occupant is not None and occupant.ino != inode.ino:
             raise Deferred(f"{path!r} is still held on the remote by inode {occupant.ino}")
+        if path in self.ctx.in_flight:
+            raise Deferred(f"{path!r}: a change of another inode to it is still under way")
         tomb = store.tombstone(path)  # a file cannot replace a directory in one write, nor the reverse
         if tomb is not None and (tomb[1] is Kind.DIR) != inode.is_dir:
             raise Deferred(f"{path!r}: the {tomb[1].value} there on the remote is still being deleted")
         parent = posixpath.dirname(path)
-        while parent:  # every ancestor must be (able to become) a directory
+        while parent:  # a file on the remote where we need a directory: wait until it is gone
             held, tomb = store.by_remote_path(parent), store.tombstone(parent)
-            if (held is not None and not held.is_dir) or (tomb is not None and tomb[1] is not Kind.DIR):
+            if (held is not None and held.ino != inode.ino and not held.is_dir) or (
+                    tomb is not None and tomb[1] is not Kind.DIR):
                 raise Deferred(f"{path!r}: {parent!r} is still a file on the remote")
             parent = posixpath.dirname(parent)
 
@@ -207,6 +218,8 @@ class Uploader:
         if source is not None and await self._same_content(path, theirs, source):
             log.info("%s already holds this content (an upload finished before a crash)", path)
             return theirs.rev or Expect.ANY
+        if inode.parent is None or self.ctx.store.path_of(inode) != path:  # deleted or moved meanwhile:
+            raise SourceChanged(f"inode {inode.ino} left {path} during its upload")  # what is there is not "theirs"
         copy_path = conflict_name(path)
         await remote.copy(path, copy_path)
         self.ctx.store.record_conflict(path, copy_path)
@@ -255,7 +268,10 @@ class Uploader:
             return
         ctx.journal.touch(src, path)
         with store.transaction():
-            store.update(inode, remote_path=path, remote_rev=result.rev, needs_sync=store.path_of(inode) != path)
+            if self._removed_meanwhile(inode, path, result.rev, Kind.FILE):
+                return
+            store.update(inode, remote_path=path, remote_rev=result.rev,  # written during the move: upload next
+                         needs_sync=store.path_of(inode) != path or inode.state.has_unsynced_data)
             store.remove_tombstone(path)
             if not same_content:
                 store.update(inode, state=FileState.REMOTE_ONLY, size=result.size)
@@ -268,6 +284,26 @@ class Uploader:
                 ctx.cache.reset(entry, rev=result.rev, remote_size=result.size)
                 ctx.invalidate(inode)
 
+    async def _replace_nested(self, inode: Inode, src: str, path: str) -> None:
+        """``a`` -> ``a/b`` or back: no remote renames that while the file is in the way of
+        the directory.  The file becomes local data (complete, DIRTY: never evicted), its old
+        object a tombstone; it is uploaded anew once the tombstones let ``path`` through."""
+        entry = self.ctx.cache.get(inode.ino) or self.ctx.cache.entry_for(
+            inode.ino, rev=inode.remote_rev, remote_size=inode.size)
+        await self._complete(inode, entry)
+        with self.ctx.store.transaction():
+            self.ctx.store.add_tombstone(src, inode.remote_rev, Kind.FILE)
+            self.ctx.store.update(inode, remote_path=None, remote_rev=None, state=FileState.DIRTY)
+        raise Deferred(f"{src!r} -> {path!r}: to be uploaded anew once the old object is gone")
+
+    def _removed_meanwhile(self, inode: Inode, path: str, rev: str | None, kind: Kind) -> bool:
+        """Deleted locally while its remote move/mkdir/symlink was in flight: what that call
+        made at ``path`` gets a tombstone (as in ``_commit_upload``), the inode no placement."""
+        if self.ctx.store.get(inode.ino) is not None and inode.parent is not None:
+            return False
+        self.ctx.store.add_tombstone(path, rev, kind)
+        return True
+
     # -- directories and symlinks ---------------------------------------------------------
 
     async def _sync_dir(self, inode: Inode, path: str) -> None:
@@ -278,6 +314,8 @@ class Uploader:
         await ctx.remote.mkdir(path, attrs_of(inode))
         ctx.journal.touch(path)
         with store.transaction():
+            if self._removed_meanwhile(inode, path, None, Kind.DIR):
+                return
             old = inode.remote_path
             store.update(inode, remote_path=path, needs_sync=store.path_of(inode) != path)
             store.remove_tombstone(path)
@@ -289,6 +327,8 @@ class Uploader:
         result = await ctx.remote.symlink(path, inode.target or "")
         ctx.journal.touch(path)
         with store.transaction():
+            if self._removed_meanwhile(inode, path, result.rev, Kind.SYMLINK):
+                return
             old = inode.remote_path
             store.update(inode, remote_path=path, remote_rev=result.rev, state=FileState.CLEAN,
                          needs_sync=store.path_of(inode) != path)
