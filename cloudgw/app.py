@@ -28,6 +28,7 @@ from typing import Any, Awaitable, Callable
 import pyfuse3
 import trio
 
+from cloudgw.cache.checksums import Checksummer
 from cloudgw.cache.evictor import EvictionPolicy, Evictor
 from cloudgw.cache.files import CacheFiles
 from cloudgw.config import MountConfig
@@ -178,6 +179,7 @@ class Gateway:
         fs = FileSystem(store, cache, engine, read_only=config.read_only,
                         fixed_root=remote.capabilities.fixed_root, make_room=evictor.make_room)
         ops = FuseOperations(fs)
+        checksummer = Checksummer(cache, lambda ino: _is_clean(store, ino))
         control = ControlServer(config.mountpoint, lambda req, reply: self._control(engine, req, reply))
         control_sock = control.bind()
         self.engine = engine
@@ -189,6 +191,7 @@ class Gateway:
                 await nursery.start(engine.run)
                 await nursery.start(ops.run_invalidations, receive)
                 await nursery.start(evictor.run)
+                await nursery.start(checksummer.run)
                 await nursery.start(control.run, control_sock)
                 nursery.start_soon(self._signals)
                 nursery.start_soon(self._stopper)
@@ -203,6 +206,8 @@ class Gateway:
                 if not self._drained:
                     log.warning("%d changes still pending; they stay queued and are uploaded at the next mount",
                                 engine.pending())
+                with trio.move_on_after(30):
+                    await checksummer.drain()
                 nursery.cancel_scope.cancel()
         finally:
             if mounted:
@@ -269,6 +274,12 @@ def _evictable(store: MetadataStore, fs: FileSystem, ino: int) -> bool:
         return False
     # a clean file waiting only for a remote move is still whole on the remote: evictable
     return inode.state in (FileState.CLEAN, FileState.REMOTE_ONLY) and inode.remote_path is not None
+
+
+def _is_clean(store: MetadataStore, ino: int) -> bool:
+    """The cached data equals the remote's revision (what the checksummer may sum)."""
+    inode = store.get(ino)
+    return inode is not None and inode.state is FileState.CLEAN
 
 
 def _evicted(store: MetadataStore, ino: int) -> None:

@@ -10,6 +10,8 @@ only here:
     pending file whose cached data is    error     (no repair: the local change is gone; the
       missing or incomplete                        remote keeps its last version)
     pending file size != its cache file  warning   size taken from the cache file
+    cache block whose checksum does not  error     forgotten: fetched again from the remote
+      match (damaged cache disk)                   when read
     cache file or index row with no inode warning  removed
     clean file the remote lost or        info      (the next poll applies it)
       changed since the last poll
@@ -25,6 +27,7 @@ import sqlite3
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from cloudgw.cache.checksums import block_crc
 from cloudgw.cache.files import CacheFiles
 from cloudgw.errors import RemoteError, UserError
 from cloudgw.metadata.model import ROOT_INO, FileState
@@ -110,6 +113,7 @@ class Fsck:
                     cache.remove(entry.ino)
                 self._add("warning", "stray-cache-entry", f"inode {entry.ino}", "cached data of no file",
                           repaired=self.repair)
+        self._check_block_sums(store, cache)
         data_dir = cache.root / "data"
         for f in data_dir.iterdir():
             try:
@@ -126,6 +130,26 @@ class Fsck:
         tombstones = len(store.tombstones())
         if tombstones:
             self._add("info", "pending-deletes", "", f"{tombstones} remote deletes pending")
+
+    def _check_block_sums(self, store: MetadataStore, cache: CacheFiles) -> None:
+        for entry in cache.entries():
+            if not entry.unchecked or not entry.path.exists():
+                continue
+            fd = os.open(entry.path, os.O_RDONLY)
+            try:
+                bad = [b for b in sorted(entry.unchecked) if block_crc(fd, entry, b) != entry.sums[b]]
+            finally:
+                os.close(fd)
+            if not bad:
+                continue
+            if self.repair:
+                for b in bad:
+                    entry.forget_block(b)
+            inode = store.get(entry.ino)
+            path = (store.path_of(inode) if inode is not None else None) or f"inode {entry.ino}"
+            self._add("error", "corrupt-cache-data", path,
+                      f"{len(bad)} cached block(s) corrupt (checksum mismatch); they are fetched again when read",
+                      repaired=self.repair)
 
     # -- remote ------------------------------------------------------------------------------
 

@@ -7,6 +7,9 @@ sparse file per inode gives both; the block map says which parts came from the
 remote (``fetch_limit`` bytes of remote content exist at all: beyond that the
 file is local-only, so nothing is ever fetched there).
 
+Each block is ABSENT, PRESENT, or SUMMED (present, with a CRC-32 of the remote's
+bytes, checked before it is served: see ``cache.checksums``).
+
 Crash behaviour: data is written before its block is marked present, and the
 map is persisted lazily (``flush``) and on clean shutdown.  After an unclean
 shutdown ``CacheFiles.open(..., trust_maps=False)`` forgets the maps of clean
@@ -23,10 +26,13 @@ import contextlib
 import os
 import sqlite3
 import time
+from array import array
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 BLOCK_SIZE = 1 << 20
+ABSENT, PRESENT, SUMMED = 0, 1, 2  # block states in ``CacheEntry.blocks``
 
 
 @dataclass
@@ -37,11 +43,14 @@ class CacheEntry:
     path: Path
     rev: str | None  # remote revision the fetched blocks belong to
     fetch_limit: int  # bytes [0, fetch_limit) exist on the remote at rev
-    blocks: bytearray  # one byte per block below fetch_limit: 1 = present
+    blocks: bytearray  # one byte per block below fetch_limit: ABSENT, PRESENT or SUMMED
     last_access: float = field(default_factory=time.time)
     fd: int = -1
     users: int = 0  # open file handles + fetches/uploads in progress
     map_dirty: bool = False
+    sums: array = field(default_factory=lambda: array("I"))  # CRC-32 per block, valid where SUMMED
+    unchecked: set[int] = field(default_factory=set)  # SUMMED blocks not yet verified by this process
+    writes: int = 0  # bumped by every local write into the blocks (a checksum being taken is then void)
 
     @property
     def complete(self) -> bool:
@@ -56,10 +65,41 @@ class CacheEntry:
         return [b for b in range(first, last + 1) if not self.blocks[b]]
 
     def mark_present(self, block: int) -> None:
-        """Record that ``block`` holds the remote's data (written before this call)."""
+        """Record that ``block`` holds data (written before this call)."""
         if block < len(self.blocks) and not self.blocks[block]:
-            self.blocks[block] = 1
+            self.blocks[block] = PRESENT
             self.map_dirty = True
+
+    def mark_fetched(self, block: int, crc: int) -> None:
+        """``block`` holds the remote's bytes, whose CRC-32 is ``crc`` (written before this call)."""
+        self.set_sum(block, crc)
+
+    def mark_written(self, block: int) -> None:
+        """The user wrote into ``block``: present, and its checksum (if any) is void."""
+        if block < len(self.blocks) and self.blocks[block] != PRESENT:
+            self.blocks[block] = PRESENT
+            self.unchecked.discard(block)
+            self.map_dirty = True
+
+    def set_sum(self, block: int, crc: int) -> None:
+        if block < len(self.blocks):
+            if len(self.sums) < len(self.blocks):
+                self.sums.extend([0] * (len(self.blocks) - len(self.sums)))
+            self.blocks[block], self.sums[block] = SUMMED, crc
+            self.unchecked.discard(block)  # taken from the bytes in hand: nothing to verify
+            self.map_dirty = True
+
+    def forget_block(self, block: int) -> None:
+        """The block's data is not to be trusted: fetch it again."""
+        if block < len(self.blocks):
+            self.blocks[block] = ABSENT
+            self.unchecked.discard(block)
+            self.map_dirty = True
+
+    def _clear(self, nblocks: int) -> None:
+        self.blocks = bytearray(nblocks)
+        self.sums = array("I")
+        self.unchecked = set()
 
     def present_bytes(self) -> int:
         return sum(self.blocks) * BLOCK_SIZE
@@ -68,7 +108,13 @@ class CacheEntry:
         """The file was truncated to ``size``: nothing past it may ever be fetched again."""
         if size < self.fetch_limit:
             self.fetch_limit = size
-            del self.blocks[_nblocks(size):]
+            n = _nblocks(size)
+            del self.blocks[n:]
+            del self.sums[n:]
+            self.unchecked = {b for b in self.unchecked if b < n}
+            if size % BLOCK_SIZE and self.blocks[n - 1] == SUMMED:  # its tail is gone: the sum is void
+                self.blocks[n - 1] = PRESENT
+                self.unchecked.discard(n - 1)
             self.map_dirty = True
 
 
@@ -87,27 +133,41 @@ class CacheFiles:
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS entries (ino INTEGER PRIMARY KEY, rev TEXT, fetch_limit INTEGER NOT NULL,"
-            " blocks BLOB NOT NULL, last_access REAL NOT NULL)"
+            " blocks BLOB NOT NULL, last_access REAL NOT NULL, sums BLOB)"
         )
+        if "sums" not in {row[1] for row in self._db.execute("PRAGMA table_info(entries)")}:
+            self._db.execute("ALTER TABLE entries ADD COLUMN sums BLOB")  # caches made before checksums
         self._entries: dict[int, CacheEntry] = {}
         self.bytes_added = 0  # fetched since the evictor last looked: tells it when to look
+        self.unsummed: set[int] = set()  # entries with PRESENT blocks to sum once clean (cache.checksums)
+        self.on_unsummed: Callable[[], None] = lambda: None
+        self.damaged_blocks = 0  # checksum mismatches found (and forgotten) by this process
         self._load(trust_maps)
 
     def _load(self, trust_maps: bool) -> None:
-        for ino, rev, limit, blocks, last in self._db.execute("SELECT * FROM entries"):
+        rows = self._db.execute("SELECT ino, rev, fetch_limit, blocks, last_access, sums FROM entries")
+        for ino, rev, limit, blocks, last, sums in rows:
             path = self._data_path(ino)
             if not path.exists():
                 self._db.execute("DELETE FROM entries WHERE ino = ?", (ino,))
                 continue
             entry = CacheEntry(ino, path, rev, limit, bytearray(blocks), last)
+            if sums:
+                entry.sums.frombytes(sums)
+            if len(entry.sums) != len(entry.blocks):  # no (or damaged) sums: present, to be summed
+                entry.sums = array("I")
+                entry.blocks = bytearray(min(b, PRESENT) for b in entry.blocks)
+            entry.unchecked = {b for b, state in enumerate(entry.blocks) if state == SUMMED}
             if not trust_maps:
-                entry.blocks = bytearray(len(entry.blocks))
+                entry._clear(len(entry.blocks))
                 entry.map_dirty = True
             else:  # a data file that lost its tail (disk damage): those blocks are fetched again
                 have = path.stat().st_size
                 for b in range(len(entry.blocks)):
                     if entry.blocks[b] and have < min((b + 1) * BLOCK_SIZE, limit):
-                        entry.blocks[b], entry.map_dirty = 0, True
+                        entry.forget_block(b)
+            if PRESENT in entry.blocks:
+                self.unsummed.add(ino)
             self._entries[ino] = entry
 
     def _data_path(self, ino: int) -> Path:
@@ -142,7 +202,8 @@ class CacheFiles:
             entry = CacheEntry(ino, path, None, 0, bytearray())
             self._entries[ino] = entry
         else:
-            entry.rev, entry.fetch_limit, entry.blocks = None, 0, bytearray()
+            entry.rev, entry.fetch_limit = None, 0
+            entry._clear(0)
         if entry.fd >= 0:
             os.ftruncate(entry.fd, 0)
         else:
@@ -154,7 +215,7 @@ class CacheFiles:
     def reset(self, entry: CacheEntry, *, rev: str | None, remote_size: int) -> None:
         """Forget everything cached (the remote changed); the data file is emptied."""
         entry.rev, entry.fetch_limit = rev, remote_size
-        entry.blocks = bytearray(_nblocks(remote_size))
+        entry._clear(_nblocks(remote_size))
         if entry.fd >= 0:
             os.ftruncate(entry.fd, 0)
         else:
@@ -165,9 +226,13 @@ class CacheFiles:
     def adopt_as_clean(self, entry: CacheEntry, *, rev: str, size: int) -> None:
         """After an upload: the local data *is* revision ``rev`` of the remote."""
         entry.rev, entry.fetch_limit = rev, size
-        entry.blocks = bytearray(b"\x01" * _nblocks(size))
+        entry._clear(_nblocks(size))
+        entry.blocks = bytearray(bytes([PRESENT]) * _nblocks(size))
         entry.map_dirty = True
         self._persist(entry)
+        if entry.blocks:
+            self.unsummed.add(entry.ino)  # the checksummer sums it, soon, while it stays clean
+            self.on_unsummed()
 
     # -- descriptors -----------------------------------------------------------------
 
@@ -192,6 +257,7 @@ class CacheFiles:
     def remove(self, ino: int) -> None:
         """Delete the data file (file unlinked, or evicted)."""
         entry = self._entries.pop(ino, None)
+        self.unsummed.discard(ino)
         # An upload or fetch may still use the descriptor (in a worker thread): it stays open
         # on the unlinked file until the last ``release`` closes it.  Closing it here closed it
         # twice, and the second close hit whatever file or socket had been given the number.
@@ -215,8 +281,10 @@ class CacheFiles:
 
     def _persist(self, entry: CacheEntry) -> None:
         self._db.execute(
-            "INSERT OR REPLACE INTO entries (ino, rev, fetch_limit, blocks, last_access) VALUES (?, ?, ?, ?, ?)",
-            (entry.ino, entry.rev, entry.fetch_limit, bytes(entry.blocks), entry.last_access),
+            "INSERT OR REPLACE INTO entries (ino, rev, fetch_limit, blocks, last_access, sums)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (entry.ino, entry.rev, entry.fetch_limit, bytes(entry.blocks), entry.last_access,
+             entry.sums.tobytes() if SUMMED in entry.blocks else None),
         )
         entry.map_dirty = False
 

@@ -21,6 +21,7 @@ import os
 import time
 from dataclasses import dataclass
 
+from cloudgw.cache.checksums import verify_range
 from cloudgw.cache.files import BLOCK_SIZE, CacheEntry
 from cloudgw.filesystem.core import Namespace
 from cloudgw.filesystem.ports import FsError
@@ -115,6 +116,8 @@ class DataOps:
         end = min(offset + size, inode.size)
         if offset >= end:
             return b""
+        if entry.unchecked:  # first read of summed blocks in this process: damaged ones are refetched
+            verify_range(self.cache, entry, h.fd, offset, end - offset)
         if entry.fetch_limit > offset and entry.missing(offset, end - offset):
             await self.sync.fetch(inode, entry, offset, end - offset)
             h = self.handle(fh)  # the entry may have been replaced (remote changed)
@@ -195,9 +198,10 @@ class DataOps:
     def _mark_written_blocks(entry: CacheEntry, offset: int, length: int) -> None:
         if offset >= entry.fetch_limit or length <= 0:
             return
+        entry.writes += 1
         for b in range(offset // BLOCK_SIZE, (offset + length - 1) // BLOCK_SIZE + 1):
             if b < len(entry.blocks):
-                entry.mark_present(b)  # fully written, or its edges fetched before
+                entry.mark_written(b)  # fully written, or its edges fetched before
 
     async def truncate(self, ino: int, size: int) -> Inode:
         self.ns._writable()

@@ -21,6 +21,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import zlib
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -117,7 +118,7 @@ class Fetcher:
                     if len(data) < length:
                         raise PreconditionFailed(f"{remote_path}: short read at {offset} (object changed?)")
                     self._pwrite(fd, data, offset)
-                    entry.mark_present(block)
+                    entry.mark_fetched(block, zlib.crc32(data))
                     self.cache.bytes_added += len(data)
         except (RemoteError, OSError) as exc:
             flight.error = exc

@@ -440,13 +440,11 @@ def test_corrupted_metadata_db(file_gw, tmp_path: Path):
         still_serving(gw)
 
 
-@pytest.mark.xfail(strict=True, reason="cache data files carry no checksum (cloudgw/cache/files.py): bytes"
-                   " overwritten in a clean file's cache data while unmounted are served as they are, and"
-                   " cloudgw fsck (cloudgw/fsck.py check_local) does not look at cached content")
 def test_corrupted_cache_data_file(file_gw, tmp_path: Path):
     """A clean file's cache data is damaged while unmounted: the mount must not
     serve the damaged bytes (re-fetch, or EIO), and fsck must report it."""
     gw = file_gw
+    gw.expected_warnings.append(r"cache data of inode \d+ block 1 is damaged")
     data = os.urandom(3 * MiB)
     (gw.mnt / "f.bin").write_bytes(data)
     gw.sync()
@@ -460,13 +458,62 @@ def test_corrupted_cache_data_file(file_gw, tmp_path: Path):
     rc, out = _fsck(gw)
     assert rc != 0 and "corrupt" in out, out
     gw.mount()
-    try:
-        got = (gw.mnt / "f.bin").read_bytes()
-    except OSError as exc:
-        assert exc.errno == errno.EIO
-    else:
-        assert got == data
+    assert (gw.mnt / "f.bin").read_bytes() == data  # the damaged block was fetched again
     still_serving(gw)
+    gw.umount()
+    rc, out = _fsck(gw)
+    assert rc == 0, out
+
+
+def _damage(cache_file: Path, offset: int) -> None:
+    with open(cache_file, "r+b") as f:
+        f.seek(offset)
+        f.write(b"\x00damage\xff" * 50)
+
+
+def test_damaged_fetched_block_is_fetched_again(file_gw):
+    """Data that came from the remote (another client wrote it) and was cached by a
+    read: damaged while unmounted, it is fetched again, never served; fsck --repair
+    forgets it too."""
+    gw = file_gw
+    gw.expected_warnings.append(r"cache data of inode \d+ block 2 is damaged")
+    data = os.urandom(3 * MiB + 5)
+    gw.backend.view.put("outside.bin", data)
+    gw.poll()
+    assert (gw.mnt / "outside.bin").read_bytes() == data
+    ino = os.stat(gw.mnt / "outside.bin").st_ino
+    gw.umount()
+    cache_file = gw.cache_dir / "cache" / "data" / f"{ino:x}"
+    _damage(cache_file, 2 * MiB + 7)
+    proc = run_cli("fsck", str(gw.cache_dir), "--repair", env=gw.env, check=False)
+    assert proc.returncode == 0 and "corrupt" in proc.stdout, proc.stdout + proc.stderr
+    assert _fsck(gw)[0] == 0
+    _damage(cache_file, 2 * MiB + 9)  # again, and this time the mount must find it by itself
+    gw.mount()
+    with open(gw.mnt / "outside.bin", "rb") as f:
+        f.seek(2 * MiB)
+        assert f.read(MiB) == data[2 * MiB: 3 * MiB]
+    assert (gw.mnt / "outside.bin").read_bytes() == data
+
+
+def test_damaged_block_of_a_file_being_edited_is_not_uploaded(file_gw):
+    """A damaged clean block inside a file the user then edits elsewhere must not be
+    uploaded as is: the upload re-checks the blocks it did not write and fetches the
+    damaged one again first."""
+    gw = file_gw
+    gw.expected_warnings.append(r"cache data of inode \d+ block 2 is damaged")
+    data = bytearray(os.urandom(3 * MiB))
+    (gw.mnt / "f.bin").write_bytes(data)
+    gw.sync()
+    ino = os.stat(gw.mnt / "f.bin").st_ino
+    gw.umount()
+    _damage(gw.cache_dir / "cache" / "data" / f"{ino:x}", 2 * MiB + 100)
+    gw.mount()
+    with open(gw.mnt / "f.bin", "r+b") as f:  # touches block 0 only
+        f.write(b"EDIT")
+    data[:4] = b"EDIT"
+    gw.sync()
+    assert gw.backend.view.get("f.bin") == bytes(data)
 
 
 def test_truncated_cache_data_file(file_gw, tmp_path: Path):
