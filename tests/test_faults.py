@@ -441,11 +441,7 @@ async def test_retries_exhausted_then_the_remote_recovers(tmp_path: Path):
 
 
 @pytest.mark.allow_warnings("failed (will retry)")
-@pytest.mark.parametrize("op", ["write", pytest.param("rename", marks=pytest.mark.xfail(
-    strict=True, reason="after a lost reply to the remote move, the retry finds the source gone and our "
-    "object at the target: uploader._move stats the target first and saves it as a conflict copy without "
-    "comparing contents (only _upload passes its source to _save_conflict_copy); nothing is lost, but a "
-    "spurious conflict copy appears"))])
+@pytest.mark.parametrize("op", ["write", "rename"])
 async def test_a_lost_reply_loses_nothing_and_makes_no_conflict_copy(inner: Remote, tmp_path: Path, op: str):
     """The remote did it, the gateway did not hear: the retry finds our own new revision (write) or
     no source any more (move).  Seeing its own content there, the uploader must not call it a conflict."""
@@ -586,6 +582,68 @@ async def test_a_write_during_a_slow_remote_move_is_uploaded(tmp_path: Path):
         await h.settle()
         assert await h.read_file("b") == b"new content"
     assert sorted(p.name for p in cloud.iterdir()) == ["b"] and (cloud / "b").read_bytes() == b"new content"
+
+
+@pytest.mark.allow_warnings("conflict: ")
+async def test_a_write_during_the_remote_move_of_a_remotely_changed_file_keeps_both_versions(tmp_path: Path):
+    """A clean file changed on the remote (not yet polled) is renamed; the move finds the change and
+    moves theirs (slowly); meanwhile the file is written.  The move's commit marked the file
+    REMOTE_ONLY and reset its cache: the acknowledged write was gone.  Now the write is uploaded
+    and theirs, under the new name, becomes a conflict copy."""
+    cloud = tmp_path / "cloud"
+    cloud.mkdir()
+    slow_move = Rule(Fault.SLOW, ops="rename", nth=2, seconds=0.5)  # the 2nd call moves theirs
+    plan = FaultPlan([slow_move])
+    plan.off()
+    async with running(FaultyRemote(LocalRemote(cloud), plan), tmp_path / "cache", **FAST) as h:
+        await h.write_file("a", b"old")
+        await h.settle()
+        (cloud / "a").write_bytes(b"outside")
+        plan.on()
+        await h.rename("a", "b")
+        await wait_for(lambda: trio.to_thread.run_sync(lambda: slow_move.fired == 1), 2)
+        await h.write_file("b", b"written during the move")
+        await h.settle()
+        await h.engine.poll_now()
+        local = await local_tree(h)
+        assert h.engine.status()["conflicts"] == 1
+    assert local.pop("b") == b"written during the move"
+    assert list(local.values()) == [b"outside"] and all(".conflict-" in p for p in local)
+    assert await remote_tree(LocalRemote(cloud)) == {"b": b"written during the move", **local}
+
+
+@pytest.mark.allow_warnings("conflict: ")
+async def test_two_conflicts_on_one_file_within_a_second_keep_both_copies(tmp_path: Path, monkeypatch):  # noqa: ANN001
+    """Conflict-copy names have one-second resolution; a second conflict on the same file within the
+    same second (two gateways, or a busy outside writer) replaced the first copy on the remote."""
+    import time as real_time
+
+    import cloudgw.sync.uploader as uploader
+
+    class Frozen:  # the uploader's clock stands still
+        now = real_time.time()
+        strftime, localtime = real_time.strftime, real_time.localtime
+
+        @classmethod
+        def time(cls) -> float:
+            return cls.now
+
+    monkeypatch.setattr(uploader, "time", Frozen)
+    cloud = tmp_path / "cloud"
+    cloud.mkdir()
+    async with running(LocalRemote(cloud), tmp_path / "cache", **FAST) as h:
+        await h.write_file("doc.txt", b"v0")
+        await h.settle()
+        for theirs, ours in [(b"outside 1", b"ours 1"), (b"outside 2", b"ours 2")]:
+            (cloud / "doc.txt").write_bytes(theirs)
+            await h.write_file("doc.txt", ours)
+            await h.settle()
+        await h.engine.poll_now()
+        local = await local_tree(h)
+    stamp = real_time.strftime("%Y%m%d-%H%M%S", real_time.localtime(Frozen.now))
+    assert local == {"doc.txt": b"ours 2", f"doc.conflict-{stamp}.txt": b"outside 1",
+                     f"doc.conflict-{stamp}-2.txt": b"outside 2"}
+    assert await remote_tree(LocalRemote(cloud)) == local
 
 
 @pytest.mark.parametrize("into", [True, False], ids=["into-dir-of-its-name", "onto-its-old-ancestor"])
