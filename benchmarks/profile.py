@@ -25,6 +25,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -40,10 +41,10 @@ def pyspy() -> str:
 
 
 class Profiler:
-    def __init__(self, pid: int, out: Path, rate: int) -> None:
+    def __init__(self, pid: int, out: Path, rate: int, native: bool = False) -> None:
         self.out = out
         self.proc = subprocess.Popen([pyspy(), "record", "--pid", str(pid), "--format", "raw", "--rate", str(rate),
-                                      "--output", str(out), "--nonblocking"],
+                                      "--output", str(out), *(["--native"] if native else ["--nonblocking"])],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         time.sleep(1.0)  # py-spy attaches
 
@@ -81,7 +82,7 @@ def summarize(raw: Path, top: int) -> str:
         total += n
         frames = [_short(f) for f in stack.split(";")]
         # the thread name py-spy puts first is not a frame
-        frames = [f for f in frames if "(" in f]
+        frames = [f for f in frames if "(" in f and not f.startswith("process ") and not f.startswith("thread ")]
         if not frames:
             continue
         self_counts[frames[-1]] += n
@@ -97,8 +98,8 @@ def summarize(raw: Path, top: int) -> str:
     out += [f"    {100 * c / total:5.1f}%  {f}" for f, c in self_counts.most_common(top)]
     out.append("  top cloudgw frame (deepest frame in cloudgw/ of each sample):")
     out += [f"    {100 * c / total:5.1f}%  {f}" for f, c in ours_self.most_common(top)]
-    out.append("  top inclusive (cloudgw/ and pyfuse3/trio only):")
-    out += [f"    {100 * c / total:5.1f}%  {f}" for f, c in incl_counts.most_common(200)
+    out.append("  top inclusive (frames in cloudgw/):")
+    out += [f"    {100 * c / total:5.1f}%  {f}" for f, c in incl_counts.most_common(400)
             if "cloudgw/" in f][:top]
     return "\n".join(out)
 
@@ -161,6 +162,10 @@ def run_scenario(name: str, mnt: Path, seconds: float) -> str:
         return f"{i / (time.monotonic() - t0):.0f} creates/s"
     if name == "readfiles":
         d = mnt / "small"
+        if not d.exists():  # run without smallfiles first: make 2,000 files to read
+            d.mkdir()
+            for i in range(2000):
+                (d / f"s{i:06d}").write_bytes(blob[i * 4096:][:64 * KiB])
         names = sorted(os.listdir(d))
         while time.monotonic() < deadline:
             for n in names:
@@ -181,6 +186,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seconds", type=float, default=15.0)
     ap.add_argument("--rate", type=int, default=200, help="py-spy samples per second")
     ap.add_argument("--top", type=int, default=12)
+    ap.add_argument("--native", action="store_true",
+                    help="sample C/Cython frames too (pyfuse3's request loop, libfuse, SQLite); pauses the daemon "
+                    "at each sample, so the rates drop")
+    ap.add_argument("--dump", action="store_true", help="also print one `py-spy dump` of the daemon mid-scenario")
     ap.add_argument("--workdir", type=Path, default=Path("/var/tmp/cloudgw-profile"))
     ap.add_argument("--out", type=Path, default=Path("/var/tmp/cloudgw-profile-out"),
                     help="raw py-spy stacks per scenario (kept)")
@@ -216,11 +225,18 @@ def main(argv: list[str] | None = None) -> int:
             for name in args.scenarios:
                 if name == "coldread":
                     drop_caches()
-                prof = Profiler(pid, args.out / f"{name}.txt", args.rate)
+                prof = Profiler(pid, args.out / f"{name}.txt", args.rate, args.native)
+                dumper = None
+                if args.dump:
+                    dumper = threading.Timer(args.seconds / 2, lambda: print(subprocess.run(
+                        [pyspy(), "dump", "--pid", str(pid)], capture_output=True, text=True).stdout, flush=True))
+                    dumper.start()
                 try:
                     rate = run_scenario(name, mnt, args.seconds)
                 finally:
                     prof.stop()
+                    if dumper:
+                        dumper.join()
                 print(f"\n== {name}: {rate}", flush=True)
                 print(summarize(args.out / f"{name}.txt", args.top), flush=True)
                 if name == "write4k":
