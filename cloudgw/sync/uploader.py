@@ -32,6 +32,7 @@ import os
 import posixpath
 import time
 
+from cloudgw.cache.checksums import verify_all
 from cloudgw.cache.files import CacheEntry
 from cloudgw.crashpoints import crash_point
 from cloudgw.errors import CloudgwError, PreconditionFailed, RemoteError, RemoteNotFound, SourceChanged
@@ -63,13 +64,19 @@ class CacheFileSource:
             raise SourceChanged(f"inode {self._inode.ino} changed during upload")
 
 
-def conflict_name(path: str, now: float | None = None) -> str:
+def conflict_name(path: str, now: float | None = None, n: int = 1) -> str:
+    """``NAME.conflict-YYYYmmdd-HHMMSS.EXT``; the ``n``-th candidate adds ``-n`` to the stamp."""
     head, name = posixpath.split(path)
     stem, ext = posixpath.splitext(name)
     if not stem:
         stem, ext = name, ""
     stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(now))
+    if n > 1:
+        stamp += f"-{n}"
     return posixpath.join(head, f"{stem}.conflict-{stamp}{ext}")
+
+
+MAX_CONFLICT_CANDIDATES = 1000
 
 
 def attrs_of(inode: Inode) -> FileAttrs:
@@ -80,6 +87,10 @@ class Uploader:
     def __init__(self, ctx: SyncContext, fetcher: Fetcher) -> None:
         self.ctx = ctx
         self.fetcher = fetcher
+        # ino -> (src, dst) of a remote move sent but not known to have gone through (no
+        # answer: lost reply, timeout).  In memory only: after a restart, a move found done
+        # is taken for someone else's change (a conflict copy; nothing lost).
+        self._moves_tried: dict[int, tuple[str, str]] = {}
 
     async def reconcile(self, ino: int) -> None:
         store = self.ctx.store
@@ -153,12 +164,15 @@ class Uploader:
         fd = cache.open_fd(entry)
         try:
             source = CacheFileSource(fd, size, inode, version)
-            for _ in range(3):
+            for _ in range(4):
                 try:
                     result = await self.ctx.remote.write(path, source, expect=expect, attrs=attrs_of(inode))
                     break
                 except PreconditionFailed:
-                    expect = await self._save_conflict_copy(inode, path, source)
+                    try:
+                        expect = await self._save_conflict_copy(inode, path, source)
+                    except PreconditionFailed:  # theirs changed again while it was copied aside:
+                        continue  # the next write fails on it too, and copies the newer one
             else:
                 raise RemoteError(f"{path}: the remote keeps changing under the upload; will retry")
         except BaseException:
@@ -172,7 +186,14 @@ class Uploader:
         crash_point("upload-after-commit")
 
     async def _complete(self, inode: Inode, entry: CacheEntry) -> None:
-        """Fetch what was never read, so the whole file can be sent."""
+        """Fetch what was never read (or is damaged: never upload a bad cache block), so the
+        whole file can be sent."""
+        if entry.unchecked:
+            fd = self.ctx.cache.open_fd(entry)
+            try:
+                await verify_all(self.ctx.cache, entry, fd)
+            finally:
+                self.ctx.cache.release(entry)
         if entry.fetch_limit and entry.missing(0, entry.fetch_limit):
             if inode.remote_path is None:
                 raise RemoteError(f"inode {inode.ino}: partial data with no remote copy")
@@ -220,13 +241,38 @@ class Uploader:
             return theirs.rev or Expect.ANY
         if inode.parent is None or self.ctx.store.path_of(inode) != path:  # deleted or moved meanwhile:
             raise SourceChanged(f"inode {inode.ino} left {path} during its upload")  # what is there is not "theirs"
-        copy_path = conflict_name(path)
+        copy_path = await self._free_conflict_name(path)
         await remote.copy(path, copy_path)
         self.ctx.store.record_conflict(path, copy_path)
         self.ctx.stats.error(f"conflict: {path} changed remotely; remote version kept as {copy_path}")
         log.warning("conflict: %s changed on the remote while edited here; the remote version is kept as %s",
                     path, copy_path)
         return theirs.rev or Expect.ANY
+
+    async def _free_conflict_name(self, path: str) -> str:
+        """A conflict-copy name nothing holds yet, on the remote or in our tree.
+
+        The stamp has one-second resolution, so two conflicts on one file within a second
+        (two gateways, or one gateway racing a busy outside writer) would get the same name,
+        and ``remote.copy`` replaces its target: the first copy would be lost.  Candidates
+        ``-2``, ``-3`` ... are tried until one is free.
+
+        Remaining race: the check and the copy are two calls, and remotes offer no
+        "copy if absent".  Two gateways that pick the same free name at the same moment
+        (both stats before either copy lands) still overwrite one another; the window is
+        one round trip, within the same second, on the same file.
+        """
+        now = time.time()
+        store = self.ctx.store
+        for n in range(1, MAX_CONFLICT_CANDIDATES + 1):
+            candidate = conflict_name(path, now, n)
+            if store.by_remote_path(candidate) is not None or store.resolve(candidate) is not None:
+                continue
+            try:
+                await self.ctx.remote.stat(candidate)
+            except RemoteNotFound:
+                return candidate
+        raise RemoteError(f"{path}: no free conflict-copy name after {MAX_CONFLICT_CANDIDATES} tries")
 
     async def _same_content(self, path: str, theirs: RemoteEntry, source: CacheFileSource) -> bool:
         """Compare the remote object with the upload source, chunk by chunk (rare path)."""
@@ -246,43 +292,102 @@ class Uploader:
         ctx, store = self.ctx, self.ctx.store
         src = inode.remote_path
         assert src is not None
-        expect_dst = self._expectation(inode, path)
-        if expect_dst is Expect.ABSENT:
-            try:
-                await ctx.remote.stat(path)
-                await self._save_conflict_copy(inode, path)
-            except RemoteNotFound:
-                pass
-        try:
-            result = await ctx.remote.rename(src, path, expect=inode.remote_rev)
-            same_content = True
-        except PreconditionFailed:
-            result = await ctx.remote.rename(src, path)  # someone changed it: move theirs, refetch
-            same_content = False
-        except RemoteNotFound:
-            store.update(inode, remote_path=None, remote_rev=None)  # gone remotely: upload from cache
-            entry = ctx.cache.get(inode.ino)
-            if entry is None or entry.missing(0, entry.fetch_limit):
-                raise RemoteError(f"{src}: vanished from the remote before it could be moved to {path}")
-            await self._upload(inode, path)
-            return
+        retry = self._moves_tried.get(inode.ino) == (src, path)
+        own = await self._own_earlier_move(src, path) if retry else None
+        if own is not None:  # our earlier attempt went through; only its reply was lost
+            result, same_content = own, own.rev == inode.remote_rev  # else refetched, to be safe
+            log.info("%s -> %s: an earlier attempt of this move went through; adopting its result", src, path)
+        else:
+            result, same_content = await self._rename(inode, src, path, retry)
+            if result is None:
+                return
+        self._moves_tried.pop(inode.ino, None)
         ctx.journal.touch(src, path)
+        based_on = inode.remote_rev
+        edited = inode.state.has_unsynced_data  # written during the move: upload next
         with store.transaction():
             if self._removed_meanwhile(inode, path, result.rev, Kind.FILE):
                 return
-            store.update(inode, remote_path=path, remote_rev=result.rev,  # written during the move: upload next
-                         needs_sync=store.path_of(inode) != path or inode.state.has_unsynced_data)
+            store.update(inode, remote_path=path, remote_rev=result.rev,
+                         needs_sync=store.path_of(inode) != path or edited)
             store.remove_tombstone(path)
-            if not same_content:
+            if not same_content and edited:  # other content moved, ours edited meanwhile: the upload
+                store.update(inode, remote_rev=based_on)  # must find theirs and copy it aside
+            elif not same_content:
                 store.update(inode, state=FileState.REMOTE_ONLY, size=result.size)
         entry = ctx.cache.get(inode.ino)
-        if entry is not None:
+        if entry is not None and not (edited and not same_content):
             if same_content:
                 entry.rev = result.rev
                 ctx.cache.flush()
             else:
                 ctx.cache.reset(entry, rev=result.rev, remote_size=result.size)
                 ctx.invalidate(inode)
+
+    async def _rename(self, inode: Inode, src: str, path: str, retry: bool) -> tuple[RemoteEntry | None, bool]:
+        """The remote move itself; (what is at ``path`` now, whether it is our content), or
+        (None, _) if the source was gone and the file was uploaded from the cache instead."""
+        ctx, store = self.ctx, self.ctx.store
+        expect_dst = self._expectation(inode, path)
+        if expect_dst is Expect.ABSENT:
+            try:
+                there = await ctx.remote.stat(path)
+                if not (retry and await self._is_copy_of(path, there, src)):  # (S3: copy done, delete not)
+                    await self._save_conflict_copy(inode, path)
+            except RemoteNotFound:
+                pass
+        self._moves_tried[inode.ino] = (src, path)  # until it is known to have gone through, or not
+        try:
+            return await ctx.remote.rename(src, path, expect=inode.remote_rev), True
+        except PreconditionFailed:
+            return await ctx.remote.rename(src, path), False  # someone changed it: move theirs, refetch
+        except RemoteNotFound:
+            self._moves_tried.pop(inode.ino, None)
+            store.update(inode, remote_path=None, remote_rev=None)  # gone remotely: upload from cache
+            entry = ctx.cache.get(inode.ino)
+            if entry is None or entry.missing(0, entry.fetch_limit):
+                raise RemoteError(f"{src}: vanished from the remote before it could be moved to {path}") from None
+            await self._upload(inode, path)
+            return None, False
+
+    async def _own_earlier_move(self, src: str, path: str) -> RemoteEntry | None:
+        """Retrying ``src`` -> ``path`` after an attempt with no answer (lost reply, timeout):
+        if the source is gone and a file is at the target, that attempt went through; return
+        the target.  (Someone else may have deleted the source and written the target in the
+        meantime: adopting their file is then what a poll would have done too, since our
+        copy was clean -- ``_move`` only runs for files without local changes.)"""
+        try:
+            await self.ctx.remote.stat(src)
+            return None  # not moved (or only copied): move it now
+        except RemoteNotFound:
+            pass
+        try:
+            there = await self.ctx.remote.stat(path)
+        except RemoteNotFound:
+            return None  # neither: the source vanished; the normal path uploads from the cache
+        return there if there.kind is Kind.FILE else None
+
+    async def _is_copy_of(self, path: str, there: RemoteEntry, src: str) -> bool:
+        """Whether the object at ``path`` holds the same bytes as ``src`` (a half-done remote
+        move of ours: copied, source not yet deleted).  Reads both: rare path."""
+        if there.kind is not Kind.FILE:
+            return False
+        try:
+            source = await self.ctx.remote.stat(src)
+        except RemoteNotFound:
+            return False
+        if source.size != there.size:
+            return False
+        chunk = 4 << 20
+        for offset in range(0, max(there.size, 1), chunk):
+            try:
+                mine = await self.ctx.remote.read(src, offset, chunk, rev=source.rev)
+                theirs = await self.ctx.remote.read(path, offset, chunk, rev=there.rev)
+            except (PreconditionFailed, RemoteNotFound):
+                return False
+            if mine != theirs:
+                return False
+        return True
 
     async def _replace_nested(self, inode: Inode, src: str, path: str) -> None:
         """``a`` -> ``a/b`` or back: no remote renames that while the file is in the way of
