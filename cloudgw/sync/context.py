@@ -24,6 +24,7 @@ from cloudgw.filesystem.ports import Invalidate, InvalidateEntry, Orphaned
 from cloudgw.metadata.model import FileState, Inode
 from cloudgw.metadata.store import MetadataStore
 from cloudgw.remotes.base import Kind, Remote, RemoteEntry
+from cloudgw.sync.unacked import UnackedWrites
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +80,9 @@ class SyncContext:
         if invalidations is None:
             invalidations, self._sink = trio.open_memory_channel(math.inf)
         self.invalidations = invalidations
+        self.unacked = UnackedWrites(remote, store)  # writes whose reply was lost
         self.wants_sync: list[int] = []  # inos a poll or listing found needing an upload
+        self.unblocked: list[int] = []  # inos a reconcile just let through (their directory made): now
         self.in_flight: set[str] = set()  # remote paths an upload/move/mkdir under way may change
 
 
@@ -110,7 +113,7 @@ class SyncContext:
 
     def may_adopt(self, path: str, epoch: int, tombstoned_dirs: set[str]) -> bool:
         """Whether a remote entry seen by a listing started at ``epoch`` may enter the tree."""
-        if self.journal.touched_since(path, epoch) or path in self.in_flight:
+        if self.journal.touched_since(path, epoch) or path in self.in_flight or self.unacked.holds(path):
             return False  # (in flight: our own change, done on the remote, not yet heard of)
         if self.store.tombstone(path) is not None or self.under_tombstone(path, tombstoned_dirs):
             return False

@@ -83,6 +83,7 @@ class SyncEngine:
 
     def removed(self, inode: Inode) -> None:
         self.queue.cancel(inode.ino)
+        self.ctx.unacked.removed(inode.ino)
         if inode.remote_path is not None and inode.remote_path != "":
             rev = inode.remote_rev if inode.kind is not Kind.DIR else None
             self.ctx.store.add_tombstone(inode.remote_path, rev, inode.kind)
@@ -137,7 +138,8 @@ class SyncEngine:
             while True:
                 self.sync_now()
                 await self.queue.wait_idle()
-                remaining = await self.tombstones.process()
+                await self.ctx.unacked.clean_orphans()
+                remaining = await self.tombstones.process() or self.ctx.unacked.pending()
                 if not remaining and self.ctx.store.count_needing_sync() == 0:
                     return True
                 await trio.sleep(0.2)
@@ -194,6 +196,9 @@ class SyncEngine:
         await self.uploader.reconcile(ino)
         for extra in self._take_wanted():
             self.queue.schedule(extra)
+        unblocked, self.ctx.unblocked = self.ctx.unblocked, []
+        for ino in unblocked:
+            self.queue.schedule(ino, delay=0)  # they waited (Deferred) for this reconcile
         self._tombstone_kick.set()
 
     def _take_wanted(self) -> list[int]:
@@ -211,6 +216,8 @@ class SyncEngine:
             with trio.move_on_after(self.settings.tombstone_retry):
                 await self._tombstone_kick.wait()
             self._tombstone_kick = trio.Event()
+            if self.ctx.unacked.pending():
+                await self.ctx.unacked.clean_orphans()
             if self.ctx.store.tombstones():
                 await self.tombstones.process()
 

@@ -35,11 +35,13 @@ import time
 from cloudgw.cache.checksums import verify_all
 from cloudgw.cache.files import CacheEntry
 from cloudgw.crashpoints import crash_point
-from cloudgw.errors import CloudgwError, PreconditionFailed, RemoteError, RemoteNotFound, SourceChanged
+from cloudgw.errors import (CloudgwError, PreconditionFailed, RemoteError, RemoteExists, RemoteNotFound, SourceChanged,
+                            TransientRemoteError)
 from cloudgw.metadata.model import FileState, Inode
 from cloudgw.remotes.base import Expect, FileAttrs, Kind, RemoteEntry
 from cloudgw.sync.context import SyncContext
 from cloudgw.sync.fetcher import Fetcher
+from cloudgw.sync.unacked import ChunkLog
 
 log = logging.getLogger(__name__)
 
@@ -53,11 +55,14 @@ class CacheFileSource:
 
     def __init__(self, fd: int, size: int, inode: Inode, version: int) -> None:
         self._fd, self.size, self._inode, self._version = fd, size, inode, version
+        self.sent = ChunkLog()  # to recognise this write later if its reply is lost
 
     def read(self, offset: int, length: int) -> bytes:
         if offset > 0:
             crash_point("upload-mid-transfer")  # some bytes (parts) already sent
-        return os.pread(self._fd, max(0, min(length, self.size - offset)), offset)
+        data = os.pread(self._fd, max(0, min(length, self.size - offset)), offset)
+        self.sent.note(offset, data)
+        return data
 
     def check(self) -> None:
         if self._inode.data_version != self._version or self._inode.parent is None:
@@ -104,6 +109,7 @@ class Uploader:
         if inode.kind is Kind.FILE and src and (path.startswith(src + "/") or src.startswith(path + "/")):
             await self._replace_nested(inode, src, path)
         self._check_target_free(inode, path)
+        self.ctx.unacked.moved_away(ino, path)
         busy = {path, inode.remote_path} - {None}  # (the inode may leave ``path`` while we work)
         self.ctx.in_flight |= busy
         try:
@@ -131,6 +137,12 @@ class Uploader:
         if tomb is not None and (tomb[1] is Kind.DIR) != inode.is_dir:
             raise Deferred(f"{path!r}: the {tomb[1].value} there on the remote is still being deleted")
         parent = posixpath.dirname(path)
+        directory = store.get(inode.parent) if inode.parent is not None else None
+        if parent and directory is not None and directory.remote_path != parent:
+            # Its directory is not (yet) there: made first, so that a directory whose mkdir
+            # failed and that is then removed here is never left behind on a remote that
+            # creates missing parents (file://) with no tombstone to remove it.
+            raise Deferred(f"{path!r}: its directory is not on the remote yet")
         while parent:  # a file on the remote where we need a directory: wait until it is gone
             held, tomb = store.by_remote_path(parent), store.tombstone(parent)
             if (held is not None and held.ino != inode.ino and not held.is_dir) or (
@@ -167,6 +179,7 @@ class Uploader:
             for _ in range(4):
                 try:
                     result = await self.ctx.remote.write(path, source, expect=expect, attrs=attrs_of(inode))
+                    self.ctx.unacked.succeeded(inode.ino)
                     break
                 except PreconditionFailed:
                     try:
@@ -175,6 +188,15 @@ class Uploader:
                         continue  # the next write fails on it too, and copies the newer one
             else:
                 raise RemoteError(f"{path}: the remote keeps changing under the upload; will retry")
+        except (RemoteError, SourceChanged):
+            # The bytes may have landed (a refused retry can hide an attempt that went through,
+            # as can a file that changed or went away mid-upload): remember what was sent.
+            self.ctx.unacked.failed(inode.ino, path, size, source.sent)
+            if inode.parent is None:
+                self.ctx.unacked.removed(inode.ino)
+            if inode.state is FileState.UPLOADING:
+                store.update(inode, state=FileState.DIRTY)
+            raise
         except BaseException:
             if inode.state is FileState.UPLOADING:
                 store.update(inode, state=FileState.DIRTY)
@@ -241,6 +263,9 @@ class Uploader:
             return theirs.rev or Expect.ANY
         if inode.parent is None or self.ctx.store.path_of(inode) != path:  # deleted or moved meanwhile:
             raise SourceChanged(f"inode {inode.ino} left {path} during its upload")  # what is there is not "theirs"
+        if await self.ctx.unacked.is_any_ours(inode.ino, path, theirs):
+            log.info("%s holds our own earlier upload (its reply was lost)", path)
+            return theirs.rev or Expect.ANY
         copy_path = await self._free_conflict_name(path)
         await remote.copy(path, copy_path)
         self.ctx.store.record_conflict(path, copy_path)
@@ -284,6 +309,8 @@ class Uploader:
                 remote_bytes = await self.ctx.remote.read(path, offset, chunk, rev=theirs.rev)
             except PreconditionFailed:
                 return False
+            if len(remote_bytes) != min(chunk, source.size - offset):  # a reply cut short: no verdict
+                raise TransientRemoteError(f"{path}: short read at {offset} while comparing contents")
             if remote_bytes != source.read(offset, chunk):
                 return False
         return True
@@ -416,7 +443,14 @@ class Uploader:
         if inode.remote_path == path:
             store.update(inode, needs_sync=False)
             return
-        await ctx.remote.mkdir(path, attrs_of(inode))
+        try:
+            await ctx.remote.mkdir(path, attrs_of(inode))
+        except RemoteError:
+            ctx.unacked.mkdir_failed(inode.ino, path)  # it may exist now: not to be left behind
+            if inode.parent is None:
+                ctx.unacked.removed(inode.ino)
+            raise
+        ctx.unacked.mkdir_succeeded(inode.ino)
         ctx.journal.touch(path)
         with store.transaction():
             if self._removed_meanwhile(inode, path, None, Kind.DIR):
@@ -426,10 +460,30 @@ class Uploader:
             store.remove_tombstone(path)
             if old is not None:
                 store.add_tombstone(old, None, Kind.DIR)
+        self._unblock_children(inode)
+
+    def _unblock_children(self, directory: Inode) -> None:
+        """Children deferred until their directory was on the remote go now (not after
+        another write-back delay)."""
+        store, after = self.ctx.store, 0
+        while page := store.children(directory.ino, after_ino=after):
+            self.ctx.unblocked.extend(c.ino for c in page if c.needs_sync)
+            after = page[-1].ino
+
+    async def _own_symlink(self, path: str, target: str) -> RemoteEntry:
+        """A symlink already there: ours if it points where ours does (an earlier attempt
+        whose reply was lost); anything else is someone else's and stays."""
+        entry = await self.ctx.remote.stat(path)
+        if entry.kind is Kind.SYMLINK and await self.ctx.remote.readlink(path) == target:
+            return entry
+        raise RemoteExists(f"{path}: the remote has another entry of that name; it stays")
 
     async def _sync_symlink(self, inode: Inode, path: str) -> None:
         ctx, store = self.ctx, self.ctx.store
-        result = await ctx.remote.symlink(path, inode.target or "")
+        try:
+            result = await ctx.remote.symlink(path, inode.target or "")
+        except RemoteExists:
+            result = await self._own_symlink(path, inode.target or "")
         ctx.journal.touch(path)
         with store.transaction():
             if self._removed_meanwhile(inode, path, result.rev, Kind.SYMLINK):
