@@ -9,7 +9,7 @@ APT_GET := DEBIAN_FRONTEND=noninteractive apt-get -y -q -o Dpkg::Use-Pty=0
 SYSTEM_PACKAGES := fuse3 libfuse3-dev pkg-config gcc python3-dev python3-venv \
                    git rsync sqlite3 tar attr
 
-.PHONY: run test deps deps-test deps-bench system-deps bench clean-demo model-long
+.PHONY: run test deps deps-test deps-bench system-deps bench clean-demo model-long soak
 
 system-deps:
 	@missing=""; for p in $(SYSTEM_PACKAGES); do \
@@ -63,3 +63,9 @@ clean-demo:
 model-long: deps
 	CLOUDGW_MODEL_STRICT=1 CLOUDGW_MODEL_EXAMPLES=$${CLOUDGW_MODEL_EXAMPLES:-2000} $(BIN)/pytest -q -p no:cacheprovider \
 	    --hypothesis-show-statistics tests/test_model.py
+
+# Not part of `make test`: 20 minutes of mixed load on a mount of S3 (moto) with faults
+# injected; checks data, memory and descriptors, prints the figures (tests/mount/test_soak.py).
+soak: deps-test
+	CLOUDGW_SOAK_SECONDS=$${CLOUDGW_SOAK_SECONDS:-1200} CLOUDGW_SOAK_REPORT=$${CLOUDGW_SOAK_REPORT:-/tmp/cloudgw-soak.json} \
+	    $(BIN)/pytest -q -s -p no:cacheprovider tests/mount/test_soak.py
