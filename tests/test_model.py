@@ -369,20 +369,15 @@ TestMountModel = MountModel.TestCase
 
 
 # ---- regressions found by the machine ---------------------------------------------
-@pytest.mark.parametrize("how", ["unlink", pytest.param("rename", marks=pytest.mark.xfail(strict=False, reason=(
-    "timing-dependent (hence not strict): after renaming file g -> h and creating dir g with children, the "
-    "children's uploads can run before the server-side move of g -> h, so the remote still holds the file g: "
-    "WARNING 'upload of g/f failed (will retry): write 'g/f': File exists' / \"mkdir 'g/b': Not a directory\"; "
-    "retries heal it, the final remote is right")))])
+@pytest.mark.parametrize("how", ["unlink", "rename"])
 @pytest.mark.parametrize("outside", [False, True], ids=["local-file", "outside-file"])
 def test_file_replaced_by_directory_uploads_without_retry_warnings(tmp_path: Path, outside: bool, how: str) -> None:
     """Scenario guard for what MountModel found once: a file ``g`` replaced by a directory ``g``.
 
     In that run the children's uploads ran while the remote still held the *file* ``g``
     ("upload of g/f failed (will retry): write 'g/f': File exists", "mkdir 'g/b': Not a
-    directory"); retries heal it, but the WARNINGs should not occur.  The ``rename``
-    variant reproduces it some of the time (timing-dependent, so xfail non-strict); the
-    ``unlink`` variants have not shown it.
+    directory"); retries healed it.  Fixed by the uploader's ancestor check (an upload
+    under ``g/`` waits while ``g`` is still a file on the remote or tombstoned as one).
     """
     remote = tmp_path / "cloud"
     remote.mkdir()
