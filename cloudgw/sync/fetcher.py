@@ -1,11 +1,13 @@
 """Fetching uncached blocks from the remote into cache files, with read-ahead.
 
-Each missing block is one ranged read pinned to the revision the cache entry
-belongs to (so blocks of two versions are never mixed).  Requests for a block
-already in flight wait for that fetch (single flight).  Sequential access grows
-a read-ahead window; read-ahead blocks are fetched in parallel in the fetcher's
-own nursery, so the request that triggered them returns as soon as its own
-blocks are there.
+Missing blocks are fetched by ranged reads pinned to the revision the cache
+entry belongs to (so blocks of two versions are never mixed).  Requests for a
+block already in flight wait for that fetch (single flight).  Sequential access
+grows a read-ahead window; read-ahead blocks are fetched in parallel in the
+fetcher's own nursery, consecutive ones up to ``RUN_BLOCKS`` per request (fewer,
+larger GETs: per-request cost dominates on S3, and some servers read the whole
+object per range), so the request that triggered them returns as soon as its
+own blocks are there.
 
 Concurrency: block data is written with ``os.pwrite`` inline (1 MiB, well under
 a millisecond) and marked present afterwards, all in the trio thread; the
@@ -32,6 +34,7 @@ from cloudgw.errors import PreconditionFailed, RemoteError
 from cloudgw.remotes.base import Remote
 
 log = logging.getLogger(__name__)
+RUN_BLOCKS = 4  # read-ahead blocks per ranged read
 
 
 @dataclass
@@ -71,9 +74,17 @@ class Fetcher:
         if not needed:
             return
         ahead = self._readahead(entry, offset, length, needed[-1])
-        flights = [self._start(remote_path, entry, b) for b in needed]
+        flights = [self._start(remote_path, entry, [b])[0] for b in needed]
+        run: list[int] = []
         for b in ahead:
-            self._start(remote_path, entry, b)
+            if (entry.ino, b) in self._flights:
+                continue
+            if run and (b != run[-1] + 1 or len(run) == RUN_BLOCKS):
+                self._start(remote_path, entry, run)
+                run = []
+            run.append(b)
+        if run:
+            self._start(remote_path, entry, run)
         for flight in flights:
             await flight.done.wait()
             if flight.error is not None:
@@ -83,7 +94,7 @@ class Fetcher:
         """Fetch every missing block in the background (a partly cached file turned dirty:
         its unread parts must be saved before the remote can change under them)."""
         for block in entry.missing(0, entry.fetch_limit):
-            self._start(remote_path, entry, block)
+            self._start(remote_path, entry, [block])
 
     def _readahead(self, entry: CacheEntry, offset: int, length: int, last_needed: int) -> list[int]:
         stream = self._streams.setdefault(entry.ino, _Stream())
@@ -95,42 +106,57 @@ class Fetcher:
         last = min(last_needed + stream.window, len(entry.blocks) - 1)
         return [b for b in range(last_needed + 1, last + 1) if not entry.blocks[b]]
 
-    def _start(self, remote_path: str, entry: CacheEntry, block: int) -> _Flight:
-        key = (entry.ino, block)
-        flight = self._flights.get(key)
-        if flight is None:
-            flight = self._flights[key] = _Flight()
+    def _start(self, remote_path: str, entry: CacheEntry, blocks: list[int]) -> list[_Flight]:
+        """Flights for ``blocks`` (consecutive); those not yet in flight are fetched by one read."""
+        flights, new = [], []
+        for block in blocks:
+            key = (entry.ino, block)
+            flight = self._flights.get(key)
+            if flight is None:
+                flight = self._flights[key] = _Flight()
+                new.append((block, flight))
+            flights.append(flight)
+        if new:
             assert self._nursery is not None, "Fetcher.run() must be running"
-            self._nursery.start_soon(self._fetch_block, remote_path, entry, block, flight)
-        return flight
+            assert [b for b, _ in new] == list(range(new[0][0], new[0][0] + len(new))), "a run is consecutive"
+            self._nursery.start_soon(self._fetch_run, remote_path, entry, new)
+        return flights
 
-    async def _fetch_block(self, remote_path: str, entry: CacheEntry, block: int, flight: _Flight) -> None:
+    async def _fetch_run(self, remote_path: str, entry: CacheEntry, run: list[tuple[int, _Flight]]) -> None:
         rev = entry.rev
+        first = run[0][0]
         fd = self.cache.open_fd(entry)
         try:
-            offset = block * BLOCK_SIZE
-            length = min(BLOCK_SIZE, entry.fetch_limit - offset)
+            offset = first * BLOCK_SIZE
+            length = min(len(run) * BLOCK_SIZE, entry.fetch_limit - offset)
             if length > 0:
                 async with self._limiter:
                     data = await self.remote.read(remote_path, offset, length, rev=rev)
-                # the block may have been written (fully) by the user meanwhile: never overwrite it
-                if entry.rev == rev and block < len(entry.blocks) and not entry.blocks[block]:
-                    if len(data) < length:
-                        raise PreconditionFailed(f"{remote_path}: short read at {offset} (object changed?)")
-                    self._pwrite(fd, data, offset)
-                    entry.mark_fetched(block, zlib.crc32(data))
-                    self.cache.bytes_added += len(data)
+                if len(data) < length and entry.rev == rev:
+                    raise PreconditionFailed(f"{remote_path}: short read at {offset} (object changed?)")
+                view = memoryview(data)
+                for block, _ in run:
+                    # the block may have been written (fully) by the user meanwhile: never overwrite it
+                    if entry.rev == rev and block < len(entry.blocks) and not entry.blocks[block]:
+                        start = (block - first) * BLOCK_SIZE
+                        chunk = view[start: start + BLOCK_SIZE]
+                        self._pwrite(fd, chunk, block * BLOCK_SIZE)
+                        entry.mark_fetched(block, zlib.crc32(chunk))
+                        self.cache.bytes_added += len(chunk)
         except (RemoteError, OSError) as exc:
-            flight.error = exc
+            for _, flight in run:
+                flight.error = exc
             if not isinstance(exc, PreconditionFailed):
-                log.warning("fetching %s block %d failed: %s", remote_path, block, exc)
+                log.warning("fetching %s blocks %d-%d failed: %s", remote_path, first, run[-1][0], exc)
         except Exception as exc:  # a bug: report it to the waiting reader, keep the nursery alive
-            log.exception("fetching %s block %d", remote_path, block)
-            flight.error = exc
+            log.exception("fetching %s blocks %d-%d", remote_path, first, run[-1][0])
+            for _, flight in run:
+                flight.error = exc
         finally:
             self.cache.release(entry)
-            del self._flights[(entry.ino, block)]
-            flight.done.set()
+            for block, flight in run:
+                del self._flights[(entry.ino, block)]
+                flight.done.set()
 
     def _pwrite(self, fd: int, data: bytes, offset: int) -> None:
         """Write the whole block or raise: a short write (disk full) must never leave a

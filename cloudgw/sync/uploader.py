@@ -188,9 +188,9 @@ class Uploader:
                         continue  # the next write fails on it too, and copies the newer one
             else:
                 raise RemoteError(f"{path}: the remote keeps changing under the upload; will retry")
-        except (RemoteError, SourceChanged):
-            # The bytes may have landed (a refused retry can hide an attempt that went through,
-            # as can a file that changed or went away mid-upload): remember what was sent.
+        except (TransientRemoteError, PreconditionFailed, SourceChanged):
+            # The bytes may have landed (no answer; or a refused retry hiding an attempt that
+            # went through, as can a file that changed or went away mid-upload): remember them.
             self.ctx.unacked.failed(inode.ino, path, size, source.sent)
             if inode.parent is None:
                 self.ctx.unacked.removed(inode.ino)
@@ -445,8 +445,8 @@ class Uploader:
             return
         try:
             await ctx.remote.mkdir(path, attrs_of(inode))
-        except RemoteError:
-            ctx.unacked.mkdir_failed(inode.ino, path)  # it may exist now: not to be left behind
+        except TransientRemoteError:  # no answer: it may exist now, and must not be left behind
+            ctx.unacked.mkdir_failed(inode.ino, path)
             if inode.parent is None:
                 ctx.unacked.removed(inode.ino)
             raise
