@@ -531,6 +531,26 @@ async def _exists(path: Path) -> bool:
     return path.exists()
 
 
+@pytest.mark.allow_warnings("failed (will retry)")
+async def test_a_lost_rename_reply_retried_inside_the_client_keeps_the_uncached_file(inner: Remote, tmp_path: Path):
+    """The remote moved the file but the reply was lost; the client's own retry then finds
+    the source gone.  The file (never read here, so not cached) must keep its remote copy,
+    now at the target, not be taken for vanished."""
+    data = os.urandom(3 * MiB)
+    await put(inner, "a.bin", data)
+    plan = FaultPlan([Rule(Fault.LOST_REPLY, ops="rename", nth=1)], retry=True)
+    async with running(FaultyRemote(inner, plan), tmp_path / "cache", **FAST) as h:
+        assert await h.listdir("") == ["a.bin"]
+        await h.rename("a.bin", "b.bin")
+        await h.settle()
+        await h.engine.poll_now()
+        assert await h.read_file("b.bin") == data
+    remote = await remote_tree(inner)
+    await inner.aclose()
+    assert plan.total() == 1
+    assert remote == {"b.bin": data}
+
+
 async def _has(remote: Remote, path: str, data: bytes) -> bool:
     try:
         return await remote.read(path, 0, len(data) + 1) == data

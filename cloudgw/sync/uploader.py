@@ -370,10 +370,14 @@ class Uploader:
             return await ctx.remote.rename(src, path), False  # someone changed it: move theirs, refetch
         except RemoteNotFound:
             self._moves_tried.pop(inode.ino, None)
-            store.update(inode, remote_path=None, remote_rev=None)  # gone remotely: upload from cache
+            own = await self._own_earlier_move(src, path)  # a retry inside the client can hide it
+            if own is not None:
+                log.info("%s -> %s: an earlier attempt of this move went through; adopting its result", src, path)
+                return own, own.rev == inode.remote_rev
             entry = ctx.cache.get(inode.ino)
-            if entry is None or entry.missing(0, entry.fetch_limit):
+            if entry is None or entry.missing(0, entry.fetch_limit):  # keep the placement: the poll
                 raise RemoteError(f"{src}: vanished from the remote before it could be moved to {path}") from None
+            store.update(inode, remote_path=None, remote_rev=None)  # gone remotely: upload from cache
             await self._upload(inode, path)
             return None, False
 
