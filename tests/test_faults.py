@@ -82,6 +82,13 @@ async def local_tree(h: Harness, path: str = "") -> dict[str, bytes | None]:
     return tree
 
 
+async def converged(h: Harness) -> dict[str, bytes | None]:
+    """Everything uploaded and one poll done: the local tree then."""
+    await h.settle()
+    await h.engine.poll_now()
+    return await local_tree(h)
+
+
 async def read_range(h: Harness, path: str, offset: int, size: int) -> bytes:
     inode = await h.resolve(path)
     handle = await h.fs.data.open(inode.ino, os.O_RDONLY)
@@ -454,9 +461,7 @@ async def test_a_lost_reply_loses_nothing_and_makes_no_conflict_copy(inner: Remo
         await h.write_file("doc.txt", b"v2")
         await h.settle()
         await h.rename("doc.txt", "moved.txt")
-        await h.settle()
-        await h.engine.poll_now()
-        local = await local_tree(h)
+        local = await converged(h)
         conflicts = h.engine.status()["conflicts"]
     remote = await remote_tree(inner)
     await inner.aclose()
@@ -477,9 +482,7 @@ async def test_a_lost_upload_reply_then_a_new_version_makes_no_conflict_copy(inn
         await h.write_file("doc.txt", b"v2")
         await wait_for(lambda: _has(inner, "doc.txt", b"v2"), 5)
         await h.write_file("doc.txt", b"v3 longer")
-        await h.settle()
-        await h.engine.poll_now()
-        local = await local_tree(h)
+        local = await converged(h)
         conflicts = h.engine.status()["conflicts"]
     remote = await remote_tree(inner)
     await inner.aclose()
@@ -501,9 +504,7 @@ async def test_a_lost_upload_reply_then_the_file_goes_leaves_no_orphan(inner: Re
             await h.unlink("new.txt")
         else:
             await h.rename("new.txt", "other.txt")
-        await h.settle()
-        await h.engine.poll_now()
-        local = await local_tree(h)
+        local = await converged(h)
     remote = await remote_tree(inner)
     await inner.aclose()
     assert plan.total() == 1
@@ -520,9 +521,7 @@ async def test_a_directory_made_with_a_lost_reply_then_removed_is_not_left_behin
         await h.mkdir("d")
         await wait_for(lambda: _exists(cloud / "d"), 5)
         await h.rmdir("d")
-        await h.settle()
-        await h.engine.poll_now()
-        assert await local_tree(h) == {}
+        assert await converged(h) == {}
     assert plan.total() == 1
     assert list(cloud.iterdir()) == []
 
@@ -652,9 +651,7 @@ async def test_an_upload_whose_file_was_deleted_makes_no_conflict_copy_of_its_su
         await wait_for(lambda: trio.to_thread.run_sync(lambda: slow_stat.fired == 1), 2)
         await h.unlink("d.txt")
         await h.write_file("d.txt", b"B")
-        await h.settle()
-        await h.engine.poll_now()
-        local = await local_tree(h)
+        local = await converged(h)
     copies = sorted(v for p, v in local.items() if "conflict" in p)
     assert copies == [b"outside"] and local["d.txt"] == b"B"
     assert await remote_tree(inner) == local
@@ -697,9 +694,7 @@ async def test_a_write_during_the_remote_move_of_a_remotely_changed_file_keeps_b
         await h.rename("a", "b")
         await wait_for(lambda: trio.to_thread.run_sync(lambda: slow_move.fired == 1), 2)
         await h.write_file("b", b"written during the move")
-        await h.settle()
-        await h.engine.poll_now()
-        local = await local_tree(h)
+        local = await converged(h)
         assert h.engine.status()["conflicts"] == 1
     assert local.pop("b") == b"written during the move"
     assert list(local.values()) == [b"outside"] and all(".conflict-" in p for p in local)
@@ -731,9 +726,7 @@ async def test_two_conflicts_on_one_file_within_a_second_keep_both_copies(tmp_pa
         for theirs, ours in [(b"outside 1", b"ours 1"), (b"outside 2", b"ours 2")]:
             (cloud / "doc.txt").write_bytes(theirs)
             await h.write_file("doc.txt", ours)
-            await h.settle()
-        await h.engine.poll_now()
-        local = await local_tree(h)
+            local = await converged(h)
     stamp = real_time.strftime("%Y%m%d-%H%M%S", real_time.localtime(Frozen.now))
     assert local == {"doc.txt": b"ours 2", f"doc.conflict-{stamp}.txt": b"outside 1",
                      f"doc.conflict-{stamp}-2.txt": b"outside 2"}
@@ -856,9 +849,7 @@ async def test_a_directory_whose_mkdir_fails_is_not_created_implicitly_and_left_
         await h.rename("c/x", "x")
         await h.rmdir("c")
         plan.off()
-        await h.settle()
-        await h.engine.poll_now()
-        assert await local_tree(h) == {"x": b"x"}
+        assert await converged(h) == {"x": b"x"}
     assert [p.name for p in cloud.iterdir()] == ["x"]
 
 
@@ -888,9 +879,7 @@ async def test_a_directory_waits_for_the_failed_deletes_inside_it(tmp_path: Path
         await h.settle()
         await h.unlink("d/f")
         await h.rmdir("d")
-        await h.settle()
-        await h.engine.poll_now()
-        assert await local_tree(h) == {}
+        assert await converged(h) == {}
     assert list(cloud.iterdir()) == [] and plan.total() == 1
 
 
@@ -909,9 +898,7 @@ async def test_a_directory_waits_for_a_move_into_it_that_is_under_way(tmp_path: 
         await wait_for(lambda: trio.to_thread.run_sync(lambda: slow_move.fired == 1), 2)
         await h.rename("a", "b")
         await trio.sleep(0.6)
-        await h.settle()
-        await h.engine.poll_now()
-        assert await local_tree(h) == {"b": None, "b/f": b"f"}
+        assert await converged(h) == {"b": None, "b/f": b"f"}
     assert await remote_tree(LocalRemote(cloud)) == {"b": None, "b/f": b"f"}
 
 
@@ -942,7 +929,5 @@ async def test_a_poll_does_not_adopt_what_our_own_change_under_way_made(tmp_path
         expected = {"rename": {"c": b"data"}, "write": {"a": b"data", "c": b"new"},
                     "mkdir": {"a": b"data", "c": None}}[op]
         assert await local_tree(h) == expected
-        await h.settle()
-        await h.engine.poll_now()
-        assert await local_tree(h) == expected
+        assert await converged(h) == expected
     assert await remote_tree(LocalRemote(cloud)) == expected

@@ -43,7 +43,7 @@ def block_crc(fd: int, entry: CacheEntry, block: int) -> int | None:
     return zlib.crc32(data) if len(data) == length else None
 
 
-def verify_range(cache: CacheFiles, entry: CacheEntry, fd: int, offset: int, length: int) -> None:
+def verify_range(entry: CacheEntry, fd: int, offset: int, length: int) -> None:
     """Check the summed, not yet verified blocks overlapping [offset, offset+length);
     forget those that do not match (the caller then finds them missing and fetches)."""
     if not entry.unchecked:
@@ -53,12 +53,17 @@ def verify_range(cache: CacheFiles, entry: CacheEntry, fd: int, offset: int, len
         return
     for block in range(offset // BLOCK_SIZE, (end - 1) // BLOCK_SIZE + 1):
         if block in entry.unchecked:
-            if entry.blocks[block] == SUMMED and block_crc(fd, entry, block) != entry.sums[block]:
-                log.warning("cache data of inode %d block %d is damaged (checksum mismatch); fetching it again",
-                            entry.ino, block)
-                entry.forget_block(block)
-                cache.damaged_blocks += 1
-            entry.unchecked.discard(block)
+            _judge(entry, block, block_crc(fd, entry, block))
+
+
+def _judge(entry: CacheEntry, block: int, crc: int | None) -> None:
+    """Verified (``crc`` matches the block's sum), or forgotten so that it is fetched again."""
+    if entry.blocks[block] != SUMMED or crc == entry.sums[block]:
+        entry.unchecked.discard(block)
+        return
+    log.warning("cache data of inode %d block %d is damaged (checksum mismatch); fetching it again",
+                entry.ino, block)
+    entry.forget_block(block)
 
 
 class Checksummer:
@@ -74,11 +79,7 @@ class Checksummer:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
         while True:
-            while self.cache.unsummed:
-                ino = self.cache.unsummed.pop()
-                entry = self.cache.get(ino)
-                if entry is not None and self.is_clean(ino):
-                    await self.sum_entry(entry)
+            await self.drain()
             await self._wake.wait()
             self._wake = trio.Event()
             self.cache.on_unsummed = self._wake.set
@@ -107,18 +108,11 @@ class Checksummer:
             self.cache.release(entry)
 
 
-async def verify_all(cache: CacheFiles, entry: CacheEntry, fd: int) -> None:
+async def verify_all(entry: CacheEntry, fd: int) -> None:
     """``verify_range`` over the whole entry, the reading and summing in a worker thread
     (an upload of a large file must not stall the file system while it checks)."""
     for block in sorted(entry.unchecked):
         rev = entry.rev
         crc = await trio.to_thread.run_sync(block_crc, fd, entry, block)
-        if entry.rev != rev or block not in entry.unchecked or entry.blocks[block] != SUMMED:
-            continue
-        if crc == entry.sums[block]:
-            entry.unchecked.discard(block)
-        else:
-            log.warning("cache data of inode %d block %d is damaged (checksum mismatch); fetching it again",
-                        entry.ino, block)
-            entry.forget_block(block)
-            cache.damaged_blocks += 1
+        if entry.rev == rev and block in entry.unchecked:  # (not reset or rewritten meanwhile)
+            _judge(entry, block, crc)

@@ -70,10 +70,6 @@ class CacheEntry:
             self.blocks[block] = PRESENT
             self.map_dirty = True
 
-    def mark_fetched(self, block: int, crc: int) -> None:
-        """``block`` holds the remote's bytes, whose CRC-32 is ``crc`` (written before this call)."""
-        self.set_sum(block, crc)
-
     def mark_written(self, block: int) -> None:
         """The user wrote into ``block``: present, and its checksum (if any) is void."""
         if block < len(self.blocks) and self.blocks[block] != PRESENT:
@@ -82,11 +78,13 @@ class CacheEntry:
             self.map_dirty = True
 
     def set_sum(self, block: int, crc: int) -> None:
+        """``block`` holds bytes equal to the remote's (fetched, or just uploaded), whose
+        CRC-32 is ``crc`` (taken from the bytes in hand: nothing left to verify)."""
         if block < len(self.blocks):
             if len(self.sums) < len(self.blocks):
                 self.sums.extend([0] * (len(self.blocks) - len(self.sums)))
             self.blocks[block], self.sums[block] = SUMMED, crc
-            self.unchecked.discard(block)  # taken from the bytes in hand: nothing to verify
+            self.unchecked.discard(block)
             self.map_dirty = True
 
     def forget_block(self, block: int) -> None:
@@ -100,9 +98,6 @@ class CacheEntry:
         self.blocks = bytearray(nblocks)
         self.sums = array("I")
         self.unchecked = set()
-
-    def present_bytes(self) -> int:
-        return sum(self.blocks) * BLOCK_SIZE
 
     def limit_fetch(self, size: int) -> None:
         """The file was truncated to ``size``: nothing past it may ever be fetched again."""
@@ -141,7 +136,6 @@ class CacheFiles:
         self.bytes_added = 0  # fetched since the evictor last looked: tells it when to look
         self.unsummed: set[int] = set()  # entries with PRESENT blocks to sum once clean (cache.checksums)
         self.on_unsummed: Callable[[], None] = lambda: None
-        self.damaged_blocks = 0  # checksum mismatches found (and forgotten) by this process
         self._load(trust_maps)
 
     def _load(self, trust_maps: bool) -> None:

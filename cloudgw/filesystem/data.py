@@ -117,7 +117,7 @@ class DataOps:
         if offset >= end:
             return b""
         if entry.unchecked:  # first read of summed blocks in this process: damaged ones are refetched
-            verify_range(self.cache, entry, h.fd, offset, end - offset)
+            verify_range(entry, h.fd, offset, end - offset)
         if entry.fetch_limit > offset and entry.missing(offset, end - offset):
             await self.sync.fetch(inode, entry, offset, end - offset)
             h = self.handle(fh)  # the entry may have been replaced (remote changed)

@@ -141,7 +141,7 @@ class Fetcher:
                         start = (block - first) * BLOCK_SIZE
                         chunk = view[start: start + BLOCK_SIZE]
                         self._pwrite(fd, chunk, block * BLOCK_SIZE)
-                        entry.mark_fetched(block, zlib.crc32(chunk))
+                        entry.set_sum(block, zlib.crc32(chunk))
                         self.cache.bytes_added += len(chunk)
         except (RemoteError, OSError) as exc:
             for _, flight in run:

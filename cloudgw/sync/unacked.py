@@ -26,9 +26,10 @@ import logging
 import zlib
 from dataclasses import dataclass, field
 
-from cloudgw.errors import PreconditionFailed, RemoteError, RemoteNotFound, TransientRemoteError
+from cloudgw.errors import RemoteError, RemoteNotFound
 from cloudgw.metadata.store import MetadataStore
 from cloudgw.remotes.base import Kind, Remote, RemoteEntry
+from cloudgw.sync.compare import read_exact
 
 log = logging.getLogger(__name__)
 KEEP_PER_INODE = 4  # unknown-outcome writes remembered per inode (any of them may be the one that landed)
@@ -113,13 +114,8 @@ class UnackedWrites:
         if theirs.kind is not Kind.FILE or theirs.size != sent.size:
             return False
         for offset, (length, crc) in sent.chunks.items():
-            try:
-                data = await self.remote.read(sent.path, offset, length, rev=theirs.rev)
-            except (PreconditionFailed, RemoteNotFound):
-                return False
-            if len(data) != length:  # a reply cut short: no verdict
-                raise TransientRemoteError(f"{sent.path}: short read at {offset} while comparing contents")
-            if zlib.crc32(data) != crc:
+            data = await read_exact(self.remote, sent.path, theirs, offset, length)
+            if data is None or len(data) != length or zlib.crc32(data) != crc:
                 return False
         return True
 

@@ -39,6 +39,7 @@ from cloudgw.errors import (CloudgwError, PreconditionFailed, RemoteError, Remot
                             TransientRemoteError)
 from cloudgw.metadata.model import FileState, Inode
 from cloudgw.remotes.base import Expect, FileAttrs, Kind, RemoteEntry
+from cloudgw.sync.compare import COMPARE_CHUNK, read_exact
 from cloudgw.sync.context import SyncContext
 from cloudgw.sync.fetcher import Fetcher
 from cloudgw.sync.unacked import ChunkLog
@@ -213,7 +214,7 @@ class Uploader:
         if entry.unchecked:
             fd = self.ctx.cache.open_fd(entry)
             try:
-                await verify_all(self.ctx.cache, entry, fd)
+                await verify_all(entry, fd)
             finally:
                 self.ctx.cache.release(entry)
         if entry.fetch_limit and entry.missing(0, entry.fetch_limit):
@@ -303,15 +304,9 @@ class Uploader:
         """Compare the remote object with the upload source, chunk by chunk (rare path)."""
         if theirs.size != source.size:
             return False
-        chunk = 4 << 20
-        for offset in range(0, source.size, chunk):
-            try:
-                remote_bytes = await self.ctx.remote.read(path, offset, chunk, rev=theirs.rev)
-            except PreconditionFailed:
-                return False
-            if len(remote_bytes) != min(chunk, source.size - offset):  # a reply cut short: no verdict
-                raise TransientRemoteError(f"{path}: short read at {offset} while comparing contents")
-            if remote_bytes != source.read(offset, chunk):
+        for offset in range(0, source.size, COMPARE_CHUNK):
+            remote_bytes = await read_exact(self.ctx.remote, path, theirs, offset, COMPARE_CHUNK)
+            if remote_bytes is None or remote_bytes != source.read(offset, COMPARE_CHUNK):
                 return False
         return True
 
@@ -409,14 +404,10 @@ class Uploader:
             return False
         if source.size != there.size:
             return False
-        chunk = 4 << 20
-        for offset in range(0, max(there.size, 1), chunk):
-            try:
-                mine = await self.ctx.remote.read(src, offset, chunk, rev=source.rev)
-                theirs = await self.ctx.remote.read(path, offset, chunk, rev=there.rev)
-            except (PreconditionFailed, RemoteNotFound):
-                return False
-            if mine != theirs:
+        for offset in range(0, max(there.size, 1), COMPARE_CHUNK):
+            mine = await read_exact(self.ctx.remote, src, source, offset, COMPARE_CHUNK)
+            theirs = await read_exact(self.ctx.remote, path, there, offset, COMPARE_CHUNK)
+            if mine is None or mine != theirs:
                 return False
         return True
 

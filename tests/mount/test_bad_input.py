@@ -441,21 +441,34 @@ def test_corrupted_metadata_db(file_gw, tmp_path: Path):
         still_serving(gw)
 
 
-def test_corrupted_cache_data_file(file_gw, tmp_path: Path):
-    """A clean file's cache data is damaged while unmounted: the mount must not
-    serve the damaged bytes (re-fetch, or EIO), and fsck must report it."""
-    gw = file_gw
-    gw.expected_warnings.append(r"cache data of inode \d+ block 1 is damaged")
-    data = os.urandom(3 * MiB)
-    (gw.mnt / "f.bin").write_bytes(data)
-    gw.sync()
-    ino = os.stat(gw.mnt / "f.bin").st_ino
+def _cache_file_after_umount(gw, name: str) -> Path:  # noqa: ANN001
+    """Unmount and return the cache data file of ``name`` (to damage it as a disk would)."""
+    ino = os.stat(gw.mnt / name).st_ino
     gw.umount()
     cache_file = gw.cache_dir / "cache" / "data" / f"{ino:x}"
     assert cache_file.exists()
+    return cache_file
+
+
+def _write_synced(gw, name: str, data: bytes) -> None:  # noqa: ANN001
+    (gw.mnt / name).write_bytes(data)
+    gw.sync()
+
+
+def _damage(cache_file: Path, offset: int) -> None:
     with open(cache_file, "r+b") as f:
-        f.seek(MiB + 100)
-        f.write(b"\x00garbage\xff" * 100)
+        f.seek(offset)
+        f.write(b"\x00damage\xff" * 50)
+
+
+def test_corrupted_cache_data_file(file_gw, tmp_path: Path):
+    """A clean file's cache data is damaged while unmounted: the mount must not
+    serve the damaged bytes (it fetches them again), and fsck must report it."""
+    gw = file_gw
+    gw.expected_warnings.append(r"cache data of inode \d+ block 1 is damaged")
+    data = os.urandom(3 * MiB)
+    _write_synced(gw, "f.bin", data)
+    _damage(_cache_file_after_umount(gw, "f.bin"), MiB + 100)
     rc, out = _fsck(gw)
     assert rc != 0 and "corrupt" in out, out
     gw.mount()
@@ -464,12 +477,6 @@ def test_corrupted_cache_data_file(file_gw, tmp_path: Path):
     gw.umount()
     rc, out = _fsck(gw)
     assert rc == 0, out
-
-
-def _damage(cache_file: Path, offset: int) -> None:
-    with open(cache_file, "r+b") as f:
-        f.seek(offset)
-        f.write(b"\x00damage\xff" * 50)
 
 
 def test_damaged_fetched_block_is_fetched_again(file_gw):
@@ -482,9 +489,7 @@ def test_damaged_fetched_block_is_fetched_again(file_gw):
     gw.backend.view.put("outside.bin", data)
     gw.poll()
     assert (gw.mnt / "outside.bin").read_bytes() == data
-    ino = os.stat(gw.mnt / "outside.bin").st_ino
-    gw.umount()
-    cache_file = gw.cache_dir / "cache" / "data" / f"{ino:x}"
+    cache_file = _cache_file_after_umount(gw, "outside.bin")
     _damage(cache_file, 2 * MiB + 7)
     proc = run_cli("fsck", str(gw.cache_dir), "--repair", env=gw.env, check=False)
     assert proc.returncode == 0 and "corrupt" in proc.stdout, proc.stdout + proc.stderr
@@ -504,11 +509,8 @@ def test_damaged_block_of_a_file_being_edited_is_not_uploaded(file_gw):
     gw = file_gw
     gw.expected_warnings.append(r"cache data of inode \d+ block 2 is damaged")
     data = bytearray(os.urandom(3 * MiB))
-    (gw.mnt / "f.bin").write_bytes(data)
-    gw.sync()
-    ino = os.stat(gw.mnt / "f.bin").st_ino
-    gw.umount()
-    _damage(gw.cache_dir / "cache" / "data" / f"{ino:x}", 2 * MiB + 100)
+    _write_synced(gw, "f.bin", data)
+    _damage(_cache_file_after_umount(gw, "f.bin"), 2 * MiB + 100)
     gw.mount()
     with open(gw.mnt / "f.bin", "r+b") as f:  # touches block 0 only
         f.write(b"EDIT")
@@ -522,12 +524,8 @@ def test_truncated_cache_data_file(file_gw, tmp_path: Path):
     says): reads must not come back short or as zeros."""
     gw = file_gw
     data = os.urandom(3 * MiB)
-    (gw.mnt / "f.bin").write_bytes(data)
-    gw.sync()
-    ino = os.stat(gw.mnt / "f.bin").st_ino
-    gw.umount()
-    cache_file = gw.cache_dir / "cache" / "data" / f"{ino:x}"
-    os.truncate(cache_file, MiB + 10)
+    _write_synced(gw, "f.bin", data)
+    os.truncate(_cache_file_after_umount(gw, "f.bin"), MiB + 10)
     gw.mount()
     try:
         got = (gw.mnt / "f.bin").read_bytes()
