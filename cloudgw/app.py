@@ -165,7 +165,7 @@ class Gateway:
             os.close(lock_fd)
             raise
         clean = store.get_kv("clean_shutdown") != "0"
-        cache = CacheFiles(config.cache_dir / "cache", trust_maps=clean)
+        cache = CacheFiles(config.cache_dir / "cache", trust_maps=clean, keep_maps=store.inos_with_unsynced_data())
         recover(store, cache)
         store.set_kv("clean_shutdown", "0")
         send, receive = trio.open_memory_channel(float("inf"))

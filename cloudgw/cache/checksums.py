@@ -35,12 +35,25 @@ from cloudgw.cache.files import BLOCK_SIZE, PRESENT, SUMMED, CacheEntry, CacheFi
 log = logging.getLogger(__name__)
 
 
-def block_crc(fd: int, entry: CacheEntry, block: int) -> int | None:
-    """CRC-32 of ``block`` as the data file holds it; None if the file is short there."""
+def block_span(entry: CacheEntry, block: int) -> tuple[int, int]:
+    """(offset, length) of ``block``'s remote bytes; length <= 0 once a truncation cut it off.
+    Taken in the trio thread: a worker must not read ``fetch_limit`` while a truncate moves it."""
     offset = block * BLOCK_SIZE
-    length = min(BLOCK_SIZE, entry.fetch_limit - offset)
+    return offset, min(BLOCK_SIZE, entry.fetch_limit - offset)
+
+
+def span_crc(fd: int, offset: int, length: int) -> int | None:
+    """CRC-32 of [offset, offset+length) as the data file holds it; None if the file is
+    short there (or the span is empty: the block was truncated away meanwhile)."""
+    if length <= 0:
+        return None
     data = os.pread(fd, length, offset)
     return zlib.crc32(data) if len(data) == length else None
+
+
+def block_crc(fd: int, entry: CacheEntry, block: int) -> int | None:
+    """CRC-32 of ``block`` as the data file holds it; None if the file is short there."""
+    return span_crc(fd, *block_span(entry, block))
 
 
 def verify_range(entry: CacheEntry, fd: int, offset: int, length: int) -> None:
@@ -100,7 +113,7 @@ class Checksummer:
                 if block >= len(entry.blocks) or entry.blocks[block] != PRESENT or not self.is_clean(entry.ino):
                     continue
                 writes, rev = entry.writes, entry.rev
-                crc = await trio.to_thread.run_sync(block_crc, fd, entry, block)
+                crc = await trio.to_thread.run_sync(span_crc, fd, *block_span(entry, block))
                 unchanged = entry.writes == writes and entry.rev == rev and self.cache.get(entry.ino) is entry
                 if crc is not None and unchanged and block < len(entry.blocks) and entry.blocks[block] == PRESENT:
                     entry.set_sum(block, crc)
@@ -113,6 +126,6 @@ async def verify_all(entry: CacheEntry, fd: int) -> None:
     (an upload of a large file must not stall the file system while it checks)."""
     for block in sorted(entry.unchecked):
         rev = entry.rev
-        crc = await trio.to_thread.run_sync(block_crc, fd, entry, block)
+        crc = await trio.to_thread.run_sync(span_crc, fd, *block_span(entry, block))
         if entry.rev == rev and block in entry.unchecked:  # (not reset or rewritten meanwhile)
             _judge(entry, block, crc)

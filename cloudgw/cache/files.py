@@ -11,10 +11,13 @@ Each block is ABSENT, PRESENT, or SUMMED (present, with a CRC-32 of the remote's
 bytes, checked before it is served: see ``cache.checksums``).
 
 Crash behaviour: data is written before its block is marked present, and the
-map is persisted lazily (``flush``) and on clean shutdown.  After an unclean
-shutdown ``CacheFiles.open(..., trust_maps=False)`` forgets the maps of clean
+map is persisted lazily (``flush``), on clean shutdown, and whenever a program's
+writes are acknowledged (close, fsync: ``persist_map``).  After an unclean
+shutdown ``CacheFiles(..., trust_maps=False)`` forgets the maps of clean
 entries (they are re-fetched: a power loss may have left holes where the map
-says data); the content of dirty files is kept (it is the only copy).
+says data) but keeps those of files with unsynced data (``keep_maps``): a
+block they show present may hold the only copy of acknowledged writes, and
+fetching it again from the remote would overwrite them with the old content.
 
 Concurrency: only the trio thread touches the maps; the fetcher's worker threads
 only ``pwrite`` into the data file and report back.
@@ -29,7 +32,7 @@ import time
 from array import array
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Collection
 
 BLOCK_SIZE = 1 << 20
 ABSENT, PRESENT, SUMMED = 0, 1, 2  # block states in ``CacheEntry.blocks``
@@ -51,6 +54,10 @@ class CacheEntry:
     sums: array = field(default_factory=lambda: array("I"))  # CRC-32 per block, valid where SUMMED
     unchecked: set[int] = field(default_factory=set)  # SUMMED blocks not yet verified by this process
     writes: int = 0  # bumped by every local write into the blocks (a checksum being taken is then void)
+    # Blocks below fetch_limit written locally since the data file last equalled ``rev``
+    # (the base of a delta upload: the others need not be sent again).  In memory only:
+    # None after a restart (not known), and an upload then sends every byte.
+    changed: set[int] | None = None
 
     @property
     def complete(self) -> bool:
@@ -71,7 +78,9 @@ class CacheEntry:
             self.map_dirty = True
 
     def mark_written(self, block: int) -> None:
-        """The user wrote into ``block``: present, and its checksum (if any) is void."""
+        """The user wrote into ``block``: present, changed, and its checksum (if any) is void."""
+        if block < len(self.blocks) and self.changed is not None:
+            self.changed.add(block)
         if block < len(self.blocks) and self.blocks[block] != PRESENT:
             self.blocks[block] = PRESENT
             self.unchecked.discard(block)
@@ -93,6 +102,10 @@ class CacheEntry:
             self.blocks[block] = ABSENT
             self.unchecked.discard(block)
             self.map_dirty = True
+
+    def changed_snapshot(self) -> frozenset[int] | None:
+        """The blocks written since the data equalled ``rev`` (a copy), or None when not known."""
+        return None if self.changed is None else frozenset(self.changed)
 
     def _clear(self, nblocks: int) -> None:
         self.blocks = bytearray(nblocks)
@@ -120,7 +133,7 @@ def _nblocks(size: int) -> int:
 class CacheFiles:
     """Creates, opens, tracks and deletes cache data files under ``root``."""
 
-    def __init__(self, root: Path, *, trust_maps: bool = True) -> None:
+    def __init__(self, root: Path, *, trust_maps: bool = True, keep_maps: Collection[int] = ()) -> None:
         self.root = root
         (root / "data").mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(root / "cache-index.db", isolation_level=None, check_same_thread=False)
@@ -136,9 +149,9 @@ class CacheFiles:
         self.bytes_added = 0  # fetched since the evictor last looked: tells it when to look
         self.unsummed: set[int] = set()  # entries with PRESENT blocks to sum once clean (cache.checksums)
         self.on_unsummed: Callable[[], None] = lambda: None
-        self._load(trust_maps)
+        self._load(trust_maps, frozenset(keep_maps))
 
-    def _load(self, trust_maps: bool) -> None:
+    def _load(self, trust_maps: bool, keep_maps: frozenset[int]) -> None:
         rows = self._db.execute("SELECT ino, rev, fetch_limit, blocks, last_access, sums FROM entries")
         for ino, rev, limit, blocks, last, sums in rows:
             path = self._data_path(ino)
@@ -152,7 +165,7 @@ class CacheFiles:
                 entry.sums = array("I")
                 entry.blocks = bytearray(min(b, PRESENT) for b in entry.blocks)
             entry.unchecked = {b for b, state in enumerate(entry.blocks) if state == SUMMED}
-            if not trust_maps:
+            if not trust_maps and ino not in keep_maps:
                 entry._clear(len(entry.blocks))
                 entry.map_dirty = True
             else:  # a data file that lost its tail (disk damage): those blocks are fetched again
@@ -182,7 +195,8 @@ class CacheFiles:
             return entry
         path = self._data_path(ino)
         path.touch()
-        entry = CacheEntry(ino, path, rev, remote_size, bytearray(_nblocks(remote_size)), map_dirty=True)
+        entry = CacheEntry(ino, path, rev, remote_size, bytearray(_nblocks(remote_size)), map_dirty=True,
+                           changed=set())
         self._entries[ino] = entry
         self._persist(entry)
         return entry
@@ -193,11 +207,12 @@ class CacheFiles:
         if entry is None:
             path = self._data_path(ino)
             path.touch()
-            entry = CacheEntry(ino, path, None, 0, bytearray())
+            entry = CacheEntry(ino, path, None, 0, bytearray(), changed=set())
             self._entries[ino] = entry
         else:
             entry.rev, entry.fetch_limit = None, 0
             entry._clear(0)
+            entry.changed = set()
         if entry.fd >= 0:
             os.ftruncate(entry.fd, 0)
         else:
@@ -210,6 +225,7 @@ class CacheFiles:
         """Forget everything cached (the remote changed); the data file is emptied."""
         entry.rev, entry.fetch_limit = rev, remote_size
         entry._clear(_nblocks(remote_size))
+        entry.changed = set()
         if entry.fd >= 0:
             os.ftruncate(entry.fd, 0)
         else:
@@ -222,6 +238,7 @@ class CacheFiles:
         entry.rev, entry.fetch_limit = rev, size
         entry._clear(_nblocks(size))
         entry.blocks = bytearray(bytes([PRESENT]) * _nblocks(size))
+        entry.changed = set()
         entry.map_dirty = True
         self._persist(entry)
         if entry.blocks:
@@ -281,6 +298,11 @@ class CacheFiles:
              entry.sums.tobytes() if SUMMED in entry.blocks else None),
         )
         entry.map_dirty = False
+
+    def persist_map(self, entry: CacheEntry) -> None:
+        """Persist the entry's block map now if it changed (writes being acknowledged)."""
+        if entry.map_dirty and self._entries.get(entry.ino) is entry:
+            self._persist(entry)
 
     def flush(self) -> None:
         """Persist every changed block map (periodically and at shutdown)."""

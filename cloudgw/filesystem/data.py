@@ -226,19 +226,23 @@ class DataOps:
 
     # -- flush / fsync / release -----------------------------------------------------------------
 
-    def _persist(self, inode: Inode) -> None:
+    def _persist(self, h: Handle) -> None:
+        """Writes are being acknowledged: commit size/mtime, and the block map (a block
+        it showed absent after a crash would be fetched again over what was written)."""
+        inode = h.inode
         self.store.update(inode, size=inode.size, mtime_ns=inode.mtime_ns, ctime_ns=inode.ctime_ns)
+        self.cache.persist_map(h.entry)
 
     def flush(self, fh: int) -> None:
         h = self.handle(fh)
         if h.wrote:
-            self._persist(h.inode)
+            self._persist(h)
 
     def fsync(self, fh: int, datasync: bool) -> None:
         h = self.handle(fh)
         (os.fdatasync if datasync else os.fsync)(h.fd)
         if h.wrote:
-            self._persist(h.inode)
+            self._persist(h)
 
     def release(self, fh: int) -> None:
         h = self.handles.pop(fh, None)
@@ -246,7 +250,7 @@ class DataOps:
             return
         inode = h.inode
         if h.wrote:
-            self._persist(inode)
+            self._persist(h)
         self.cache.release(h.entry)
         self.ns.open_count[inode.ino] -= 1
         if self.ns.open_count[inode.ino] <= 0:

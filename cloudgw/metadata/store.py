@@ -248,6 +248,12 @@ class MetadataStore:
         rows = self._exec("SELECT state, count(*), coalesce(sum(size), 0) FROM inodes WHERE kind = 'file' GROUP BY state")
         return {s: (n, b) for s, n, b in rows}
 
+    def inos_with_unsynced_data(self) -> list[int]:
+        """Files whose local data is the only copy of their content (DIRTY, UPLOADING, CONFLICT)."""
+        states = tuple(s.value for s in FileState if s.has_unsynced_data)
+        marks = ", ".join("?" * len(states))
+        return [r[0] for r in self._exec(f"SELECT ino FROM inodes WHERE state IN ({marks})", states)]
+
     def count_needing_sync(self) -> int:
         return self._exec("SELECT count(*) FROM inodes WHERE needs_sync").fetchone()[0]
 

@@ -71,6 +71,7 @@ class Capabilities:
     hash_kind: str | None = None  # "md5", "sha1" or None
     conditional_write: bool = False  # server enforces If-Match/If-None-Match itself
     server_side_copy: bool = False
+    delta_writes: bool = False  # a write of a DeltaSource is sent only the changed parts
     native_symlinks: bool = False  # False: symlinks are emulated (see the remote's docs)
     case_sensitive: bool = True
     max_name_length: int = 255
@@ -96,6 +97,33 @@ class UploadSource(Protocol):
     def read(self, offset: int, length: int) -> bytes: ...
 
     def check(self) -> None: ...
+
+
+@runtime_checkable
+class DeltaSource(UploadSource, Protocol):
+    """An upload source that knows which of its byte ranges still equal an existing
+    remote revision, so a remote with server-side part copies sends only the rest
+    (a 4 KiB edit of a 1 GiB file uploads one part, not the file).
+
+    ``unchanged`` answers from a snapshot taken with the source: a later local write
+    makes ``check`` fail, and the upload is abandoned before it commits.  ``copied``
+    is told (from a worker thread) each range the remote took from ``base_rev``
+    instead of reading it, so the source can account for those bytes as sent.
+    """
+
+    base_rev: str | None  # the revision the unchanged ranges equal; None: nothing known
+
+    def unchanged(self, offset: int, length: int) -> bool: ...
+
+    def copied(self, offset: int, length: int) -> None: ...
+
+
+def delta_base(source: UploadSource, expect: Expect | str) -> DeltaSource | None:
+    """``source`` as a ``DeltaSource`` when the write replaces exactly the revision its
+    unchanged ranges are based on (``expect``); otherwise None: send every byte."""
+    if isinstance(expect, str) and isinstance(source, DeltaSource) and source.base_rev == expect:
+        return source
+    return None
 
 
 class BytesSource:

@@ -52,7 +52,7 @@ from typing import AsyncIterator, Awaitable, Callable, Collection, Iterable, Typ
 import trio
 
 from cloudgw.errors import TransientRemoteError
-from cloudgw.remotes.base import Expect, FileAttrs, Remote, RemoteEntry, UploadSource
+from cloudgw.remotes.base import DeltaSource, Expect, FileAttrs, Remote, RemoteEntry, UploadSource
 from cloudgw.remotes.retry import with_retries
 
 T = TypeVar("T")
@@ -234,6 +234,18 @@ class _ResetSource:
 
     def check(self) -> None:
         self._source.check()
+
+    # DeltaSource, when the wrapped source is one (server-side copies send no bytes)
+    @property
+    def base_rev(self) -> str | None:
+        return getattr(self._source, "base_rev", None)
+
+    def unchanged(self, offset: int, length: int) -> bool:
+        return isinstance(self._source, DeltaSource) and self._source.unchanged(offset, length)
+
+    def copied(self, offset: int, length: int) -> None:
+        if isinstance(self._source, DeltaSource):
+            self._source.copied(offset, length)
 
 
 class FaultyRemote:

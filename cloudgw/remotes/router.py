@@ -30,6 +30,7 @@ def _conservative(caps: list[Capabilities]) -> Capabilities:
         hash_kind=kinds.pop() if len(kinds) == 1 else None,
         conditional_write=all(c.conditional_write for c in caps),
         server_side_copy=all(c.server_side_copy for c in caps),
+        delta_writes=all(c.delta_writes for c in caps),
         native_symlinks=all(c.native_symlinks for c in caps),
         case_sensitive=all(c.case_sensitive for c in caps),
         max_name_length=min(c.max_name_length for c in caps),

@@ -22,6 +22,12 @@ expectation checked again right before CompleteMultipartUpload.  Any failure,
 incomplete upload for ``abort_incomplete_uploads``.  The old object stays
 until the new one is complete.
 
+Delta writes: when the write replaces the very revision a ``DeltaSource``'s
+unchanged ranges are based on, every part that lies wholly in an unchanged
+range is an UploadPartCopy from the old object (pinned to that revision with
+CopySourceIfMatch where the server honours it, and guarded by the HEAD before
+CompleteMultipartUpload where it does not); only the other parts are sent.
+
 Conditional writes (concurrency): ``expect`` is always checked with a HEAD
 first; that is check-then-write, and another client can write between the
 HEAD and our PUT unless the server enforces the If-Match / If-None-Match
@@ -51,7 +57,7 @@ from cloudgw.errors import (
     RemoteUnsupported,
     SourceChanged,
 )
-from cloudgw.remotes.base import Capabilities, Expect, FileAttrs, Kind, RemoteEntry, UploadSource
+from cloudgw.remotes.base import Capabilities, Expect, FileAttrs, Kind, RemoteEntry, UploadSource, delta_base
 from cloudgw.remotes.util import remote_error, split_path
 from cloudgw.remotes.s3_bucket import MiB, S3Bucket
 from cloudgw.remotes.s3_errors import check_error
@@ -121,6 +127,7 @@ class S3Remote:
             hash_kind=None,  # multipart ETags are not a content hash
             conditional_write=conditional_writes is True,
             server_side_copy=True,
+            delta_writes=True,  # UploadPartCopy of unchanged parts (above multipart_threshold)
             native_symlinks=False,
             keeps_mode=True,
             keeps_mtime=True,
@@ -223,8 +230,14 @@ class S3Remote:
             await self.s3.thread(source.check)
             etag = await self.s3.put(key, data, meta, expect, what)
         else:
+            delta = delta_base(source, expect)
 
             async def part(upload_id: str, number: int, off: int, length: int) -> str:
+                if delta is not None and delta.unchanged(off, length):
+                    etag = await self.s3.copy_part(f"{what} (part {number}, copied)", key, expect, key, upload_id,
+                                                   number, off, length)
+                    await self.s3.thread(delta.copied, off, length)
+                    return etag
                 data = await self.s3.thread(source.read, off, length)
                 if len(data) != length:
                     raise SourceChanged(f"{what}: source returned {len(data)} bytes at {off}, expected {length}")

@@ -295,6 +295,16 @@ class S3Bucket:
                 raise
             return await self.call(what, op, **kwargs)
 
+    async def copy_part(self, what: str, src_key: str, rev: str, dst_key: str, upload_id: str, number: int,
+                        off: int, length: int) -> str:
+        """UploadPartCopy of bytes [off, off+length) of ``src_key`` at revision ``rev``
+        (pinned) into part ``number`` of ``upload_id``.  Returns the part's ETag."""
+        resp = await self._pinned_copy(
+            what, "upload_part_copy", src_key, f'"{rev_of(rev)}"', Key=dst_key, UploadId=upload_id, PartNumber=number,
+            CopySource={"Bucket": self.name, "Key": src_key}, CopySourceRange=f"bytes={off}-{off + length - 1}",
+        )
+        return resp["CopyPartResult"]["ETag"]
+
     async def copy(self, src_key: str, dst_key: str, head: dict, what: str, threshold: int) -> str:
         """Server-side copy of the object ``head`` describes, metadata kept;
         multipart (UploadPartCopy) above ``threshold``.  Returns the new ETag."""
@@ -305,11 +315,8 @@ class S3Bucket:
             return resp["CopyObjectResult"]["ETag"]
 
         async def part(upload_id: str, number: int, off: int, length: int) -> str:
-            resp = await self._pinned_copy(
-                f"{what} (part {number})", "upload_part_copy", src_key, etag, Key=dst_key, UploadId=upload_id,
-                PartNumber=number, CopySource=source, CopySourceRange=f"bytes={off}-{off + length - 1}",
-            )
-            return resp["CopyPartResult"]["ETag"]
+            return await self.copy_part(f"{what} (part {number})", src_key, etag, dst_key, upload_id, number, off,
+                                        length)
 
         async def unchanged() -> None:
             now = await self.head(src_key)

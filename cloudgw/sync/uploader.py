@@ -13,6 +13,11 @@ Upload of a file, step by step, and what a crash (kill -9) between steps does:
    the remote commits, so a file modified meanwhile is never sent torn
    (SourceChanged: the queue reschedules it) -- crash: the remote keeps the
    old object (or an incomplete multipart upload, removed at startup).
+   The snapshot also says which blocks changed since the cache entry's
+   revision: when that is the revision being replaced, a remote with part
+   copies (S3) copies the unchanged parts server-side and is sent only the
+   rest.  Which blocks changed is known in memory only: after a restart the
+   first upload of a file sends every byte.
 4. remote acknowledged; commit remote_path/remote_rev/state CLEAN and the
    tombstone of the old location in one transaction -- crash between 3 and 4:
    the redo finds a revision it does not know and keeps it as a conflict copy
@@ -33,7 +38,7 @@ import posixpath
 import time
 
 from cloudgw.cache.checksums import verify_all
-from cloudgw.cache.files import CacheEntry
+from cloudgw.cache.files import BLOCK_SIZE, CacheEntry
 from cloudgw.crashpoints import crash_point
 from cloudgw.errors import (CloudgwError, PreconditionFailed, RemoteError, RemoteExists, RemoteNotFound, SourceChanged,
                             TransientRemoteError)
@@ -52,10 +57,19 @@ class Deferred(CloudgwError):
 
 
 class CacheFileSource:
-    """Upload source over a cache file, valid while the inode's data_version holds."""
+    """Upload source over a cache file, valid while the inode's data_version holds.
 
-    def __init__(self, fd: int, size: int, inode: Inode, version: int) -> None:
+    Also a ``DeltaSource``: bytes [0, ``base_limit``) outside the ``changed`` blocks
+    still equal remote revision ``base_rev`` (the cache entry's), so a remote that
+    copies parts server-side need not be sent them.  The snapshot is taken with the
+    source; a write after it changes data_version, and ``check`` then fails.
+    """
+
+    def __init__(self, fd: int, size: int, inode: Inode, version: int, *, base_rev: str | None = None,
+                 base_limit: int = 0, changed: frozenset[int] | None = None) -> None:
         self._fd, self.size, self._inode, self._version = fd, size, inode, version
+        self.base_rev = base_rev if changed is not None else None
+        self._base_limit, self._changed = base_limit, changed or frozenset()
         self.sent = ChunkLog()  # to recognise this write later if its reply is lost
 
     def read(self, offset: int, length: int) -> bytes:
@@ -64,6 +78,17 @@ class CacheFileSource:
         data = os.pread(self._fd, max(0, min(length, self.size - offset)), offset)
         self.sent.note(offset, data)
         return data
+
+    def unchanged(self, offset: int, length: int) -> bool:
+        if self.base_rev is None or length <= 0 or offset + length > min(self._base_limit, self.size):
+            return False
+        first, last = offset // BLOCK_SIZE, (offset + length - 1) // BLOCK_SIZE
+        return self._changed.isdisjoint(range(first, last + 1))
+
+    def copied(self, offset: int, length: int) -> None:
+        # The remote took these bytes from base_rev; they equal ours, so note them as
+        # sent (their CRC, from the local copy) for the lost-reply recognition.
+        self.sent.note(offset, os.pread(self._fd, length, offset))
 
     def check(self) -> None:
         if self._inode.data_version != self._version or self._inode.parent is None:
@@ -176,7 +201,8 @@ class Uploader:
         crash_point("upload-after-state")
         fd = cache.open_fd(entry)
         try:
-            source = CacheFileSource(fd, size, inode, version)
+            source = CacheFileSource(fd, size, inode, version, base_rev=entry.rev, base_limit=entry.fetch_limit,
+                                     changed=entry.changed_snapshot())
             for _ in range(4):
                 try:
                     result = await self.ctx.remote.write(path, source, expect=expect, attrs=attrs_of(inode))

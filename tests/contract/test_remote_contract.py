@@ -110,6 +110,31 @@ class GatedSource(BytesSource):
         return super().read(offset, length)
 
 
+class EditedSource(BytesSource):
+    """A DeltaSource: ``data`` equals revision ``base_rev`` outside ``changed`` ranges;
+    records which ranges the remote read and which it copied server-side."""
+
+    def __init__(self, data: bytes, base_rev: str | None, changed: list[tuple[int, int]], base_size: int) -> None:
+        super().__init__(data)
+        self.base_rev, self._changed, self._base_size = base_rev, changed, base_size
+        self.reads: list[tuple[int, int]] = []
+        self.copies: list[tuple[int, int]] = []
+
+    def read(self, offset: int, length: int) -> bytes:
+        self.reads.append((offset, length))
+        return super().read(offset, length)
+
+    def unchanged(self, offset: int, length: int) -> bool:
+        return offset + length <= self._base_size and all(
+            offset + length <= a or offset >= a + n for a, n in self._changed)
+
+    def copied(self, offset: int, length: int) -> None:
+        self.copies.append((offset, length))
+
+    def bytes_read(self) -> int:
+        return sum(n for _, n in self.reads)
+
+
 async def assert_untouched(h: Harness, path: str, old: RemoteEntry, data: bytes) -> None:
     now = await h.remote.stat(path)
     assert (now.kind, now.size, now.rev) == (Kind.FILE, len(data), old.rev)
@@ -391,6 +416,49 @@ async def test_large_file_round_trip(h: Harness):
     assert (listed.size, listed.rev) == (len(data), st.rev)  # the poller compares these
     edge = 5 * MiB - 10  # across a part boundary
     assert await h.remote.read(h.p("big.bin"), edge, 20, rev=st.rev) == data[edge : edge + 20]
+
+
+async def test_delta_write_sends_only_the_changed_parts(h: Harness):
+    base = os.urandom(BIG)
+    first = await put(h, h.p("big.bin"), base)
+    edit_at = 5 * MiB + 4096  # inside the second 5 MiB part
+    data = bytearray(base)
+    data[edit_at:edit_at + 4096] = os.urandom(4096)
+    source = EditedSource(bytes(data), first.rev, [(edit_at, 4096)], len(base))
+    written = await h.remote.write(h.p("big.bin"), source, expect=first.rev)
+    assert hashlib.sha256(await content(h, h.p("big.bin"))).digest() == hashlib.sha256(data).digest()
+    assert (await h.remote.stat(h.p("big.bin"))).rev == written.rev != first.rev
+    if h.remote.capabilities.delta_writes:
+        assert source.bytes_read() == 5 * MiB  # the one part with the edit
+        assert sum(n for _, n in source.copies) == len(base) - 5 * MiB
+    else:
+        assert source.bytes_read() >= len(data)
+
+
+async def test_delta_write_grows_and_shrinks(h: Harness):
+    base = os.urandom(BIG)
+    first = await put(h, h.p("big.bin"), base)
+    grown = base + os.urandom(3 * MiB)  # appended: the old tail part is no longer whole
+    source = EditedSource(grown, first.rev, [], len(base))
+    second = await h.remote.write(h.p("big.bin"), source, expect=first.rev)
+    assert await content(h, h.p("big.bin")) == grown
+    shrunk = grown[: 7 * MiB + 3]  # truncated inside a part
+    source = EditedSource(shrunk, second.rev, [], len(shrunk))
+    await h.remote.write(h.p("big.bin"), source, expect=second.rev)
+    assert await content(h, h.p("big.bin")) == shrunk
+
+
+async def test_delta_write_over_another_revision_sends_everything(h: Harness):
+    base = os.urandom(BIG)
+    first = await put(h, h.p("big.bin"), base)
+    h.put_outside(h.p("big.bin"), os.urandom(BIG))  # someone else replaced it
+    now = await h.remote.stat(h.p("big.bin"))
+    data = os.urandom(BIG)
+    # the source's base is the old revision: nothing may be copied from the new one
+    source = EditedSource(data, first.rev, [], len(base))
+    await h.remote.write(h.p("big.bin"), source, expect=now.rev)
+    assert await content(h, h.p("big.bin")) == data
+    assert source.copies == [] and source.bytes_read() >= len(data)
 
 
 # -- attributes, directories ---------------------------------------------------

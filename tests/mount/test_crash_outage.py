@@ -52,6 +52,33 @@ def test_kill9_with_dirty_files_then_remount_uploads_everything(gw):
     assert sorted(os.listdir(m)) == ["big.bin", "emptydir", "open.log", "proj"]
 
 
+def test_kill9_after_in_place_edits_of_uploaded_files_keeps_the_edits(gw):
+    """Edits into files already on the remote (blocks that came from it), closed, then
+    kill -9 before the upload: after the restart the cache must not fetch those blocks
+    again from the remote over the edits (it did: the block maps were dropped)."""
+    view = gw.backend.view
+    m = gw.mnt
+    base = bytearray(os.urandom(3 * 1024 * 1024 + 77))
+    (m / "db.bin").write_bytes(base)
+    (m / "notes.txt").write_text("v1 " * 1000)
+    gw.sync()
+    gw.umount()
+    gw.mount("--write-back", "3600")
+    with open(m / "db.bin", "r+b") as f:
+        f.seek(1024 * 1024 + 10)
+        f.write(b"edited in place")
+        os.fsync(f.fileno())
+    base[1024 * 1024 + 10:1024 * 1024 + 25] = b"edited in place"
+    with open(m / "notes.txt", "r+") as f:
+        f.write("v2")
+    gw.kill9()
+    gw.mount()
+    assert (m / "db.bin").read_bytes() == base
+    gw.sync()
+    assert view.get("db.bin") == base
+    assert view.get("notes.txt") == ("v2 " + "v1 " * 999).encode()
+
+
 def test_kill9_after_upload_then_delete_no_resurrection(gw):
     view = gw.backend.view
     (gw.mnt / "x.txt").write_text("x")

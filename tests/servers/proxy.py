@@ -1,4 +1,5 @@
 """A TCP forwarder on loopback that can cut the link: a remote outage, for real.
+It also counts the bytes clients send through it (what an upload costs).
 
 While ``down``, existing connections are reset and new ones are accepted and
 closed at once, so clients see connection errors exactly as when a NAS loses
@@ -24,6 +25,7 @@ class OutageProxy:
         self._lock = threading.Lock()
         self._listener = socket.create_server(("127.0.0.1", self.port))
         self._stop = threading.Event()
+        self.sent_to_server = 0  # bytes forwarded from clients to the server (uploads and requests)
         threading.Thread(target=self._accept, daemon=True).start()
 
     @property
@@ -63,16 +65,19 @@ class OutageProxy:
                 continue
             with self._lock:
                 self._conns |= {client, upstream}
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+            for a, b, upward in ((client, upstream, True), (upstream, client, False)):
+                threading.Thread(target=self._pump, args=(a, b, upward), daemon=True).start()
 
-    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
+    def _pump(self, src: socket.socket, dst: socket.socket, upward: bool) -> None:
         try:
             while True:
                 data = src.recv(65536)
                 if not data or self.down_flag.is_set():
                     break
                 dst.sendall(data)
+                if upward:
+                    with self._lock:
+                        self.sent_to_server += len(data)
         except OSError:
             pass
         finally:
