@@ -249,7 +249,8 @@ class S3Remote:
                 await self.s3.thread(source.check)
                 await self.s3.check_expect(key, expect, what)  # again: the parts took a while
 
-            etag = await self.s3.multipart(key, what, source.size, meta, part, before_complete, expect)
+            layout = self.s3.parts(source.size, delta.unchanged if delta is not None else None)
+            etag = await self.s3.multipart(key, what, source.size, meta, part, before_complete, expect, layout)
         return RemoteEntry(path, Kind.FILE, source.size, attrs.mtime_ns or 0, rev_of(etag), attrs)
 
     async def mkdir(self, path: str, attrs: FileAttrs = FileAttrs()) -> RemoteEntry:

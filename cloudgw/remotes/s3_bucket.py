@@ -47,6 +47,9 @@ log = logging.getLogger(__name__)
 
 MiB = 1 << 20
 MAX_PARTS = 10_000
+# Merged server-side copy parts stay below this (S3 allows 5 GiB): one request must
+# finish well within the retry deadline on a real service.
+MAX_COPY_PART = 512 << 20
 _loader = None  # botocore's data loader, shared: loading the S3 model costs ~0.2 s per session
 
 PartJob = Callable[[str, int, int, int], Awaitable[str]]  # (upload_id, number, offset, length) -> ETag
@@ -236,13 +239,33 @@ class S3Bucket:
         part_size = max(self.part_size, math.ceil(size / MAX_PARTS))
         return part_size, max(1, math.ceil(size / part_size))
 
+    def parts(self, size: int, copyable: Callable[[int, int], bool] | None = None) -> list[tuple[int, int]]:
+        """(offset, length) of each part of a ``size``-byte upload.  With ``copyable``, runs
+        of parts it accepts are merged into one (up to ``MAX_COPY_PART``): a server-side
+        copy costs a request whatever its length (moto reads the source once per request)."""
+        part_size, nparts = self.part_layout(size)
+        out: list[tuple[int, int]] = []
+        merging = False
+        for i in range(nparts):
+            off, length = i * part_size, min(part_size, size - i * part_size)
+            can_copy = copyable is not None and copyable(off, length)
+            if can_copy and merging and out[-1][1] + length <= MAX_COPY_PART:
+                out[-1] = (out[-1][0], out[-1][1] + length)
+            else:
+                out.append((off, length))
+            merging = can_copy
+        return out
+
     async def multipart(
         self, key: str, what: str, size: int, meta: dict[str, str], part_job: PartJob,
         before_complete: Callable[[], Awaitable[None]], expect: Expect | str = Expect.ANY,
+        layout: list[tuple[int, int]] | None = None,
     ) -> str:
-        """Create, run ``part_job`` for every part, ``before_complete()``, complete;
-        abort on any failure or cancellation.  Returns the new ETag."""
-        part_size, nparts = self.part_layout(size)
+        """Create, run ``part_job`` for every part (``layout``, default: equal parts),
+        ``before_complete()``, complete; abort on any failure or cancellation.  Returns
+        the new ETag."""
+        layout = layout if layout is not None else self.parts(size)
+        nparts = len(layout)
         created = await self.call(f"{what} (start multipart)", "create_multipart_upload", Key=key, Metadata=meta)
         upload_id = created["UploadId"]
         self.active_uploads.add(upload_id)
@@ -253,8 +276,8 @@ class S3Bucket:
         async def worker(scope: trio.CancelScope) -> None:
             try:
                 for i in todo:
-                    off = i * part_size
-                    etags[i] = await part_job(upload_id, i + 1, off, min(part_size, size - off))
+                    off, length = layout[i]
+                    etags[i] = await part_job(upload_id, i + 1, off, length)
             except Exception as exc:
                 failed.append(exc)
                 scope.cancel()

@@ -56,6 +56,9 @@ class Deferred(CloudgwError):
     """Not now: another inode still occupies the target path on the remote."""
 
 
+NOTE_CHUNK = 8 << 20  # bytes per CRC noted for a server-side copied range
+
+
 class CacheFileSource:
     """Upload source over a cache file, valid while the inode's data_version holds.
 
@@ -87,8 +90,15 @@ class CacheFileSource:
 
     def copied(self, offset: int, length: int) -> None:
         # The remote took these bytes from base_rev; they equal ours, so note them as
-        # sent (their CRC, from the local copy) for the lost-reply recognition.
-        self.sent.note(offset, os.pread(self._fd, length, offset))
+        # sent (their CRC, from the local copy) for the lost-reply recognition.  In
+        # chunks: a merged copy part can be hundreds of MiB.
+        end = offset + length
+        while offset < end:
+            chunk = os.pread(self._fd, min(NOTE_CHUNK, end - offset), offset)
+            if not chunk:
+                return
+            self.sent.note(offset, chunk)
+            offset += len(chunk)
 
     def check(self) -> None:
         if self._inode.data_version != self._version or self._inode.parent is None:
