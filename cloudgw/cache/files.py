@@ -137,6 +137,10 @@ class CacheFiles:
         self.root = root
         (root / "data").mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(root / "cache-index.db", isolation_level=None, check_same_thread=False)
+        # Only this process opens the index while the cache dir is locked (the daemon, or
+        # fsck): exclusive locking spares the fcntl locks and shared-memory index of every
+        # transaction (set before WAL is first used, so no -shm file is needed at all).
+        self._db.execute("PRAGMA locking_mode=EXCLUSIVE")
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute(
@@ -206,7 +210,6 @@ class CacheFiles:
         entry = self._entries.get(ino)
         if entry is None:
             path = self._data_path(ino)
-            path.touch()
             entry = CacheEntry(ino, path, None, 0, bytearray(), changed=set())
             self._entries[ino] = entry
         else:
@@ -215,8 +218,8 @@ class CacheFiles:
             entry.changed = set()
         if entry.fd >= 0:
             os.ftruncate(entry.fd, 0)
-        else:
-            os.truncate(entry.path, 0)
+        else:  # created empty, or emptied (one call: this is on the path of every create)
+            os.close(os.open(entry.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))
         entry.map_dirty = True
         self._persist(entry)
         return entry

@@ -41,6 +41,7 @@ class Handle:
     fd: int
     writable: bool
     wrote: bool = False
+    persisted: tuple[int, int, int] | None = None  # (size, mtime, ctime) last committed through this handle
 
 
 class DataOps:
@@ -230,7 +231,10 @@ class DataOps:
         """Writes are being acknowledged: commit size/mtime, and the block map (a block
         it showed absent after a crash would be fetched again over what was written)."""
         inode = h.inode
-        self.store.update(inode, size=inode.size, mtime_ns=inode.mtime_ns, ctime_ns=inode.ctime_ns)
+        now = (inode.size, inode.mtime_ns, inode.ctime_ns)
+        if now != h.persisted:  # (close = flush + release: the second one usually has nothing new)
+            self.store.update(inode, size=inode.size, mtime_ns=inode.mtime_ns, ctime_ns=inode.ctime_ns)
+            h.persisted = now
         self.cache.persist_map(h.entry)
 
     def flush(self, fh: int) -> None:
