@@ -75,7 +75,8 @@ class Namespace:
         return directory
 
     def remember(self, ino: int, count: int = 1) -> None:
-        self.lookups[ino] += count
+        lookups = self.lookups
+        lookups[ino] = lookups.get(ino, 0) + count  # not +=: Counter.__missing__ is a Python call per new ino
 
     def forget(self, ino: int, count: int) -> None:
         left = self.lookups[ino] - count
@@ -106,7 +107,9 @@ class Namespace:
     async def lookup(self, parent: int, name: str) -> Inode:
         if len(name.encode("utf-8", "surrogateescape")) > MAX_NAME:
             raise FsError(errno.ENAMETOOLONG)  # as local filesystems answer stat/open of such a name
-        directory = await self._listed_dir(parent)
+        directory = self.store.get(parent)
+        if directory is None or not directory.listed or not directory.is_dir:
+            directory = await self._listed_dir(parent)  # the rare path: errors, or a first listing
         child = self.store.lookup(directory.ino, name)
         if child is None:
             raise FsError(errno.ENOENT)

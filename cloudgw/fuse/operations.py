@@ -29,6 +29,8 @@ log = logging.getLogger(__name__)
 
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 
+_BLKSIZE = 128 * 1024  # st_blksize: the I/O size we suggest to applications
+
 
 def _errno_for(exc: BaseException) -> int:
     if isinstance(exc, FsError):
@@ -81,19 +83,23 @@ class FuseOperations(pyfuse3.Operations):
         self.timeout = attr_timeout
 
     def _attr(self, inode: Inode) -> pyfuse3.EntryAttributes:
+        """The kernel's view of ``inode``; runs for every LOOKUP, GETATTR and readdir entry.
+
+        ``EntryAttributes()`` starts zeroed (generation, st_rdev) with
+        st_nlink 1, so only what differs is set: each setter is a Python-level
+        call on this hot path.
+        """
         a = pyfuse3.EntryAttributes()
         a.st_ino = inode.ino
-        a.generation = 0
-        a.entry_timeout = self.timeout
-        a.attr_timeout = self.timeout
+        a.entry_timeout = a.attr_timeout = self.timeout
         a.st_mode = inode.st_mode
-        a.st_nlink = 2 if inode.kind is Kind.DIR else 1
+        if inode.kind is Kind.DIR:
+            a.st_nlink = 2
         a.st_uid = inode.uid
         a.st_gid = inode.gid
-        a.st_rdev = 0
-        a.st_size = inode.size
-        a.st_blksize = 128 * 1024
-        a.st_blocks = (inode.size + 511) // 512
+        a.st_size = size = inode.size
+        a.st_blksize = _BLKSIZE
+        a.st_blocks = (size + 511) // 512
         a.st_atime_ns = inode.atime_ns
         a.st_mtime_ns = inode.mtime_ns
         a.st_ctime_ns = inode.ctime_ns

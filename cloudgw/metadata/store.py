@@ -1,6 +1,7 @@
 """The metadata store: inodes, dentries, xattrs, remote placement, tombstones.
 
-SQLite in WAL mode with ``synchronous=NORMAL``: every committed transaction
+SQLite in WAL mode with ``synchronous=NORMAL`` and exclusive locking (the
+daemon is the database's only user): every committed transaction
 survives ``kill -9`` of the daemon; after a power loss the last few may be lost
 (like any local filesystem's metadata without fsync), never corrupted.
 
@@ -23,7 +24,7 @@ import time
 import weakref
 from dataclasses import fields
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator, NamedTuple
 
 from cloudgw.metadata.model import ROOT_INO, FileState, Inode
 from cloudgw.remotes.base import Kind
@@ -81,13 +82,23 @@ _COLUMNS = [f.name for f in fields(Inode)]
 _SELECT = "SELECT " + ", ".join(_COLUMNS) + " FROM inodes"
 
 
+_SELECT_BY_INO = _SELECT + " WHERE ino = ?"
+_SELECT_BY_NAME = _SELECT + " WHERE parent = ? AND name = ?"
+_SELECT_CHILDREN = _SELECT + " WHERE parent = ? AND ino > ? ORDER BY ino LIMIT ?"
+_KINDS = {k.value: k for k in Kind}
+_STATES = {s.value: s for s in FileState}
+
+
 def _row_to_inode(row: tuple) -> Inode:
-    d = dict(zip(_COLUMNS, row))
-    d["kind"] = Kind(d["kind"])
-    d["state"] = FileState(d["state"])
-    d["listed"] = bool(d["listed"])
-    d["needs_sync"] = bool(d["needs_sync"])
-    return Inode(**d)
+    """Build an ``Inode`` from a ``_SELECT`` row.
+
+    Positional, with the enums taken from dicts: this runs once per entry the
+    kernel looks up after dropping its caches, so it is on the LOOKUP hot path.
+    """
+    (ino, parent, name, kind, mode, uid, gid, size, mtime_ns, ctime_ns, atime_ns, target, state,
+     remote_path, remote_rev, listed, data_version, needs_sync) = row
+    return Inode(ino, parent, name, _KINDS[kind], mode, uid, gid, size, mtime_ns, ctime_ns, atime_ns, target,
+                 _STATES[state], remote_path, remote_rev, bool(listed), data_version, bool(needs_sync))
 
 
 def _to_sql(name: str, value: Any) -> Any:
@@ -103,6 +114,11 @@ class MetadataStore:
 
     def __init__(self, path: Path) -> None:
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        # One process owns the cache dir (``app.lock_cache_dir``), so nobody else reads this
+        # database while we run: exclusive locking keeps the WAL index in our heap and spares
+        # every statement the shared-memory locks (measured: a LOOKUP's SELECT ~25% cheaper,
+        # a small write transaction ~40%).  Must come before the first access.
+        self._db.execute("PRAGMA locking_mode=EXCLUSIVE")
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA foreign_keys=OFF")
@@ -139,7 +155,7 @@ class MetadataStore:
     def _reload_live(self) -> None:
         """After a rollback, make the live objects match the database again (rare path)."""
         for ino, inode in list(self._held.items()):
-            row = self._exec(_SELECT + " WHERE ino = ?", (ino,)).fetchone()
+            row = self._exec(_SELECT_BY_INO, (ino,)).fetchone()
             if row is None:
                 self._live.pop(ino, None)
                 self._held.pop(ino, None)
@@ -170,24 +186,39 @@ class MetadataStore:
             return live
         inode = self._held.get(ino)
         if inode is None:
-            row = self._exec(_SELECT + " WHERE ino = ?", (ino,)).fetchone()
+            row = self._db.execute(_SELECT_BY_INO, (ino,)).fetchone()
             if row is None:
                 return None
             inode = self._held[ino] = _row_to_inode(row)
         self._live[ino] = inode
         return inode
 
+    def _adopt(self, row: tuple) -> Inode:
+        """The one object for the inode in ``row``: the live or held one if any, else a new one.
+
+        Lets a lookup or a listing fetch whole rows in one query instead of
+        ``SELECT ino`` plus one ``get`` per inode, while keeping the identity
+        map's promise (see ``__init__``).  A row read here always matches an
+        object already in the map: every change goes through ``update``, which
+        writes the object and the row together.
+        """
+        ino = row[0]
+        inode = self._live.get(ino)
+        if inode is None:
+            inode = self._held.get(ino)
+            if inode is None:
+                inode = self._held[ino] = _row_to_inode(row)
+            self._live[ino] = inode
+        return inode
+
     def lookup(self, parent: int, name: str) -> Inode | None:
-        row = self._exec("SELECT ino FROM inodes WHERE parent = ? AND name = ?", (parent, name)).fetchone()
-        return None if row is None else self.get(row[0])
+        row = self._db.execute(_SELECT_BY_NAME, (parent, name)).fetchone()
+        return None if row is None else self._adopt(row)
 
     def children(self, parent: int, after_ino: int = 0, limit: int = 1000) -> list[Inode]:
         """Children ordered by inode number (stable readdir offsets), paged."""
-        rows = self._exec(
-            "SELECT ino FROM inodes WHERE parent = ? AND ino > ? ORDER BY ino LIMIT ?",
-            (parent, after_ino, limit),
-        ).fetchall()
-        return [i for (ino,) in rows if (i := self.get(ino)) is not None]
+        adopt = self._adopt
+        return [adopt(row) for row in self._db.execute(_SELECT_CHILDREN, (parent, after_ino, limit))]
 
     def has_children(self, parent: int) -> bool:
         return self._exec("SELECT 1 FROM inodes WHERE parent = ? LIMIT 1", (parent,)).fetchone() is not None
@@ -374,7 +405,43 @@ class MetadataStore:
             self._exec("PRAGMA wal_checkpoint(TRUNCATE)")
         self._db.close()
 
+    # -- bulk inserts (a directory's first listing) ----------------------------------
+
+    def insert_children(self, parent: int, children: Iterable[NewChild]) -> None:
+        """Insert new inodes under ``parent`` with one ``executemany``.
+
+        For a directory's first listing (thousands of rows at once): no
+        ``Inode`` objects are built, a row becomes one when it is looked up, so
+        a big listing does not fill the identity map.  Like ``create``, it
+        commits on its own unless called inside ``transaction()``; names must
+        be free (``UNIQUE (parent, name)``).
+        """
+        now = time.time_ns()
+        self._db.executemany(
+            "INSERT INTO inodes (parent, name, kind, mode, uid, gid, size, mtime_ns, ctime_ns, atime_ns,"
+            " target, state, remote_path, remote_rev, listed, data_version, needs_sync)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, 0, 0)",
+            ((parent, c.name, c.kind.value, c.mode & 0o7777, c.uid, c.gid, c.size, c.mtime_ns, now, c.mtime_ns,
+              c.target, c.state.value, c.remote_path, c.remote_rev) for c in children),
+        )
+
 
 def _assign(dst: Inode, src: Inode) -> None:
     for f in _COLUMNS:
         setattr(dst, f, getattr(src, f))
+
+
+class NewChild(NamedTuple):
+    """One row for ``MetadataStore.insert_children`` (listed=False, needs_sync=False)."""
+
+    name: str
+    kind: Kind
+    mode: int
+    uid: int
+    gid: int
+    size: int
+    mtime_ns: int
+    target: str | None
+    state: FileState
+    remote_path: str
+    remote_rev: str | None
