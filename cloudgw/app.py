@@ -286,11 +286,3 @@ def _evicted(store: MetadataStore, ino: int) -> None:
     inode = store.get(ino)
     if inode is not None and inode.state is FileState.CLEAN:
         store.update(inode, state=FileState.REMOTE_ONLY)
-
-
-def check_before_mount(config: MountConfig) -> None:
-    """Everything that can be checked without the network, for a fail-early CLI."""
-    config.validate()
-    build_remote(config)  # URL syntax
-    if not os.path.exists("/dev/fuse"):
-        raise UserError("/dev/fuse is missing: load the fuse kernel module (modprobe fuse)")

@@ -158,8 +158,7 @@ def _setup_logging(level: str, logfile: Path | None) -> None:
 
 
 def cmd_mount(args: argparse.Namespace) -> int:
-    from cloudgw.app import check_before_mount
-    from cloudgw.daemon import run_daemon, run_foreground
+    from cloudgw.daemon import check_before_mount, run_daemon, run_foreground
 
     config = mount_config(args)
     check_before_mount(config)

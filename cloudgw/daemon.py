@@ -5,6 +5,14 @@ detaches (setsid, stdio to /dev/null, logging to ``<cache-dir>/cloudgw.log``)
 and tells the parent through a pipe either "ready" (the mount is up) or the
 one-line error that stopped it; the parent prints that and exits accordingly,
 so ``cloudgw mount`` returns only when the mount is usable or has failed.
+
+The parent stays light: it checks what needs neither the network nor the
+remote's client library (``check_before_mount``), forks, and waits.  Importing
+trio, pyfuse3 and botocore and building the remote happen once, in the child;
+done in the parent they would be inherited by the child for free, but the
+parent would then spend ~0.2 s tearing that interpreter down before its exit
+(that is, before ``cloudgw mount`` returns).  A bad remote URL is therefore
+reported by the child, through the pipe, like a missing bucket.
 """
 
 from __future__ import annotations
@@ -13,8 +21,6 @@ import logging
 import os
 import sys
 from typing import Callable
-
-import trio
 
 from cloudgw.config import MountConfig
 from cloudgw.errors import UserError
@@ -33,7 +39,17 @@ def _unwrap_user_error(exc: BaseException) -> UserError | None:
     return None
 
 
+def check_before_mount(config: MountConfig) -> None:
+    """What can be checked cheaply before forking, for a fail-early CLI (the
+    remote URL is checked when the daemon builds the remote: see above)."""
+    config.validate()
+    if not os.path.exists("/dev/fuse"):
+        raise UserError("/dev/fuse is missing: load the fuse kernel module (modprobe fuse)")
+
+
 def _serve(config: MountConfig, ready: Callable[[], None]) -> None:
+    import trio
+
     from cloudgw.app import Gateway
 
     try:
@@ -69,10 +85,10 @@ def run_daemon(config: MountConfig, setup_logging: Callable[[], None]) -> int:
             return 0
         if message:
             print(f"cloudgw: error: {message}", file=sys.stderr)
-            return 1
-        print(f"cloudgw: error: the daemon exited during startup; see {config.cache_dir / 'cloudgw.log'}",
-              file=sys.stderr)
-        return 1
+        else:
+            print(f"cloudgw: error: the daemon exited during startup; see {config.cache_dir / 'cloudgw.log'}",
+                  file=sys.stderr)
+        return _startup_exit_code(pid)
 
     os.close(read_fd)
     os.setsid()
@@ -104,3 +120,11 @@ def run_daemon(config: MountConfig, setup_logging: Callable[[], None]) -> int:
         if not reported:
             report("")
     os._exit(code)
+
+
+def _startup_exit_code(pid: int) -> int:
+    """The failed child's own exit code (2: bad input, as ``UserError`` in the
+    parent; else 1).  It exits right after reporting, so this does not block."""
+    _, status = os.waitpid(pid, 0)
+    code = os.waitstatus_to_exitcode(status)
+    return code if code > 0 else 1

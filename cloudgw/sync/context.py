@@ -22,11 +22,12 @@ import trio
 from cloudgw.cache.files import CacheFiles
 from cloudgw.filesystem.ports import Invalidate, InvalidateEntry, Orphaned
 from cloudgw.metadata.model import FileState, Inode
-from cloudgw.metadata.store import MetadataStore
+from cloudgw.metadata.store import MetadataStore, NewChild
 from cloudgw.remotes.base import Kind, Remote, RemoteEntry
 from cloudgw.sync.unacked import UnackedWrites
 
 log = logging.getLogger(__name__)
+_DEFAULT_MODE = {Kind.DIR: 0o755, Kind.SYMLINK: 0o777}  # files: 0o644
 
 
 class Journal:
@@ -127,13 +128,18 @@ class SyncContext:
         if len(name.encode("utf-8", "surrogateescape")) > 255:
             log.warning("skipping remote entry %r: name longer than 255 bytes", entry.path)
             return None
+        inode = self.store.create(parent=parent.ino, listed=listed, **self.new_child(entry)._asdict())
+        self.invalidate_entry(parent.ino, name)
+        return inode
+
+    def new_child(self, entry: RemoteEntry) -> NewChild:
+        """The row of the local inode for a remote entry (attributes the remote does not
+        keep default to the mount's owner and usual modes)."""
         attrs = entry.attrs
-        default_mode = 0o755 if entry.kind is Kind.DIR else (0o777 if entry.kind is Kind.SYMLINK else 0o644)
-        inode = self.store.create(
-            parent=parent.ino,
-            name=name,
+        return NewChild(
+            name=entry.name,
             kind=entry.kind,
-            mode=attrs.mode if attrs.mode is not None else default_mode,
+            mode=attrs.mode if attrs.mode is not None else _DEFAULT_MODE.get(entry.kind, 0o644),
             uid=attrs.uid if attrs.uid is not None else self.uid,
             gid=attrs.gid if attrs.gid is not None else self.gid,
             size=entry.size,
@@ -142,7 +148,4 @@ class SyncContext:
             state=FileState.REMOTE_ONLY if entry.kind is Kind.FILE else FileState.CLEAN,
             remote_path=entry.path,
             remote_rev=entry.rev,
-            listed=listed,
         )
-        self.invalidate_entry(parent.ino, name)
-        return inode

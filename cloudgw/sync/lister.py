@@ -4,6 +4,15 @@ Listings are lazy: a directory is listed once, when a lookup or readdir first
 needs it; from then on the poller keeps it current and ``ls -lR`` of a seen
 tree makes no remote call.  Concurrent first accesses share one listing.
 
+The children go in with one ``insert_children`` (one statement, no ``Inode``
+objects) and without the kernel invalidation that ``SyncContext.adopt`` sends
+for an entry the poller finds: until the ``listed`` flag is set, every lookup,
+readdir and create in the directory waits for this listing
+(``Namespace._listed_dir``), so the kernel cannot hold a dentry, negative or
+positive, for any of these names yet.  Those invalidations (one thread hop and
+one kernel call per entry, contending with the lookups of the ``ls`` that
+triggered the listing) made the first ``ls -l`` of 500 entries ~25 % slower.
+
 Crash behaviour: children and the ``listed`` flag are committed in one
 transaction, so a crash mid-listing simply lists again.
 """
@@ -11,12 +20,16 @@ transaction, so a crash mid-listing simply lists again.
 from __future__ import annotations
 
 import dataclasses
+import logging
 
 import trio
 
 from cloudgw.metadata.model import Inode
+from cloudgw.metadata.store import NewChild
 from cloudgw.remotes.base import Kind, RemoteEntry
 from cloudgw.sync.context import SyncContext
+
+log = logging.getLogger(__name__)
 
 
 class DirectoryLister:
@@ -47,12 +60,31 @@ class DirectoryLister:
         entries = [await self.with_target(e) for e in entries]
         if store.get(directory.ino) is None or directory.parent is None and directory.ino != 1:
             return  # removed while we listed
-        tombstoned = ctx.tombstoned_dirs()
         with store.transaction():
-            for entry in entries:
-                if ctx.may_adopt(entry.path, epoch, tombstoned):
-                    ctx.adopt(entry, directory)
+            store.insert_children(directory.ino, self._new_children(directory, entries, epoch))
             store.update(directory, listed=True)
+
+    def _new_children(self, directory: Inode, entries: list[RemoteEntry], epoch: int) -> list[NewChild]:
+        """The rows for the entries that may enter the tree (``SyncContext.may_adopt``)
+        under a free name; of two entries with one name (S3: a file and a
+        directory), the first listed wins, as with ``adopt``."""
+        ctx, store = self.ctx, self.ctx.store
+        tombstoned = ctx.tombstoned_dirs()
+        local = store.has_children(directory.ino)  # rare: only then look names up one by one
+        taken: set[str] = set()
+        rows: list[NewChild] = []
+        for entry in entries:
+            name = entry.name
+            if name in taken or not ctx.may_adopt(entry.path, epoch, tombstoned):
+                continue
+            if local and store.lookup(directory.ino, name) is not None:
+                continue  # a local entry holds the name; its upload resolves the clash
+            if len(name.encode("utf-8", "surrogateescape")) > 255:
+                log.warning("skipping remote entry %r: name longer than 255 bytes", entry.path)
+                continue
+            taken.add(name)
+            rows.append(ctx.new_child(entry))
+        return rows
 
     async def with_target(self, entry: RemoteEntry) -> RemoteEntry:
         """Symlinks enter the tree with their target (emulated ones need a read)."""
