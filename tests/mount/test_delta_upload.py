@@ -61,13 +61,19 @@ def sha(data: bytes | bytearray) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def test_a_small_edit_sends_one_part(counted):
-    gw, backend, proxy = counted
+def mounted_with_big_file(gw: Gateway) -> tuple[Path, bytearray]:
+    """Mount, write a SIZE-byte random file and wait until it is on the remote."""
     gw.mount()
     big = gw.mnt / "big.bin"
     data = bytearray(os.urandom(SIZE))
     big.write_bytes(data)
     gw.sync()
+    return big, data
+
+
+def test_a_small_edit_sends_one_part(counted):
+    gw, backend, proxy = counted
+    big, data = mounted_with_big_file(gw)
     assert sha(backend.view.get("big.bin")) == sha(data)
 
     edit = os.urandom(4096)
@@ -92,11 +98,7 @@ def test_a_small_edit_sends_one_part(counted):
 
 def test_truncate_and_append_keep_exact_bytes(counted):
     gw, backend, proxy = counted
-    gw.mount()
-    big = gw.mnt / "big.bin"
-    data = bytearray(os.urandom(SIZE))
-    big.write_bytes(data)
-    gw.sync()
+    big, data = mounted_with_big_file(gw)
 
     cut = 30 * MiB + 5  # inside a part: the tail of the old object must not come back
     os.truncate(big, cut)
@@ -115,11 +117,7 @@ def test_truncate_and_append_keep_exact_bytes(counted):
 
 def test_after_kill9_the_whole_file_is_sent(counted):
     gw, backend, proxy = counted
-    gw.mount()
-    big = gw.mnt / "big.bin"
-    data = bytearray(os.urandom(SIZE))
-    big.write_bytes(data)
-    gw.sync()
+    big, data = mounted_with_big_file(gw)
     gw.umount()
 
     gw.mount("--write-back", "3600")  # the edit stays queued until the crash
