@@ -56,8 +56,9 @@ class CacheEntry:
     writes: int = 0  # bumped by every local write into the blocks (a checksum being taken is then void)
     # Blocks below fetch_limit written locally since the data file last equalled ``rev``
     # (the base of a delta upload: the others need not be sent again).  In memory only:
-    # None after a restart (not known), and an upload then sends every byte.
-    changed: set[int] | None = None
+    # None for an entry loaded at start-up with its map (not known), and an upload then
+    # sends every byte; emptied whenever the map is cleared.
+    changed: set[int] | None = field(default_factory=set)
 
     @property
     def complete(self) -> bool:
@@ -79,9 +80,11 @@ class CacheEntry:
 
     def mark_written(self, block: int) -> None:
         """The user wrote into ``block``: present, changed, and its checksum (if any) is void."""
-        if block < len(self.blocks) and self.changed is not None:
+        if block >= len(self.blocks):
+            return
+        if self.changed is not None:
             self.changed.add(block)
-        if block < len(self.blocks) and self.blocks[block] != PRESENT:
+        if self.blocks[block] != PRESENT:
             self.blocks[block] = PRESENT
             self.unchecked.discard(block)
             self.map_dirty = True
@@ -108,6 +111,7 @@ class CacheEntry:
         return None if self.changed is None else frozenset(self.changed)
 
     def _clear(self, nblocks: int) -> None:
+        self.changed = set()
         self.blocks = bytearray(nblocks)
         self.sums = array("I")
         self.unchecked = set()
@@ -163,6 +167,7 @@ class CacheFiles:
                 self._db.execute("DELETE FROM entries WHERE ino = ?", (ino,))
                 continue
             entry = CacheEntry(ino, path, rev, limit, bytearray(blocks), last)
+            entry.changed = None  # what was written since ``rev`` died with the last process
             if sums:
                 entry.sums.frombytes(sums)
             if len(entry.sums) != len(entry.blocks):  # no (or damaged) sums: present, to be summed
@@ -171,6 +176,7 @@ class CacheFiles:
             entry.unchecked = {b for b, state in enumerate(entry.blocks) if state == SUMMED}
             if not trust_maps and ino not in keep_maps:
                 entry._clear(len(entry.blocks))
+                entry.changed = None
                 entry.map_dirty = True
             else:  # a data file that lost its tail (disk damage): those blocks are fetched again
                 have = path.stat().st_size
@@ -199,8 +205,7 @@ class CacheFiles:
             return entry
         path = self._data_path(ino)
         path.touch()
-        entry = CacheEntry(ino, path, rev, remote_size, bytearray(_nblocks(remote_size)), map_dirty=True,
-                           changed=set())
+        entry = CacheEntry(ino, path, rev, remote_size, bytearray(_nblocks(remote_size)), map_dirty=True)
         self._entries[ino] = entry
         self._persist(entry)
         return entry
@@ -210,12 +215,11 @@ class CacheFiles:
         entry = self._entries.get(ino)
         if entry is None:
             path = self._data_path(ino)
-            entry = CacheEntry(ino, path, None, 0, bytearray(), changed=set())
+            entry = CacheEntry(ino, path, None, 0, bytearray())
             self._entries[ino] = entry
         else:
             entry.rev, entry.fetch_limit = None, 0
             entry._clear(0)
-            entry.changed = set()
         if entry.fd >= 0:
             os.ftruncate(entry.fd, 0)
         else:  # created empty, or emptied (one call: this is on the path of every create)
@@ -228,7 +232,6 @@ class CacheFiles:
         """Forget everything cached (the remote changed); the data file is emptied."""
         entry.rev, entry.fetch_limit = rev, remote_size
         entry._clear(_nblocks(remote_size))
-        entry.changed = set()
         if entry.fd >= 0:
             os.ftruncate(entry.fd, 0)
         else:
@@ -241,7 +244,6 @@ class CacheFiles:
         entry.rev, entry.fetch_limit = rev, size
         entry._clear(_nblocks(size))
         entry.blocks = bytearray(bytes([PRESENT]) * _nblocks(size))
-        entry.changed = set()
         entry.map_dirty = True
         self._persist(entry)
         if entry.blocks:
@@ -265,8 +267,7 @@ class CacheFiles:
             if entry.fd >= 0:
                 os.close(entry.fd)
                 entry.fd = -1
-            if entry.map_dirty and self._entries.get(entry.ino) is entry:  # not if removed meanwhile
-                self._persist(entry)
+            self.persist_map(entry)
 
     def remove(self, ino: int) -> None:
         """Delete the data file (file unlinked, or evicted)."""
@@ -303,7 +304,8 @@ class CacheFiles:
         entry.map_dirty = False
 
     def persist_map(self, entry: CacheEntry) -> None:
-        """Persist the entry's block map now if it changed (writes being acknowledged)."""
+        """Persist the entry's block map now if it changed (writes being acknowledged, last
+        user gone); not if the entry was removed meanwhile."""
         if entry.map_dirty and self._entries.get(entry.ino) is entry:
             self._persist(entry)
 

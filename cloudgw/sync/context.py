@@ -30,6 +30,15 @@ log = logging.getLogger(__name__)
 _DEFAULT_MODE = {Kind.DIR: 0o755, Kind.SYMLINK: 0o777}  # files: 0o644
 
 
+def name_fits(entry: RemoteEntry) -> bool:
+    """Whether a remote entry's name can be a local name (255 bytes at most); one that
+    cannot is skipped with a warning, never truncated into another file's name."""
+    if len(entry.name.encode("utf-8", "surrogateescape")) > 255:
+        log.warning("skipping remote entry %r: name longer than 255 bytes", entry.path)
+        return False
+    return True
+
+
 class Journal:
     """Paths this process changed on the remote, by epoch."""
 
@@ -122,14 +131,12 @@ class SyncContext:
 
     def adopt(self, entry: RemoteEntry, parent: Inode, *, listed: bool = False) -> Inode | None:
         """Create the local inode for a remote entry (caller checked ``may_adopt``)."""
-        name = entry.name
-        if self.store.lookup(parent.ino, name) is not None:
+        if self.store.lookup(parent.ino, entry.name) is not None:
             return None  # a local entry holds the name; its upload resolves the clash
-        if len(name.encode("utf-8", "surrogateescape")) > 255:
-            log.warning("skipping remote entry %r: name longer than 255 bytes", entry.path)
+        if not name_fits(entry):
             return None
         inode = self.store.create(parent=parent.ino, listed=listed, **self.new_child(entry)._asdict())
-        self.invalidate_entry(parent.ino, name)
+        self.invalidate_entry(parent.ino, entry.name)
         return inode
 
     def new_child(self, entry: RemoteEntry) -> NewChild:

@@ -20,16 +20,13 @@ transaction, so a crash mid-listing simply lists again.
 from __future__ import annotations
 
 import dataclasses
-import logging
 
 import trio
 
 from cloudgw.metadata.model import Inode
 from cloudgw.metadata.store import NewChild
 from cloudgw.remotes.base import Kind, RemoteEntry
-from cloudgw.sync.context import SyncContext
-
-log = logging.getLogger(__name__)
+from cloudgw.sync.context import SyncContext, name_fits
 
 
 class DirectoryLister:
@@ -79,8 +76,7 @@ class DirectoryLister:
                 continue
             if local and store.lookup(directory.ino, name) is not None:
                 continue  # a local entry holds the name; its upload resolves the clash
-            if len(name.encode("utf-8", "surrogateescape")) > 255:
-                log.warning("skipping remote entry %r: name longer than 255 bytes", entry.path)
+            if not name_fits(entry):
                 continue
             taken.add(name)
             rows.append(ctx.new_child(entry))
