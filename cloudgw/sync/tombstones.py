@@ -13,7 +13,8 @@ Rules, in the order they are checked:
   object: delete first (the uploader defers it meanwhile);
 * a directory is removed only after nothing of ours is still placed, tombstoned
   or on its way under it (children being moved away, deleted, or moved in by a
-  reconcile under way); deepest paths go first;
+  reconcile under way, or a write/mkdir of ours whose reply was lost); deepest
+  paths go first;
 * a directory holding objects we do not know is left alone (outside data wins).
 
 Crash behaviour: tombstones are durable; a delete that happened but whose
@@ -76,6 +77,8 @@ class TombstoneProcessor:
                 return False  # or deleted (a failed delete is no outside data)
             if any(p.startswith(path + "/") for p in self.ctx.in_flight):
                 return False  # or an upload/move into it is under way
+            if self.ctx.unacked.holds_under(path):
+                return False  # or one of ours may have landed there unanswered (sync.unacked)
             try:
                 await remote.rmdir(path)
             except RemoteNotEmpty:

@@ -153,5 +153,14 @@ class UnackedWrites:
         return (any(s.path == path for s in self._orphans) or path in self._dirs.values()
                 or any(s.path == path for recent in self._sent.values() for s in recent))
 
+    def holds_under(self, directory: str) -> bool:
+        """A write or mkdir of ours with no answer may have landed below ``directory``: its
+        rmdir must wait until that is settled, or it would take our own object for somebody
+        else's data, keep the directory, and the poll would bring it back."""
+        prefix = directory + "/"
+        return (any(s.path.startswith(prefix) for s in self._orphans)
+                or any(p.startswith(prefix) for p in self._dirs.values())
+                or any(s.path.startswith(prefix) for recent in self._sent.values() for s in recent))
+
     def pending(self) -> int:
         return len(self._orphans)
