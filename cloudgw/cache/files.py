@@ -18,6 +18,9 @@ entries (they are re-fetched: a power loss may have left holes where the map
 says data) but keeps those of files with unsynced data (``keep_maps``): a
 block they show present may hold the only copy of acknowledged writes, and
 fetching it again from the remote would overwrite them with the old content.
+The set of blocks written since the cached revision (``changed``: what a delta
+upload sends) is trusted only after a clean shutdown; after a crash it is
+unknown and the next upload of such a file sends all of it.
 
 Concurrency: only the trio thread touches the maps; the fetcher's worker threads
 only ``pwrite`` into the data file and report back.
@@ -82,8 +85,9 @@ class CacheEntry:
         """The user wrote into ``block``: present, changed, and its checksum (if any) is void."""
         if block >= len(self.blocks):
             return
-        if self.changed is not None:
+        if self.changed is not None and block not in self.changed:
             self.changed.add(block)
+            self.map_dirty = True
         if self.blocks[block] != PRESENT:
             self.blocks[block] = PRESENT
             self.unchecked.discard(block)
@@ -130,6 +134,12 @@ class CacheEntry:
             self.map_dirty = True
 
 
+def _decode_blocks(data: bytes) -> set[int]:
+    blocks = array("I")
+    blocks.frombytes(data[: len(data) - len(data) % blocks.itemsize])
+    return set(blocks)
+
+
 def _nblocks(size: int) -> int:
     return (size + BLOCK_SIZE - 1) // BLOCK_SIZE
 
@@ -149,10 +159,13 @@ class CacheFiles:
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS entries (ino INTEGER PRIMARY KEY, rev TEXT, fetch_limit INTEGER NOT NULL,"
-            " blocks BLOB NOT NULL, last_access REAL NOT NULL, sums BLOB)"
+            " blocks BLOB NOT NULL, last_access REAL NOT NULL, sums BLOB, changed BLOB)"
         )
-        if "sums" not in {row[1] for row in self._db.execute("PRAGMA table_info(entries)")}:
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(entries)")}
+        if "sums" not in columns:
             self._db.execute("ALTER TABLE entries ADD COLUMN sums BLOB")  # caches made before checksums
+        if "changed" not in columns:
+            self._db.execute("ALTER TABLE entries ADD COLUMN changed BLOB")  # before delta uploads
         self._entries: dict[int, CacheEntry] = {}
         self.bytes_added = 0  # fetched since the evictor last looked: tells it when to look
         self.unsummed: set[int] = set()  # entries with PRESENT blocks to sum once clean (cache.checksums)
@@ -160,14 +173,20 @@ class CacheFiles:
         self._load(trust_maps, frozenset(keep_maps))
 
     def _load(self, trust_maps: bool, keep_maps: frozenset[int]) -> None:
-        rows = self._db.execute("SELECT ino, rev, fetch_limit, blocks, last_access, sums FROM entries")
-        for ino, rev, limit, blocks, last, sums in rows:
+        if not trust_maps:  # durably unknown now: a later clean close must not revive them
+            self._db.execute("UPDATE entries SET changed = NULL WHERE changed IS NOT NULL")
+        rows = self._db.execute("SELECT ino, rev, fetch_limit, blocks, last_access, sums, changed FROM entries")
+        for ino, rev, limit, blocks, last, sums, changed in rows:
             path = self._data_path(ino)
             if not path.exists():
                 self._db.execute("DELETE FROM entries WHERE ino = ?", (ino,))
                 continue
             entry = CacheEntry(ino, path, rev, limit, bytearray(blocks), last)
-            entry.changed = None  # what was written since ``rev`` died with the last process
+            # What was written since ``rev``: exact only if the last process closed the cache
+            # (it persisted every map then).  After a crash the persisted set may lag writes
+            # whose blocks were already present, and a delta upload trusting it would copy the
+            # old remote bytes over them: unknown (None), so the next upload sends everything.
+            entry.changed = _decode_blocks(changed) if trust_maps and changed is not None else None
             if sums:
                 entry.sums.frombytes(sums)
             if len(entry.sums) != len(entry.blocks):  # no (or damaged) sums: present, to be summed
@@ -296,10 +315,11 @@ class CacheFiles:
 
     def _persist(self, entry: CacheEntry) -> None:
         self._db.execute(
-            "INSERT OR REPLACE INTO entries (ino, rev, fetch_limit, blocks, last_access, sums)"
-            " VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT OR REPLACE INTO entries (ino, rev, fetch_limit, blocks, last_access, sums, changed)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
             (entry.ino, entry.rev, entry.fetch_limit, bytes(entry.blocks), entry.last_access,
-             entry.sums.tobytes() if SUMMED in entry.blocks else None),
+             entry.sums.tobytes() if SUMMED in entry.blocks else None,
+             None if entry.changed is None else array("I", sorted(entry.changed)).tobytes()),
         )
         entry.map_dirty = False
 

@@ -73,7 +73,7 @@ class Gateway:
     def umount(self, timeout: float = 60) -> None:
         if os.path.ismount(self.mnt):
             run_cli("umount", str(self.mnt), "--timeout", str(timeout), env=self.env, timeout=timeout + 60)
-        self._wait_gone()
+        self.wait_gone()
 
     def kill9(self) -> None:
         pid = self.pid()
@@ -83,7 +83,7 @@ class Gateway:
         while os.path.ismount(self.mnt) and time.monotonic() < deadline:
             time.sleep(0.05)
 
-    def _wait_gone(self) -> None:
+    def wait_gone(self) -> None:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if subprocess.run(["pgrep", "-f", f"cloudgw mount .* {self.mnt} "], capture_output=True).returncode:

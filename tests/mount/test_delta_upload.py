@@ -5,8 +5,8 @@ daemon sends to the server counted by a TCP proxy: a 4 KiB edit in the middle
 of a 48 MiB file must cost one part (8 MiB), not the file, and the object must
 then hold exactly the edited bytes.  The unchanged parts are copied on the
 server (UploadPartCopy) from the revision the edit was based on.  Which blocks
-changed is known in memory only, so after a kill -9 the next upload sends the
-whole file: never a stale part.
+changed survives a clean unmount (the next mount still sends one part), but not
+a kill -9: the next upload then sends the whole file, never a stale part.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Callable, Iterator
 import pytest
 
 from tests.mount.conftest import Backend, make_backend
-from tests.mount.gateway import Gateway
+from tests.mount.gateway import Gateway, run_cli
 from tests.servers.proxy import OutageProxy, outage_proxy
 
 pytestmark = pytest.mark.mount
@@ -130,3 +130,24 @@ def test_after_kill9_the_whole_file_is_sent(counted):
     sent = sent_by(proxy, lambda: (gw.mount(), gw.sync()))
     assert sha(backend.view.get("big.bin")) == sha(data)
     assert sent >= SIZE
+
+
+def test_a_clean_unmount_with_the_edit_pending_still_sends_one_part(counted):
+    gw, backend, proxy = counted
+    gw.expected_warnings += [r"failed \(will retry\)", r"changes still pending", r"remote error"]
+    big, data = mounted_with_big_file(gw)
+    gw.umount()
+
+    gw.mount("--write-back", "3600")
+    edit = os.urandom(4096)
+    patch(big, 33 * MiB, edit)
+    data[33 * MiB:33 * MiB + 4096] = edit
+    proxy.down()  # the unmount cannot upload it: it stays queued, with what changed
+    proc = run_cli("umount", str(gw.mnt), "--timeout", "2", env=gw.env, check=False)
+    assert proc.returncode == 1 and "still pending" in proc.stderr
+    gw.wait_gone()
+    proxy.up()
+
+    sent = sent_by(proxy, lambda: (gw.mount(), gw.sync()))
+    assert sha(backend.view.get("big.bin")) == sha(data)
+    assert sent < ONE_PART_AND_REQUESTS, f"{sent} bytes sent after a clean restart for a 4 KiB edit"
