@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import AsyncIterator, Collection, Protocol, runtime_checkable
+from typing import AsyncIterator, Callable, Collection, Protocol, runtime_checkable
 
 
 class Kind(enum.Enum):
@@ -72,6 +72,7 @@ class Capabilities:
     conditional_write: bool = False  # server enforces If-Match/If-None-Match itself
     server_side_copy: bool = False
     delta_writes: bool = False  # a write of a DeltaSource is sent only the changed parts
+    streaming_reads: bool = False  # ``read_into`` streams (StreamingRemote): long ranged reads are cheap
     native_symlinks: bool = False  # False: symlinks are emulated (see the remote's docs)
     case_sensitive: bool = True
     max_name_length: int = 255
@@ -124,6 +125,33 @@ def delta_base(source: UploadSource, expect: Expect | str) -> DeltaSource | None
     if isinstance(expect, str) and isinstance(source, DeltaSource) and source.base_rev == expect:
         return source
     return None
+
+
+@runtime_checkable
+class StreamingRemote(Protocol):
+    """A remote that hands a long ranged read over piece by piece as it arrives.
+
+    One request can then serve a whole sequential read-ahead run without holding it
+    in memory: fewer, longer GETs (per-request cost dominates on S3, and some servers
+    read the whole object for every range), and the reader waits only for the first
+    block of the run, not for all of it.
+    """
+
+    async def read_into(self, path: str, offset: int, length: int, sink: Callable[[bytes], None], *,
+                        rev: str | None = None) -> None:
+        """``read``, with the bytes handed to ``sink`` in order as they arrive (pieces of
+        any size, called in the trio thread): short only at end of file.  A stream that
+        breaks is resumed where it broke (conditional on ``rev`` like the first request),
+        so ``sink`` never sees a byte twice or a gap."""
+
+
+async def read_into(remote: Remote, path: str, offset: int, length: int, sink: Callable[[bytes], None], *,
+                    rev: str | None = None) -> None:
+    """``remote.read_into`` where the remote streams; one ``read`` handed over whole otherwise."""
+    if isinstance(remote, StreamingRemote):
+        await remote.read_into(path, offset, length, sink, rev=rev)
+    else:
+        sink(await remote.read(path, offset, length, rev=rev))
 
 
 class BytesSource:

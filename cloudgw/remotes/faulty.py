@@ -40,6 +40,7 @@ outlast ``retry_deadline``.  ``retry=False`` lets every fault reach the caller.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import enum
 import logging
 import fnmatch
@@ -253,7 +254,8 @@ class FaultyRemote:
 
     def __init__(self, inner: Remote, plan: FaultPlan) -> None:
         self.inner, self.plan = inner, plan
-        self.capabilities = inner.capabilities
+        # reads go through ``read`` (whole), where every read fault applies; no streaming
+        self.capabilities = dataclasses.replace(inner.capabilities, streaming_reads=False)
 
     def __repr__(self) -> str:
         return f"FaultyRemote({self.inner!r})"

@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import dataclasses
 import errno
-from typing import AsyncIterator, Collection
+from typing import AsyncIterator, Callable, Collection
 
 import trio
 
 from cloudgw.errors import RemoteNotFound, RemoteUnsupported, UserError
-from cloudgw.remotes.base import Capabilities, Expect, FileAttrs, Kind, Remote, RemoteEntry, UploadSource
+from cloudgw.remotes.base import Capabilities, Expect, FileAttrs, Kind, Remote, RemoteEntry, UploadSource, read_into
 
 
 def _conservative(caps: list[Capabilities]) -> Capabilities:
@@ -31,6 +31,7 @@ def _conservative(caps: list[Capabilities]) -> Capabilities:
         conditional_write=all(c.conditional_write for c in caps),
         server_side_copy=all(c.server_side_copy for c in caps),
         delta_writes=all(c.delta_writes for c in caps),
+        streaming_reads=all(c.streaming_reads for c in caps),
         native_symlinks=all(c.native_symlinks for c in caps),
         case_sensitive=all(c.case_sensitive for c in caps),
         max_name_length=min(c.max_name_length for c in caps),
@@ -103,6 +104,11 @@ class RouterRemote:
     async def read(self, path: str, offset: int, length: int, *, rev: str | None = None) -> bytes:
         _, remote, rest = self._inner(path, "read")
         return await remote.read(rest, offset, length, rev=rev)
+
+    async def read_into(self, path: str, offset: int, length: int, sink: Callable[[bytes], None], *,
+                        rev: str | None = None) -> None:
+        _, remote, rest = self._inner(path, "read")
+        await read_into(remote, rest, offset, length, sink, rev=rev)
 
     async def write(
         self,

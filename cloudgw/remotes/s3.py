@@ -46,7 +46,7 @@ from __future__ import annotations
 import errno
 import time
 import urllib.parse
-from typing import Collection, Any, AsyncIterator
+from typing import Any, AsyncIterator, Callable, Collection
 
 from cloudgw.errors import (
     PreconditionFailed,
@@ -128,6 +128,7 @@ class S3Remote:
             conditional_write=conditional_writes is True,
             server_side_copy=True,
             delta_writes=True,  # UploadPartCopy of unchanged parts (above multipart_threshold)
+            streaming_reads=True,  # read_into: one GET streamed over a whole read-ahead run
             native_symlinks=False,
             keeps_mode=True,
             keeps_mtime=True,
@@ -208,6 +209,15 @@ class S3Remote:
             if getattr(exc, "code", "") == "InvalidRange":
                 return b""  # at or past the end (servers evaluate If-Match first)
             raise
+
+    async def read_into(self, path: str, offset: int, length: int, sink: Callable[[bytes], None], *,
+                        rev: str | None = None) -> None:
+        if length <= 0:
+            sink(await self.read(path, offset, length, rev=rev))
+            return
+        key = self._key(path)
+        cond = {"IfMatch": f'"{rev_of(rev)}"'} if rev is not None else {}
+        await self.s3.get_into(f"GET {self.s3.url(key)}", key, offset, length, sink, **cond)
 
     async def write(
         self,

@@ -34,6 +34,7 @@ import logging
 import math
 import os
 import time
+from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Sequence
 
 import botocore.loaders
@@ -42,7 +43,8 @@ import botocore.utils
 import trio
 from botocore.exceptions import BotoCoreError, DataNotFoundError
 
-from cloudgw.errors import PreconditionFailed, RemoteError, RemoteNotFound, RemoteUnsupported, UserError
+from cloudgw.errors import (PreconditionFailed, RemoteError, RemoteNotFound, RemoteUnavailable, RemoteUnsupported,
+                            UserError)
 from cloudgw.remotes.base import Expect
 from cloudgw.remotes.retry import with_retries
 from cloudgw.remotes.s3_errors import client_error_code, map_boto_error
@@ -58,6 +60,16 @@ MAX_COPY_PART = 512 << 20
 _loader: botocore.loaders.Loader | None = None  # shared by every session: the S3 model is parsed once
 
 PartJob = Callable[[str, int, int, int], Awaitable[str]]  # (upload_id, number, offset, length) -> ETag
+STREAM_PIECE = 1 << 20  # a streamed GET body is read (and handed on) this much at a time
+
+
+@dataclass
+class _Stream:
+    """Where a streamed GET (``S3Bucket.get_into``) stands: resumed from ``pos``."""
+
+    pos: int
+    end: int
+    done: bool = False
 
 
 class _ServicesOnDemand(Sequence[str]):
@@ -223,6 +235,46 @@ class S3Bucket:
     async def get(self, what: str, **kwargs: Any) -> bytes:
         """GET with the body read in the same attempt (a broken stream is retried)."""
         return await self.call(what, lambda **kw: self.client.get_object(**kw)["Body"].read(), **kwargs)
+
+    async def get_into(self, what: str, key: str, offset: int, length: int, sink: Callable[[bytes], None],
+                       **cond: Any) -> None:
+        """Ranged GET of ``length`` bytes at ``offset``, handed to ``sink`` in pieces as the
+        body arrives (``Remote.read_into``).  A body that breaks is asked for again from
+        where it broke; each stretch that made progress gets a fresh retry budget, so a
+        long stream is not given up for the time its good part took.
+
+        Concurrency: the body is read in worker threads one piece at a time; ``sink`` runs
+        in the trio thread between them.  Cancellation waits for the piece in progress."""
+        state = _Stream(offset, offset + length)
+        while not state.done:
+            start = state.pos
+            try:
+                await with_retries(lambda: self._get_stretch(what, key, state, sink, cond), what=what,
+                                   deadline=self.retry_deadline)
+            except RemoteUnavailable:
+                if state.pos == start:
+                    raise  # no progress within the whole budget: the remote is away
+
+    async def _get_stretch(self, what: str, key: str, state: _Stream, sink: Callable[[bytes], None],
+                           cond: dict[str, Any]) -> None:
+        try:
+            reply = await self.once(what, "get_object", Key=key, Range=f"bytes={state.pos}-{state.end - 1}", **cond)
+        except RemoteError as exc:
+            if getattr(exc, "code", "") != "InvalidRange":
+                raise
+            state.done = True  # at or past the end (servers evaluate If-Match first)
+            return
+        body = reply["Body"]
+        try:
+            while state.pos < state.end:
+                data = await self.once(what, lambda **_: body.read(min(STREAM_PIECE, state.end - state.pos)))
+                if not data:
+                    break  # the object ends before the range does
+                sink(data)
+                state.pos += len(data)
+            state.done = True
+        finally:
+            body.close()
 
     async def head(self, key: str) -> dict | None:
         try:

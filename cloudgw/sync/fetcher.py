@@ -4,10 +4,14 @@ Missing blocks are fetched by ranged reads pinned to the revision the cache
 entry belongs to (so blocks of two versions are never mixed).  Requests for a
 block already in flight wait for that fetch (single flight).  Sequential access
 grows a read-ahead window; read-ahead blocks are fetched in parallel in the
-fetcher's own nursery, consecutive ones up to ``RUN_BLOCKS`` per request (fewer,
+fetcher's own nursery, consecutive ones up to ``run_blocks`` per request (fewer,
 larger GETs: per-request cost dominates on S3, and some servers read the whole
 object per range), so the request that triggered them returns as soon as its
-own blocks are there.
+own blocks are there.  A remote that streams (``Capabilities.streaming_reads``)
+gets long runs (32 MiB, window 64 MiB): the body lands block by block as it
+arrives, so memory stays at a piece per run and a reader waits only for its own
+block.  Once the window is full it is topped up a whole run at a time
+(``_hold_back``), not one block per read.
 
 Concurrency: block data is written with ``os.pwrite`` inline (1 MiB, well under
 a millisecond) and marked present afterwards, all in the trio thread; the
@@ -20,6 +24,7 @@ an interrupted fetch leaves the block missing and it is fetched again.
 
 from __future__ import annotations
 
+import collections
 import errno
 import logging
 import os
@@ -31,10 +36,12 @@ import trio
 
 from cloudgw.cache.files import BLOCK_SIZE, CacheEntry, CacheFiles
 from cloudgw.errors import PreconditionFailed, RemoteError
-from cloudgw.remotes.base import Remote
+from cloudgw.remotes.base import Remote, read_into
 
 log = logging.getLogger(__name__)
-RUN_BLOCKS = 4  # read-ahead blocks per ranged read
+RUN_BLOCKS = 4  # read-ahead blocks per ranged read (held in memory whole)
+STREAM_RUN_BLOCKS = 32  # per ranged read from a remote that streams (``Capabilities.streaming_reads``)
+STREAM_READAHEAD_BLOCKS = 64
 
 
 @dataclass
@@ -47,6 +54,7 @@ class _Flight:
 class _Stream:
     next_offset: int = 0
     window: int = 0  # read-ahead blocks
+    horizon: int = 0  # end of what read-ahead has requested so far (bytes)
 
 
 class Fetcher:
@@ -55,7 +63,9 @@ class Fetcher:
         self.remote = remote
         self.cache = cache
         self.make_room = make_room  # evicts clean data when the cache disk is full
-        self.max_readahead = max_readahead_blocks
+        streams = remote.capabilities.streaming_reads
+        self.run_blocks = STREAM_RUN_BLOCKS if streams else RUN_BLOCKS
+        self.max_readahead = max(max_readahead_blocks, STREAM_READAHEAD_BLOCKS if streams else 0)
         self._limiter = trio.CapacityLimiter(parallel)
         self._flights: dict[tuple[int, int], _Flight] = {}
         self._streams: dict[int, _Stream] = {}
@@ -75,16 +85,19 @@ class Fetcher:
             return
         ahead = self._readahead(entry, offset, length, needed[-1])
         flights = [self._start(remote_path, entry, [b])[0] for b in needed]
-        run: list[int] = []
+        runs: list[list[int]] = []
         for b in ahead:
             if (entry.ino, b) in self._flights:
                 continue
-            if run and (b != run[-1] + 1 or len(run) == RUN_BLOCKS):
-                self._start(remote_path, entry, run)
-                run = []
-            run.append(b)
-        if run:
+            if not runs or b != runs[-1][-1] + 1 or len(runs[-1]) == self.run_blocks:
+                runs.append([])
+            runs[-1].append(b)
+        if runs and self._hold_back(entry, runs[-1]):
+            runs.pop()
+        for run in runs:
             self._start(remote_path, entry, run)
+            stream = self._streams[entry.ino]
+            stream.horizon = max(stream.horizon, (run[-1] + 1) * BLOCK_SIZE)
         for flight in flights:
             await flight.done.wait()
             if flight.error is not None:
@@ -96,9 +109,20 @@ class Fetcher:
         for block in entry.missing(0, entry.fetch_limit):
             self._start(remote_path, entry, [block])
 
+    def _hold_back(self, entry: CacheEntry, run: list[int]) -> bool:
+        """A short run at the end of a full window waits to grow to a whole run: otherwise a
+        steady reader moves the window one block at a time and every GET is one block long.
+        (A full window keeps more than a run requested ahead of the reader meanwhile.)"""
+        stream = self._streams[entry.ino]
+        return (len(run) < self.run_blocks and stream.window >= self.max_readahead
+                and run[-1] < len(entry.blocks) - 1)
+
     def _readahead(self, entry: CacheEntry, offset: int, length: int, last_needed: int) -> list[int]:
         stream = self._streams.setdefault(entry.ino, _Stream())
-        sequential = abs(offset - stream.next_offset) <= BLOCK_SIZE
+        # Reads of blocks already fetched ahead do not come here: a miss anywhere up to the
+        # read-ahead horizon is the same sequential reader, not a jump.
+        sequential = (abs(offset - stream.next_offset) <= BLOCK_SIZE
+                      or stream.next_offset <= offset <= stream.horizon + BLOCK_SIZE)
         stream.window = min(self.max_readahead, max(2, stream.window * 2)) if sequential else 0
         stream.next_offset = offset + length
         if not stream.window:
@@ -123,40 +147,52 @@ class Fetcher:
         return flights
 
     async def _fetch_run(self, remote_path: str, entry: CacheEntry, run: list[tuple[int, _Flight]]) -> None:
+        """One ranged read for ``run``; each block lands (and its waiters go on) as soon as
+        its bytes are in, also while the rest of the run still streams in."""
         rev = entry.rev
-        first = run[0][0]
+        first, last = run[0][0], run[-1][0]
+        pending = collections.deque(run)  # blocks not landed yet, in order
+        offset = first * BLOCK_SIZE
+        end = min((last + 1) * BLOCK_SIZE, entry.fetch_limit)
+        buf = bytearray()  # received bytes of pending[0] (and on)
         fd = self.cache.open_fd(entry)
+
+        def sink(data: bytes) -> None:
+            buf.extend(data)
+            while pending and (len(buf) >= BLOCK_SIZE or pending[0][0] * BLOCK_SIZE + len(buf) >= end):
+                block, flight = pending.popleft()
+                chunk = bytes(buf[:BLOCK_SIZE])
+                del buf[:BLOCK_SIZE]
+                # the block may have been written (fully) by the user meanwhile: never overwrite it
+                if entry.rev == rev and block < len(entry.blocks) and not entry.blocks[block]:
+                    self._pwrite(fd, chunk, block * BLOCK_SIZE)
+                    entry.set_sum(block, zlib.crc32(chunk))
+                    self.cache.bytes_added += len(chunk)
+                self._land(entry, block, flight)
+
         try:
-            offset = first * BLOCK_SIZE
-            length = min(len(run) * BLOCK_SIZE, entry.fetch_limit - offset)
-            if length > 0:
+            if end > offset:
                 async with self._limiter:
-                    data = await self.remote.read(remote_path, offset, length, rev=rev)
-                if len(data) < length and entry.rev == rev:
-                    raise PreconditionFailed(f"{remote_path}: short read at {offset} (object changed?)")
-                view = memoryview(data)
-                for block, _ in run:
-                    # the block may have been written (fully) by the user meanwhile: never overwrite it
-                    if entry.rev == rev and block < len(entry.blocks) and not entry.blocks[block]:
-                        start = (block - first) * BLOCK_SIZE
-                        chunk = view[start: start + BLOCK_SIZE]
-                        self._pwrite(fd, chunk, block * BLOCK_SIZE)
-                        entry.set_sum(block, zlib.crc32(chunk))
-                        self.cache.bytes_added += len(chunk)
+                    await read_into(self.remote, remote_path, offset, end - offset, sink, rev=rev)
+            if pending and end > offset and entry.rev == rev:
+                raise PreconditionFailed(f"{remote_path}: short read at {pending[0][0] * BLOCK_SIZE} (object changed?)")
         except (RemoteError, OSError) as exc:
-            for _, flight in run:
+            for _, flight in pending:
                 flight.error = exc
             if not isinstance(exc, PreconditionFailed):
-                log.warning("fetching %s blocks %d-%d failed: %s", remote_path, first, run[-1][0], exc)
+                log.warning("fetching %s blocks %d-%d failed: %s", remote_path, first, last, exc)
         except Exception as exc:  # a bug: report it to the waiting reader, keep the nursery alive
-            log.exception("fetching %s blocks %d-%d", remote_path, first, run[-1][0])
-            for _, flight in run:
+            log.exception("fetching %s blocks %d-%d", remote_path, first, last)
+            for _, flight in pending:
                 flight.error = exc
         finally:
             self.cache.release(entry)
-            for block, flight in run:
-                del self._flights[(entry.ino, block)]
-                flight.done.set()
+            for block, flight in pending:
+                self._land(entry, block, flight)
+
+    def _land(self, entry: CacheEntry, block: int, flight: _Flight) -> None:
+        del self._flights[(entry.ino, block)]
+        flight.done.set()
 
     def _pwrite(self, fd: int, data: bytes, offset: int) -> None:
         """Write the whole block or raise: a short write (disk full) must never leave a

@@ -38,7 +38,7 @@ from cloudgw.errors import (
     TransientRemoteError,
     UserError,
 )
-from cloudgw.remotes.base import BytesSource, Expect, FileAttrs, Kind, RemoteEntry
+from cloudgw.remotes.base import BytesSource, Expect, FileAttrs, Kind, RemoteEntry, read_into
 from cloudgw.remotes.local import LocalRemote
 from cloudgw.remotes.local_ops import map_oserror
 from cloudgw.remotes.open import open_remote
@@ -179,6 +179,57 @@ async def test_read_ranges(h: Harness):
     assert await read(h.p("empty"), 0, 10) == b""
     with pytest.raises(RemoteNotFound):
         await read(h.p("missing"), 0, 10)
+
+
+async def test_read_into_hands_over_exactly_the_bytes_of_read(h: Harness):
+    """The streamed read the fetcher uses for read-ahead runs: the same bytes as ``read``, in
+    order, never twice; a remote that says it streams hands a long range over in pieces."""
+    data = os.urandom(3 * MiB + 17)
+    e = await put(h, h.p("s.bin"), data)
+
+    async def streamed(offset: int, length: int, rev: str | None = None) -> list[bytes]:
+        pieces: list[bytes] = []
+        await read_into(h.remote, h.p("s.bin"), offset, length, pieces.append, rev=rev)
+        return pieces
+
+    pieces = await streamed(0, len(data), rev=e.rev)
+    assert b"".join(pieces) == data
+    if h.remote.capabilities.streaming_reads:
+        assert len(pieces) >= 3 and max(map(len, pieces)) <= MiB
+    assert b"".join(await streamed(MiB + 5, 2 * MiB)) == data[MiB + 5: 3 * MiB + 5]
+    assert b"".join(await streamed(3 * MiB, MiB)) == data[3 * MiB:]  # short only at the end
+    assert b"".join(await streamed(len(data) + 10, MiB)) == b""
+    h.put_outside(h.p("s.bin"), b"changed")
+    with pytest.raises(PreconditionFailed):
+        await streamed(0, MiB, rev=e.rev)
+
+
+async def test_a_streamed_read_that_breaks_is_resumed_where_it_broke(moto_server, tmp_path):  # noqa: ANN001
+    """The connection dies after the first piece: the rest is asked for again from there, so
+    the reader gets every byte exactly once."""
+    from tests.servers.proxy import outage_proxy
+
+    bucket = f"cgw-{os.urandom(6).hex()}"
+    moto_server.client().create_bucket(Bucket=bucket)
+    data = os.urandom(6 * MiB + 3)
+    moto_server.client().put_object(Bucket=bucket, Key="big", Body=data)
+    with outage_proxy(int(moto_server.endpoint_url.rsplit(":", 1)[1])) as proxy:
+        remote = S3Remote(bucket, "", endpoint_url=proxy.endpoint_url, region=moto_server.region, path_style=True,
+                          access_key=moto_server.access_key, secret_key=moto_server.secret_key, retry_deadline=10.0,
+                          read_timeout=2.0)  # the cut connection stalls (the proxy's close sends nothing)
+        pieces: list[bytes] = []
+
+        def sink(piece: bytes) -> None:
+            pieces.append(piece)
+            if len(pieces) == 1:  # cut every connection; back 0.3 s later
+                proxy.down()
+                threading.Timer(0.3, proxy.up).start()
+
+        try:
+            await read_into(remote, "big", 0, len(data), sink)
+        finally:
+            await remote.aclose()
+    assert len(pieces) > 1 and b"".join(pieces) == data
 
 
 async def test_read_of_a_changed_object_with_old_rev_fails(h: Harness):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -12,6 +13,7 @@ import pytest
 from tests.mount.gateway import Gateway
 from tests.mount.views import FileView, S3View
 from tests.servers import S3Server
+from tests.servers.proxy import OutageProxy, outage_proxy
 
 _buckets = itertools.count()
 
@@ -80,3 +82,20 @@ def file_gw(file_backend: Backend, tmp_path: Path) -> Iterator[Gateway]:
 @pytest.fixture
 def s3_gw(s3_backend: Backend, tmp_path: Path) -> Iterator[Gateway]:
     yield from _gateway(s3_backend, tmp_path)
+
+
+@pytest.fixture(params=["moto_server", "swift_server"])
+def counted(request, tmp_path: Path) -> Iterator[tuple[Gateway, Backend, OutageProxy]]:  # noqa: ANN001
+    """A gateway on S3 (moto, Swift) whose every byte to the server passes a counting proxy."""
+    server = request.getfixturevalue(request.param)
+    with outage_proxy(int(server.endpoint_url.rsplit(":", 1)[1])) as proxy:
+        backend = make_backend("s3", tmp_path, server)
+        backend.env["AWS_ENDPOINT_URL"] = proxy.endpoint_url
+        gw = Gateway(backend.url, tmp_path / "mnt", tmp_path / "cache", env=backend.env, args=("--path-style",))
+        try:
+            yield gw, backend, proxy
+            if os.path.ismount(gw.mnt):
+                gw.umount()
+        finally:
+            gw.force_cleanup()
+        assert not gw.bad_log_lines()

@@ -18,31 +18,14 @@ from typing import Callable, Iterator
 
 import pytest
 
-from tests.mount.conftest import Backend, make_backend
 from tests.mount.gateway import Gateway, run_cli
-from tests.servers.proxy import OutageProxy, outage_proxy
+from tests.servers.proxy import OutageProxy
 
 pytestmark = pytest.mark.mount
 
 MiB = 1 << 20
 SIZE = 48 * MiB  # six 8 MiB parts (the daemon's default part size)
 ONE_PART_AND_REQUESTS = 12 * MiB
-
-
-@pytest.fixture(params=["moto_server", "swift_server"])
-def counted(request, tmp_path: Path) -> Iterator[tuple[Gateway, Backend, OutageProxy]]:  # noqa: ANN001
-    server = request.getfixturevalue(request.param)
-    with outage_proxy(int(server.endpoint_url.rsplit(":", 1)[1])) as proxy:
-        backend = make_backend("s3", tmp_path, server)
-        backend.env["AWS_ENDPOINT_URL"] = proxy.endpoint_url
-        gw = Gateway(backend.url, tmp_path / "mnt", tmp_path / "cache", env=backend.env, args=("--path-style",))
-        try:
-            yield gw, backend, proxy
-            if os.path.ismount(gw.mnt):
-                gw.umount()
-        finally:
-            gw.force_cleanup()
-        assert not gw.bad_log_lines()
 
 
 def sent_by(proxy: OutageProxy, action: Callable[[], None]) -> int:

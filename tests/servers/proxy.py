@@ -26,6 +26,7 @@ class OutageProxy:
         self._listener = socket.create_server(("127.0.0.1", self.port))
         self._stop = threading.Event()
         self.sent_to_server = 0  # bytes forwarded from clients to the server (uploads and requests)
+        self.gets: list[str] = []  # request lines of the GETs forwarded (one arrives in one piece)
         threading.Thread(target=self._accept, daemon=True).start()
 
     @property
@@ -78,6 +79,8 @@ class OutageProxy:
                 if upward:
                     with self._lock:
                         self.sent_to_server += len(data)
+                        if data.startswith(b"GET "):
+                            self.gets.append(data[:data.find(b"\r\n")].decode("latin-1"))
         except OSError:
             pass
         finally:
