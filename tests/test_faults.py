@@ -910,6 +910,32 @@ async def test_a_directory_waits_for_a_lost_upload_reply_inside_it(tmp_path: Pat
     assert await remote_tree(LocalRemote(cloud)) == want
 
 
+async def test_a_fetch_of_the_old_version_never_leaves_a_hole_after_a_remote_change(tmp_path: Path):
+    """A fetch of version 1 is on its way (its reply late) when a poll sees version 2 and
+    resets the cache; a read of that block waited for the old flight, which landed nothing,
+    and returned a short read (a hole) instead of version 2.  The reader that started the
+    old fetch must get one whole version too."""
+    cloud = tmp_path / "cloud"
+    cloud.mkdir()
+    v1, v2 = os.urandom(4 * MiB), os.urandom(4 * MiB)
+    (cloud / "f.bin").write_bytes(v1)
+    late = Rule(Fault.LATE_REPLY, ops="read", nth=1, seconds=1.0)
+    plan = FaultPlan([late])
+    first: list[bytes] = []
+    async with running(FaultyRemote(LocalRemote(cloud), plan), tmp_path / "cache", **FAST) as h:
+        async with trio.open_nursery() as nursery:
+            async def read_early() -> None:  # block 2 alone: not sequential, so no read-ahead
+                first.append(await read_range(h, "f.bin", 2 * MiB, MiB))
+
+            nursery.start_soon(read_early)
+            await wait_for(lambda: trio.to_thread.run_sync(lambda: late.fired == 1), 2)
+            (cloud / "f.bin").write_bytes(v2)  # changed elsewhere while the old fetch is out
+            await h.engine.poll_now()
+            assert await read_range(h, "f.bin", 2 * MiB, MiB) == v2[2 * MiB:3 * MiB]
+        assert first[0] in (v1[2 * MiB:3 * MiB], v2[2 * MiB:3 * MiB])
+        assert await read_range(h, "f.bin", 0, 4 * MiB) == v2
+
+
 async def test_a_directory_waits_for_a_move_into_it_that_is_under_way(tmp_path: Path):
     """mv x a; mv a b: f's remote move x/f -> a/f is slow; a's rmdir ran before it landed, the move
     then recreated a, and the empty a stayed on the remote (the poll brought it back)."""

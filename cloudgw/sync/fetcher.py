@@ -67,7 +67,9 @@ class Fetcher:
         self.run_blocks = STREAM_RUN_BLOCKS if streams else RUN_BLOCKS
         self.max_readahead = max(max_readahead_blocks, STREAM_READAHEAD_BLOCKS if streams else 0)
         self._limiter = trio.CapacityLimiter(parallel)
-        self._flights: dict[tuple[int, int], _Flight] = {}
+        # (ino, rev, block): a flight serves one revision; after a reset (remote changed)
+        # the new revision's readers never wait on the old one's flights
+        self._flights: dict[tuple[int, str | None, int], _Flight] = {}
         self._streams: dict[int, _Stream] = {}
         self._nursery: trio.Nursery | None = None
 
@@ -80,14 +82,23 @@ class Fetcher:
     async def fetch(self, remote_path: str, entry: CacheEntry, offset: int, length: int) -> None:
         """Make [offset, offset+length) present; raises PreconditionFailed if the remote
         moved on from ``entry.rev``, RemoteError on other failures."""
-        needed = entry.missing(offset, length)
-        if not needed:
-            return
+        for _ in range(3):
+            needed = entry.missing(offset, length)
+            if not needed:
+                return
+            await self._fetch_missing(remote_path, entry, offset, length, needed)
+        # A flight of a revision the entry was reset away from meanwhile (remote changed)
+        # lands without data: the blocks are fetched again above; never return a hole.
+        if entry.missing(offset, length):
+            raise PreconditionFailed(f"{remote_path}: changed again while being read")
+
+    async def _fetch_missing(self, remote_path: str, entry: CacheEntry, offset: int, length: int,
+                             needed: list[int]) -> None:
         ahead = self._readahead(entry, offset, length, needed[-1])
         flights = [self._start(remote_path, entry, [b])[0] for b in needed]
         runs: list[list[int]] = []
         for b in ahead:
-            if (entry.ino, b) in self._flights:
+            if (entry.ino, entry.rev, b) in self._flights:
                 continue
             if not runs or b != runs[-1][-1] + 1 or len(runs[-1]) == self.run_blocks:
                 runs.append([])
@@ -134,7 +145,7 @@ class Fetcher:
         """Flights for ``blocks`` (consecutive); those not yet in flight are fetched by one read."""
         flights, new = [], []
         for block in blocks:
-            key = (entry.ino, block)
+            key = (entry.ino, entry.rev, block)
             flight = self._flights.get(key)
             if flight is None:
                 flight = self._flights[key] = _Flight()
@@ -143,13 +154,13 @@ class Fetcher:
         if new:
             assert self._nursery is not None, "Fetcher.run() must be running"
             assert [b for b, _ in new] == list(range(new[0][0], new[0][0] + len(new))), "a run is consecutive"
-            self._nursery.start_soon(self._fetch_run, remote_path, entry, new)
+            self._nursery.start_soon(self._fetch_run, remote_path, entry, entry.rev, new)
         return flights
 
-    async def _fetch_run(self, remote_path: str, entry: CacheEntry, run: list[tuple[int, _Flight]]) -> None:
+    async def _fetch_run(self, remote_path: str, entry: CacheEntry, rev: str | None,
+                         run: list[tuple[int, _Flight]]) -> None:
         """One ranged read for ``run``; each block lands (and its waiters go on) as soon as
         its bytes are in, also while the rest of the run still streams in."""
-        rev = entry.rev
         first, last = run[0][0], run[-1][0]
         pending = collections.deque(run)  # blocks not landed yet, in order
         offset = first * BLOCK_SIZE
@@ -168,7 +179,7 @@ class Fetcher:
                     self._pwrite(fd, chunk, block * BLOCK_SIZE)
                     entry.set_sum(block, zlib.crc32(chunk))
                     self.cache.bytes_added += len(chunk)
-                self._land(entry, block, flight)
+                self._land(entry.ino, rev, block, flight)
 
         try:
             if end > offset:
@@ -188,10 +199,10 @@ class Fetcher:
         finally:
             self.cache.release(entry)
             for block, flight in pending:
-                self._land(entry, block, flight)
+                self._land(entry.ino, rev, block, flight)
 
-    def _land(self, entry: CacheEntry, block: int, flight: _Flight) -> None:
-        del self._flights[(entry.ino, block)]
+    def _land(self, ino: int, rev: str | None, block: int, flight: _Flight) -> None:
+        del self._flights[(ino, rev, block)]
         flight.done.set()
 
     def _pwrite(self, fd: int, data: bytes, offset: int) -> None:
