@@ -8,6 +8,7 @@ faults stop and the queue drains, the remote must hold exactly the local tree.
 
 from __future__ import annotations
 
+import errno
 import os
 import random
 from pathlib import Path
@@ -884,7 +885,7 @@ async def test_a_directory_waits_for_the_failed_deletes_inside_it(tmp_path: Path
 
 
 @pytest.mark.allow_warnings("failed (will retry)")
-@pytest.mark.parametrize("then", ["move-out", "delete"])
+@pytest.mark.parametrize("then", ["move-out", "delete", "file-replaces-dir"])
 async def test_a_directory_waits_for_a_lost_upload_reply_inside_it(tmp_path: Path, then: str):
     """mkdir d; write d/f, whose upload lands but its reply is lost; then f leaves d and d is
     removed before anything found out whether d/f landed.  d's rmdir found d not empty, took
@@ -900,12 +901,14 @@ async def test_a_directory_waits_for_a_lost_upload_reply_inside_it(tmp_path: Pat
         await h.settle()
         await h.write_file("d/f", b"f")
         await wait_for(lambda: trio.to_thread.run_sync(lambda: lost.fired == 1), 5)
-        if then == "move-out":
-            await h.rename("d/f", "g")
-        else:
+        if then == "delete":
             await h.unlink("d/f")
+        else:
+            await h.rename("d/f", "g")
         await h.rmdir("d")
-        want = {"g": b"f"} if then == "move-out" else {}
+        if then == "file-replaces-dir":  # f waits for d's rmdir, which waited for f's record
+            await h.rename("g", "d")
+        want = {"delete": {}, "move-out": {"g": b"f"}, "file-replaces-dir": {"d": b"f"}}[then]
         assert await converged(h) == want
     assert await remote_tree(LocalRemote(cloud)) == want
 
@@ -934,6 +937,32 @@ async def test_a_fetch_of_the_old_version_never_leaves_a_hole_after_a_remote_cha
             assert await read_range(h, "f.bin", 2 * MiB, MiB) == v2[2 * MiB:3 * MiB]
         assert first[0] in (v1[2 * MiB:3 * MiB], v2[2 * MiB:3 * MiB])
         assert await read_range(h, "f.bin", 0, 4 * MiB) == v2
+
+
+@pytest.mark.allow_warnings("fetching f.bin blocks")
+async def test_a_failed_cache_write_fails_the_read_and_does_not_hang_it(tmp_path: Path):
+    """The cache disk refuses a fetched block (full of unsynced data): the read fails, and
+    neither it nor a later read of that block waits forever on a flight nobody lands."""
+    cloud = tmp_path / "cloud"
+    cloud.mkdir()
+    data = os.urandom(3 * MiB)
+    (cloud / "f.bin").write_bytes(data)
+    async with running(LocalRemote(cloud), tmp_path / "cache", **FAST) as h:
+        fetcher = h.engine.fetcher
+        real_pwrite, failures = fetcher._pwrite, []
+
+        def full_once(fd: int, chunk: bytes, offset: int) -> None:
+            if not failures:
+                failures.append(offset)
+                raise OSError(errno.ENOSPC, "No space left on device")
+            real_pwrite(fd, chunk, offset)
+
+        fetcher._pwrite = full_once  # type: ignore[method-assign]
+        with trio.fail_after(10):
+            with pytest.raises(OSError):
+                await read_range(h, "f.bin", 0, 3 * MiB)
+            assert await read_range(h, "f.bin", 0, 3 * MiB) == data
+        assert len(failures) == 1
 
 
 async def test_a_directory_waits_for_a_move_into_it_that_is_under_way(tmp_path: Path):

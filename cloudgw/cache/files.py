@@ -58,9 +58,9 @@ class CacheEntry:
     unchecked: set[int] = field(default_factory=set)  # SUMMED blocks not yet verified by this process
     writes: int = 0  # bumped by every local write into the blocks (a checksum being taken is then void)
     # Blocks below fetch_limit written locally since the data file last equalled ``rev``
-    # (the base of a delta upload: the others need not be sent again).  In memory only:
-    # None for an entry loaded at start-up with its map (not known), and an upload then
-    # sends every byte; emptied whenever the map is cleared.
+    # (the base of a delta upload: the others need not be sent again).  Persisted with the
+    # map and trusted after a clean shutdown only: None (not known) for an entry loaded
+    # after a crash, and an upload then sends every byte; emptied whenever the map is cleared.
     changed: set[int] | None = field(default_factory=set)
 
     @property

@@ -41,10 +41,11 @@ import botocore.loaders
 import botocore.session
 import botocore.utils
 import trio
+import urllib3.exceptions
 from botocore.exceptions import BotoCoreError, DataNotFoundError
 
 from cloudgw.errors import (PreconditionFailed, RemoteError, RemoteNotFound, RemoteUnavailable, RemoteUnsupported,
-                            UserError)
+                            TransientRemoteError, UserError)
 from cloudgw.remotes.base import Expect
 from cloudgw.remotes.retry import with_retries
 from cloudgw.remotes.s3_errors import client_error_code, map_boto_error
@@ -157,6 +158,18 @@ def _misjudged(cond: dict[str, str], head: dict | None) -> bool:
     return "IfNoneMatch" in cond and head is None
 
 
+def _starts_at(reply: dict[str, Any], offset: int) -> bool:
+    """Whether a ranged GET's reply holds the object from ``offset`` (``bytes 5-9/10``; a
+    whole-object reply without Content-Range only does for offset 0)."""
+    content_range = reply.get("ContentRange")
+    if not content_range:
+        return offset == 0
+    try:
+        return int(content_range.split()[1].split("-")[0]) == offset
+    except (IndexError, ValueError):
+        return False
+
+
 class S3Bucket:
     def __init__(
         self,
@@ -220,6 +233,8 @@ class S3Bucket:
             return fn(Bucket=self.name, **kwargs)
         except (BotoCoreError, ClientError) as exc:
             raise map_boto_error(exc, what) from exc
+        except urllib3.exceptions.HTTPError as exc:  # a body read botocore does not wrap (TLS EOF)
+            raise TransientRemoteError(f"{what}: {exc}") from exc
 
     async def once(self, what: str, op: str | Callable[..., Any], **kwargs: Any) -> Any:
         """One attempt of ``client.<op>(Bucket=..., **kwargs)`` in a worker thread."""
@@ -265,6 +280,10 @@ class S3Bucket:
             state.done = True  # at or past the end (servers evaluate If-Match first)
             return
         body = reply["Body"]
+        if not _starts_at(reply, state.pos):  # a server that ignored Range: never misplace bytes
+            body.close()
+            raise RemoteError(f"{what}: the server answered another range ({reply.get('ContentRange')!r}) "
+                              f"than bytes {state.pos}-")
         try:
             while state.pos < state.end:
                 data = await self.once(what, lambda **_: body.read(min(STREAM_PIECE, state.end - state.pos)))

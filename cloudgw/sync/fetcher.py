@@ -166,22 +166,24 @@ class Fetcher:
         offset = first * BLOCK_SIZE
         end = min((last + 1) * BLOCK_SIZE, entry.fetch_limit)
         buf = bytearray()  # received bytes of pending[0] (and on)
-        fd = self.cache.open_fd(entry)
+        fd = -1
 
         def sink(data: bytes) -> None:
             buf.extend(data)
             while pending and (len(buf) >= BLOCK_SIZE or pending[0][0] * BLOCK_SIZE + len(buf) >= end):
-                block, flight = pending.popleft()
-                chunk = bytes(buf[:BLOCK_SIZE])
-                del buf[:BLOCK_SIZE]
+                block, flight = pending[0]  # leaves ``pending`` only once stored: a failed write
+                chunk = bytes(buf[:BLOCK_SIZE])  # (disk full) fails it with the rest of the run
                 # the block may have been written (fully) by the user meanwhile: never overwrite it
                 if entry.rev == rev and block < len(entry.blocks) and not entry.blocks[block]:
                     self._pwrite(fd, chunk, block * BLOCK_SIZE)
                     entry.set_sum(block, zlib.crc32(chunk))
                     self.cache.bytes_added += len(chunk)
+                del buf[:BLOCK_SIZE]
+                pending.popleft()
                 self._land(entry.ino, rev, block, flight)
 
         try:
+            fd = self.cache.open_fd(entry)
             if end > offset:
                 async with self._limiter:
                     await read_into(self.remote, remote_path, offset, end - offset, sink, rev=rev)
@@ -197,7 +199,8 @@ class Fetcher:
             for _, flight in pending:
                 flight.error = exc
         finally:
-            self.cache.release(entry)
+            if fd >= 0:
+                self.cache.release(entry)
             for block, flight in pending:
                 self._land(entry.ino, rev, block, flight)
 

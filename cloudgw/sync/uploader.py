@@ -141,11 +141,13 @@ class Uploader:
         path = store.path_of(inode)
         if path is None:
             return
+        # first: an unanswered write elsewhere becomes an orphan to clean up even while this
+        # reconcile is deferred (a directory's rmdir waits for it: ``unacked.holds_under``)
+        self.ctx.unacked.moved_away(ino, path)
         src = inode.remote_path
         if inode.kind is Kind.FILE and src and (path.startswith(src + "/") or src.startswith(path + "/")):
             await self._replace_nested(inode, src, path)
         self._check_target_free(inode, path)
-        self.ctx.unacked.moved_away(ino, path)
         busy = {path, inode.remote_path} - {None}  # (the inode may leave ``path`` while we work)
         self.ctx.in_flight |= busy
         try:

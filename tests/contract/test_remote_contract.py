@@ -788,6 +788,17 @@ def test_s3_error_mapping(exc, expected):
     assert str(mapped).startswith("PUT s3://b/k: ")
 
 
+@pytest.mark.parametrize("reply, offset, ok", [
+    ({"ContentRange": "bytes 5-9/10"}, 5, True),
+    ({"ContentRange": "bytes 0-9/10"}, 5, False),  # a server that ignored Range on a resume
+    ({}, 0, True), ({}, 7, False), ({"ContentRange": "garbage"}, 0, False),
+])
+def test_a_streamed_get_only_takes_a_reply_that_starts_where_it_asked(reply, offset, ok):
+    from cloudgw.remotes.s3_bucket import _starts_at
+
+    assert _starts_at(reply, offset) is ok
+
+
 def test_s3_error_mapping_keeps_retry_after_and_bucket_errors_apart():
     assert map_boto_error(_client_error(503, "SlowDown", {"retry-after": "3"}), "x").retry_after == 3.0
     gone = map_boto_error(_client_error(404, "NoSuchBucket"), "x")
