@@ -182,11 +182,6 @@ class CacheFiles:
                 self._db.execute("DELETE FROM entries WHERE ino = ?", (ino,))
                 continue
             entry = CacheEntry(ino, path, rev, limit, bytearray(blocks), last)
-            # What was written since ``rev``: exact only if the last process closed the cache
-            # (it persisted every map then).  After a crash the persisted set may lag writes
-            # whose blocks were already present, and a delta upload trusting it would copy the
-            # old remote bytes over them: unknown (None), so the next upload sends everything.
-            entry.changed = _decode_blocks(changed) if trust_maps and changed is not None else None
             if sums:
                 entry.sums.frombytes(sums)
             if len(entry.sums) != len(entry.blocks):  # no (or damaged) sums: present, to be summed
@@ -195,13 +190,17 @@ class CacheFiles:
             entry.unchecked = {b for b, state in enumerate(entry.blocks) if state == SUMMED}
             if not trust_maps and ino not in keep_maps:
                 entry._clear(len(entry.blocks))
-                entry.changed = None
                 entry.map_dirty = True
             else:  # a data file that lost its tail (disk damage): those blocks are fetched again
                 have = path.stat().st_size
                 for b in range(len(entry.blocks)):
                     if entry.blocks[b] and have < min((b + 1) * BLOCK_SIZE, limit):
                         entry.forget_block(b)
+            # What was written since ``rev``: exact only if the last process closed the cache
+            # (it persisted every map then).  After a crash the persisted set may lag writes
+            # whose blocks were already present, and a delta upload trusting it would copy the
+            # old remote bytes over them: unknown (None), so the next upload sends everything.
+            entry.changed = _decode_blocks(changed) if trust_maps and changed is not None else None
             if PRESENT in entry.blocks:
                 self.unsummed.add(ino)
             self._entries[ino] = entry

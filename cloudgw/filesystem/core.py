@@ -21,19 +21,18 @@ import time
 from collections import Counter
 
 from cloudgw.cache.files import CacheFiles
-from cloudgw.filesystem.ports import FsError, SyncPort
+from cloudgw.filesystem.ports import FsError, SyncPort, name_too_long
 from cloudgw.metadata.model import ROOT_INO, FileState, Inode
 from cloudgw.metadata.store import MetadataStore
 from cloudgw.remotes.base import Kind
 
-MAX_NAME = 255
 STATE_XATTR = "user.cloudgw.state"
 RENAME_NOREPLACE = 1
 RENAME_EXCHANGE = 2
 
 
 def _check_name(name: str) -> None:
-    if len(name.encode("utf-8", "surrogateescape")) > MAX_NAME:
+    if name_too_long(name):
         raise FsError(errno.ENAMETOOLONG)
     if "/" in name or name in ("", ".", ".."):
         raise FsError(errno.EINVAL)
@@ -105,7 +104,7 @@ class Namespace:
     # -- lookup / attributes -----------------------------------------------------------
 
     async def lookup(self, parent: int, name: str) -> Inode:
-        if len(name.encode("utf-8", "surrogateescape")) > MAX_NAME:
+        if name_too_long(name):
             raise FsError(errno.ENAMETOOLONG)  # as local filesystems answer stat/open of such a name
         directory = self.store.get(parent)
         if directory is None or not directory.listed or not directory.is_dir:

@@ -14,6 +14,14 @@ from cloudgw.cache.files import CacheEntry
 from cloudgw.metadata.model import Inode
 
 
+MAX_NAME = 255  # bytes in one path component, as on local filesystems
+
+
+def name_too_long(name: str) -> bool:
+    """Longer than a local name may be (also for names the remote hands us)."""
+    return len(name.encode("utf-8", "surrogateescape")) > MAX_NAME
+
+
 class FsError(Exception):
     """A POSIX error for the kernel: ``errno`` is what the caller sees."""
 

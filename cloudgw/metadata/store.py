@@ -185,22 +185,20 @@ class MetadataStore:
         if live is not None:
             return live
         inode = self._held.get(ino)
-        if inode is None:
-            row = self._db.execute(_SELECT_BY_INO, (ino,)).fetchone()
-            if row is None:
-                return None
-            inode = self._held[ino] = _row_to_inode(row)
-        self._live[ino] = inode
-        return inode
+        if inode is not None:
+            self._live[ino] = inode
+            return inode
+        row = self._db.execute(_SELECT_BY_INO, (ino,)).fetchone()
+        return None if row is None else self._from_row(row)
 
-    def _adopt(self, row: tuple) -> Inode:
+    def _from_row(self, row: tuple) -> Inode:
         """The one object for the inode in ``row``: the live or held one if any, else a new one.
 
         Lets a lookup or a listing fetch whole rows in one query instead of
         ``SELECT ino`` plus one ``get`` per inode, while keeping the identity
-        map's promise (see ``__init__``).  A row read here always matches an
-        object already in the map: every change goes through ``update``, which
-        writes the object and the row together.
+        map's promise (see ``__init__``).  An object already in the map wins over
+        the row: it may be ahead of it (a write moves size and mtime in memory
+        before they are persisted at flush or close).
         """
         ino = row[0]
         inode = self._live.get(ino)
@@ -213,15 +211,20 @@ class MetadataStore:
 
     def lookup(self, parent: int, name: str) -> Inode | None:
         row = self._db.execute(_SELECT_BY_NAME, (parent, name)).fetchone()
-        return None if row is None else self._adopt(row)
+        return None if row is None else self._from_row(row)
 
     def children(self, parent: int, after_ino: int = 0, limit: int = 1000) -> list[Inode]:
         """Children ordered by inode number (stable readdir offsets), paged."""
-        adopt = self._adopt
-        return [adopt(row) for row in self._db.execute(_SELECT_CHILDREN, (parent, after_ino, limit))]
+        from_row = self._from_row
+        return [from_row(row) for row in self._db.execute(_SELECT_CHILDREN, (parent, after_ino, limit))]
 
     def has_children(self, parent: int) -> bool:
         return self._exec("SELECT 1 FROM inodes WHERE parent = ? LIMIT 1", (parent,)).fetchone() is not None
+
+    def is_placed(self, remote_path: str) -> bool:
+        """Whether some inode is placed at ``remote_path`` (a question only: unlike
+        ``by_remote_path`` it builds and pins no object the kernel will never forget)."""
+        return self._exec("SELECT 1 FROM inodes WHERE remote_path = ? LIMIT 1", (remote_path,)).fetchone() is not None
 
     def by_remote_path(self, remote_path: str) -> Inode | None:
         row = self._exec("SELECT ino FROM inodes WHERE remote_path = ? LIMIT 1", (remote_path,)).fetchone()
@@ -310,13 +313,8 @@ class MetadataStore:
     ) -> Inode:
         now = time.time_ns()
         mtime = now if mtime_ns is None else mtime_ns
-        cur = self._exec(
-            "INSERT INTO inodes (parent, name, kind, mode, uid, gid, size, mtime_ns, ctime_ns, atime_ns,"
-            " target, state, remote_path, remote_rev, listed, data_version, needs_sync)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?)",
-            (parent, name, kind.value, mode & 0o7777, uid, gid, size, mtime, now, mtime, target,
-             state.value, remote_path, remote_rev, int(listed), int(needs_sync)),
-        )
+        cur = self._exec(_INSERT, _new_row(parent, name, kind, mode, uid, gid, size, mtime, now, target, state,
+                                           remote_path, remote_rev, listed, needs_sync))
         ino = cur.lastrowid
         assert ino is not None
         inode = Inode(ino, parent, name, kind, mode & 0o7777, uid, gid, size, mtime, now, mtime, target,
@@ -412,18 +410,29 @@ class MetadataStore:
 
         For a directory's first listing (thousands of rows at once): no
         ``Inode`` objects are built, a row becomes one when it is looked up, so
-        a big listing does not fill the identity map.  Like ``create``, it
-        commits on its own unless called inside ``transaction()``; names must
-        be free (``UNIQUE (parent, name)``).
+        a big listing does not fill the identity map.  One commit for all of
+        them (or part of the caller's ``transaction()``); names must be free
+        (``UNIQUE (parent, name)``).
         """
         now = time.time_ns()
-        self._db.executemany(
-            "INSERT INTO inodes (parent, name, kind, mode, uid, gid, size, mtime_ns, ctime_ns, atime_ns,"
-            " target, state, remote_path, remote_rev, listed, data_version, needs_sync)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, 0, 0)",
-            ((parent, c.name, c.kind.value, c.mode & 0o7777, c.uid, c.gid, c.size, c.mtime_ns, now, c.mtime_ns,
-              c.target, c.state.value, c.remote_path, c.remote_rev) for c in children),
-        )
+        with self.transaction():
+            self._db.executemany(_INSERT, (
+                _new_row(parent, c.name, c.kind, c.mode, c.uid, c.gid, c.size, c.mtime_ns, now, c.target, c.state,
+                         c.remote_path, c.remote_rev) for c in children))
+
+
+_INSERT = ("INSERT INTO inodes (parent, name, kind, mode, uid, gid, size, mtime_ns, ctime_ns, atime_ns,"
+           " target, state, remote_path, remote_rev, listed, data_version, needs_sync)"
+           " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?)")
+
+
+def _new_row(parent: int | None, name: str, kind: Kind, mode: int, uid: int, gid: int, size: int, mtime_ns: int,
+             now: int, target: str | None, state: FileState, remote_path: str | None, remote_rev: str | None,
+             listed: bool = False, needs_sync: bool = False) -> tuple:
+    """The values of ``_INSERT`` for a new inode: permission bits only, changed now,
+    last accessed when last modified."""
+    return (parent, name, kind.value, mode & 0o7777, uid, gid, size, mtime_ns, now, mtime_ns, target, state.value,
+            remote_path, remote_rev, int(listed), int(needs_sync))
 
 
 def _assign(dst: Inode, src: Inode) -> None:

@@ -197,27 +197,21 @@ class S3Remote:
             raise RemoteNotFound(f"list {self.s3.url(base)}: no such directory")
 
     async def read(self, path: str, offset: int, length: int, *, rev: str | None = None) -> bytes:
-        key = self._key(path)
-        what = f"GET {self.s3.url(key)}"
-        cond = {"IfMatch": f'"{rev_of(rev)}"'} if rev is not None else {}
-        if length <= 0:
-            await self.s3.call(what, "head_object", Key=key, **cond)
-            return b""
-        try:
-            return await self.s3.get(what, Key=key, Range=f"bytes={offset}-{offset + length - 1}", **cond)
-        except RemoteError as exc:
-            if getattr(exc, "code", "") == "InvalidRange":
-                return b""  # at or past the end (servers evaluate If-Match first)
-            raise
+        pieces: list[bytes] = []
+        await self.read_into(path, offset, length, pieces.append, rev=rev)
+        return b"".join(pieces)
 
     async def read_into(self, path: str, offset: int, length: int, sink: Callable[[bytes], None], *,
                         rev: str | None = None) -> None:
-        if length <= 0:
-            sink(await self.read(path, offset, length, rev=rev))
-            return
+        """Every ranged GET goes here (``read`` too): one GET streamed into ``sink``, resumed
+        where it breaks (``S3Bucket.get_into``)."""
         key = self._key(path)
+        what = f"GET {self.s3.url(key)}"
         cond = {"IfMatch": f'"{rev_of(rev)}"'} if rev is not None else {}
-        await self.s3.get_into(f"GET {self.s3.url(key)}", key, offset, length, sink, **cond)
+        if length <= 0:  # nothing to read: the revision check alone
+            await self.s3.call(what, "head_object", Key=key, **cond)
+            return
+        await self.s3.get_into(what, key, offset, length, sink, **cond)
 
     async def write(
         self,

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import trio
 
 from cloudgw.cache.files import CacheFiles
-from cloudgw.filesystem.ports import Invalidate, InvalidateEntry, Orphaned
+from cloudgw.filesystem.ports import MAX_NAME, Invalidate, InvalidateEntry, Orphaned, name_too_long
 from cloudgw.metadata.model import FileState, Inode
 from cloudgw.metadata.store import MetadataStore, NewChild
 from cloudgw.remotes.base import Kind, Remote, RemoteEntry
@@ -33,8 +33,8 @@ _DEFAULT_MODE = {Kind.DIR: 0o755, Kind.SYMLINK: 0o777}  # files: 0o644
 def name_fits(entry: RemoteEntry) -> bool:
     """Whether a remote entry's name can be a local name (255 bytes at most); one that
     cannot is skipped with a warning, never truncated into another file's name."""
-    if len(entry.name.encode("utf-8", "surrogateescape")) > 255:
-        log.warning("skipping remote entry %r: name longer than 255 bytes", entry.path)
+    if name_too_long(entry.name):
+        log.warning("skipping remote entry %r: name longer than %d bytes", entry.path, MAX_NAME)
         return False
     return True
 
@@ -127,7 +127,7 @@ class SyncContext:
             return False  # (in flight: our own change, done on the remote, not yet heard of)
         if self.store.tombstone(path) is not None or self.under_tombstone(path, tombstoned_dirs):
             return False
-        return self.store.by_remote_path(path) is None
+        return not self.store.is_placed(path)
 
     def adopt(self, entry: RemoteEntry, parent: Inode, *, listed: bool = False) -> Inode | None:
         """Create the local inode for a remote entry (caller checked ``may_adopt``)."""

@@ -39,9 +39,10 @@ from cloudgw.errors import PreconditionFailed, RemoteError
 from cloudgw.remotes.base import Remote, read_into
 
 log = logging.getLogger(__name__)
-RUN_BLOCKS = 4  # read-ahead blocks per ranged read (held in memory whole)
-STREAM_RUN_BLOCKS = 32  # per ranged read from a remote that streams (``Capabilities.streaming_reads``)
-STREAM_READAHEAD_BLOCKS = 64
+# (blocks per ranged read, largest read-ahead window): a read is held in memory whole,
+# unless the remote streams it (``Capabilities.streaming_reads``)
+WHOLE_READS = (4, 16)
+STREAMED_READS = (32, 64)
 
 
 @dataclass
@@ -58,14 +59,12 @@ class _Stream:
 
 
 class Fetcher:
-    def __init__(self, remote: Remote, cache: CacheFiles, *, parallel: int = 8, max_readahead_blocks: int = 16,
+    def __init__(self, remote: Remote, cache: CacheFiles, *, parallel: int = 8,
                  make_room: Callable[[int], int] | None = None) -> None:
         self.remote = remote
         self.cache = cache
         self.make_room = make_room  # evicts clean data when the cache disk is full
-        streams = remote.capabilities.streaming_reads
-        self.run_blocks = STREAM_RUN_BLOCKS if streams else RUN_BLOCKS
-        self.max_readahead = max(max_readahead_blocks, STREAM_READAHEAD_BLOCKS if streams else 0)
+        self.run_blocks, self.max_readahead = STREAMED_READS if remote.capabilities.streaming_reads else WHOLE_READS
         self._limiter = trio.CapacityLimiter(parallel)
         # (ino, rev, block): a flight serves one revision; after a reset (remote changed)
         # the new revision's readers never wait on the old one's flights

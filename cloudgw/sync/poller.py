@@ -51,7 +51,7 @@ class Poller:
         new_entries = [e for p, e in sorted(listing.items(), key=lambda kv: kv[0].count("/"))]
         targets = {}
         for e in new_entries:
-            if e.kind is Kind.SYMLINK and e.symlink_target is None and ctx.store.by_remote_path(e.path) is None:
+            if e.kind is Kind.SYMLINK and e.symlink_target is None and not ctx.store.is_placed(e.path):
                 targets[e.path] = await self.lister.with_target(e)
         store = ctx.store
         tombstoned = ctx.tombstoned_dirs()

@@ -25,6 +25,7 @@ from __future__ import annotations
 import logging
 import zlib
 from dataclasses import dataclass, field
+from typing import Iterator
 
 from cloudgw.errors import RemoteError, RemoteNotFound
 from cloudgw.metadata.store import MetadataStore
@@ -106,7 +107,7 @@ class UnackedWrites:
         """A directory that may have been made: tombstoned (removed only if empty, so
         nothing of anyone else's goes with it)."""
         path = self._dirs.pop(ino, None)
-        if path is not None and self.store.by_remote_path(path) is None and self.store.tombstone(path) is None:
+        if path is not None and not self.store.is_placed(path) and self.store.tombstone(path) is None:
             self.store.add_tombstone(path, None, Kind.DIR)
 
     async def is_ours(self, sent: SentWrite, theirs: RemoteEntry) -> bool:
@@ -142,25 +143,28 @@ class UnackedWrites:
             except RemoteError:
                 left.append(sent)
                 continue
-            if ours and self.store.by_remote_path(sent.path) is None and self.store.tombstone(sent.path) is None:
+            if ours and not self.store.is_placed(sent.path) and self.store.tombstone(sent.path) is None:
                 log.info("%s: an upload whose reply was lost had landed; removing it (its file moved or was deleted)",
                          sent.path)
                 self.store.add_tombstone(sent.path, theirs.rev, Kind.FILE)
         self._orphans = left
 
+    def _unsettled(self) -> Iterator[str]:
+        """Paths where a write or mkdir of ours may have landed without our knowing."""
+        yield from (s.path for s in self._orphans)
+        yield from self._dirs.values()
+        yield from (s.path for recent in self._sent.values() for s in recent)
+
     def holds(self, path: str) -> bool:
         """An object at ``path`` may be a write of ours not yet accounted for (polls skip it)."""
-        return (any(s.path == path for s in self._orphans) or path in self._dirs.values()
-                or any(s.path == path for recent in self._sent.values() for s in recent))
+        return any(p == path for p in self._unsettled())
 
     def holds_under(self, directory: str) -> bool:
         """A write or mkdir of ours with no answer may have landed below ``directory``: its
         rmdir must wait until that is settled, or it would take our own object for somebody
         else's data, keep the directory, and the poll would bring it back."""
         prefix = directory + "/"
-        return (any(s.path.startswith(prefix) for s in self._orphans)
-                or any(p.startswith(prefix) for p in self._dirs.values())
-                or any(s.path.startswith(prefix) for recent in self._sent.values() for s in recent))
+        return any(p.startswith(prefix) for p in self._unsettled())
 
     def pending(self) -> int:
         return len(self._orphans)

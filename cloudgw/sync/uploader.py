@@ -330,7 +330,7 @@ class Uploader:
         store = self.ctx.store
         for n in range(1, MAX_CONFLICT_CANDIDATES + 1):
             candidate = conflict_name(path, now, n)
-            if store.by_remote_path(candidate) is not None or store.resolve(candidate) is not None:
+            if store.is_placed(candidate) or store.resolve(candidate) is not None:
                 continue
             try:
                 await self.ctx.remote.stat(candidate)
