@@ -40,7 +40,8 @@ from cloudgw.fuse.operations import FuseOperations
 from cloudgw.metadata.model import FileState
 from cloudgw.metadata.store import MetadataStore
 from cloudgw.remotes.base import Remote
-from cloudgw.remotes.open import open_remote
+from cloudgw.remotes.open import open_remotes
+from cloudgw.remotes.registry import Common
 from cloudgw.remotes.router import RouterRemote
 from cloudgw.sync.context import SyncContext
 from cloudgw.sync.engine import SyncEngine, SyncSettings
@@ -49,14 +50,7 @@ log = logging.getLogger(__name__)
 
 
 def build_remote(config: MountConfig) -> Remote:
-    def one(spec):  # noqa: ANN001
-        extra = {"retry_deadline": config.remote_timeout} if spec.url.lower().startswith("s3:") else {}
-        return open_remote(spec.url, endpoint_url=spec.endpoint_url, region=spec.region, path_style=spec.path_style,
-                           **extra)
-
-    if list(config.remotes) == [""]:
-        return with_test_faults(one(config.remotes[""]))
-    return with_test_faults(RouterRemote({name: one(spec) for name, spec in config.remotes.items()}))
+    return with_test_faults(open_remotes(config.remotes, Common(timeout=config.remote_timeout)))
 
 
 def with_test_faults(remote: Remote) -> Remote:
@@ -78,7 +72,7 @@ def with_test_faults(remote: Remote) -> Remote:
 
 def remote_identity(config: MountConfig) -> str:
     """What the cache dir belongs to (no secrets): its placements only make sense there."""
-    return json.dumps({name: {"url": s.url, "endpoint_url": s.endpoint_url}
+    return json.dumps({name: {"url": s.url, "endpoint_url": s.options.get("endpoint_url")}
                        for name, s in sorted(config.remotes.items())}, sort_keys=True)
 
 
@@ -103,12 +97,13 @@ def lock_cache_dir(cache_dir: Path) -> int:
 def check_cache_owner(store: MetadataStore, config: MountConfig) -> None:
     identity = remote_identity(config)
     owner = store.get_kv("remote_identity")
-    if owner is None:
-        store.set_kv("remote_identity", identity)
-        store.set_kv("remote_specs", json.dumps({name: vars(spec) for name, spec in config.remotes.items()}))
-    elif owner != identity:
+    if owner is not None and owner != identity:
         urls = ", ".join(v["url"] for v in json.loads(owner).values())
         raise UserError(f"cache dir {config.cache_dir} belongs to {urls}: use another --cache-dir for this remote")
+    store.set_kv("remote_identity", identity)
+    # what fsck needs to build the same remotes (options may change between mounts: a new password file)
+    store.set_kv("remote_specs", json.dumps({name: spec.to_json() for name, spec in config.remotes.items()}))
+    store.set_kv("remote_timeout", str(config.remote_timeout))
 
 
 def fuse_options(config: MountConfig) -> set[str]:

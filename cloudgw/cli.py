@@ -110,7 +110,8 @@ def mount_config(args: argparse.Namespace) -> MountConfig:
     else:
         if args.remote is None:
             raise UserError("missing REMOTE: cloudgw mount file:///abs/path|s3://bucket[/prefix] MOUNTPOINT")
-        remotes = {"": RemoteSpec(args.remote, args.endpoint_url, args.region, args.path_style)}
+        given = {"endpoint_url": args.endpoint_url, "region": args.region, "path_style": args.path_style}
+        remotes = {"": RemoteSpec(args.remote, {k: v for k, v in given.items() if v is not None})}
         cache, sync = {}, {}
 
     def pick(cli_value, file_value, default):  # noqa: ANN001, ANN202

@@ -24,6 +24,10 @@ TOML format (``cloudgw mount --config FILE MOUNTPOINT``)::
 
     [remotes.archive]
     url = "file:///srv/archive"
+
+The keys a ``[remotes.NAME]`` table accepts besides ``url`` are the options its
+remote type declares (``cloudgw.remotes.registry``); they are checked when the
+remote is built.
 """
 
 from __future__ import annotations
@@ -65,10 +69,23 @@ def parse_duration(text: str | int | float, what: str) -> float:
 
 @dataclass(frozen=True)
 class RemoteSpec:
+    """One remote as configured: its URL and the options of its type (checked when the
+    remote is built, by ``cloudgw.remotes.registry``, so this module imports no remote)."""
+
     url: str
-    endpoint_url: str | None = None
-    region: str | None = None
-    path_style: bool | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+    where: str = "command line"  # where the options come from, for error messages
+
+    def to_json(self) -> dict[str, Any]:
+        return {"url": self.url, "options": self.options}
+
+    @classmethod
+    def from_json(cls, doc: dict[str, Any], where: str) -> "RemoteSpec":
+        """From ``to_json`` (or the flat S3 keys that mounts before the registry recorded)."""
+        options = doc.get("options")
+        if options is None:
+            options = {k: v for k, v in doc.items() if k in ("endpoint_url", "region", "path_style") and v is not None}
+        return cls(doc["url"], dict(options), where)
 
 
 @dataclass(frozen=True)
@@ -141,10 +158,8 @@ def remotes_from_toml(doc: dict[str, Any], path: Path) -> dict[str, RemoteSpec]:
             raise UserError(f"config file {path}: [remotes.{name}] needs url = \"file:///...\" or \"s3://bucket\"")
         if "/" in name or name in (".", ".."):
             raise UserError(f"config file {path}: remote name {name!r} cannot be a folder name")
-        unknown = set(body) - {"url", "endpoint_url", "region", "path_style"}
-        if unknown:
-            raise UserError(f"config file {path}: [remotes.{name}] has unknown keys {sorted(unknown)}")
-        specs[name] = RemoteSpec(body["url"], body.get("endpoint_url"), body.get("region"), body.get("path_style"))
+        options = {k: v for k, v in body.items() if k != "url"}
+        specs[name] = RemoteSpec(body["url"], options, f"config file {path}: [remotes.{name}]")
     return specs
 
 

@@ -197,8 +197,9 @@ async def run_fsck(cache_dir: Path, *, repair: bool, remote_check: bool = True) 
     import json
 
     from cloudgw.app import lock_cache_dir
-    from cloudgw.remotes.open import open_remote
-    from cloudgw.remotes.router import RouterRemote
+    from cloudgw.config import RemoteSpec
+    from cloudgw.remotes.open import open_remotes
+    from cloudgw.remotes.registry import Common
 
     fsck = Fsck(cache_dir, repair=repair)
     lock_fd = lock_cache_dir(cache_dir)
@@ -210,10 +211,10 @@ async def run_fsck(cache_dir: Path, *, repair: bool, remote_check: bool = True) 
         try:
             fsck.check_local(store, cache)
             specs = json.loads(store.get_kv("remote_specs") or "{}")
+            remote_timeout = float(store.get_kv("remote_timeout") or 30.0)
             if remote_check and specs:
-                remotes = {name: open_remote(s["url"], endpoint_url=s.get("endpoint_url"), region=s.get("region"),
-                                             path_style=s.get("path_style")) for name, s in specs.items()}
-                remote = remotes[""] if list(remotes) == [""] else RouterRemote(remotes)
+                remote = open_remotes({name: RemoteSpec.from_json(s, f"the mount recorded in {cache_dir}")
+                                       for name, s in specs.items()}, Common(timeout=remote_timeout))
                 try:
                     await fsck.check_remote(store, remote)
                 finally:

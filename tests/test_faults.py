@@ -22,7 +22,7 @@ from cloudgw.errors import RemoteError
 from cloudgw.remotes.base import BytesSource, Expect, Kind, Remote
 from cloudgw.remotes.faulty import IDEMPOTENT, OPS, Fault, FaultPlan, FaultyRemote, Rule
 from cloudgw.remotes.local import LocalRemote
-from cloudgw.remotes.open import open_remote
+from cloudgw.remotes.s3 import S3Remote
 from tests.inprocess.harness import Harness, running
 
 MiB = 1024 * 1024
@@ -44,8 +44,8 @@ def inner(request, tmp_path: Path) -> Remote:  # noqa: ANN001
         monkeypatch.setenv(k, v)
     bucket = f"faults-{os.urandom(6).hex()}"
     server.client().create_bucket(Bucket=bucket)
-    remote = open_remote(f"s3://{bucket}/data", endpoint_url=server.endpoint_url, path_style=True,
-                         multipart_threshold=6 * MiB, part_size=5 * MiB)
+    remote = S3Remote(bucket, "data", endpoint_url=server.endpoint_url, path_style=True,
+                      multipart_threshold=6 * MiB, part_size=5 * MiB)
     remote.raw = server.client()  # type: ignore[attr-defined]  # to look behind the remote's back
     remote.bucket_name = bucket  # type: ignore[attr-defined]
     return remote
@@ -345,20 +345,20 @@ async def test_truncated_reads_never_return_wrong_bytes(inner: Remote, tmp_path:
                 await h.read_file(p)
             with pytest.raises(RemoteError):
                 await read_range(h, p, 10, 100)
-        always.probability = 0.5
-        ok = errors = 0
+        always.probability = 0.5  # some reads fail, some succeed: which ones depends on timing
         for _ in range(3):
             for p, data in files.items():
                 try:
-                    assert await h.read_file(p) == data
-                    ok += 1
+                    assert await h.read_file(p) == data  # exact bytes ...
                 except RemoteError:
-                    errors += 1
+                    pass  # ... or an error, never anything else
         plan.off()
         for p, data in files.items():  # nothing short was cached
             assert await h.read_file(p) == data
     await inner.aclose()
-    assert plan.injected[("read", Fault.TRUNCATE)] >= 2 * len(files) and ok > 0 and errors > 0
+    # Whether a read at 50% fails depends on which of its block fetches drew a fault (timing):
+    # no count of failures or successes is asserted there, only that no read returned wrong bytes.
+    assert plan.injected[("read", Fault.TRUNCATE)] >= 2 * len(files)
 
 
 # -- resets, hangs, retries -------------------------------------------------------------------------------

@@ -31,6 +31,7 @@ import errno
 import os
 import stat as st_
 import time
+import urllib.parse
 from pathlib import Path
 from typing import Collection, AsyncIterator, Callable, TypeVar
 
@@ -51,6 +52,7 @@ from cloudgw.remotes.local_ops import (
     map_oserror,
     read_umask,
 )
+from cloudgw.remotes.registry import Common, RemoteType, RemoteURL
 from cloudgw.remotes.util import remote_error, split_path
 
 CHUNK = 1 << 20
@@ -445,3 +447,12 @@ class LocalRemote:
 
     async def aclose(self) -> None:
         return None
+
+
+def _build(url: RemoteURL, options: dict, common: Common) -> LocalRemote:
+    if url.netloc not in ("", "localhost") or not url.path.startswith("/"):
+        raise url.bad("the path must be absolute (three slashes)")
+    return LocalRemote(Path(urllib.parse.unquote(url.path)))
+
+
+REMOTE_TYPE = RemoteType(options=(), build=_build)

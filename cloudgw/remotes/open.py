@@ -1,65 +1,23 @@
-"""Remote URLs -> Remote objects: ``file:///absolute/path`` and ``s3://bucket[/prefix]``."""
+"""Configured remotes -> one Remote: a single remote as is, several behind a router."""
 
 from __future__ import annotations
 
-import urllib.parse
-from pathlib import Path
-from typing import Any
-
-from cloudgw.errors import UserError
+from typing import Any, Mapping, Protocol
 from cloudgw.remotes.base import Remote
-
-_HINT = "use file:///absolute/path or s3://bucket[/prefix]"
-
-
-def _bad(url: str, why: str = "") -> UserError:
-    return UserError(f"unsupported remote URL {url!r}{': ' + why if why else ''}: {_HINT}")
+from cloudgw.remotes.registry import Common, open_remote
+from cloudgw.remotes.router import RouterRemote
 
 
-def open_remote(
-    url: str,
-    *,
-    endpoint_url: str | None = None,
-    region: str | None = None,
-    path_style: bool | None = None,
-    conditional_writes: bool | None = None,
-    **s3_options: Any,
-) -> Remote:
-    """Build (but do not contact) the remote for ``url``; call ``check()`` next.
+class RemoteSpec(Protocol):
+    """What the remotes layer needs of a configured remote (``cloudgw.config.RemoteSpec``)."""
 
-    S3 credentials, region and endpoint come from boto3's standard chain unless
-    given here; ``path_style`` None means path-style exactly when a custom
-    endpoint is configured.  ``s3_options`` go to ``S3Remote`` (part size...).
-    """
-    try:
-        parts = urllib.parse.urlsplit(url)
-    except ValueError:
-        raise _bad(url) from None
-    if parts.query or parts.fragment:
-        raise _bad(url, "no ?query or #fragment allowed")
-    scheme = parts.scheme.lower()
-    if scheme == "file":
-        if parts.netloc not in ("", "localhost") or not parts.path.startswith("/"):
-            raise _bad(url, "the path must be absolute (three slashes)")
-        from cloudgw.remotes.local import LocalRemote
+    url: str
+    options: Mapping[str, Any]
+    where: str
 
-        return LocalRemote(Path(urllib.parse.unquote(parts.path)))
-    if scheme == "s3":
-        bucket = parts.netloc
-        if not bucket or any(c in bucket for c in " @:"):
-            raise _bad(url, "missing or invalid bucket name")
-        prefix = urllib.parse.unquote(parts.path).strip("/")
-        if any(p in (".", "..") for p in prefix.split("/")) or "//" in prefix:
-            raise _bad(url, "invalid prefix")
-        from cloudgw.remotes.s3 import S3Remote
 
-        return S3Remote(
-            bucket,
-            prefix,
-            endpoint_url=endpoint_url,
-            region=region,
-            path_style=path_style,
-            conditional_writes=conditional_writes,
-            **s3_options,
-        )
-    raise _bad(url)
+def open_remotes(specs: Mapping[str, RemoteSpec], common: Common = Common()) -> Remote:
+    """Build (but do not contact) the configured remotes: ``{"": spec}`` is one remote at
+    the mount's root; named specs become one top-level folder each."""
+    remotes = {name: open_remote(spec.url, spec.options, common, where=spec.where) for name, spec in specs.items()}
+    return remotes[""] if list(remotes) == [""] else RouterRemote(remotes)

@@ -58,6 +58,7 @@ from cloudgw.errors import (
     SourceChanged,
 )
 from cloudgw.remotes.base import Capabilities, Expect, FileAttrs, Kind, RemoteEntry, UploadSource, delta_base
+from cloudgw.remotes.registry import Common, Option, RemoteType, RemoteURL
 from cloudgw.remotes.util import remote_error, split_path
 from cloudgw.remotes.s3_bucket import MiB, S3Bucket
 from cloudgw.remotes.s3_errors import check_error
@@ -375,3 +376,24 @@ class S3Remote:
 
     async def aclose(self) -> None:
         await self.s3.aclose()
+
+
+def _build(url: RemoteURL, options: dict[str, Any], common: Common) -> S3Remote:
+    bucket = url.netloc
+    if not bucket or any(c in bucket for c in " @:"):
+        raise url.bad("missing or invalid bucket name")
+    prefix = urllib.parse.unquote(url.path).strip("/")
+    if any(p in (".", "..") for p in prefix.split("/")) or "//" in prefix:
+        raise url.bad("invalid prefix")
+    return S3Remote(bucket, prefix, retry_deadline=common.timeout, **options)
+
+
+REMOTE_TYPE = RemoteType(
+    options=(
+        Option("endpoint_url", str, "the S3 endpoint, e.g. http://192.168.1.20:9000 (default: AWS_ENDPOINT_URL or AWS)"),
+        Option("region", str, "the bucket's region (default: AWS_DEFAULT_REGION or the profile's)"),
+        Option("path_style", bool, "path-style addressing (default: on exactly when endpoint_url is set)"),
+        Option("profile", str, "a profile of ~/.aws/credentials"),
+    ),
+    build=_build,
+)

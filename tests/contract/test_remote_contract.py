@@ -41,7 +41,7 @@ from cloudgw.errors import (
 from cloudgw.remotes.base import BytesSource, Expect, FileAttrs, Kind, RemoteEntry, read_into
 from cloudgw.remotes.local import LocalRemote
 from cloudgw.remotes.local_ops import map_oserror
-from cloudgw.remotes.open import open_remote
+from cloudgw.remotes.registry import open_remote, read_secret, url_forms
 from cloudgw.remotes.router import RouterRemote
 from cloudgw.remotes.s3 import S3Remote
 from cloudgw.remotes.s3_errors import map_boto_error
@@ -731,7 +731,7 @@ def test_router_capabilities_are_the_conservative_combination(tmp_path):
 def test_open_remote(tmp_path):
     local = open_remote(f"file://{tmp_path}/with%20space")
     assert isinstance(local, LocalRemote) and str(local.root) == f"{tmp_path}/with space"
-    s3 = open_remote("s3://my-bucket/some/prefix/", endpoint_url="http://127.0.0.1:9", region="eu-west-1")
+    s3 = open_remote("s3://my-bucket/some/prefix/", {"endpoint_url": "http://127.0.0.1:9", "region": "eu-west-1"})
     assert isinstance(s3, S3Remote)
     assert (s3.bucket, s3.prefix, s3.endpoint) == ("my-bucket", "some/prefix/", "http://127.0.0.1:9")
     assert open_remote("s3://my-bucket").prefix == ""
@@ -740,7 +740,39 @@ def test_open_remote(tmp_path):
             open_remote(url)
         message = str(info.value)
         assert message.startswith(f"unsupported remote URL {url!r}"), message
-        assert message.endswith(": use file:///absolute/path or s3://bucket[/prefix]"), message
+        assert message.endswith(f": use {url_forms()}"), message
+        assert "file:///abs/path" in message and "s3://bucket[/prefix]" in message
+
+
+@pytest.mark.parametrize("options, match", [
+    ({"region": "x"}, r"^where: unknown option region for file:// remotes \(options: none\)$"),
+])
+def test_open_remote_refuses_options_its_type_does_not_declare(tmp_path, options, match):
+    with pytest.raises(UserError, match=match):
+        open_remote(f"file://{tmp_path}", options, where="where")
+
+
+@pytest.mark.parametrize("options, match", [
+    ({"regoin": "x"}, r"^w: unknown option regoin for s3:// remotes \(options: endpoint_url, path_style, profile, region\)$"),
+    ({"path_style": "yes"}, r"^w: path_style must be true or false, not 'yes': path-style addressing"),
+    ({"region": 3}, r"^w: region must be a string, not 3"),
+])
+def test_open_remote_checks_option_names_and_types(options, match):
+    with pytest.raises(UserError, match=match):
+        open_remote("s3://bucket", options, where="w")
+
+
+def test_secret_files_must_be_private(tmp_path):
+    secret = tmp_path / "pw"
+    secret.write_text("hunter2\n")
+    secret.chmod(0o644)
+    with pytest.raises(UserError, match=r"readable by others \(mode 0644\): chmod 600") as info:
+        read_secret(secret, "password_file")
+    assert "hunter2" not in str(info.value)
+    secret.chmod(0o600)
+    assert read_secret(secret, "password_file") == "hunter2"
+    with pytest.raises(UserError, match="cannot read"):
+        read_secret(tmp_path / "missing", "password_file")
 
 
 async def test_an_unreachable_s3_endpoint_is_retried_then_unavailable():
