@@ -10,8 +10,13 @@
         ├── RemoteNotEmpty          ENOTEMPTY
         ├── RemotePermissionDenied  EACCES (bad credentials, forbidden)
         ├── RemoteUnsupported       EOPNOTSUPP (the remote cannot do this)
+        ├── RemoteNameInvalid       EINVAL: a name the remote cannot hold, even mapped
+        ├── RemoteNameTooLong       ENAMETOOLONG: a name or path too long for the remote
+        │                           (both raised at create/rename time, never by uploads)
         ├── PreconditionFailed      the remote revision is not the one expected
         │                           (someone else changed it): a conflict
+        ├── CursorExpired           a change feed no longer knows our cursor:
+        │                           list everything again (never seen by FUSE)
         └── TransientRemoteError    timeouts, 5xx, throttling: worth retrying;
             └── RemoteUnavailable   retries exhausted / remote down (EIO)
 
@@ -61,10 +66,26 @@ class RemoteUnsupported(RemoteError):
     errno = _errno.EOPNOTSUPP
 
 
+class RemoteNameInvalid(RemoteError):
+    """The remote cannot hold this name even mapped (``cloudgw.remotes.names``)."""
+
+    errno = _errno.EINVAL
+
+
+class RemoteNameTooLong(RemoteError):
+    """The name or path, as the remote would store it, exceeds the remote's limits."""
+
+    errno = _errno.ENAMETOOLONG
+
+
 class PreconditionFailed(RemoteError):
     """The object at the path is not at the revision the caller expected."""
 
     errno = _errno.EIO
+
+
+class CursorExpired(RemoteError):
+    """A change feed's cursor is too old (Graph 410 Gone, Drive invalid page token)."""
 
 
 class TransientRemoteError(RemoteError):

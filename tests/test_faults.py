@@ -8,6 +8,7 @@ faults stop and the queue drains, the remote must hold exactly the local tree.
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import os
 import random
@@ -965,14 +966,18 @@ async def test_a_failed_cache_write_fails_the_read_and_does_not_hang_it(tmp_path
         assert len(failures) == 1
 
 
-async def test_a_directory_waits_for_a_move_into_it_that_is_under_way(tmp_path: Path):
+@pytest.mark.parametrize("dir_rename", [False, True], ids=["entry-by-entry", "one-call"])
+async def test_a_directory_waits_for_a_move_into_it_that_is_under_way(tmp_path: Path, dir_rename: bool):
     """mv x a; mv a b: f's remote move x/f -> a/f is slow; a's rmdir ran before it landed, the move
-    then recreated a, and the empty a stayed on the remote (the poll brought it back)."""
+    then recreated a, and the empty a stayed on the remote (the poll brought it back).  On a remote
+    that renames directories in one call, that call (x -> a) is the slow one."""
     cloud = tmp_path / "cloud"
     cloud.mkdir()
-    slow_move = Rule(Fault.SLOW, ops="rename", path="x/f", seconds=0.5, limit=1)
+    slow_move = Rule(Fault.SLOW, ops="rename", path="x" if dir_rename else "x/f", seconds=0.5, limit=1)
     plan = FaultPlan([slow_move])
-    async with running(FaultyRemote(LocalRemote(cloud), plan), tmp_path / "cache", **FAST) as h:
+    local = LocalRemote(cloud)
+    local.capabilities = dataclasses.replace(local.capabilities, dir_rename=dir_rename)
+    async with running(FaultyRemote(local, plan), tmp_path / "cache", **FAST) as h:
         await h.mkdir("x")
         await h.write_file("x/f", b"f")
         await h.settle()

@@ -28,7 +28,9 @@ guard.  On startup UPLOADING and CONFLICT become DIRTY again (the upload is
 redone; conditional writes make a redo safe), and every DIRTY file is queued.
 
 Placement is a second, independent fact: ``remote_path`` is where the remote
-holds this inode's object now (None: nowhere yet).  When it differs from the
+holds this inode's object now (None: nowhere yet), and on remotes with stable
+item ids (``Capabilities.stable_ids``) ``remote_id`` is that object's id, so a
+rename or move made elsewhere is recognised as a move (same inode, cache kept).  When it differs from the
 inode's local path (after a rename) the sync engine moves the remote object.
 """
 
@@ -80,6 +82,7 @@ class Inode:
     listed: bool  # directories: children loaded from the remote
     data_version: int  # bumped by every write/truncate: detects changes during upload
     needs_sync: bool  # something (content, placement, existence) awaits the sync engine
+    remote_id: str | None = None  # the remote's stable item id where it has ids: a move made elsewhere stays a move
 
     @property
     def st_mode(self) -> int:

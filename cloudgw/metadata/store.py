@@ -51,6 +51,7 @@ CREATE TABLE IF NOT EXISTS inodes (
     listed INTEGER NOT NULL,
     data_version INTEGER NOT NULL,
     needs_sync INTEGER NOT NULL,
+    remote_id TEXT,
     UNIQUE (parent, name)
 );
 CREATE INDEX IF NOT EXISTS inodes_remote_path ON inodes (remote_path);
@@ -96,9 +97,9 @@ def _row_to_inode(row: tuple) -> Inode:
     kernel looks up after dropping its caches, so it is on the LOOKUP hot path.
     """
     (ino, parent, name, kind, mode, uid, gid, size, mtime_ns, ctime_ns, atime_ns, target, state,
-     remote_path, remote_rev, listed, data_version, needs_sync) = row
+     remote_path, remote_rev, listed, data_version, needs_sync, remote_id) = row
     return Inode(ino, parent, name, _KINDS[kind], mode, uid, gid, size, mtime_ns, ctime_ns, atime_ns, target,
-                 _STATES[state], remote_path, remote_rev, bool(listed), data_version, bool(needs_sync))
+                 _STATES[state], remote_path, remote_rev, bool(listed), data_version, bool(needs_sync), remote_id)
 
 
 def _to_sql(name: str, value: Any) -> Any:
@@ -122,7 +123,9 @@ class MetadataStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA foreign_keys=OFF")
+        _migrate(self._db)
         self._db.executescript(_SCHEMA)
+        self._db.execute("CREATE INDEX IF NOT EXISTS inodes_remote_id ON inodes (remote_id) WHERE remote_id IS NOT NULL")
         self._live: dict[int, Inode] = {}  # pinned while the kernel knows the inode
         # every object still referenced anywhere (an upload in flight, a handle): after the
         # kernel's FORGET, a new LOOKUP must get that same object back, not a second copy
@@ -226,6 +229,20 @@ class MetadataStore:
         ``by_remote_path`` it builds and pins no object the kernel will never forget)."""
         return self._exec("SELECT 1 FROM inodes WHERE remote_path = ? LIMIT 1", (remote_path,)).fetchone() is not None
 
+    def by_remote_id(self, remote_id: str) -> Inode | None:
+        row = self._exec("SELECT ino FROM inodes WHERE remote_id = ? LIMIT 1", (remote_id,)).fetchone()
+        return None if row is None else self.get(row[0])
+
+    def move_placements(self, old: str, new: str) -> None:
+        """Everything placed under directory ``old`` is now under ``new`` (a directory moved
+        on the remote in one call): rewrite the placements and the tombstones below it."""
+        n = len(old) + 1
+        self._exec("UPDATE inodes SET remote_path = ? || substr(remote_path, ?) WHERE substr(remote_path, 1, ?) = ?",
+                   (new + "/", n + 1, n, old + "/"))
+        for inode in list(self._held.values()):
+            if inode.remote_path is not None and inode.remote_path.startswith(old + "/"):
+                inode.remote_path = new + inode.remote_path[len(old):]
+
     def by_remote_path(self, remote_path: str) -> Inode | None:
         row = self._exec("SELECT ino FROM inodes WHERE remote_path = ? LIMIT 1", (remote_path,)).fetchone()
         return None if row is None else self.get(row[0])
@@ -310,15 +327,16 @@ class MetadataStore:
         remote_rev: str | None = None,
         listed: bool = False,
         needs_sync: bool = False,
+        remote_id: str | None = None,
     ) -> Inode:
         now = time.time_ns()
         mtime = now if mtime_ns is None else mtime_ns
         cur = self._exec(_INSERT, _new_row(parent, name, kind, mode, uid, gid, size, mtime, now, target, state,
-                                           remote_path, remote_rev, listed, needs_sync))
+                                           remote_path, remote_rev, listed, needs_sync, remote_id))
         ino = cur.lastrowid
         assert ino is not None
         inode = Inode(ino, parent, name, kind, mode & 0o7777, uid, gid, size, mtime, now, mtime, target,
-                      state, remote_path, remote_rev, listed, 0, needs_sync)
+                      state, remote_path, remote_rev, listed, 0, needs_sync, remote_id)
         self._live[ino] = self._held[ino] = inode
         return inode
 
@@ -418,21 +436,28 @@ class MetadataStore:
         with self.transaction():
             self._db.executemany(_INSERT, (
                 _new_row(parent, c.name, c.kind, c.mode, c.uid, c.gid, c.size, c.mtime_ns, now, c.target, c.state,
-                         c.remote_path, c.remote_rev) for c in children))
+                         c.remote_path, c.remote_rev, remote_id=c.remote_id) for c in children))
 
 
 _INSERT = ("INSERT INTO inodes (parent, name, kind, mode, uid, gid, size, mtime_ns, ctime_ns, atime_ns,"
-           " target, state, remote_path, remote_rev, listed, data_version, needs_sync)"
-           " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?)")
+           " target, state, remote_path, remote_rev, listed, data_version, needs_sync, remote_id)"
+           " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?)")
 
 
 def _new_row(parent: int | None, name: str, kind: Kind, mode: int, uid: int, gid: int, size: int, mtime_ns: int,
              now: int, target: str | None, state: FileState, remote_path: str | None, remote_rev: str | None,
-             listed: bool = False, needs_sync: bool = False) -> tuple:
+             listed: bool = False, needs_sync: bool = False, remote_id: str | None = None) -> tuple:
     """The values of ``_INSERT`` for a new inode: permission bits only, changed now,
     last accessed when last modified."""
     return (parent, name, kind.value, mode & 0o7777, uid, gid, size, mtime_ns, now, mtime_ns, target, state.value,
-            remote_path, remote_rev, int(listed), int(needs_sync))
+            remote_path, remote_rev, int(listed), int(needs_sync), remote_id)
+
+
+def _migrate(db: sqlite3.Connection) -> None:
+    """Bring a database made by an older cloudgw up to ``_SCHEMA`` (columns added since)."""
+    columns = {row[1] for row in db.execute("PRAGMA table_info(inodes)")}
+    if columns and "remote_id" not in columns:
+        db.execute("ALTER TABLE inodes ADD COLUMN remote_id TEXT")
 
 
 def _assign(dst: Inode, src: Inode) -> None:
@@ -454,3 +479,4 @@ class NewChild(NamedTuple):
     state: FileState
     remote_path: str
     remote_rev: str | None
+    remote_id: str | None = None

@@ -53,6 +53,7 @@ class RemoteEntry:
     rev: str | None = None  # None for directories
     attrs: FileAttrs = field(default_factory=FileAttrs)
     symlink_target: str | None = None  # set for SYMLINK when known without a read
+    id: str | None = None  # the remote's stable item id (e.g. Nextcloud oc:fileid), where it has one
 
     @property
     def name(self) -> str:
@@ -80,6 +81,9 @@ class Capabilities:
     keeps_mtime: bool = False  # mtime survives a round trip (natively or as metadata)
     change_feed: bool = False
     fixed_root: bool = False  # the root's entries are fixed (several remotes as folders)
+    dir_rename: bool = False  # rename() moves a whole directory in one call
+    dir_revs_propagate: bool = False  # a directory's rev changes when anything below it changes (Nextcloud folder ETags)
+    stable_ids: bool = False  # entries carry an ``id`` that survives renames and moves (the poll sees moves)
 
 
 @runtime_checkable
@@ -152,6 +156,55 @@ async def read_into(remote: Remote, path: str, offset: int, length: int, sink: C
         await remote.read_into(path, offset, length, sink, rev=rev)
     else:
         sink(await remote.read(path, offset, length, rev=rev))
+
+
+@dataclass(frozen=True)
+class Change:
+    """One item of a change feed (``ChangeFeedRemote.changes``).
+
+    Feeds of path-addressed remotes say ``path``; feeds of id-addressed clouds (Graph
+    ``delta``, Drive ``changes``) say ``id`` and ``parent_id`` and no path: the sync
+    engine places the item under the local directory that holds ``parent_id`` (a
+    remote keeps no path->id cache of its own); ``parent_id`` None means the remote's
+    root (the mounted folder), and an unknown ``parent_id`` means outside of what is
+    shown (such items are ignored, or leave the tree if they were in it).  ``entry`` is what is there now
+    (with only the name in ``entry.path`` when ``path`` is None); None: removed.
+    """
+
+    entry: RemoteEntry | None
+    path: str | None = None
+    id: str | None = None
+    parent_id: str | None = None
+
+
+@runtime_checkable
+class ChangeFeedRemote(Protocol):
+    """A remote that says what changed since a cursor (``Capabilities.change_feed``)."""
+
+    async def change_cursor(self) -> str:
+        """A cursor for "now": take it *before* a full listing, so nothing between the two is missed."""
+
+    async def changes(self, cursor: str) -> tuple[list[Change], str]:
+        """Everything changed since ``cursor`` (all pages, in feed order; an item may appear
+        more than once: the last one wins) and the cursor to ask with next time.  Raises
+        ``CursorExpired`` when the remote no longer knows ``cursor``: list everything again."""
+
+
+def capabilities_at(remote: Remote, path: str) -> Capabilities:
+    """What the remote can do at ``path``: a router of several remotes answers for the one
+    ``path`` lies on (``capabilities_for``); any other remote is the same everywhere."""
+    per_path = getattr(remote, "capabilities_for", None)
+    return per_path(path) if per_path is not None else remote.capabilities
+
+
+def check_path(remote: Remote, path: str) -> None:
+    """Raise ``RemoteNameInvalid``/``RemoteNameTooLong`` if ``remote`` cannot hold ``path``
+    (a local path, before anything is queued for it) -- where the remote says so with a
+    ``check_path`` of its own (``MappedNamesRemote``, the router).  Other remotes take any
+    name the filesystem accepts (255 bytes, no '/' or NUL)."""
+    checker = getattr(remote, "check_path", None)
+    if checker is not None:
+        checker(path)
 
 
 class BytesSource:
@@ -233,6 +286,10 @@ class Remote(Protocol):
         """Create a symlink (emulated where the remote has none)."""
 
     async def readlink(self, path: str) -> str: ...
+
+    # Optional (see ``check_path`` below): ``def check_path(self, path: str) -> None`` raises
+    # ``RemoteNameInvalid``/``RemoteNameTooLong`` for a path this remote cannot hold even with
+    # its names mapped (``cloudgw.remotes.names``); no network, called at create/rename time.
 
     async def abort_incomplete_uploads(self, paths: Collection[str] = ()) -> int:
         """Remove leftovers of interrupted uploads; return how many.

@@ -75,6 +75,7 @@ class LocalRemote:
             native_symlinks=True,
             keeps_mode=True,
             keeps_mtime=True,
+            dir_rename=True,
         )
         self._limiter = trio.CapacityLimiter(max_threads)
         self._locks: dict[str, list] = {}  # path -> [trio.Lock, users]

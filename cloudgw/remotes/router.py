@@ -20,7 +20,8 @@ from typing import AsyncIterator, Callable, Collection
 import trio
 
 from cloudgw.errors import RemoteNotFound, RemoteUnsupported, UserError
-from cloudgw.remotes.base import Capabilities, Expect, FileAttrs, Kind, Remote, RemoteEntry, UploadSource, read_into
+from cloudgw.remotes.base import (Capabilities, Expect, FileAttrs, Kind, Remote, RemoteEntry, UploadSource, capabilities_at,
+                                  check_path, read_into)
 
 
 def _conservative(caps: list[Capabilities]) -> Capabilities:
@@ -38,6 +39,9 @@ def _conservative(caps: list[Capabilities]) -> Capabilities:
         keeps_mode=all(c.keeps_mode for c in caps),
         keeps_mtime=all(c.keeps_mtime for c in caps),
         change_feed=all(c.change_feed for c in caps),
+        dir_rename=all(c.dir_rename for c in caps),
+        dir_revs_propagate=all(c.dir_revs_propagate for c in caps),
+        stable_ids=all(c.stable_ids for c in caps),
     )
 
 
@@ -56,6 +60,12 @@ class RouterRemote:
     def __repr__(self) -> str:
         return f"RouterRemote({self.mounts!r})"
 
+    def capabilities_for(self, path: str) -> Capabilities:
+        """What the remote that ``path`` lies on can do (the top level: what all can do)."""
+        name, _, _ = path.partition("/")
+        remote = self.mounts.get(name)
+        return self.capabilities if remote is None or "/" not in path else capabilities_at(remote, path)
+
     def _route(self, path: str, what: str) -> tuple[str, Remote, str]:
         """(mount name, remote, path on it) for a path below a mount."""
         name, _, rest = path.partition("/")
@@ -73,6 +83,13 @@ class RouterRemote:
     @staticmethod
     def _out(name: str, entry: RemoteEntry) -> RemoteEntry:
         return dataclasses.replace(entry, path=f"{name}/{entry.path}" if entry.path else name)
+
+    def check_path(self, path: str) -> None:
+        """The name rules of the remote ``path`` lies on (the top level is fixed: nothing to check)."""
+        name, _, rest = path.partition("/")
+        remote = self.mounts.get(name)
+        if remote is not None and rest:
+            check_path(remote, rest)
 
     async def check(self) -> None:
         for name, remote in self.mounts.items():

@@ -40,22 +40,38 @@ def name_fits(entry: RemoteEntry) -> bool:
 
 
 class Journal:
-    """Paths this process changed on the remote, by epoch."""
+    """Paths this process changed on the remote, by epoch; whole trees for a directory
+    moved in one call (everything below it changed its path)."""
 
     def __init__(self) -> None:
         self.epoch = 0
         self._touched: dict[str, int] = {}
+        self._trees: dict[str, int] = {}
 
     def touch(self, *paths: str) -> None:
         self.epoch += 1
         for p in paths:
             self._touched[p] = self.epoch
 
+    def touch_trees(self, *dirs: str) -> None:
+        self.epoch += 1
+        for d in dirs:
+            self._touched[d] = self._trees[d] = self.epoch
+
     def touched_since(self, path: str, epoch: int) -> bool:
-        return self._touched.get(path, -1) > epoch
+        if self._touched.get(path, -1) > epoch:
+            return True
+        if self._trees:
+            parent = posixpath.dirname(path)
+            while parent:
+                if self._trees.get(parent, -1) > epoch:
+                    return True
+                parent = posixpath.dirname(parent)
+        return False
 
     def prune(self, before_epoch: int) -> None:
         self._touched = {p: e for p, e in self._touched.items() if e > before_epoch}
+        self._trees = {p: e for p, e in self._trees.items() if e > before_epoch}
 
 
 @dataclass
@@ -91,8 +107,6 @@ class SyncContext:
             invalidations, self._sink = trio.open_memory_channel(math.inf)
         self.invalidations = invalidations
         self.unacked = UnackedWrites(remote, store)  # writes whose reply was lost
-        self.wants_sync: list[int] = []  # inos a poll or listing found needing an upload
-        self.unblocked: list[int] = []  # inos a reconcile just let through (their directory made): now
         self.in_flight: set[str] = set()  # remote paths an upload/move/mkdir under way may change
 
 
@@ -155,4 +169,5 @@ class SyncContext:
             state=FileState.REMOTE_ONLY if entry.kind is Kind.FILE else FileState.CLEAN,
             remote_path=entry.path,
             remote_rev=entry.rev,
+            remote_id=entry.id,
         )

@@ -193,17 +193,10 @@ class SyncEngine:
             log.warning("could not clean up incomplete uploads: %s", exc)
 
     async def _reconcile(self, ino: int) -> None:
-        await self.uploader.reconcile(ino)
-        for extra in self._take_wanted():
-            self.queue.schedule(extra)
-        unblocked, self.ctx.unblocked = self.ctx.unblocked, []
-        for ino in unblocked:
-            self.queue.schedule(ino, delay=0)  # they waited (Deferred) for this reconcile
+        released = await self.uploader.reconcile(ino)
+        for child in released:
+            self.queue.schedule(child, delay=0)  # they waited (Deferred) for this reconcile
         self._tombstone_kick.set()
-
-    def _take_wanted(self) -> list[int]:
-        wanted, self.ctx.wants_sync = self.ctx.wants_sync, []
-        return wanted
 
     def _on_failure(self, ino: int, exc: BaseException) -> None:
         inode = self.ctx.store.get(ino)
@@ -228,13 +221,13 @@ class SyncEngine:
             self._poll_kick = trio.Event()
             done = self._poll_done
             try:
-                await self.poller.poll()
+                result = await self.poller.poll()
+                for ino in result.wants_sync:
+                    self.queue.schedule(ino)
             except RemoteError as exc:
                 self.ctx.stats.last_poll_error = str(exc)
                 self.ctx.stats.error(f"poll: {exc}")
                 log.warning("poll failed: %s", exc)
-            for ino in self._take_wanted():
-                self.queue.schedule(ino)
             done.set()
 
     def status(self) -> dict:

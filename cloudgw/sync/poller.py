@@ -1,125 +1,228 @@
-"""Seeing changes made on the remote by anyone else (list-only remotes).
+"""Seeing changes made on the remote by anyone else: one strategy per kind of remote.
 
-One poll lists the whole remote recursively and diffs it with the metadata
-store, for directories that were already listed (unlisted ones are loaded fresh
-when first accessed):
+``Poller.poll()`` picks, from the remote's capabilities:
 
-    remote has, we don't know   -> new file/dir in the tree (REMOTE_ONLY)
-    known, other revision       -> local clean: take it (cache dropped, kernel
-                                   invalidated); local dirty: leave it, the
-                                   upload's conditional write finds the conflict
-    known, gone from remote     -> local clean: removed; local dirty or moving:
-                                   placement cleared, so it is uploaded anew
+- **ChangeFeed** (``change_feed``: Graph ``delta``, Drive ``changes``): ask for the
+  changes since the cursor; the new cursor is committed in the same transaction as
+  the changes it covers.  No cursor yet, or ``CursorExpired``: take a cursor
+  *first*, then list everything (a change between the two shows up twice, never
+  zero times).  An idle poll is one request.
+- **PrunedListing** (``dir_revs_propagate``: Nextcloud/ownCloud folder ETags): stat
+  the root; unchanged rev -> done (one request); else list only the folders whose
+  rev changed, level by level.  A folder's rev is stored only after its listing was
+  applied, and it is the rev seen *before* listing it, so a change during the walk
+  is seen by the next poll.
+- **FullListing** (everything else: S3, file://, plain WebDAV): list the whole
+  remote recursively and diff it with the metadata store.
 
-Paths our own sync touched after the listing began are skipped (see
-``context.Journal``), as are tombstoned paths and paths a reconcile under way
-may be changing right now (``ctx.in_flight``).
+All three end in ``RemoteChanges`` (the rules are written there).  "Gone" is
+decided only for directories a poll has seen completely (all of them for a full
+listing; the walked folders for a pruned one; never from a feed, which says
+deletions itself).
 
-Crash behaviour: each poll's changes are applied in one transaction; a crash
-loses nothing but the poll, which the next start repeats.
-Memory: one poll holds the listing (one small record per remote object).
+Crash behaviour: each poll's changes (and its cursor or folder revs) are applied
+in one transaction; a crash loses nothing but the poll, which the next start
+repeats.  Memory: one poll holds what it listed (the whole tree for a full
+listing; one record per change for a feed).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import posixpath
 import time
+from dataclasses import dataclass, field
 
 from cloudgw.crashpoints import crash_point
-from cloudgw.metadata.model import ROOT_INO, FileState, Inode
-from cloudgw.remotes.base import Kind, RemoteEntry
+from cloudgw.errors import CursorExpired
+from cloudgw.metadata.model import ROOT_INO, Inode
+from cloudgw.remotes.base import Change, ChangeFeedRemote, Kind, RemoteEntry
 from cloudgw.sync.context import SyncContext
 from cloudgw.sync.lister import DirectoryLister
+from cloudgw.sync.remote_changes import RemoteChanges
 
 log = logging.getLogger(__name__)
+
+CURSOR_KEY = "change_cursor"
+
+
+@dataclass
+class PollResult:
+    """What one poll did: how many local entries changed, and which inodes lost their
+    placement and must be uploaded anew (the engine queues them)."""
+
+    changed: int = 0
+    wants_sync: list[int] = field(default_factory=list)
+    strategy: str = ""
+
+
+@dataclass
+class Snapshot:
+    """What a listing saw: entries by path, and the directories it saw completely
+    (None: all of them)."""
+
+    entries: dict[str, RemoteEntry]
+    complete: set[str] | None = None
+    dir_revs: dict[str, str | None] = field(default_factory=dict)  # folder revs to store (pruned walk)
 
 
 class Poller:
     def __init__(self, ctx: SyncContext, lister: DirectoryLister) -> None:
         self.ctx = ctx
         self.lister = lister
+        caps = ctx.remote.capabilities
+        if caps.change_feed and isinstance(ctx.remote, ChangeFeedRemote):
+            self.strategy = "change-feed"
+        elif caps.dir_revs_propagate:
+            self.strategy = "pruned-listing"
+        else:
+            self.strategy = "full-listing"
 
-    async def poll(self) -> int:
-        """One poll; returns how many local entries changed."""
-        ctx = self.ctx
-        epoch = ctx.journal.epoch
-        listing: dict[str, RemoteEntry] = {}
-        async for entry in ctx.remote.list("", recursive=True):
-            listing[entry.path] = entry
-        changed = 0
-        new_entries = [e for p, e in sorted(listing.items(), key=lambda kv: kv[0].count("/"))]
-        targets = {}
-        for e in new_entries:
-            if e.kind is Kind.SYMLINK and e.symlink_target is None and not ctx.store.is_placed(e.path):
-                targets[e.path] = await self.lister.with_target(e)
-        store = ctx.store
-        tombstoned = ctx.tombstoned_dirs()
+    async def poll(self) -> PollResult:
+        """One poll with the remote's strategy."""
+        if self.strategy == "change-feed":
+            result = await self._feed()
+        else:
+            epoch = self.ctx.journal.epoch
+            snapshot = await (self._walk_changed() if self.strategy == "pruned-listing" else self._list_all())
+            result = self._apply(await self._with_targets(snapshot), epoch)
+        result.strategy = self.strategy
+        self.ctx.stats.last_poll_ok = time.time()
+        self.ctx.stats.last_poll_error = None
+        if result.changed:
+            log.info("poll: %d remote changes applied", result.changed)
+        return result
+
+    # -- listings --------------------------------------------------------------------------
+
+    async def _list_all(self) -> Snapshot:
+        entries = {e.path: e async for e in self.ctx.remote.list("", recursive=True)}
+        return Snapshot(entries)
+
+    async def _walk_changed(self) -> Snapshot:
+        store, remote = self.ctx.store, self.ctx.remote
+        root = await remote.stat("")
+        snapshot = Snapshot({}, set())
+        if root.rev is not None and root.rev == store.get(ROOT_INO).remote_rev:  # type: ignore[union-attr]
+            return snapshot
+        snapshot.dir_revs[""] = root.rev
+        todo = [""]
+        while todo:
+            directory = todo.pop()
+            async for entry in remote.list(directory):
+                snapshot.entries[entry.path] = entry
+                if entry.kind is Kind.DIR:
+                    known = store.by_remote_path(entry.path)
+                    if known is not None and known.listed and (entry.rev is None or entry.rev != known.remote_rev):
+                        todo.append(entry.path)
+                        snapshot.dir_revs[entry.path] = entry.rev
+            snapshot.complete.add(directory)  # type: ignore[union-attr]
+        return snapshot
+
+    async def _with_targets(self, snapshot: Snapshot) -> Snapshot:
+        """New symlinks enter the tree with their target (emulated ones need a read)."""
+        for path, entry in snapshot.entries.items():
+            if entry.kind is Kind.SYMLINK and entry.symlink_target is None and not self.ctx.store.is_placed(path):
+                snapshot.entries[path] = await self.lister.with_target(entry)
+        return snapshot
+
+    def _apply(self, snapshot: Snapshot, epoch: int, *, cursor: str | None = None) -> PollResult:
+        ctx, store = self.ctx, self.ctx.store
+        changes = RemoteChanges(ctx, epoch)
+        entries = sorted(snapshot.entries.values(), key=lambda e: e.path.count("/"))
         crash_point("poll-before-apply")
+        changed = 0
         with store.transaction():
-            for entry in new_entries:
-                entry = targets.get(entry.path, entry)
-                changed += self._apply_present(entry, epoch, tombstoned)
+            for entry in entries:
+                changed += changes.present(entry, listed=snapshot.complete is None)
                 if changed:
                     crash_point("poll-mid-apply")  # the transaction is rolled back by SQLite
-            known = store.remote_paths_under("")
-            for path in sorted(known, key=lambda p: -p.count("/")):
-                if path in listing or ctx.journal.touched_since(path, epoch) or path in ctx.in_flight:
+            for path, ino in sorted(self._placed_in(snapshot).items(), key=lambda kv: -kv[0].count("/")):
+                if path in snapshot.entries or ctx.unacked.holds(path):
                     continue
-                if ctx.under_tombstone(path, tombstoned):
-                    continue
-                inode = store.get(known[path])
-                if inode is not None and inode.ino != ROOT_INO:
-                    changed += self._apply_gone(inode)
+                inode = store.get(ino)
+                if inode is not None:
+                    changed += changes.gone(inode)
+            for path, rev in snapshot.dir_revs.items():
+                directory = store.get(ROOT_INO) if path == "" else store.by_remote_path(path)
+                if directory is not None and directory.is_dir:
+                    store.update(directory, remote_rev=rev)
+            if cursor is not None:
+                store.set_kv(CURSOR_KEY, cursor)
         ctx.journal.prune(epoch)
-        ctx.stats.last_poll_ok = time.time()
-        ctx.stats.last_poll_error = None
-        if changed:
-            log.info("poll: %d remote changes applied", changed)
-        return changed
+        return PollResult(changed, changes.wants_sync)
 
-    def _parent_of(self, path: str) -> Inode | None:
-        parent_path = posixpath.dirname(path)
-        if parent_path == "":
-            return self.ctx.store.get(ROOT_INO)
-        return self.ctx.store.by_remote_path(parent_path)
+    def _placed_in(self, snapshot: Snapshot) -> dict[str, int]:
+        """remote path -> ino of what we placed where the snapshot saw everything."""
+        store = self.ctx.store
+        placed = store.remote_paths_under("")
+        if snapshot.complete is None:
+            return placed
+        return {p: ino for p, ino in placed.items() if posixpath.dirname(p) in snapshot.complete}
 
-    def _apply_present(self, entry: RemoteEntry, epoch: int, tombstoned: set[str]) -> int:
+    # -- change feeds ----------------------------------------------------------------------
+
+    async def _feed(self) -> PollResult:
         ctx, store = self.ctx, self.ctx.store
-        inode = store.by_remote_path(entry.path)
-        if inode is None:
-            parent = self._parent_of(entry.path)
-            if parent is None or not parent.listed or parent.parent is None and parent.ino != ROOT_INO:
-                return 0
-            if not ctx.may_adopt(entry.path, epoch, tombstoned):
-                return 0
-            return 1 if ctx.adopt(entry, parent, listed=entry.kind is Kind.DIR) else 0
-        if entry.kind is not Kind.FILE or inode.kind is not Kind.FILE:
-            return 0
-        if entry.rev == inode.remote_rev or ctx.journal.touched_since(entry.path, epoch):
-            return 0
-        if inode.state.has_unsynced_data:
-            return 0  # the upload's conditional write will find this and keep both
-        store.update(inode, remote_rev=entry.rev, size=entry.size, state=FileState.REMOTE_ONLY,
-                     mtime_ns=entry.attrs.mtime_ns or entry.mtime_ns)
-        cached = ctx.cache.get(inode.ino)
-        if cached is not None:
-            ctx.cache.reset(cached, rev=entry.rev, remote_size=entry.size)
-        ctx.invalidate(inode)
-        log.info("remote change: %s", entry.path)
-        return 1
+        remote = ctx.remote
+        assert isinstance(remote, ChangeFeedRemote)
+        cursor = store.get_kv(CURSOR_KEY)
+        if cursor is not None:
+            epoch = ctx.journal.epoch
+            try:
+                items, new_cursor = await remote.changes(cursor)
+            except CursorExpired as exc:
+                log.info("change feed: %s; listing everything again", exc)
+            else:
+                return self._apply_feed(items, new_cursor, epoch)
+        epoch = ctx.journal.epoch
+        new_cursor = await remote.change_cursor()  # before the listing: nothing falls between
+        return self._apply(await self._with_targets(await self._list_all()), epoch, cursor=new_cursor)
 
-    def _apply_gone(self, inode: Inode) -> int:
+    def _apply_feed(self, items: list[Change], cursor: str, epoch: int) -> PollResult:
+        """Apply a feed's changes: the last word on each item wins; an item whose parent is
+        another item of the same batch waits for it (feeds do not promise parents first)."""
         ctx, store = self.ctx, self.ctx.store
-        busy = inode.needs_sync or inode.state.has_unsynced_data or (inode.is_dir and store.has_children(inode.ino))
-        if busy:
-            store.update(inode, remote_path=None, remote_rev=None, needs_sync=True)
-            ctx.wants_sync.append(inode.ino)
-            return 0
-        parent, name = inode.parent, inode.name
-        store.update(inode, parent=None, name=f".deleted-{inode.ino}", remote_path=None)
-        if parent is not None:
-            ctx.invalidate_entry(parent, name)
-        ctx.orphaned(inode)
-        log.info("remote delete: %s", name)
-        return 1
+        changes = RemoteChanges(ctx, epoch)
+        latest: dict[str, Change] = {}
+        for item in items:
+            latest[item.id or item.path or ""] = item
+        pending = sorted(latest.values(), key=lambda c: (c.path or "").count("/"))
+        changed = 0
+        crash_point("poll-before-apply")
+        with store.transaction():
+            while pending:
+                waiting = []
+                for item in pending:
+                    done = self._apply_item(changes, item)
+                    if done is None:
+                        waiting.append(item)
+                    else:
+                        changed += done
+                if len(waiting) == len(pending):
+                    break  # parents never placed here: outside what we show
+                pending = waiting
+            for item in pending:  # moved out of view: gone from what we show
+                known = store.by_remote_id(item.id) if item.id else None
+                if known is not None:
+                    changed += changes.gone(known)
+            store.set_kv(CURSOR_KEY, cursor)
+        ctx.journal.prune(epoch)
+        return PollResult(changed, changes.wants_sync)
+
+    def _apply_item(self, changes: RemoteChanges, item: Change) -> int | None:
+        """Apply one feed item: how many local entries changed; None if its parent is not
+        placed here (yet)."""
+        store = self.ctx.store
+        if item.entry is None:
+            known = store.by_remote_id(item.id) if item.id else (store.by_remote_path(item.path) if item.path else None)
+            return changes.gone(known) if known is not None else 0
+        path = item.path
+        if path is None:
+            parent = store.by_remote_id(item.parent_id) if item.parent_id else store.get(ROOT_INO)
+            if parent is None or parent.remote_path is None:
+                return None
+            path = posixpath.join(parent.remote_path, item.entry.name) if parent.remote_path else item.entry.name
+        entry = dataclasses.replace(item.entry, path=path, id=item.id or item.entry.id)
+        return changes.present(entry, listed=False)

@@ -40,10 +40,10 @@ import time
 from cloudgw.cache.checksums import verify_all
 from cloudgw.cache.files import BLOCK_SIZE, CacheEntry
 from cloudgw.crashpoints import crash_point
-from cloudgw.errors import (CloudgwError, PreconditionFailed, RemoteError, RemoteExists, RemoteNotFound, SourceChanged,
-                            TransientRemoteError)
+from cloudgw.errors import (CloudgwError, PreconditionFailed, RemoteError, RemoteExists, RemoteNotEmpty, RemoteNotFound,
+                            SourceChanged, TransientRemoteError)
 from cloudgw.metadata.model import FileState, Inode
-from cloudgw.remotes.base import Expect, FileAttrs, Kind, RemoteEntry
+from cloudgw.remotes.base import Expect, FileAttrs, Kind, RemoteEntry, capabilities_at
 from cloudgw.sync.compare import COMPARE_CHUNK, read_exact
 from cloudgw.sync.context import SyncContext
 from cloudgw.sync.fetcher import Fetcher
@@ -133,14 +133,16 @@ class Uploader:
         # is taken for someone else's change (a conflict copy; nothing lost).
         self._moves_tried: dict[int, tuple[str, str]] = {}
 
-    async def reconcile(self, ino: int) -> None:
+    async def reconcile(self, ino: int) -> list[int]:
+        """Make the remote follow ``ino``; returns the inodes this released: children that
+        waited (``Deferred``) for their directory to be on the remote, to be queued now."""
         store = self.ctx.store
         inode = store.get(ino)
         if inode is None or inode.parent is None or not inode.needs_sync:
-            return
+            return []
         path = store.path_of(inode)
         if path is None:
-            return
+            return []
         # first: an unanswered write elsewhere becomes an orphan to clean up even while this
         # reconcile is deferred (a directory's rmdir waits for it: ``unacked.holds_under``)
         self.ctx.unacked.moved_away(ino, path)
@@ -152,7 +154,7 @@ class Uploader:
         self.ctx.in_flight |= busy
         try:
             if inode.is_dir:
-                await self._sync_dir(inode, path)
+                return await self._sync_dir(inode, path)
             elif inode.kind is Kind.SYMLINK:
                 await self._sync_symlink(inode, path)
             elif inode.state.has_unsynced_data or inode.remote_path is None:
@@ -163,6 +165,7 @@ class Uploader:
                 store.update(inode, needs_sync=False)
         finally:
             self.ctx.in_flight -= busy
+        return []
 
     def _check_target_free(self, inode: Inode, path: str) -> None:
         store = self.ctx.store
@@ -274,6 +277,7 @@ class Uploader:
                 inode,
                 remote_path=path,
                 remote_rev=result.rev,
+                remote_id=result.id,
                 state=FileState.CLEAN if unchanged else FileState.DIRTY,
                 needs_sync=not unchanged or moved,
             )
@@ -368,7 +372,7 @@ class Uploader:
         with store.transaction():
             if self._removed_meanwhile(inode, path, result.rev, Kind.FILE):
                 return
-            store.update(inode, remote_path=path, remote_rev=result.rev,
+            store.update(inode, remote_path=path, remote_rev=result.rev, remote_id=result.id,
                          needs_sync=store.path_of(inode) != path or edited)
             store.remove_tombstone(path)
             if not same_content and edited:  # other content moved, ours edited meanwhile: the upload
@@ -414,7 +418,7 @@ class Uploader:
             await self._upload(inode, path)
             return None, False
 
-    async def _own_earlier_move(self, src: str, path: str) -> RemoteEntry | None:
+    async def _own_earlier_move(self, src: str, path: str, kind: Kind = Kind.FILE) -> RemoteEntry | None:
         """Retrying ``src`` -> ``path`` after an attempt with no answer (lost reply, timeout):
         if the source is gone and a file is at the target, that attempt went through; return
         the target.  (Someone else may have deleted the source and written the target in the
@@ -429,7 +433,7 @@ class Uploader:
             there = await self.ctx.remote.stat(path)
         except RemoteNotFound:
             return None  # neither: the source vanished; the normal path uploads from the cache
-        return there if there.kind is Kind.FILE else None
+        return there if there.kind is kind else None
 
     async def _is_copy_of(self, path: str, there: RemoteEntry, src: str) -> bool:
         """Whether the object at ``path`` holds the same bytes as ``src`` (a half-done remote
@@ -471,13 +475,18 @@ class Uploader:
 
     # -- directories and symlinks ---------------------------------------------------------
 
-    async def _sync_dir(self, inode: Inode, path: str) -> None:
+    async def _sync_dir(self, inode: Inode, path: str) -> list[int]:
         ctx, store = self.ctx, self.ctx.store
         if inode.remote_path == path:
             store.update(inode, needs_sync=False)
-            return
+            return []
+        if inode.remote_path and capabilities_at(ctx.remote, path).dir_rename:
+            try:
+                return await self._move_dir(inode, inode.remote_path, path)
+            except (RemoteExists, RemoteNotEmpty) as exc:  # something is in the way there: entry by entry
+                log.info("%s -> %s: no one-call move (%s); moving entry by entry", inode.remote_path, path, exc)
         try:
-            await ctx.remote.mkdir(path, attrs_of(inode))
+            result = await ctx.remote.mkdir(path, attrs_of(inode))
         except TransientRemoteError:  # no answer: it may exist now, and must not be left behind
             ctx.unacked.mkdir_failed(inode.ino, path)
             if inode.parent is None:
@@ -487,21 +496,57 @@ class Uploader:
         ctx.journal.touch(path)
         with store.transaction():
             if self._removed_meanwhile(inode, path, None, Kind.DIR):
-                return
+                return []
             old = inode.remote_path
-            store.update(inode, remote_path=path, needs_sync=store.path_of(inode) != path)
+            store.update(inode, remote_path=path, remote_id=result.id, needs_sync=store.path_of(inode) != path)
             store.remove_tombstone(path)
             if old is not None:
                 store.add_tombstone(old, None, Kind.DIR)
-        self._unblock_children(inode)
+        return self._unblock_children(inode)
 
-    def _unblock_children(self, directory: Inode) -> None:
+    async def _move_dir(self, inode: Inode, src: str, path: str) -> list[int]:
+        """A directory renamed here, on a remote that moves a directory in one call
+        (``dir_rename``): one remote rename carries everything below it, also what was never
+        listed here; the placements below are rewritten in the same transaction as the
+        directory's own.  Children then find themselves in place (no per-file moves).
+
+        Waits (``Deferred``) while a change of ours below ``src`` is under way or unsettled
+        (an upload, a delete, a write whose reply was lost): it would land under the old
+        name after the move.  Crash between the remote rename and the commit: the redo's
+        rename finds ``src`` gone and ``path`` there and adopts it (as ``_own_earlier_move``);
+        the directory's placement is then rewritten as usual.
+        """
+        ctx, store = self.ctx, self.ctx.store
+        below = src + "/"
+        if any(p.startswith(below) for p in ctx.in_flight) or any(
+                p == src or p.startswith(below) for p, _, _ in store.tombstones()) or ctx.unacked.holds_under(src):
+            raise Deferred(f"{src!r} -> {path!r}: changes below the directory are still under way")
+        ctx.journal.touch_trees(src, path)  # (before: a poll listing now must not act on what moves)
+        try:
+            result = await ctx.remote.rename(src, path)
+        except RemoteNotFound:
+            result = await self._own_earlier_move(src, path, kind=Kind.DIR)
+            if result is None:
+                raise
+        ctx.journal.touch_trees(src, path)
+        with store.transaction():
+            if self._removed_meanwhile(inode, path, None, Kind.DIR):
+                return []
+            store.move_placements(src, path)
+            store.update(inode, remote_path=path, remote_id=result.id or inode.remote_id,
+                         needs_sync=store.path_of(inode) != path)
+            store.remove_tombstone(path)
+        log.info("moved directory %s -> %s", src, path)
+        return self._unblock_children(inode)
+
+    def _unblock_children(self, directory: Inode) -> list[int]:
         """Children deferred until their directory was on the remote go now (not after
         another write-back delay)."""
-        store, after = self.ctx.store, 0
+        store, after, released = self.ctx.store, 0, []
         while page := store.children(directory.ino, after_ino=after):
-            self.ctx.unblocked.extend(c.ino for c in page if c.needs_sync)
+            released.extend(c.ino for c in page if c.needs_sync)
             after = page[-1].ino
+        return released
 
     async def _own_symlink(self, path: str, target: str) -> RemoteEntry:
         """A symlink already there: ours if it points where ours does (an earlier attempt
@@ -522,7 +567,7 @@ class Uploader:
             if self._removed_meanwhile(inode, path, result.rev, Kind.SYMLINK):
                 return
             old = inode.remote_path
-            store.update(inode, remote_path=path, remote_rev=result.rev, state=FileState.CLEAN,
+            store.update(inode, remote_path=path, remote_rev=result.rev, remote_id=result.id, state=FileState.CLEAN,
                          needs_sync=store.path_of(inode) != path)
             store.remove_tombstone(path)
             if old is not None and old != path:

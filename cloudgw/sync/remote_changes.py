@@ -1,0 +1,138 @@
+"""Applying what a poll learned about the remote to the local tree.
+
+Every change-detection strategy (``cloudgw.sync.poller``) ends here, so the rules
+are written once:
+
+    remote has, we don't know     -> new entry in the tree (REMOTE_ONLY)
+    known id at another path      -> a move made elsewhere: same inode, cache kept,
+                                     kernel names invalidated (remotes with stable ids)
+    known, other revision         -> local clean: take it (cache dropped, kernel
+                                     invalidated); local dirty: leave it, the upload's
+                                     conditional write finds the conflict
+    known, gone from the remote   -> local clean: removed; local dirty or moving:
+                                     placement cleared, so it is uploaded anew
+
+Paths our own sync touched after the poll began are left alone (``Journal``), as
+are tombstoned paths and paths a reconcile under way may be changing right now
+(``ctx.in_flight``).  Nothing here awaits: the caller runs a whole poll's changes
+in one transaction.
+"""
+
+from __future__ import annotations
+
+import logging
+import posixpath
+import time
+
+from cloudgw.metadata.model import ROOT_INO, FileState, Inode
+from cloudgw.remotes.base import Kind, RemoteEntry
+from cloudgw.sync.context import SyncContext, name_fits
+
+log = logging.getLogger(__name__)
+
+
+class RemoteChanges:
+    """The local side of one poll: built per poll (it remembers the poll's start)."""
+
+    def __init__(self, ctx: SyncContext, epoch: int) -> None:
+        self.ctx = ctx
+        self.epoch = epoch
+        self.tombstoned = ctx.tombstoned_dirs()
+        self.wants_sync: list[int] = []  # inos that lost their placement: to be uploaded anew
+
+    def ours(self, path: str) -> bool:
+        """Whether our own sync may be changing ``path`` (its view in this poll may be stale)."""
+        ctx = self.ctx
+        return (ctx.journal.touched_since(path, self.epoch) or path in ctx.in_flight
+                or ctx.under_tombstone(path, self.tombstoned))
+
+    def parent_of(self, path: str) -> Inode | None:
+        parent_path = posixpath.dirname(path)
+        if parent_path == "":
+            return self.ctx.store.get(ROOT_INO)
+        return self.ctx.store.by_remote_path(parent_path)
+
+    def present(self, entry: RemoteEntry, *, listed: bool) -> int:
+        """``entry`` is on the remote now; returns how many local entries changed.
+        ``listed``: a new directory's children come in this same poll (a full listing)."""
+        store = self.ctx.store
+        inode = store.by_remote_path(entry.path)
+        if inode is None and entry.id is not None:
+            moved = store.by_remote_id(entry.id)
+            if moved is not None and moved.remote_path not in (None, entry.path):
+                return self._moved(moved, entry)
+        if inode is None:
+            return self._new(entry, listed=listed)
+        return self._content(inode, entry)
+
+    def _new(self, entry: RemoteEntry, *, listed: bool) -> int:
+        parent = self.parent_of(entry.path)
+        if parent is None or not parent.listed or parent.parent is None and parent.ino != ROOT_INO:
+            return 0  # below a directory not shown (yet): listed when first opened
+        if not self.ctx.may_adopt(entry.path, self.epoch, self.tombstoned):
+            return 0
+        return 1 if self.ctx.adopt(entry, parent, listed=listed and entry.kind is Kind.DIR) else 0
+
+    def _content(self, inode: Inode, entry: RemoteEntry) -> int:
+        ctx, store = self.ctx, self.ctx.store
+        if entry.kind is not Kind.FILE or inode.kind is not Kind.FILE:  # (folder revs: see the pruned poll)
+            return 0
+        if entry.rev == inode.remote_rev or ctx.journal.touched_since(entry.path, self.epoch):
+            return 0
+        if inode.state.has_unsynced_data:
+            return 0  # the upload's conditional write will find this and keep both
+        store.update(inode, remote_rev=entry.rev, size=entry.size, state=FileState.REMOTE_ONLY,
+                     mtime_ns=entry.attrs.mtime_ns or entry.mtime_ns)
+        cached = ctx.cache.get(inode.ino)
+        if cached is not None:
+            ctx.cache.reset(cached, rev=entry.rev, remote_size=entry.size)
+        ctx.invalidate(inode)
+        log.info("remote change: %s", entry.path)
+        return 1
+
+    def _moved(self, inode: Inode, entry: RemoteEntry) -> int:
+        """The item ``inode`` holds was moved or renamed elsewhere to ``entry.path``.
+
+        Only a settled inode follows (no local change pending: otherwise our own upload
+        or move decides, and conditional writes keep both versions).  Moved to where we
+        show nothing (an unlisted directory, outside the mount), or onto a name taken
+        here: not a move for us; the old place's "gone" handling applies.
+        """
+        ctx, store = self.ctx, self.ctx.store
+        old_path = inode.remote_path
+        assert old_path is not None
+        if inode.needs_sync or inode.parent is None or self.ours(old_path) or self.ours(entry.path):
+            return 0
+        if (inode.kind is Kind.DIR) != (entry.kind is Kind.DIR):
+            return 0
+        parent = self.parent_of(entry.path)
+        if parent is None or not parent.listed or parent.ino == inode.ino:
+            return 0
+        if store.lookup(parent.ino, entry.name) is not None or not name_fits(entry):
+            return 0
+        old_parent, old_name = inode.parent, inode.name
+        store.update(inode, parent=parent.ino, name=entry.name, remote_path=entry.path, ctime_ns=time.time_ns())
+        if inode.is_dir:
+            store.move_placements(old_path, entry.path)
+        ctx.invalidate_entry(old_parent, old_name)
+        ctx.invalidate_entry(parent.ino, entry.name)
+        log.info("remote move: %s -> %s", old_path, entry.path)
+        return 1 + self._content(inode, entry)
+
+    def gone(self, inode: Inode) -> int:
+        """``inode``'s remote object is no longer where we placed it."""
+        ctx, store = self.ctx, self.ctx.store
+        if inode.ino == ROOT_INO or inode.remote_path is None or self.ours(inode.remote_path):
+            return 0
+        busy = inode.needs_sync or inode.state.has_unsynced_data or (inode.is_dir and store.has_children(inode.ino))
+        if busy:
+            store.update(inode, remote_path=None, remote_rev=None, remote_id=None, needs_sync=True)
+            self.wants_sync.append(inode.ino)
+            return 0
+        parent, name = inode.parent, inode.name
+        store.update(inode, parent=None, name=f".deleted-{inode.ino}", remote_path=None, remote_id=None)
+        if parent is not None:
+            ctx.invalidate_entry(parent, name)
+        ctx.orphaned(inode)
+        log.info("remote delete: %s", name)
+        return 1

@@ -1,0 +1,71 @@
+"""A directory renamed here, on a remote that renames directories in one call (file://:
+``Capabilities.dir_rename``): one remote rename, everything below follows, also what was
+never listed here, and a later poll changes nothing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from cloudgw.remotes.base import RemoteEntry
+from cloudgw.remotes.local import LocalRemote
+from tests.inprocess.harness import running
+
+
+class CountingLocal(LocalRemote):
+    """file:// that counts renames and directory creations (what a remote rename costs)."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        self.renames: list[tuple[str, str]] = []
+        self.mkdirs: list[str] = []
+
+    async def rename(self, src: str, dst: str, *, expect: str | None = None) -> RemoteEntry:
+        self.renames.append((src, dst))
+        return await super().rename(src, dst, expect=expect)
+
+    async def mkdir(self, path, attrs=None):  # noqa: ANN001, ANN201
+        self.mkdirs.append(path)
+        return await (super().mkdir(path) if attrs is None else super().mkdir(path, attrs))
+
+
+async def test_a_directory_rename_is_one_remote_rename_and_carries_unlisted_subtrees(tmp_path: Path):
+    cloud = tmp_path / "cloud"
+    (cloud / "d" / "never-listed" / "deeper").mkdir(parents=True)
+    for i in range(40):
+        (cloud / "d" / f"f{i}.txt").write_text(f"file {i}")
+    (cloud / "d" / "never-listed" / "deeper" / "x.txt").write_text("deep")
+    remote = CountingLocal(cloud)
+    async with running(remote, tmp_path / "cache") as h:
+        assert len(await h.listdir("d")) == 41  # d listed; d/never-listed not
+        ino_before = (await h.resolve("d/f7.txt")).ino
+        assert await h.read_file("d/f7.txt") == b"file 7"  # cached
+        await h.rename("d", "e")
+        await h.settle()
+        assert remote.renames == [("d", "e")] and remote.mkdirs == []
+        assert not (cloud / "d").exists()
+        assert sorted(p.name for p in (cloud / "e").iterdir()) == sorted([f"f{i}.txt" for i in range(40)] + ["never-listed"])
+        assert (cloud / "e" / "never-listed" / "deeper" / "x.txt").read_text() == "deep"
+        assert (await h.engine.poller.poll()).changed == 0  # the poll sees nothing to change
+        assert (await h.resolve("e/f7.txt")).ino == ino_before
+        assert await h.read_file("e/f7.txt") == b"file 7"
+        assert await h.read_file("e/never-listed/deeper/x.txt") == b"deep"
+        assert h.store.count_needing_sync() == 0
+
+
+async def test_a_directory_renamed_with_a_new_file_inside_before_its_upload(tmp_path: Path):
+    cloud = tmp_path / "cloud"
+    (cloud / "d").mkdir(parents=True)
+    (cloud / "d" / "old.txt").write_text("old")
+    remote = CountingLocal(cloud)
+    async with running(remote, tmp_path / "cache", write_back_delay=3600) as h:
+        await h.write_file("d/new.txt", b"new content")  # not uploaded yet (long delay)
+        await h.write_file("d/old.txt", b"edited", create=False)
+        await h.rename("d", "e")
+        await h.rename("e/new.txt", "e/renamed.txt")
+        await h.settle()
+        assert remote.renames[0] == ("d", "e")
+        assert not (cloud / "d").exists()
+        assert (cloud / "e" / "renamed.txt").read_bytes() == b"new content"
+        assert (cloud / "e" / "old.txt").read_bytes() == b"edited"
+        assert sorted(p.name for p in (cloud / "e").iterdir()) == ["old.txt", "renamed.txt"]
+        assert (await h.engine.poller.poll()).changed == 0
