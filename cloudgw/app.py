@@ -35,9 +35,9 @@ from cloudgw.config import MountConfig
 from cloudgw.control import ControlServer
 from cloudgw.errors import UserError
 from cloudgw.filesystem import FileSystem
+from cloudgw.filesystem.eviction import evictable, evicted, is_clean
 from cloudgw.filesystem.recovery import recover
 from cloudgw.fuse.operations import FuseOperations
-from cloudgw.metadata.model import FileState
 from cloudgw.metadata.store import MetadataStore
 from cloudgw.remotes.base import Remote
 from cloudgw.remotes.open import open_remotes
@@ -166,15 +166,15 @@ class Gateway:
         send, receive = trio.open_memory_channel(float("inf"))
         ctx = SyncContext(store, cache, remote, send, uid=os.getuid(), gid=os.getgid())
         evictor = Evictor(cache, EvictionPolicy(config.cache_max_size, config.cache_max_age, config.cache_min_free),
-                          can_evict=lambda ino: _evictable(store, fs, ino),
-                          on_evicted=lambda ino: _evicted(store, ino))
+                          can_evict=lambda ino: evictable(store, fs.ns.open_count, ino),
+                          on_evicted=lambda ino: evicted(store, ino))
         engine = SyncEngine(ctx, SyncSettings(write_back_delay=config.write_back, poll_interval=config.poll_interval,
                                               upload_concurrency=config.upload_concurrency),
                             make_room=evictor.make_room)
         fs = FileSystem(store, cache, engine, read_only=config.read_only,
                         fixed_root=remote.capabilities.fixed_root, make_room=evictor.make_room)
         ops = FuseOperations(fs)
-        checksummer = Checksummer(cache, lambda ino: _is_clean(store, ino))
+        checksummer = Checksummer(cache, lambda ino: is_clean(store, ino))
         control = ControlServer(config.mountpoint, lambda req, reply: self._control(engine, req, reply))
         control_sock = control.bind()
         self.engine = engine
@@ -259,25 +259,3 @@ class Gateway:
             pyfuse3.terminate()
         else:
             await reply({"error": f"unknown request {op!r}"})
-
-
-def _evictable(store: MetadataStore, fs: FileSystem, ino: int) -> bool:
-    inode = store.get(ino)
-    if inode is None:
-        return True
-    if fs.ns.open_count.get(ino):
-        return False
-    # a clean file waiting only for a remote move is still whole on the remote: evictable
-    return inode.state in (FileState.CLEAN, FileState.REMOTE_ONLY) and inode.remote_path is not None
-
-
-def _is_clean(store: MetadataStore, ino: int) -> bool:
-    """The cached data equals the remote's revision (what the checksummer may sum)."""
-    inode = store.get(ino)
-    return inode is not None and inode.state is FileState.CLEAN
-
-
-def _evicted(store: MetadataStore, ino: int) -> None:
-    inode = store.get(ino)
-    if inode is not None and inode.state is FileState.CLEAN:
-        store.update(inode, state=FileState.REMOTE_ONLY)

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import trio
 
-from cloudgw.app import _evictable, _evicted
+from cloudgw.filesystem.eviction import evictable, evicted
 from cloudgw.cache.evictor import EvictionPolicy, Evictor
 from cloudgw.errors import RemoteError
 from cloudgw.remotes.base import BytesSource, Expect, Kind, Remote
@@ -247,8 +247,9 @@ class Workload:
         elif op == "poll":
             await h.engine.poll_now()
         elif op == "evict":  # the real policy: clean data nobody has open (reads must fetch again)
-            Evictor(h.cache, EvictionPolicy(max_size=0, min_free=0), can_evict=lambda ino: _evictable(h.store, h.fs, ino),
-                    on_evicted=lambda ino: _evicted(h.store, ino)).evict_once()
+            Evictor(h.cache, EvictionPolicy(max_size=0, min_free=0),
+                    can_evict=lambda ino: evictable(h.store, h.fs.ns.open_count, ino),
+                    on_evicted=lambda ino: evicted(h.store, ino)).evict_once()
         else:
             await trio.sleep(rng.choice([0.01, 0.05, 0.2]))
 

@@ -10,18 +10,29 @@ A file's *content state* says how its local copy relates to the remote:
     UPLOADING     complete, being sent   older or nothing           never
     CONFLICT      complete, newer        changed by someone else    never
 
-Transitions (who causes them):
+Transitions (who causes them; ``TRANSITIONS`` below is this table as data, and
+``MetadataStore.update`` refuses any other change of state):
 
-    REMOTE_ONLY --fetch (read)-------------------> CLEAN        cache
-    CLEAN       --eviction---------------------> REMOTE_ONLY   cache
-    REMOTE_ONLY/CLEAN --write/truncate---------> DIRTY         filesystem
+    REMOTE_ONLY --fetch (read)-------------------> CLEAN         sync (engine.fetch)
+    CLEAN       --eviction---------------------> REMOTE_ONLY   filesystem.eviction
+    REMOTE_ONLY --write/truncate---------------> DIRTY         filesystem
+    CLEAN       --write/truncate---------------> DIRTY         filesystem
+    CLEAN       --remote changed---------------> REMOTE_ONLY   poller, fetch (cache dropped, new rev)
+    CLEAN       --moved, other content found---> REMOTE_ONLY   sync (uploader._move)
+    CLEAN       --nested rename (a -> a/b)-----> DIRTY         sync (uploader: uploaded anew)
+    REMOTE_ONLY --nested rename (a -> a/b)-----> DIRTY         sync (uploader: uploaded anew)
     DIRTY       --upload starts----------------> UPLOADING     sync
     UPLOADING   --remote acked + committed-----> CLEAN         sync
     UPLOADING   --write during upload----------> DIRTY         filesystem (upload aborts)
     UPLOADING   --upload failed----------------> DIRTY         sync (retried with backoff)
-    UPLOADING   --remote rev not ours----------> CONFLICT      sync
-    CONFLICT    --remote copy saved aside------> DIRTY         sync (then uploaded again)
-    CLEAN/REMOTE_ONLY --remote changed---------> REMOTE_ONLY   poller (cache dropped, new rev)
+    UPLOADING   --remote rev not ours----------> CONFLICT      sync (theirs is copied aside next)
+    CONFLICT    --remote copy saved aside------> UPLOADING     sync (ours is written next)
+    CONFLICT    --write------------------------> DIRTY         filesystem (the next upload meets theirs again)
+    CONFLICT    --restart----------------------> DIRTY         recovery
+
+A file stays CONFLICT while the copy of the other version cannot be saved (remote
+down): ``getfattr -n user.cloudgw.state`` says so.  Staying in a state (DIRTY on
+every write) is not a transition.
 
 Crash behaviour: states are committed to SQLite (WAL) before the step they
 guard.  On startup UPLOADING and CONFLICT become DIRTY again (the upload is
@@ -55,6 +66,26 @@ class FileState(enum.Enum):
     @property
     def has_unsynced_data(self) -> bool:
         return self in (FileState.DIRTY, FileState.UPLOADING, FileState.CONFLICT)
+
+
+_S = FileState
+TRANSITIONS: dict[FileState, frozenset[FileState]] = {
+    _S.REMOTE_ONLY: frozenset({_S.CLEAN, _S.DIRTY}),
+    _S.CLEAN: frozenset({_S.REMOTE_ONLY, _S.DIRTY}),
+    _S.DIRTY: frozenset({_S.UPLOADING}),
+    _S.UPLOADING: frozenset({_S.CLEAN, _S.DIRTY, _S.CONFLICT}),
+    _S.CONFLICT: frozenset({_S.UPLOADING, _S.DIRTY}),
+}
+
+
+class IllegalTransition(RuntimeError):
+    """A change of file state the table does not allow: a bug.  Raised before anything
+    is written, so the state (and the data it protects) stays as it was."""
+
+
+def check_transition(ino: int, old: FileState, new: FileState) -> None:
+    if new is not old and new not in TRANSITIONS[old]:
+        raise IllegalTransition(f"inode {ino}: {old.name} -> {new.name} is not in the state table")
 
 
 KIND_TYPE_BITS = {Kind.FILE: stat_mod.S_IFREG, Kind.DIR: stat_mod.S_IFDIR, Kind.SYMLINK: stat_mod.S_IFLNK}

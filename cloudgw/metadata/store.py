@@ -26,7 +26,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any, Iterable, Iterator, NamedTuple
 
-from cloudgw.metadata.model import ROOT_INO, FileState, Inode
+from cloudgw.metadata.model import ROOT_INO, FileState, Inode, check_transition
 from cloudgw.remotes.base import Kind
 
 SCHEMA_VERSION = 1
@@ -341,9 +341,13 @@ class MetadataStore:
         return inode
 
     def update(self, inode: Inode, **changes: Any) -> None:
-        """Persist ``changes`` and apply them to the live object."""
+        """Persist ``changes`` and apply them to the live object; a change of ``state`` must
+        be in the state table (``model.TRANSITIONS``), or ``IllegalTransition`` is raised."""
         if not changes:
             return
+        state = changes.get("state")
+        if state is not None:
+            check_transition(inode.ino, inode.state, state)
         cols = ", ".join(f"{k} = ?" for k in changes)
         args = tuple(_to_sql(k, v) for k, v in changes.items())
         self._exec(f"UPDATE inodes SET {cols} WHERE ino = ?", args + (inode.ino,))

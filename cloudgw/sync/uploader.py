@@ -16,18 +16,27 @@ Upload of a file, step by step, and what a crash (kill -9) between steps does:
    The snapshot also says which blocks changed since the cache entry's
    revision: when that is the revision being replaced, a remote with part
    copies (S3) copies the unchanged parts server-side and is sent only the
-   rest.  Which blocks changed is known in memory only: after a restart the
-   first upload of a file sends every byte.
-4. remote acknowledged; commit remote_path/remote_rev/state CLEAN and the
-   tombstone of the old location in one transaction -- crash between 3 and 4:
-   the redo finds a revision it does not know and keeps it as a conflict copy
-   (duplicate content, nothing lost).
+   rest.  Which blocks changed is persisted with the block map and trusted
+   after a clean shutdown only: after a crash the first upload of an edited
+   file sends every byte.
+4. remote acknowledged; commit remote_path/remote_rev/remote_id/state CLEAN and
+   the tombstone of the old location in one transaction -- crash between 3
+   and 4: the redo finds a revision it does not know, reads it back and
+   recognises its own content (``_same_content``); only different content
+   would become a conflict copy.
 5. the old location (after a rename) is deleted by tombstone processing, only
    if it still holds the revision we last saw.
 
 A remote version that changed under us (PreconditionFailed) is never
-overwritten silently: it is first copied aside to ``name.conflict-<time>.ext``,
-recorded and reported, and then ours is written in its place.
+overwritten silently: the file goes UPLOADING -> CONFLICT, theirs is copied
+aside to ``name.conflict-<time>.ext`` (server-side, or downloaded and uploaded
+where the remote cannot copy: ``copy_aside``), recorded and reported, and the
+file goes back to UPLOADING and ours is written in its place.  If the copy
+cannot be made the file stays CONFLICT (never evicted) and is retried.
+
+A directory renamed here is one remote ``rename`` where the remote moves whole
+directories (``Capabilities.dir_rename``: ``_move_dir``); elsewhere it is a
+mkdir, one move per entry, and the old directory's tombstone.
 """
 
 from __future__ import annotations
@@ -46,6 +55,7 @@ from cloudgw.metadata.model import FileState, Inode
 from cloudgw.remotes.base import Expect, FileAttrs, Kind, RemoteEntry, capabilities_at
 from cloudgw.sync.compare import COMPARE_CHUNK, read_exact
 from cloudgw.sync.context import SyncContext
+from cloudgw.sync.copy_aside import copy_aside
 from cloudgw.sync.fetcher import Fetcher
 from cloudgw.sync.unacked import ChunkLog
 
@@ -309,9 +319,16 @@ class Uploader:
         if await self.ctx.unacked.is_any_ours(inode.ino, path, theirs):
             log.info("%s holds our own earlier upload (its reply was lost)", path)
             return theirs.rev or Expect.ANY
+        store = self.ctx.store
+        uploading = inode.state is FileState.UPLOADING
+        if uploading:  # stays CONFLICT (never evicted, shown) until theirs is saved aside
+            store.update(inode, state=FileState.CONFLICT)
         copy_path = await self._free_conflict_name(path)
-        await remote.copy(path, copy_path)
-        self.ctx.store.record_conflict(path, copy_path)
+        await copy_aside(remote, path, copy_path, theirs, spool_dir=self.ctx.cache.root)
+        with store.transaction():
+            store.record_conflict(path, copy_path)
+            if uploading and inode.state is FileState.CONFLICT:
+                store.update(inode, state=FileState.UPLOADING)  # ours is written next
         self.ctx.stats.error(f"conflict: {path} changed remotely; remote version kept as {copy_path}")
         log.warning("conflict: %s changed on the remote while edited here; the remote version is kept as %s",
                     path, copy_path)
@@ -558,10 +575,17 @@ class Uploader:
 
     async def _sync_symlink(self, inode: Inode, path: str) -> None:
         ctx, store = self.ctx, self.ctx.store
+        if inode.state is FileState.DIRTY:  # a new symlink: made on the remote like an upload
+            store.update(inode, state=FileState.UPLOADING)
         try:
-            result = await ctx.remote.symlink(path, inode.target or "")
-        except RemoteExists:
-            result = await self._own_symlink(path, inode.target or "")
+            try:
+                result = await ctx.remote.symlink(path, inode.target or "")
+            except RemoteExists:
+                result = await self._own_symlink(path, inode.target or "")
+        except BaseException:
+            if inode.state is FileState.UPLOADING:
+                store.update(inode, state=FileState.DIRTY)
+            raise
         ctx.journal.touch(path)
         with store.transaction():
             if self._removed_meanwhile(inode, path, result.rev, Kind.SYMLINK):
