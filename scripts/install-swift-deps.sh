@@ -1,6 +1,9 @@
 #!/bin/sh
-# Install what tests/servers/swift.py (start_swift) needs: OpenStack Swift with
-# its s3api middleware, from Debian packages. Idempotent; starts no services.
+# Install the Debian test servers: what tests/servers/swift.py (start_swift)
+# needs, OpenStack Swift with its s3api middleware, and what
+# tests/servers/apache.py (start_apache) needs, Apache with mod_dav_fs and
+# htpasswd (`apache2 apache2-utils`; its own config file, no site of
+# /etc/apache2 is used). Idempotent; starts no services.
 #
 # Two packages suffice: `python3-swift` (all of Swift's code: the servers,
 # s3api, tempauth, the ring builder) and `memcached` (tempauth refuses to work
@@ -12,7 +15,7 @@
 # wrappers, init scripts, uwsgi) are needed.
 set -eu
 
-PACKAGES="python3-swift memcached"
+PACKAGES="python3-swift memcached apache2 apache2-utils"
 
 missing=""
 for p in $PACKAGES; do
@@ -21,7 +24,7 @@ for p in $PACKAGES; do
     fi
 done
 if [ -z "$missing" ]; then
-    echo "install-swift-deps: already installed:$PACKAGES"
+    echo "install-swift-deps: already installed: $PACKAGES"
     exit 0
 fi
 
@@ -47,7 +50,7 @@ trap cleanup EXIT INT TERM
 
 # Daemons these packages (or their dependencies) ship; the ones this run
 # installs are disabled afterwards, so the install enables no boot service.
-SERVICES="memcached"
+SERVICES="memcached apache2 apache-htcacheclean"
 new_services=""
 for svc in $SERVICES; do
     if ! dpkg-query -W -f='${Status}' "$svc" 2>/dev/null | grep -q "install ok installed"; then

@@ -8,7 +8,7 @@ from typing import Iterator
 
 import pytest
 
-from tests.servers import S3Server
+from tests.servers import DavServer, S3Server
 
 
 def pytest_collection_modifyitems(config, items):  # noqa: ANN001
@@ -40,4 +40,29 @@ def swift_server() -> Iterator[S3Server]:
     from tests.servers.swift import start_swift
 
     with start_swift() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def apache_server() -> Iterator[DavServer]:
+    from tests.servers.apache import start_apache
+
+    with start_apache() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def wsgidav_server() -> Iterator[DavServer]:
+    from tests.servers.wsgidav import start_wsgidav
+
+    with start_wsgidav() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def nextcloud_server() -> Iterator[DavServer]:
+    """wsgidav with the Nextcloud emulation (tests/servers/nextcloud_emulation.py)."""
+    from tests.servers.wsgidav import start_wsgidav
+
+    with start_wsgidav(nextcloud=True) as server:
         yield server

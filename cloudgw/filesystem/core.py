@@ -21,6 +21,7 @@ import time
 from collections import Counter
 
 from cloudgw.cache.files import CacheFiles
+from cloudgw.errors import RemoteError
 from cloudgw.filesystem.ports import FsError, SyncPort, name_too_long
 from cloudgw.metadata.model import ROOT_INO, FileState, Inode
 from cloudgw.metadata.store import MetadataStore
@@ -36,6 +37,10 @@ def _check_name(name: str) -> None:
         raise FsError(errno.ENAMETOOLONG)
     if "/" in name or name in ("", ".", ".."):
         raise FsError(errno.EINVAL)
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:  # bytes that are not UTF-8 (os.fsdecode'd): the metadata store holds UTF-8 names
+        raise FsError(errno.EINVAL) from None
 
 
 class Namespace:
@@ -109,7 +114,10 @@ class Namespace:
         directory = self.store.get(parent)
         if directory is None or not directory.listed or not directory.is_dir:
             directory = await self._listed_dir(parent)  # the rare path: errors, or a first listing
-        child = self.store.lookup(directory.ino, name)
+        try:
+            child = self.store.lookup(directory.ino, name)
+        except UnicodeEncodeError:  # not UTF-8: nothing by that name can exist (see _check_name)
+            raise FsError(errno.ENOENT) from None
         if child is None:
             raise FsError(errno.ENOENT)
         self.remember(child.ino)
@@ -161,7 +169,16 @@ class Namespace:
         directory = await self._listed_dir(parent)
         if self.store.lookup(directory.ino, name) is not None:
             raise FsError(errno.EEXIST)
+        self._check_remote_name(directory, name)
         return directory
+
+    def _check_remote_name(self, directory: Inode, name: str, moving: Inode | None = None) -> None:
+        """Refuse now a name the remote cannot hold even mapped (EINVAL, ENAMETOOLONG) or a
+        case-only twin on a case-insensitive remote (EEXIST): never a doomed upload."""
+        try:
+            self.sync.check_name(directory, name, moving)
+        except RemoteError as exc:
+            raise FsError(exc.errno, str(exc)) from None
 
     async def mkdir(self, parent: int, name: str, mode: int, uid: int, gid: int) -> Inode:
         directory = await self._new_child_dir(parent, name)
@@ -263,6 +280,7 @@ class Namespace:
         target = self.store.lookup(dst_dir.ino, new_name)
         if target is not None and target.ino == moving.ino:
             return
+        self._check_remote_name(dst_dir, new_name, moving)
         if target is not None:
             if flags & RENAME_NOREPLACE:
                 raise FsError(errno.EEXIST)

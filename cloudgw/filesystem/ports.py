@@ -68,6 +68,11 @@ class SyncPort(Protocol):
     def removed(self, inode: Inode) -> None:
         """The inode left the tree; tombstone its remote object and stop uploading it."""
 
+    def check_name(self, directory: Inode, name: str, moving: Inode | None = None) -> None:
+        """Raise ``RemoteError`` (EINVAL, ENAMETOOLONG, EEXIST) if the remote cannot hold ``name``
+        in ``directory`` (``moving``: the inode a rename brings there), so that a create or
+        rename fails now instead of an upload failing forever.  No network."""
+
     async def ensure_listed(self, directory: Inode) -> None:
         """Load the directory's children from the remote on first access."""
 

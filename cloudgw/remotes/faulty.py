@@ -53,7 +53,7 @@ from typing import AsyncIterator, Awaitable, Callable, Collection, Iterable, Typ
 import trio
 
 from cloudgw.errors import TransientRemoteError
-from cloudgw.remotes.base import DeltaSource, Expect, FileAttrs, Remote, RemoteEntry, UploadSource
+from cloudgw.remotes.base import DeltaSource, Expect, FileAttrs, Remote, RemoteEntry, UploadSource, check_path
 from cloudgw.remotes.retry import with_retries
 
 T = TypeVar("T")
@@ -303,6 +303,9 @@ class FaultyRemote:
         raise TransientRemoteError(f"{what}: 500 Internal Server Error")
 
     # -- the contract --------------------------------------------------------------------------
+
+    def check_path(self, path: str) -> None:
+        check_path(self.inner, path)  # no network, so no faults
 
     async def check(self) -> None:
         await self._call("check", ("",), lambda f: self.inner.check())

@@ -22,6 +22,10 @@ system calls), which is why ``Capabilities.conditional_write`` is False.
 
 Every blocking os call runs in ``trio.to_thread.run_sync`` with this remote's
 ``CapacityLimiter``.
+
+Option ``name_rules`` ('windows', 'onedrive'): the directory is an SMB/Windows share
+(or a test stand-in for OneDrive), so names are mapped as ``cloudgw.remotes.names``
+says, by a ``MappedNamesRemote`` that ``registry.open_remote`` puts around this one.
 """
 
 from __future__ import annotations
@@ -52,7 +56,8 @@ from cloudgw.remotes.local_ops import (
     map_oserror,
     read_umask,
 )
-from cloudgw.remotes.registry import Common, RemoteType, RemoteURL
+from cloudgw.remotes import names
+from cloudgw.remotes.registry import Common, Option, RemoteType, RemoteURL
 from cloudgw.remotes.util import remote_error, split_path
 
 CHUNK = 1 << 20
@@ -456,4 +461,11 @@ def _build(url: RemoteURL, options: dict, common: Common) -> LocalRemote:
     return LocalRemote(Path(urllib.parse.unquote(url.path)))
 
 
-REMOTE_TYPE = RemoteType(options=(), build=_build)
+REMOTE_TYPE = RemoteType(
+    options=(
+        Option("name_rules", str, "store names as a stricter remote must: 'windows' (the directory is an SMB/Windows "
+               "share) or 'onedrive' (also: tests of the name mapping); mapped names are shown as the originals"),
+    ),
+    build=_build,
+    names=lambda options: names.named_on_linux(options["name_rules"]),
+)

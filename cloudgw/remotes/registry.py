@@ -25,11 +25,14 @@ from typing import Any, Callable, Mapping
 
 from cloudgw.errors import UserError
 from cloudgw.remotes.base import Remote
+from cloudgw.remotes.mapped import with_name_rules
+from cloudgw.remotes.names import NameRules
 
 # module, URL forms (the scheme of each form is registered for the module)
 _REMOTES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("cloudgw.remotes.local", ("file:///abs/path",)),
     ("cloudgw.remotes.s3", ("s3://bucket[/prefix]",)),
+    ("cloudgw.remotes.webdav", ("webdav://host[:port]/path", "webdavs://host[:port]/path")),
 )
 
 
@@ -72,6 +75,9 @@ class RemoteType:
     build: Callable[[RemoteURL, dict[str, Any], Common], Remote]
     query_allowed: bool = False  # whether the URL may carry ?query (none does today)
     extra: dict[str, Any] = field(default_factory=dict)  # free for the remote's own use
+    # names the remote cannot store (``cloudgw.remotes.names``): fixed rules, or a function of the
+    # validated options; rules that map names put a ``MappedNamesRemote`` around the remote
+    names: NameRules | Callable[[dict[str, Any]], NameRules | None] | None = None
 
 
 def url_forms() -> str:
@@ -116,7 +122,10 @@ def open_remote(url: str, options: Mapping[str, Any] | None = None, common: Comm
     if (parts.query and not kind.query_allowed) or parts.fragment:
         raise bad_url(url, "no ?query or #fragment allowed")
     where_url = RemoteURL(url, parts.scheme.lower(), parts.netloc, parts.path)
-    return kind.build(where_url, validate_options(kind, url, options or {}, where), common)
+    values = validate_options(kind, url, options or {}, where)
+    remote = kind.build(where_url, values, common)
+    rules = kind.names(values) if callable(kind.names) else kind.names
+    return with_name_rules(remote, rules)
 
 
 def validate_options(kind: RemoteType, url: str, given: Mapping[str, Any], where: str) -> dict[str, Any]:

@@ -58,6 +58,7 @@ from cloudgw.errors import (
     SourceChanged,
 )
 from cloudgw.remotes.base import Capabilities, Expect, FileAttrs, Kind, RemoteEntry, UploadSource, delta_base
+from cloudgw.remotes import names
 from cloudgw.remotes.registry import Common, Option, RemoteType, RemoteURL
 from cloudgw.remotes.util import remote_error, split_path
 from cloudgw.remotes.s3_bucket import MiB, S3Bucket
@@ -396,4 +397,5 @@ REMOTE_TYPE = RemoteType(
         Option("profile", str, "a profile of ~/.aws/credentials"),
     ),
     build=_build,
+    names=names.S3,  # identity: S3 holds any UTF-8 key; the 1024-byte limit (with the prefix) is checked here
 )

@@ -19,9 +19,9 @@ from typing import Callable
 import trio
 
 from cloudgw.cache.files import CacheEntry
-from cloudgw.errors import PreconditionFailed, RemoteError, RemoteNotFound, SourceChanged
+from cloudgw.errors import PreconditionFailed, RemoteError, RemoteExists, RemoteNotFound, SourceChanged
 from cloudgw.metadata.model import FileState, Inode
-from cloudgw.remotes.base import Kind
+from cloudgw.remotes.base import Kind, check_path
 from cloudgw.sync.context import SyncContext
 from cloudgw.sync.fetcher import Fetcher
 from cloudgw.sync.lister import DirectoryLister
@@ -89,6 +89,27 @@ class SyncEngine:
             self.ctx.store.add_tombstone(inode.remote_path, rev, inode.kind)
             self.ctx.store.update(inode, remote_path=None, remote_rev=None)
             self._tombstone_kick.set()
+
+    def check_name(self, directory: Inode, name: str, moving: Inode | None = None) -> None:
+        """The remote's name rules (``remotes.base.check_path``: EINVAL, ENAMETOOLONG) and, on a
+        case-insensitive remote, no case-only twin: ``Report.doc`` next to ``report.doc`` is
+        refused (EEXIST), as a case-insensitive filesystem would, since the remote would take
+        both for one object.  A case-only rename of ``moving`` itself is fine.  The twin check
+        reads the directory's children: one scan per new name, on such remotes only."""
+        store = self.ctx.store
+        base = store.path_of(directory)
+        if base is None:
+            return  # the directory left the tree meanwhile: the caller fails elsewhere
+        path = f"{base}/{name}" if base else name
+        check_path(self.ctx.remote, path)
+        if self.ctx.remote.capabilities.case_sensitive:
+            return
+        fold, after = name.lower(), 0
+        while page := store.children(directory.ino, after):
+            for child in page:
+                if child.name != name and child.name.lower() == fold and (moving is None or child.ino != moving.ino):
+                    raise RemoteExists(f"{path}: the remote has no case: it is the same name as {child.name!r}")
+            after = page[-1].ino
 
     async def ensure_listed(self, directory: Inode) -> None:
         await self.lister.ensure_listed(directory)

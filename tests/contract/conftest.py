@@ -1,8 +1,9 @@
 """One contract suite, many remotes: the ``h`` fixture is a ``Harness`` for each.
 
 Every remote runs on a real store: a temp directory, moto (a fresh bucket per
-test, with and without a key prefix), Swift's s3api (marked ``swift``), and a
-router with a local remote mounted as ``mnt``.  A harness also has a
+test, with and without a key prefix), Swift's s3api (marked ``swift``), a
+router with a local remote mounted as ``mnt``, and WebDAV on Apache mod_dav_fs,
+wsgidav and wsgidav's Nextcloud emulation (a fresh folder per test).  A harness also has a
 ``backdoor`` to change the store behind the remote's back (another client
 writing, a crash leaving an incomplete upload) and a list of deliberately
 broken configurations for ``check()``.
@@ -18,7 +19,7 @@ import os
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import pytest
 
@@ -26,7 +27,10 @@ from cloudgw.remotes.base import Remote
 from cloudgw.remotes.local import TMP_PREFIX, LocalRemote
 from cloudgw.remotes.router import RouterRemote
 from cloudgw.remotes.s3 import S3Remote
-from tests.servers import S3Server, free_port
+
+if TYPE_CHECKING:
+    from cloudgw.remotes.webdav import WebDavRemote
+from tests.servers import DavServer, S3Server, free_port
 
 MiB = 1 << 20
 S3_TEST_OPTIONS = dict(
@@ -51,7 +55,7 @@ class Broken:
 
 @dataclass
 class Harness:
-    kind: str  # "local", "s3" or "router"
+    kind: str  # "local", "s3", "router" or "webdav-<server>"
     remote: Remote
     base: str  # the test area inside the remote: "" (or the mount name for the router)
     put_outside: Callable[[str, bytes], None]  # write behind the remote's back
@@ -65,6 +69,10 @@ class Harness:
     # Concurrent writers of one path are serialised: only our per-path lock
     # does that (moto checks If-None-Match without a lock of its own).
     serialises_writers: bool = True
+    # Every new version gets a revision no earlier version had.  wsgidav's ETag is
+    # inode-mtime(whole seconds)-size: a version written in the same second, with the
+    # same size, into a recycled inode repeats an older version's ETag.
+    unique_revs: bool = True
 
     def p(self, *names: str) -> str:
         return "/".join([self.base, *names]) if self.base else "/".join(names)
@@ -170,6 +178,52 @@ def _s3(server: S3Server, prefix: str, bucket: str | None = None) -> Harness:
     )
 
 
+def make_webdav(server: DavServer, folder: str, **overrides: Any) -> WebDavRemote:
+    """A remote on ``folder`` of ``server`` (credentials given directly; the options and
+    netrc paths are tested in test_webdav.py)."""
+    from cloudgw.remotes.webdav import WebDavRemote
+
+    kwargs: dict[str, Any] = dict(user=server.user, password=server.password, retry_deadline=10.0,
+                                  stale_upload_age=0.0)
+    kwargs.update(overrides)
+    return WebDavRemote(kwargs.pop("base", f"http://127.0.0.1:{server.port}"), f"{server.path}/{folder}", **kwargs)
+
+
+def _webdav(server: DavServer) -> Harness:
+    """A remote on a fresh folder of a WebDAV server; the backdoor is another client's
+    plain HTTP (PUT, MKCOL), as a user with a file manager would change things."""
+    from cloudgw.remotes.webdav_io import tmp_name
+
+    folder = f"t-{uuid.uuid4().hex[:12]}"
+    server.mkcol(folder)
+    client = server.client()
+
+    def put_outside(path: str, data: bytes) -> None:
+        parent = path.rsplit("/", 1)[0] if "/" in path else ""
+        if parent:
+            server.mkcol(f"{folder}/{parent}")
+        r = client.put(server.url(f"{folder}/{path}"), content=data)
+        assert r.status_code in (200, 201, 204), r.status_code
+
+    def leave_incomplete_upload(path: str) -> None:
+        parent, _, name = path.rpartition("/")
+        put_outside(f"{parent}/{tmp_name(name)}" if parent else tmp_name(name), b"half a file")
+
+    def broken() -> list[Broken]:
+        wrong = "Wr0ng-" + uuid.uuid4().hex
+        return [
+            Broken("wrong password", make_webdav(server, folder, password=wrong),
+                   rf"WebDAV server http://127\.0\.0\.1:{server.port} refused user '{server.user}' \(401", wrong),
+            Broken("unreachable server", make_webdav(server, folder, base=f"http://127.0.0.1:{free_port()}"),
+                   r"cannot reach WebDAV server http://127\.0\.0\.1:\d+"),
+            Broken("missing folder", make_webdav(server, f"missing-{uuid.uuid4().hex[:8]}"),
+                   r"does not exist on the server: create that folder first"),
+        ]
+
+    return Harness(f"webdav-{server.name}", make_webdav(server, folder), "", put_outside, leave_incomplete_upload,
+                   broken, unique_revs=server.name == "apache")
+
+
 def _router(inner: Harness) -> Harness:
     remote = RouterRemote({"mnt": inner.remote})
 
@@ -193,13 +247,37 @@ def _router(inner: Harness) -> Harness:
     )
 
 
+def _mapped(root: Path) -> Harness:
+    """A local directory under OneDrive's name rules (``MappedNamesRemote``), every test inside
+    a folder whose name must be mapped (``a*b:c.`` is stored as ``a＊b：c．``), so each call
+    goes through the mapping; the backdoor writes the stored names, as another client would."""
+    from cloudgw.remotes.mapped import MappedNamesRemote
+    from cloudgw.remotes.names import NameCodec, named_on_linux
+
+    codec = NameCodec(named_on_linux("onedrive"))
+    inner = _local(root)
+    base = "a*b:c."
+    (root / codec.encode(base)).mkdir()
+
+    def broken() -> list[Broken]:
+        return [Broken(b.label, MappedNamesRemote(b.remote, codec), b.match, b.secret) for b in inner.broken()]
+
+    return Harness("local-mapped", MappedNamesRemote(inner.remote, codec), base,
+                   lambda path, data: inner.put_outside(codec.encode_path(path), data),
+                   lambda path: inner.leave_incomplete_upload(codec.encode_path(path)), broken)
+
+
 @pytest.fixture(
     params=[
         "local",
         "s3-moto",
         "s3-moto-prefix",
         "router-local",
+        "local-mapped",
         pytest.param("s3-swift", marks=pytest.mark.swift),
+        "webdav-apache",
+        "webdav-wsgidav",
+        "webdav-nextcloud",
     ]
 )
 def harness(request, tmp_path: Path) -> Harness:
@@ -208,10 +286,14 @@ def harness(request, tmp_path: Path) -> Harness:
         return _local(tmp_path / "root")
     if kind == "router-local":
         return _router(_local(tmp_path / "root"))
+    if kind == "local-mapped":
+        return _mapped(tmp_path / "root")
     if kind == "s3-moto":
         return _s3(request.getfixturevalue("moto_server"), "")
     if kind == "s3-moto-prefix":
         return _s3(request.getfixturevalue("moto_server"), "pre/fix")
+    if kind.startswith("webdav-"):
+        return _webdav(request.getfixturevalue(f"{kind.removeprefix('webdav-')}_server"))
     bucket = request.getfixturevalue("swift_bucket")
     return _s3(request.getfixturevalue("swift_server"), f"t-{uuid.uuid4().hex[:12]}", bucket)
 

@@ -1,0 +1,160 @@
+"""WebDAV XML: the PROPFIND request body and a streaming parser of multistatus replies.
+
+A reply is parsed as it arrives (``ElementTree.XMLPullParser``), one ``<response>``
+at a time, so a Depth infinity listing of a large tree never sits in memory whole.
+Only the properties cloudgw uses are asked for: resourcetype, getcontentlength,
+getlastmodified, getetag and ownCloud/Nextcloud's ``oc:fileid`` (servers answer
+404 for the ones they lack; those are simply absent).
+
+ETags become revisions through ``rev_of``: without quotes and without the weak
+marker.  Apache's mod_dav_fs answers ``W/"<size>-<mtime µs>"`` (hex) while the file's
+mtime is within a second of the request and ``"<size>-<mtime µs>"`` afterwards: the
+same value, so the same content keeps the same revision.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import urllib.parse
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from typing import Iterator
+
+DAV = "{DAV:}"
+OC_FILEID = "{http://owncloud.org/ns}fileid"
+
+PROPFIND_BODY = (
+    b'<?xml version="1.0" encoding="utf-8"?>\n'
+    b'<d:propfind xmlns:d="DAV:" xmlns:oc="http://owncloud.org/ns"><d:prop>'
+    b"<d:resourcetype/><d:getcontentlength/><d:getlastmodified/><d:getetag/><oc:fileid/>"
+    b"</d:prop></d:propfind>"
+)
+
+PROPPATCH_MTIME = (
+    '<?xml version="1.0" encoding="utf-8"?>\n'
+    '<d:propertyupdate xmlns:d="DAV:"><d:set><d:prop>'
+    "<d:getlastmodified>{}</d:getlastmodified>"
+    "</d:prop></d:set></d:propertyupdate>"
+)
+
+
+def rev_of(etag: str | None) -> str | None:
+    """An ETag as a revision: no weak marker, no quotes (``W/"a-b"`` == ``"a-b"`` == ``a-b``)."""
+    if etag is None:
+        return None
+    etag = etag.strip()
+    if etag.startswith("W/"):
+        etag = etag[2:]
+    return etag.strip('"') or None
+
+
+@dataclass(frozen=True)
+class Prop:
+    """One ``<response>`` of a multistatus reply."""
+
+    href_path: str  # the URL path, unquoted, without a trailing slash
+    collection: bool
+    size: int
+    mtime_ns: int
+    etag: str | None  # normalised (rev_of)
+    fileid: str | None
+    status: int  # of the response as a whole (200 unless the server said otherwise)
+
+
+def _href_path(href: str) -> str:
+    path = urllib.parse.urlsplit(href).path  # absolute URLs and absolute paths alike
+    return urllib.parse.unquote(path, errors="surrogateescape").rstrip("/") or "/"
+
+
+def _status(text: str | None) -> int:
+    try:
+        return int((text or "").split()[1])
+    except (IndexError, ValueError):
+        return 0
+
+
+def _http_date_ns(text: str | None) -> int:
+    if not text:
+        return 0
+    try:
+        return int(email.utils.parsedate_to_datetime(text.strip()).timestamp()) * 1_000_000_000
+    except (TypeError, ValueError):
+        return 0
+
+
+def http_date(seconds: int) -> str:
+    return email.utils.formatdate(seconds, usegmt=True)
+
+
+def _prop(response: ET.Element) -> Prop | None:
+    href = response.findtext(f"{DAV}href")
+    if href is None:
+        return None
+    found: dict[str, ET.Element] = {}
+    for propstat in response.findall(f"{DAV}propstat"):
+        if _status(propstat.findtext(f"{DAV}status")) != 200:
+            continue
+        prop = propstat.find(f"{DAV}prop")
+        for child in prop if prop is not None else ():
+            found[child.tag] = child
+    whole = _status(response.findtext(f"{DAV}status")) or 200
+    rtype = found.get(f"{DAV}resourcetype")
+    collection = rtype is not None and rtype.find(f"{DAV}collection") is not None
+    try:
+        size = int((found[f"{DAV}getcontentlength"].text or "0").strip()) if f"{DAV}getcontentlength" in found else 0
+    except ValueError:
+        size = 0
+    etag_el = found.get(f"{DAV}getetag")
+    id_el = found.get(OC_FILEID)
+    return Prop(
+        _href_path(href),
+        collection,
+        size,
+        _http_date_ns(found[f"{DAV}getlastmodified"].text) if f"{DAV}getlastmodified" in found else 0,
+        rev_of(etag_el.text) if etag_el is not None else None,
+        (id_el.text or "").strip() or None if id_el is not None else None,
+        whole,
+    )
+
+
+class MultistatusParser:
+    """Feed reply bytes, take finished ``Prop``s: memory is one ``<response>`` at a time."""
+
+    def __init__(self) -> None:
+        self._parser = ET.XMLPullParser(events=("start", "end"))
+        self._depth = 0
+
+    def feed(self, data: bytes) -> Iterator[Prop]:
+        self._parser.feed(data)
+        return self._drain()
+
+    def close(self) -> Iterator[Prop]:
+        self._parser.close()
+        return self._drain()
+
+    def _drain(self) -> Iterator[Prop]:
+        for event, elem in self._parser.read_events():
+            if event == "start":
+                self._depth += 1
+                continue
+            self._depth -= 1
+            if elem.tag == f"{DAV}response" and self._depth == 1:
+                prop = _prop(elem)
+                elem.clear()
+                if prop is not None:
+                    yield prop
+
+
+def parse_multistatus(data: bytes) -> list[Prop]:
+    parser = MultistatusParser()
+    return [*parser.feed(data), *parser.close()]
+
+
+def proppatch_ok(data: bytes) -> bool:
+    """Whether a PROPPATCH multistatus reply set every property (all propstats 2xx)."""
+    try:
+        root = ET.fromstring(data)
+    except ET.ParseError:
+        return False
+    statuses = [_status(s.text) for s in root.iter(f"{DAV}status")]
+    return bool(statuses) and all(200 <= s < 300 for s in statuses)
