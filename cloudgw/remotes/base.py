@@ -54,6 +54,7 @@ class RemoteEntry:
     attrs: FileAttrs = field(default_factory=FileAttrs)
     symlink_target: str | None = None  # set for SYMLINK when known without a read
     id: str | None = None  # the remote's stable item id (e.g. Nextcloud oc:fileid), where it has one
+    hash: str | None = None  # content hash of ``Capabilities.hash_kind`` (lower-case hex), where known
 
     @property
     def name(self) -> str:
@@ -69,21 +70,25 @@ class Expect(enum.Enum):
 
 @dataclass(frozen=True)
 class Capabilities:
-    hash_kind: str | None = None  # "md5", "sha1" or None
-    conditional_write: bool = False  # server enforces If-Match/If-None-Match itself
-    server_side_copy: bool = False
-    delta_writes: bool = False  # a write of a DeltaSource is sent only the changed parts
-    streaming_reads: bool = False  # ``read_into`` streams (StreamingRemote): long ranged reads are cheap
-    native_symlinks: bool = False  # False: symlinks are emulated (see the remote's docs)
-    case_sensitive: bool = True
-    max_name_length: int = 255
-    keeps_mode: bool = False  # mode/uid/gid survive a round trip
-    keeps_mtime: bool = False  # mtime survives a round trip (natively or as metadata)
-    change_feed: bool = False
-    fixed_root: bool = False  # the root's entries are fixed (several remotes as folders)
-    dir_rename: bool = False  # rename() moves a whole directory in one call
-    dir_revs_propagate: bool = False  # a directory's rev changes when anything below it changes (Nextcloud folder ETags)
-    stable_ids: bool = False  # entries carry an ``id`` that survives renames and moves (the poll sees moves)
+    """What a remote can do.  Who reads each flag: the sync engine (``sync``), the
+    filesystem (``fs``), the remote's own code and the contract suite (``contract``:
+    what a test may expect of a round trip)."""
+
+    hash_kind: str | None = None  # "md5" / "sha1" in RemoteEntry.hash: sync compares content without a download
+    conditional_write: bool = False  # server enforces If-Match/If-None-Match itself (contract)
+    server_side_copy: bool = False  # copy() without moving the bytes (sync: conflict copies)
+    delta_writes: bool = False  # a write of a DeltaSource is sent only the changed parts (contract)
+    streaming_reads: bool = False  # ``read_into`` streams (StreamingRemote): long read-ahead runs (sync)
+    native_symlinks: bool = False  # False: symlinks are emulated (see the remote's docs) (contract)
+    case_sensitive: bool = True  # False: case-only twins are refused at create/rename (fs)
+    max_name_length: int = 255  # bytes of one name as stored (fs, through the remote's name rules)
+    keeps_mode: bool = False  # mode/uid/gid survive a round trip (contract)
+    keeps_mtime: bool = False  # mtime survives a round trip (natively or as metadata) (contract)
+    change_feed: bool = False  # a ChangeFeedRemote: the poller asks for changes since a cursor (sync)
+    fixed_root: bool = False  # the root's entries are fixed: several remotes as folders (fs)
+    dir_rename: bool = False  # rename() moves a whole directory in one call (sync)
+    dir_revs_propagate: bool = False  # a directory's rev changes when anything below it changes (sync: pruned poll)
+    stable_ids: bool = False  # entries carry an ``id`` that survives renames and moves (sync: moves stay moves)
 
 
 @runtime_checkable

@@ -22,7 +22,8 @@ Upload of a file, step by step, and what a crash (kill -9) between steps does:
 4. remote acknowledged; commit remote_path/remote_rev/remote_id/state CLEAN and
    the tombstone of the old location in one transaction -- crash between 3
    and 4: the redo finds a revision it does not know, reads it back and
-   recognises its own content (``_same_content``); only different content
+   recognises its own content (``compare.holds_same_bytes``: by hash where the
+   remote reports one, else read back); only different content
    would become a conflict copy.
 5. the old location (after a rename) is deleted by tombstone processing, only
    if it still holds the revision we last saw.
@@ -53,7 +54,7 @@ from cloudgw.errors import (CloudgwError, PreconditionFailed, RemoteError, Remot
                             SourceChanged, TransientRemoteError)
 from cloudgw.metadata.model import FileState, Inode
 from cloudgw.remotes.base import Expect, FileAttrs, Kind, RemoteEntry, capabilities_at
-from cloudgw.sync.compare import COMPARE_CHUNK, read_exact
+from cloudgw.sync.compare import COMPARE_CHUNK, holds_same_bytes, read_exact
 from cloudgw.sync.context import SyncContext
 from cloudgw.sync.copy_aside import copy_aside
 from cloudgw.sync.fetcher import Fetcher
@@ -237,7 +238,9 @@ class Uploader:
                     try:
                         expect = await self._save_conflict_copy(inode, path, source)
                     except PreconditionFailed:  # theirs changed again while it was copied aside:
-                        continue  # the next write fails on it too, and copies the newer one
+                        if inode.state is FileState.CONFLICT:  # the next write fails on it too,
+                            store.update(inode, state=FileState.UPLOADING)  # and copies the newer one
+                        continue
             else:
                 raise RemoteError(f"{path}: the remote keeps changing under the upload; will retry")
         except (TransientRemoteError, PreconditionFailed, SourceChanged):
@@ -311,7 +314,7 @@ class Uploader:
             return Expect.ABSENT
         if theirs.kind is not Kind.FILE:
             raise RemoteError(f"{path}: the remote has a {theirs.kind.value} where a file is being uploaded")
-        if source is not None and await self._same_content(path, theirs, source):
+        if source is not None and await holds_same_bytes(self.ctx.remote, path, theirs, source):
             log.info("%s already holds this content (an upload finished before a crash)", path)
             return theirs.rev or Expect.ANY
         if inode.parent is None or self.ctx.store.path_of(inode) != path:  # deleted or moved meanwhile:
@@ -358,16 +361,6 @@ class Uploader:
             except RemoteNotFound:
                 return candidate
         raise RemoteError(f"{path}: no free conflict-copy name after {MAX_CONFLICT_CANDIDATES} tries")
-
-    async def _same_content(self, path: str, theirs: RemoteEntry, source: CacheFileSource) -> bool:
-        """Compare the remote object with the upload source, chunk by chunk (rare path)."""
-        if theirs.size != source.size:
-            return False
-        for offset in range(0, source.size, COMPARE_CHUNK):
-            remote_bytes = await read_exact(self.ctx.remote, path, theirs, offset, COMPARE_CHUNK)
-            if remote_bytes is None or remote_bytes != source.read(offset, COMPARE_CHUNK):
-                return False
-        return True
 
     async def _move(self, inode: Inode, path: str) -> None:
         ctx, store = self.ctx, self.ctx.store

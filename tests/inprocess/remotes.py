@@ -162,3 +162,25 @@ class PropagatingLocal(LocalRemote):
         self.listed.append(path)
         async for entry in super().list(path, recursive=recursive):
             yield self._with_rev(entry)
+
+
+class HashLocal(LocalRemote):
+    """file:// whose entries carry a SHA-1 of the content, as Graph (sha1Hash), Drive
+    (md5Checksum) or Nextcloud (oc:checksums) report one."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        self.capabilities = dataclasses.replace(self.capabilities, hash_kind="sha1")
+        self.calls: collections.Counter[str] = collections.Counter()
+
+    def _hashed(self, entry: RemoteEntry) -> RemoteEntry:
+        if entry.kind is not Kind.FILE:
+            return entry
+        return dataclasses.replace(entry, hash=hashlib.sha1((self.root / entry.path).read_bytes()).hexdigest())
+
+    async def stat(self, path: str) -> RemoteEntry:
+        return self._hashed(await super().stat(path))
+
+    async def read(self, path: str, offset: int, length: int, *, rev: str | None = None) -> bytes:
+        self.calls["read"] += 1
+        return await super().read(path, offset, length, rev=rev)

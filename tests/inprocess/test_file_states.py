@@ -118,3 +118,22 @@ async def test_a_file_stays_conflict_until_the_other_version_is_saved(tmp_path: 
         copies = [p for p in cloud.iterdir() if p.name.startswith("a.conflict-")]
         assert len(copies) == 1 and copies[0].read_bytes() == b"theirs"
         assert inode.state is FileState.CLEAN
+
+
+@pytest.mark.allow_warnings("upload of big.bin failed")
+async def test_a_lost_upload_reply_is_recognised_by_the_remote_hash_without_a_download(tmp_path: Path):
+    from cloudgw.remotes.faulty import Fault, FaultPlan, FaultyRemote, Rule
+    from tests.inprocess.remotes import HashLocal
+
+    cloud = tmp_path / "cloud"
+    cloud.mkdir()
+    inner = HashLocal(cloud)
+    lost = Rule(Fault.LOST_REPLY, ops="write", limit=1)
+    data = os.urandom(9 * 1024 * 1024)
+    async with running(FaultyRemote(inner, FaultPlan([lost])), tmp_path / "cache", write_back_delay=0.05) as h:
+        await h.write_file("big.bin", data)
+        await h.settle()
+        assert lost.fired == 1
+        assert (cloud / "big.bin").read_bytes() == data
+        assert sorted(p.name for p in cloud.iterdir()) == ["big.bin"]  # no conflict copy
+        assert inner.calls["read"] == 0  # recognised by its SHA-1, not read back
