@@ -377,6 +377,7 @@ class Uploader:
                 return
         self._moves_tried.pop(inode.ino, None)
         ctx.journal.touch(src, path)
+        log.debug("moved %s -> %s", src, path)
         based_on = inode.remote_rev
         edited = inode.state.has_unsynced_data  # written during the move: upload next
         with store.transaction():
