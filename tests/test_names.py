@@ -263,3 +263,21 @@ async def test_a_case_only_twin_is_refused_on_a_case_insensitive_remote(od_dirs)
     async with running(LocalRemote(cloud), cache.with_name("plain")) as h:
         await h.write_file("report.doc", b"a case-sensitive remote takes twins")
         assert await h.listdir("") == ["REPORT.DOC", "report.doc"]
+
+
+async def test_twins_are_refused_only_on_the_case_insensitive_remote_of_a_router(od_dirs):
+    cloud, cache = od_dirs
+    (cloud / "od").mkdir()
+    (cloud / "plain").mkdir()
+    router = RouterRemote({"od": open_remote(f"file://{cloud}/od", {"name_rules": "onedrive"}),
+                           "plain": LocalRemote(cloud / "plain")})
+    async with running(router, cache) as h:
+        for top in ("od", "plain"):
+            await h.write_file(f"{top}/Report.doc", b"one")
+        with pytest.raises(FsError) as info:
+            await h.write_file("od/report.doc", b"twin")
+        assert info.value.errno == errno.EEXIST
+        await h.write_file("plain/report.doc", b"twin")
+        await h.settle()
+        assert sorted(os.listdir(cloud / "plain")) == ["Report.doc", "report.doc"]
+        assert os.listdir(cloud / "od") == ["Report.doc"]

@@ -159,19 +159,24 @@ class NameCodec:
     """Local name <-> remote name under ``rules`` (see the module docstring)."""
 
     rules: NameRules
+    # lookalike -> the character it stands for; what a quote may quote; characters that make
+    # a name anything but its own mapping (with reserved names and infixes)
+    _originals: dict[str, str] = field(init=False, repr=False, compare=False)
+    _escapable: frozenset[str] = field(init=False, repr=False, compare=False)
     _specials: frozenset[str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         r = self.rules
-        originals = set(r.forbidden | r.forbidden_first | r.forbidden_last) | (_CONTROLS if r.forbid_controls else set())
+        originals = set(r.forbidden | r.forbidden_first | r.forbidden_last)
+        if r.forbid_controls:
+            originals |= _CONTROLS
         for name in (*r.reserved, *r.reserved_stems, *r.reserved_prefixes):
             originals |= {name[0], name[0].upper()}
         for infix in r.forbidden_infixes:
             originals |= {infix[1], infix[1].upper()}
         lookalikes = {lookalike(c) for c in originals}
         object.__setattr__(self, "_originals", {lookalike(c): c for c in originals})
-        object.__setattr__(self, "_escapable", frozenset(lookalikes | {QUOTE}))  # what may follow a quote
-        # a name without these characters (and not reserved, no infix) is its own mapping
+        object.__setattr__(self, "_escapable", frozenset(lookalikes | {QUOTE}))
         object.__setattr__(self, "_specials", frozenset(originals | lookalikes | {QUOTE}))
 
     @property
@@ -232,6 +237,9 @@ class NameCodec:
 
     def _encode(self, name: str) -> str:
         r = self.rules
+        if (not any(c in self._specials for c in name) and not r.is_reserved(name)
+                and not any(i in _ascii_lower(name) for i in r.forbidden_infixes)):
+            return name  # the common case: nothing to map or quote
         s, mapped = list(name), [False] * len(name)
 
         def put(k: int) -> None:
@@ -283,7 +291,8 @@ class NameCodec:
         if (k == 0 and c in r.forbidden_first) or (k == len(s) - 1 and c in r.forbidden_last):
             return True
         for infix in r.forbidden_infixes:  # mapped at its second character
-            if 1 <= k <= len(s) - len(infix) + 1 and _ascii_lower(s[k - 1] + c + "".join(s[k + 1: k - 1 + len(infix)])) == infix:
+            end = k - 1 + len(infix)
+            if 1 <= k and end <= len(s) and _ascii_lower(s[k - 1] + c + "".join(s[k + 1: end])) == infix:
                 return True
         return k == 0 and r.is_reserved(c + "".join(s[1:]))
 

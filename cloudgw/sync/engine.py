@@ -21,7 +21,7 @@ import trio
 from cloudgw.cache.files import CacheEntry
 from cloudgw.errors import PreconditionFailed, RemoteError, RemoteExists, RemoteNotFound, SourceChanged
 from cloudgw.metadata.model import FileState, Inode
-from cloudgw.remotes.base import Kind, check_path
+from cloudgw.remotes.base import Kind, capabilities_at, check_path
 from cloudgw.sync.context import SyncContext
 from cloudgw.sync.fetcher import Fetcher
 from cloudgw.sync.lister import DirectoryLister
@@ -102,7 +102,7 @@ class SyncEngine:
             return  # the directory left the tree meanwhile: the caller fails elsewhere
         path = f"{base}/{name}" if base else name
         check_path(self.ctx.remote, path)
-        if self.ctx.remote.capabilities.case_sensitive:
+        if capabilities_at(self.ctx.remote, path).case_sensitive:
             return
         fold, after = name.lower(), 0
         while page := store.children(directory.ino, after):
