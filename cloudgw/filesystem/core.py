@@ -277,6 +277,10 @@ class Namespace:
             raise FsError(errno.EINVAL)
         if self.fixed_root and self._top_level(src_dir) != self._top_level(dst_dir):
             raise FsError(errno.EXDEV)  # between two remotes: mv falls back to copy + delete
+        if moving.is_dir:
+            await self.sync.prepare_dir_move(moving)
+            if self.store.lookup(src_dir.ino, name) is not moving:  # moved or removed meanwhile
+                raise FsError(errno.ENOENT)
         target = self.store.lookup(dst_dir.ino, new_name)
         if target is not None and target.ino == moving.ino:
             return

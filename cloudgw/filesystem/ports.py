@@ -76,5 +76,9 @@ class SyncPort(Protocol):
     async def ensure_listed(self, directory: Inode) -> None:
         """Load the directory's children from the remote on first access."""
 
+    async def prepare_dir_move(self, directory: Inode) -> None:
+        """Called before ``directory`` is renamed: what the remote needs known first
+        (its whole subtree, where the remote moves entry by entry)."""
+
     async def fetch(self, inode: Inode, entry: CacheEntry, offset: int, length: int) -> None:
         """Make the blocks covering [offset, offset+length) present in the cache."""

@@ -114,6 +114,24 @@ class SyncEngine:
     async def ensure_listed(self, directory: Inode) -> None:
         await self.lister.ensure_listed(directory)
 
+    async def prepare_dir_move(self, directory: Inode) -> None:
+        """Before a directory moves here, on a remote that cannot move a directory in one
+        call: list every directory below it.  The remote then follows with one move per
+        entry, and only entries known here are moved; one never listed would stay
+        behind under the old name (and the old directory come back with the next poll).
+        Waits on the network once per directory never opened (a rename of a big unseen
+        tree on S3 costs its listing, as any tool that copies it does)."""
+        if directory.remote_path is None or capabilities_at(self.ctx.remote, directory.remote_path).dir_rename:
+            return
+        store, todo = self.ctx.store, [directory]
+        while todo:
+            current = todo.pop()
+            await self.lister.ensure_listed(current)
+            after = 0
+            while page := store.children(current.ino, after):
+                todo.extend(child for child in page if child.is_dir)
+                after = page[-1].ino
+
     async def fetch(self, inode: Inode, entry: CacheEntry, offset: int, length: int) -> None:
         """Fetch for a reader/writer; if the remote changed under a clean file, take the
         new version (cache reset, kernel invalidated) and fetch again once."""

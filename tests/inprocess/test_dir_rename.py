@@ -4,6 +4,7 @@ never listed here, and a later poll changes nothing."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 from cloudgw.remotes.base import RemoteEntry
@@ -69,3 +70,23 @@ async def test_a_directory_renamed_with_a_new_file_inside_before_its_upload(tmp_
         assert (cloud / "e" / "old.txt").read_bytes() == b"edited"
         assert sorted(p.name for p in (cloud / "e").iterdir()) == ["old.txt", "renamed.txt"]
         assert (await h.engine.poller.poll()).changed == 0
+
+
+async def test_a_directory_renamed_on_a_remote_without_directory_renames_takes_its_unlisted_subtree(tmp_path: Path):
+    """S3-like (no one-call directory rename): the entries are moved one by one, so the
+    subdirectories never opened here are listed first; none stays behind under the old name."""
+    cloud = tmp_path / "cloud"
+    (cloud / "d" / "s" / "t").mkdir(parents=True)
+    (cloud / "d" / "s" / "t" / "x.txt").write_text("deep")
+    (cloud / "d" / "f.txt").write_text("f")
+    remote = CountingLocal(cloud)
+    remote.capabilities = dataclasses.replace(remote.capabilities, dir_rename=False)
+    async with running(remote, tmp_path / "cache") as h:
+        assert await h.listdir("d") == ["f.txt", "s"]  # d/s never listed
+        await h.rename("d", "e")
+        await h.settle()
+        assert sorted(p.relative_to(cloud).as_posix() for p in cloud.rglob("*")) == [
+            "e", "e/f.txt", "e/s", "e/s/t", "e/s/t/x.txt"]
+        assert await h.read_file("e/s/t/x.txt") == b"deep"
+        assert (await h.engine.poller.poll()).changed == 0
+        assert await h.listdir("") == ["e"]
