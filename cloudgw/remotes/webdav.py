@@ -41,8 +41,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import errno
-import netrc
-import os
 import urllib.parse
 from pathlib import Path
 from typing import Any, AsyncIterator, Callable, Collection
@@ -52,17 +50,14 @@ import trio
 
 from cloudgw.errors import (PreconditionFailed, RemoteError, RemoteExists, RemoteNotEmpty, RemoteNotFound,
                             RemoteUnsupported, TransientRemoteError, UserError)
-from cloudgw.remotes import webdav_io
+from cloudgw.remotes import webdav_io, webdav_list, webdav_moves
 from cloudgw.remotes.base import BytesSource, Capabilities, Expect, FileAttrs, Kind, RemoteEntry, UploadSource
-from cloudgw.remotes.registry import Common, Option, RemoteType, RemoteURL, bad_url, check_secret_file, read_secret
+from cloudgw.remotes.registry import Common, Option, RemoteType, RemoteURL, bad_url, read_secret
 from cloudgw.remotes.symlinks import decode_target, encode_target, is_link_object, link_name, link_object
 from cloudgw.remotes.util import remote_error, split_path
-from cloudgw.remotes.webdav_http import DavHttp, status_error, transport_error
+from cloudgw.remotes.webdav_http import DavHttp, netrc_credentials, status_error
 from cloudgw.remotes.webdav_io import TMP_PREFIX, is_stale, join, parent_of, tmp_tag
-from cloudgw.remotes.webdav_xml import PROPFIND_BODY, MultistatusParser, Prop, parse_multistatus, rev_of
-
-_PROPFIND_HEADERS = {"Content-Type": "application/xml; charset=utf-8"}
-
+from cloudgw.remotes.webdav_xml import PROPFIND_BODY, PROPFIND_HEADERS, Prop, parse_multistatus, rev_of
 
 class WebDavRemote:
     """A folder on a WebDAV server as a remote; see the module docstring."""
@@ -82,7 +77,7 @@ class WebDavRemote:
         self.active_tmps: set[str] = set()  # temp files of our uploads in flight: never stale
         self.known_dirs: set[str] = {""}  # folders seen to exist (a hint: a PUT's 409 corrects it)
         self.proppatch_mtime: bool | None = None  # None: not tried yet
-        self._depth_infinity: bool | None = None  # None: not tried yet
+        self.depth_infinity: bool | None = None  # None: not tried yet
         self._limiter = trio.CapacityLimiter(max_threads)
         self._locks: dict[str, list] = {}
 
@@ -94,7 +89,7 @@ class WebDavRemote:
     async def thread(self, fn: Callable[..., Any], *args: Any) -> Any:
         return await trio.to_thread.run_sync(fn, *args, limiter=self._limiter)
 
-    def _leaf(self, path: str, what: str) -> str:
+    def leaf(self, path: str, what: str) -> str:
         parts = split_path(path)
         if not parts:
             raise RemoteUnsupported(f"{what}: not possible on the root")
@@ -104,7 +99,7 @@ class WebDavRemote:
         return path
 
     @contextlib.asynccontextmanager
-    async def _locked(self, path: str) -> AsyncIterator[None]:
+    async def locked(self, path: str) -> AsyncIterator[None]:
         slot = self._locks.setdefault(path, [trio.Lock(), 0])
         slot[1] += 1
         try:
@@ -115,7 +110,7 @@ class WebDavRemote:
             if slot[1] == 0:
                 del self._locks[path]
 
-    def _rel(self, href_path: str) -> str | None:
+    def rel(self, href_path: str) -> str | None:
         """The contract path of a reply's href (None: not below our root)."""
         root = self.http.root or ""
         if href_path.rstrip("/") == root.rstrip("/") or (not root and href_path == "/"):
@@ -126,7 +121,7 @@ class WebDavRemote:
         parts = rel.split("/")
         return rel if rel and all(p not in ("", ".", "..") for p in parts) else None
 
-    def _entry(self, path: str, prop: Prop) -> RemoteEntry:
+    def entry(self, path: str, prop: Prop) -> RemoteEntry:
         if prop.collection:
             rev = prop.etag if self.capabilities.dir_revs_propagate else None
             return RemoteEntry(path, Kind.DIR, 0, prop.mtime_ns, rev, id=prop.fileid)
@@ -136,19 +131,19 @@ class WebDavRemote:
                                prop.etag, id=prop.fileid)
         return RemoteEntry(path, Kind.FILE, prop.size, prop.mtime_ns, prop.etag, id=prop.fileid)
 
-    async def _propfind(self, path: str, depth: str) -> list[Prop] | None:
+    async def propfind(self, path: str, depth: str) -> list[Prop] | None:
         """A buffered PROPFIND (retried); None if nothing is at ``path``."""
         what = f"PROPFIND {self.http.display(path)}"
         # Apache answers 400 for a path below a file, wsgidav 404
         resp = await self.http.call(what, "PROPFIND", self.http.url(path), ok=(207, 400, 404, 409),
-                                    headers={"Depth": depth, **_PROPFIND_HEADERS}, content=PROPFIND_BODY)
+                                    headers={"Depth": depth, **PROPFIND_HEADERS}, content=PROPFIND_BODY)
         if resp.status_code != 207:
             return None
         return parse_multistatus(resp.content)
 
     async def prop(self, path: str) -> Prop | None:
         """What is at ``path`` (PROPFIND Depth 0), None if nothing."""
-        props = await self._propfind(path, "0")
+        props = await self.propfind(path, "0")
         return props[0] if props else None
 
     async def check_rev(self, path: str, rev: str, what: str) -> None:
@@ -164,7 +159,7 @@ class WebDavRemote:
         http = self.http
         where = http.display("")
         try:
-            resp = await http.client.request("PROPFIND", http.url(""), headers={"Depth": "0", **_PROPFIND_HEADERS},
+            resp = await http.client.request("PROPFIND", http.url(""), headers={"Depth": "0", **PROPFIND_HEADERS},
                                              content=PROPFIND_BODY)
         except httpx.ConnectError as exc:
             if "CERTIFICATE" in str(exc).upper() or "SSL" in str(exc).upper():
@@ -196,79 +191,13 @@ class WebDavRemote:
         what = f"stat {self.http.display(path)}: no such file or directory"
         if parts and (is_link_object(parts[-1]) or parts[-1].startswith(TMP_PREFIX)):
             raise RemoteNotFound(what)  # reserved names: never one of ours
-        found = await self._object(path) if path else ("", await self.prop(""))
+        found = await self.object(path) if path else ("", await self.prop(""))
         if found is None or found[1] is None:
             raise RemoteNotFound(what)
-        return self._entry(*found)
+        return self.entry(*found)
 
-    async def _walk(self, path: str, *, recursive: bool) -> AsyncIterator[tuple[str, Prop]]:
-        """Every (path, Prop) below directory ``path``, temps included."""
-        if recursive and self._depth_infinity is not False:
-            async for item in self._walk_infinity(path):
-                yield item
-            if self._depth_infinity:
-                return
-        todo = [path]
-        while todo:
-            directory = todo.pop()
-            props = await self._propfind(directory, "1")
-            if props is None or not props[0].collection:
-                if directory == path:
-                    raise RemoteNotFound(f"list {self.http.display(path)}: no such directory")
-                continue  # gone while we walked
-            for prop in props:
-                rel = self._rel(prop.href_path)
-                if rel is None or rel == directory:
-                    continue
-                if recursive and prop.collection:
-                    todo.append(rel)
-                yield rel, prop
-
-    async def _walk_infinity(self, path: str) -> AsyncIterator[tuple[str, Prop]]:
-        """One streamed Depth infinity PROPFIND; sets ``_depth_infinity`` False if refused."""
-        http = self.http
-        what = f"PROPFIND {http.display(path)} (Depth infinity)"
-        request = http.client.build_request("PROPFIND", http.url(path), content=PROPFIND_BODY,
-                                            headers={"Depth": "infinity", **_PROPFIND_HEADERS})
-
-        async def send() -> httpx.Response:
-            try:
-                resp = await http.client.send(request, stream=True)
-            except httpx.HTTPError as exc:
-                raise transport_error(exc, what) from exc
-            if resp.status_code >= 500 or resp.status_code in (423, 429):
-                await resp.aclose()
-                raise status_error(resp.status_code, what, resp.headers)
-            return resp
-
-        resp = await http.retried(what, send)
-        try:
-            if resp.status_code == 403:
-                self._depth_infinity = False
-                return
-            if resp.status_code in (400, 404, 409):
-                raise RemoteNotFound(f"list {http.display(path)}: no such directory")
-            if resp.status_code != 207:
-                raise status_error(resp.status_code, what, resp.headers)
-            self._depth_infinity = True
-            parser, first = MultistatusParser(), True
-            try:
-                async for chunk in resp.aiter_bytes():
-                    for prop in parser.feed(chunk):
-                        rel = self._rel(prop.href_path)
-                        if first and not prop.collection:
-                            raise RemoteNotFound(f"list {http.display(path)}: not a directory")
-                        first = False
-                        if rel is not None and rel != path:
-                            yield rel, prop
-                for prop in parser.close():
-                    rel = self._rel(prop.href_path)
-                    if rel is not None and rel != path:
-                        yield rel, prop
-            except httpx.HTTPError as exc:
-                raise transport_error(exc, what) from exc
-        finally:
-            await resp.aclose()
+    def _walk(self, path: str, *, recursive: bool) -> AsyncIterator[tuple[str, Prop]]:
+        return webdav_list.walk(self, path, recursive=recursive)
 
     async def list(self, path: str, *, recursive: bool = False) -> AsyncIterator[RemoteEntry]:
         split_path(path)
@@ -277,7 +206,7 @@ class WebDavRemote:
                 self.known_dirs.add(rel)
             elif rel.rsplit("/", 1)[-1].startswith(TMP_PREFIX):
                 continue
-            yield self._entry(rel, prop)
+            yield self.entry(rel, prop)
 
     async def read(self, path: str, offset: int, length: int, *, rev: str | None = None) -> bytes:
         pieces: list[bytes] = []
@@ -293,10 +222,10 @@ class WebDavRemote:
 
     async def write(self, path: str, source: UploadSource, *, expect: Expect | str = Expect.ANY,
                     attrs: FileAttrs = FileAttrs()) -> RemoteEntry:
-        self._leaf(path, "write")
-        async with self._locked(path):
+        self.leaf(path, "write")
+        async with self.locked(path):
             prop = await webdav_io.upload(self, path, source, expect, attrs)
-        return self._entry(path, prop)
+        return self.entry(path, prop)
 
     async def move(self, src: str, dst: str, what: str, *, overwrite: bool,
                    conditions: Collection[tuple[str, str]] = (), method: str = "MOVE") -> None:
@@ -332,7 +261,7 @@ class WebDavRemote:
     async def mkdir(self, path: str, attrs: FileAttrs = FileAttrs()) -> RemoteEntry:
         if not path:
             return RemoteEntry("", Kind.DIR)
-        self._leaf(path, "mkdir")
+        self.leaf(path, "mkdir")
         http = self.http
         what = f"MKCOL {http.display(path)}"
         resp = await http.call(what, "MKCOL", http.url(path), ok=(201, 405, 409))
@@ -343,17 +272,17 @@ class WebDavRemote:
         if prop is None or not prop.collection:
             raise RemoteExists(f"mkdir {http.display(path)}: a file has that name")
         self.known_dirs.add(path)
-        return self._entry(path, prop)
+        return self.entry(path, prop)
 
     async def rmdir(self, path: str) -> None:
-        self._leaf(path, "rmdir")
+        self.leaf(path, "rmdir")
         http = self.http
-        props = await self._propfind(path, "1")
+        props = await self.propfind(path, "1")
         if props is None:
             return
         if not props[0].collection:
             raise remote_error(RemoteError, errno.ENOTDIR, f"rmdir {http.display(path)}: not a directory")
-        if any(self._rel(p.href_path) not in (None, path) for p in props):
+        if any(self.rel(p.href_path) not in (None, path) for p in props):
             raise RemoteNotEmpty(f"rmdir {http.display(path)}: directory not empty")
         cond = [(path, props[0].etag)] if props[0].etag else []
         resp = await http.call(f"DELETE {http.display(path)}", "DELETE", http.url(path), ok=(200, 204, 404, 412),
@@ -362,7 +291,7 @@ class WebDavRemote:
             raise RemoteNotEmpty(f"rmdir {http.display(path)}: something was added meanwhile")
         self.known_dirs.discard(path)
 
-    async def _object(self, path: str) -> tuple[str, Prop] | None:
+    async def object(self, path: str) -> tuple[str, Prop] | None:
         """The file or symlink object of ``path`` (a folder too), or None."""
         if (prop := await self.prop(path)) is not None:
             return path, prop
@@ -371,10 +300,10 @@ class WebDavRemote:
         return None
 
     async def delete(self, path: str, *, expect: str | None = None) -> None:
-        self._leaf(path, "delete")
+        self.leaf(path, "delete")
         http = self.http
         for _ in range(5):  # a change between our PROPFIND and the DELETE: look again
-            found = await self._object(path)
+            found = await self.object(path)
             if found is None:
                 return  # already gone: fine
             target, prop = found
@@ -391,87 +320,25 @@ class WebDavRemote:
         raise TransientRemoteError(f"DELETE {http.display(path)}: it keeps changing")
 
     async def rename(self, src: str, dst: str, *, expect: str | None = None) -> RemoteEntry:
-        return await self._transfer("MOVE", src, dst, expect)
+        return await webdav_moves.transfer(self, "MOVE", src, dst, expect)
 
     async def copy(self, src: str, dst: str) -> RemoteEntry:
-        return await self._transfer("COPY", src, dst, None)
-
-    async def _transfer(self, method: str, src: str, dst: str, expect: str | None) -> RemoteEntry:
-        what = f"{'rename' if method == 'MOVE' else 'copy'} {self.http.display(src)} -> {self.http.display(dst)}"
-        self._leaf(src, what)
-        self._leaf(dst, what)
-        found = await self._object(src)
-        if found is None:
-            raise RemoteNotFound(f"{what}: no such file")
-        source, prop = found
-        if prop.collection and method == "COPY":
-            raise RemoteUnsupported(f"{what}: directories are not copied here")
-        if expect is not None and (prop.collection or prop.etag != rev_of(expect)):
-            raise PreconditionFailed(f"{what}: expected revision {expect}, found {prop.etag}")
-        symlink = source != src
-        target = link_object(dst) if symlink else dst
-        if not webdav_io.movable(target):
-            if prop.collection:
-                raise RemoteUnsupported(f"{what}: this name cannot be a MOVE target (';' or '?')")
-            return await self._transfer_through_client(method, source, target, prop)
-        async with self._locked(dst):
-            if prop.collection:  # never replace a directory tree: only an empty directory
-                there = await self.prop(dst)
-                if there is not None and not there.collection:
-                    raise remote_error(RemoteExists, errno.ENOTDIR, f"{what}: a file has the target's name")
-                if there is not None:
-                    await self.rmdir(dst)  # RemoteNotEmpty unless empty, as rename(2)
-                await self.move(source, target, what, overwrite=False)
-            else:
-                cond = [(source, prop.etag)] if prop.etag else []
-                await self.move(source, target, what, overwrite=True, conditions=cond, method=method)
-                other = dst if symlink else link_object(dst)  # the same name as the other kind
-                there = await self.prop(other)
-                if there is not None and not there.collection:
-                    await self.http.call(f"DELETE {self.http.display(other)}", "DELETE", self.http.url(other),
-                                         ok=(200, 204, 404))
-            new = await self.prop(target)
-        if new is None:
-            raise RemoteNotFound(f"{what}: the target vanished")
-        if prop.collection:
-            self.known_dirs.discard(src)
-        return self._entry(target, new)
-
-    async def _transfer_through_client(self, method: str, source: str, target: str, prop: Prop) -> RemoteEntry:
-        """Copy (and for a move delete) by reading and writing: for targets that cannot be
-        a Destination (``webdav_io.movable``).  The read is pinned to the source's revision."""
-        remote = self
-
-        class _Source:
-            size = prop.size
-
-            def read(self, offset: int, length: int) -> bytes:
-                return trio.from_thread.run(lambda: remote.read(source, offset, length, rev=prop.etag))
-
-            def check(self) -> None:
-                return None
-
-        async with self._locked(target):
-            new = await webdav_io.upload(self, target, _Source(), Expect.ANY, FileAttrs())
-        if method == "MOVE":
-            await self.http.call(f"DELETE {self.http.display(source)}", "DELETE", self.http.url(source),
-                                 ok=(200, 204, 404), headers=self.http.if_header([(source, prop.etag)] if prop.etag else []))
-        return self._entry(target, new)
+        return await webdav_moves.transfer(self, "COPY", src, dst, None)
 
     async def symlink(self, path: str, target: str) -> RemoteEntry:
-        self._leaf(path, "symlink")
+        self.leaf(path, "symlink")
         if await self.prop(path) is not None:
             raise RemoteExists(f"symlink {self.http.display(path)}: a file or directory has that name")
-        async with self._locked(link_object(path)):
+        async with self.locked(link_object(path)):
             try:
                 prop = await webdav_io.upload(self, link_object(path), BytesSource(encode_target(target)),
                                               Expect.ABSENT, FileAttrs())
             except PreconditionFailed:
                 raise RemoteExists(f"symlink {self.http.display(path)}: already exists") from None
-        return dataclasses.replace(self._entry(link_object(path), prop), symlink_target=target)
+        return dataclasses.replace(self.entry(link_object(path), prop), symlink_target=target)
 
     async def readlink(self, path: str) -> str:
-        self._leaf(path, "readlink")
+        self.leaf(path, "readlink")
         try:
             body = await self.read(link_object(path), 0, 1 << 20)
         except RemoteNotFound:
@@ -503,20 +370,6 @@ class WebDavRemote:
 # -- the registry's entry --------------------------------------------------------------
 
 
-def _netrc_credentials(host: str, user: str | None) -> tuple[str, str] | None:
-    path = Path(os.environ.get("NETRC") or Path.home() / ".netrc")
-    if not path.exists():
-        return None
-    check_secret_file(path, "netrc")
-    try:
-        found = netrc.netrc(str(path)).authenticators(host)
-    except (netrc.NetrcParseError, OSError) as exc:
-        raise UserError(f"netrc {path}: cannot parse it ({getattr(exc, 'msg', exc)})") from None
-    if not found or (user is not None and found[0] != user):
-        return None
-    return found[0], found[2] or ""
-
-
 def _build(url: RemoteURL, options: dict[str, Any], common: Common) -> WebDavRemote:
     parts = urllib.parse.urlsplit(url.text)
     if parts.username is not None or parts.password is not None:
@@ -540,7 +393,7 @@ def _build(url: RemoteURL, options: dict[str, Any], common: Common) -> WebDavRem
             raise UserError("password_file is set but user is not: set user too")
         password = read_secret(options["password_file"], "password_file")
     else:
-        found = _netrc_credentials(host, user)
+        found = netrc_credentials(host, user)
         if found is not None:
             user, password = found
         elif user is not None:

@@ -12,6 +12,8 @@ client's auth object only: never in a URL, a log line or an error message.
 from __future__ import annotations
 
 import email.utils
+import netrc
+import os
 import errno
 import logging
 import ssl
@@ -23,8 +25,9 @@ from typing import Any, AsyncIterator, Awaitable, Callable, Collection, Mapping,
 
 import httpx
 
-from cloudgw.errors import (PreconditionFailed, RemoteError, RemoteNotFound, RemotePermissionDenied,
+from cloudgw.errors import (PreconditionFailed, UserError, RemoteError, RemoteNotFound, RemotePermissionDenied,
                             RemoteUnsupported, TransientRemoteError)
+from cloudgw.remotes.registry import check_secret_file
 from cloudgw.remotes.retry import with_retries
 from cloudgw.remotes.util import remote_error
 
@@ -148,3 +151,17 @@ class DavHttp:
 
     async def aclose(self) -> None:
         await self.client.aclose()
+
+
+def netrc_credentials(host: str, user: str | None) -> tuple[str, str] | None:
+    path = Path(os.environ.get("NETRC") or Path.home() / ".netrc")
+    if not path.exists():
+        return None
+    check_secret_file(path, "netrc")
+    try:
+        found = netrc.netrc(str(path)).authenticators(host)
+    except (netrc.NetrcParseError, OSError) as exc:
+        raise UserError(f"netrc {path}: cannot parse it ({getattr(exc, 'msg', exc)})") from None
+    if not found or (user is not None and found[0] != user):
+        return None
+    return found[0], found[2] or ""

@@ -139,18 +139,26 @@ async def _stretch(remote: WebDavRemote, path: str, state: _Stream, sink: Callab
         state.done = True
 
 
-async def _body(remote: WebDavRemote, source: UploadSource, what: str) -> AsyncIterator[bytes]:
-    """The upload's bytes, read in worker threads; ``check()`` before the last chunk."""
-    pos, size = 0, source.size
-    while pos < size:
-        n = min(CHUNK, size - pos)
-        data = await remote.thread(source.read, pos, n)
-        if len(data) != n:
-            raise SourceChanged(f"{what}: source returned {len(data)} bytes at {pos}, expected {n}")
-        if pos + n >= size:
-            await remote.thread(source.check)
+async def _chunk(remote: WebDavRemote, source: UploadSource, pos: int, what: str) -> bytes:
+    n = min(CHUNK, source.size - pos)
+    data = await remote.thread(source.read, pos, n)
+    if len(data) != n:
+        raise SourceChanged(f"{what}: source returned {len(data)} bytes at {pos}, expected {n}")
+    if pos + n >= source.size:
+        await remote.thread(source.check)  # before the last chunk goes out
+    return data
+
+
+async def _body(remote: WebDavRemote, source: UploadSource, first: bytes, what: str) -> AsyncIterator[bytes]:
+    """The upload's bytes, read in worker threads; the first chunk was read (and for a
+    one-chunk upload checked) before the request started, so a source that fails early
+    never opens a request the server might still be acting on after our clean-up."""
+    yield first
+    pos = len(first)
+    while pos < source.size:
+        data = await _chunk(remote, source, pos, what)
         yield data
-        pos += n
+        pos += len(data)
 
 
 async def upload(remote: WebDavRemote, path: str, source: UploadSource, expect: Expect | str,
@@ -169,7 +177,7 @@ async def upload(remote: WebDavRemote, path: str, source: UploadSource, expect: 
         if source.size == 0:
             await remote.thread(source.check)
         for _ in range(2):
-            content = _body(remote, source, what) if source.size else b""
+            content = _body(remote, source, await _chunk(remote, source, 0, what), what) if source.size else b""
             resp = await http.once(what, "PUT", http.url(tmp), ok=(200, 201, 204, 409), headers=headers,
                                    content=content)
             if resp.status_code != 409:

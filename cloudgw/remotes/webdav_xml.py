@@ -30,6 +30,8 @@ PROPFIND_BODY = (
     b"</d:prop></d:propfind>"
 )
 
+PROPFIND_HEADERS = {"Content-Type": "application/xml; charset=utf-8"}
+
 PROPPATCH_MTIME = (
     '<?xml version="1.0" encoding="utf-8"?>\n'
     '<d:propertyupdate xmlns:d="DAV:"><d:set><d:prop>'
