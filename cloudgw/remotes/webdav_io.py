@@ -248,7 +248,8 @@ async def _set_mtime(remote: WebDavRemote, path: str, seconds: int) -> None:
                            content=PROPPATCH_MTIME.format(http_date(seconds)).encode())
     ok = resp.status_code in (200, 207) and proppatch_ok(resp.content)
     if not ok and remote.proppatch_mtime is None:
-        log.info("%s: the server keeps its own mtimes (no X-OC-Mtime, getlastmodified is read-only)", http.base)
+        log.info("%s: getlastmodified is read-only here (PROPPATCH refused): mtimes are kept only if the server"
+                 " honours X-OC-Mtime", http.base)
     remote.proppatch_mtime = ok
 
 
