@@ -74,10 +74,10 @@ class RemoteType:
     options: tuple[Option, ...]
     build: Callable[[RemoteURL, dict[str, Any], Common], Remote]
     query_allowed: bool = False  # whether the URL may carry ?query (none does today)
-    extra: dict[str, Any] = field(default_factory=dict)  # free for the remote's own use
     # names the remote cannot store (``cloudgw.remotes.names``): fixed rules, or a function of the
     # validated options; rules that map names put a ``MappedNamesRemote`` around the remote
     names: NameRules | Callable[[dict[str, Any]], NameRules | None] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)  # free for the remote's own use
 
 
 def url_forms() -> str:
