@@ -30,13 +30,15 @@ log = logging.getLogger(__name__)
 _DEFAULT_MODE = {Kind.DIR: 0o755, Kind.SYMLINK: 0o777}  # files: 0o644
 
 
-def name_fits(entry: RemoteEntry) -> bool:
-    """Whether a remote entry's name can be a local name (255 bytes at most); one that
-    cannot is skipped with a warning, never truncated into another file's name."""
+def _unshowable(entry: RemoteEntry) -> str | None:
+    """Why a remote entry cannot enter the local tree, or None if it can."""
+    try:
+        entry.path.encode("utf-8")
+    except UnicodeEncodeError:
+        return "its name is not valid UTF-8 (rename it on the remote, e.g. with convmv)"
     if name_too_long(entry.name):
-        log.warning("skipping remote entry %r: name longer than %d bytes", entry.path, MAX_NAME)
-        return False
-    return True
+        return f"its name is longer than {MAX_NAME} bytes"
+    return None
 
 
 class Journal:
@@ -108,7 +110,21 @@ class SyncContext:
         self.invalidations = invalidations
         self.unacked = UnackedWrites(remote, store)  # writes whose reply was lost
         self.in_flight: set[str] = set()  # remote paths an upload/move/mkdir under way may change
+        self._skipped: set[str] = set()  # remote paths already reported as not shown
 
+
+    def shown(self, entry: RemoteEntry) -> bool:
+        """Whether a remote entry can enter the local tree.  One that cannot (a name that is
+        not UTF-8, as old NAS shares hold; a name over 255 bytes) is skipped, never
+        truncated or re-encoded into another file's name, with one warning per path."""
+        why = _unshowable(entry)
+        if why is None:
+            return True
+        if entry.path not in self._skipped:
+            if len(self._skipped) < 10_000:
+                self._skipped.add(entry.path)
+            log.warning("skipping remote entry %r: %s", entry.path, why)
+        return False
 
     # -- kernel cache invalidation (sent to the FUSE layer's task) -----------------------
 
@@ -147,7 +163,7 @@ class SyncContext:
         """Create the local inode for a remote entry (caller checked ``may_adopt``)."""
         if self.store.lookup(parent.ino, entry.name) is not None:
             return None  # a local entry holds the name; its upload resolves the clash
-        if not name_fits(entry):
+        if not self.shown(entry):
             return None
         inode = self.store.create(parent=parent.ino, listed=listed, **self.new_child(entry)._asdict())
         self.invalidate_entry(parent.ino, entry.name)

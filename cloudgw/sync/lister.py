@@ -26,7 +26,7 @@ import trio
 from cloudgw.metadata.model import Inode
 from cloudgw.metadata.store import NewChild
 from cloudgw.remotes.base import Kind, RemoteEntry
-from cloudgw.sync.context import SyncContext, name_fits
+from cloudgw.sync.context import SyncContext
 
 
 class DirectoryLister:
@@ -53,7 +53,7 @@ class DirectoryLister:
             store.update(directory, listed=True)
             return
         epoch = ctx.journal.epoch
-        entries = [e async for e in ctx.remote.list(directory.remote_path)]
+        entries = [e async for e in ctx.remote.list(directory.remote_path) if ctx.shown(e)]
         entries = [await self.with_target(e) for e in entries]
         if store.get(directory.ino) is None or directory.parent is None and directory.ino != 1:
             return  # removed while we listed
@@ -76,8 +76,6 @@ class DirectoryLister:
                 continue
             if local and store.lookup(directory.ino, name) is not None:
                 continue  # a local entry holds the name; its upload resolves the clash
-            if not name_fits(entry):
-                continue
             taken.add(name)
             rows.append(ctx.new_child(entry))
         return rows

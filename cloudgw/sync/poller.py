@@ -97,7 +97,7 @@ class Poller:
     # -- listings --------------------------------------------------------------------------
 
     async def _list_all(self) -> Snapshot:
-        entries = {e.path: e async for e in self.ctx.remote.list("", recursive=True)}
+        entries = {e.path: e async for e in self.ctx.remote.list("", recursive=True) if self.ctx.shown(e)}
         return Snapshot(entries)
 
     async def _walk_changed(self) -> Snapshot:
@@ -111,6 +111,8 @@ class Poller:
         while todo:
             directory = todo.pop()
             async for entry in remote.list(directory):
+                if not self.ctx.shown(entry):
+                    continue
                 snapshot.entries[entry.path] = entry
                 if entry.kind is Kind.DIR:
                     known = store.by_remote_path(entry.path)
@@ -225,4 +227,4 @@ class Poller:
                 return None
             path = posixpath.join(parent.remote_path, item.entry.name) if parent.remote_path else item.entry.name
         entry = dataclasses.replace(item.entry, path=path, id=item.id or item.entry.id)
-        return changes.present(entry, listed=False)
+        return changes.present(entry, listed=False) if self.ctx.shown(entry) else 0

@@ -26,7 +26,7 @@ import time
 
 from cloudgw.metadata.model import ROOT_INO, FileState, Inode
 from cloudgw.remotes.base import Kind, RemoteEntry
-from cloudgw.sync.context import SyncContext, name_fits
+from cloudgw.sync.context import SyncContext
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +108,7 @@ class RemoteChanges:
         parent = self.parent_of(entry.path)
         if parent is None or not parent.listed or parent.ino == inode.ino:
             return 0
-        if store.lookup(parent.ino, entry.name) is not None or not name_fits(entry):
+        if store.lookup(parent.ino, entry.name) is not None or not ctx.shown(entry):
             return 0
         old_parent, old_name = inode.parent, inode.name
         store.update(inode, parent=parent.ino, name=entry.name, remote_path=entry.path, ctime_ns=time.time_ns())
