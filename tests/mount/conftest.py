@@ -11,19 +11,24 @@ from typing import Iterator
 import pytest
 
 from tests.mount.gateway import Gateway
-from tests.mount.views import FileView, S3View
-from tests.servers import S3Server
+from tests.mount.views import DavView, FileView, S3View
+from tests.servers import DavServer, S3Server
 from tests.servers.proxy import OutageProxy, outage_proxy
 
 _buckets = itertools.count()
 
+# The backends of the core mount files (test_basics.py, test_programs.py): the others
+# run on file:// and S3 only (``backend`` below), so WebDAV does not double their time.
+CORE_BACKENDS = ["file", "s3", "webdav-apache", "webdav-wsgidav"]
+
 
 @dataclass
 class Backend:
-    name: str
+    name: str  # "file", the S3 server's name ("moto", "swift") or "webdav-<server>"
     url: str
     env: dict[str, str]
     view: FileView | S3View
+    args: tuple[str, ...] = ()  # extra arguments of ``cloudgw mount``
 
 
 def make_backend(kind: str, tmp_path: Path, s3: S3Server | None) -> Backend:
@@ -36,7 +41,23 @@ def make_backend(kind: str, tmp_path: Path, s3: S3Server | None) -> Backend:
     client = s3.client()
     client.create_bucket(Bucket=bucket)
     env = s3.env()
-    return Backend(s3.name, f"s3://{bucket}/data", env, S3View(client, bucket, "data"))
+    return Backend(s3.name, f"s3://{bucket}/data", env, S3View(client, bucket, "data"), ("--path-style",))
+
+
+def make_dav_backend(server: DavServer, tmp_path: Path) -> Backend:
+    """A fresh folder of a WebDAV server; the daemon finds the password in $NETRC."""
+    folder = f"mount-{next(_buckets)}"
+    server.mkcol(folder)
+    netrc = server.write_netrc(tmp_path / "netrc")
+    return Backend(f"webdav-{server.name}", server.remote_url(folder), {"NETRC": str(netrc)}, DavView(server, folder))
+
+
+def backend_for(request, tmp_path: Path) -> Backend:  # noqa: ANN001
+    """The backend named by ``request.param`` (one of CORE_BACKENDS)."""
+    kind = request.param
+    if kind.startswith("webdav-"):
+        return make_dav_backend(request.getfixturevalue(f"{kind.removeprefix('webdav-')}_server"), tmp_path)
+    return make_backend(kind, tmp_path, request.getfixturevalue("moto_server") if kind == "s3" else None)
 
 
 @pytest.fixture(params=["file", "s3"])
@@ -56,8 +77,7 @@ def s3_backend(tmp_path: Path, moto_server: S3Server) -> Backend:
 
 
 def _gateway(backend: Backend, tmp_path: Path) -> Iterator[Gateway]:
-    gw = Gateway(backend.url, tmp_path / "mnt", tmp_path / "cache", env=backend.env, args=("--path-style",)
-                 if backend.name != "file" else ())
+    gw = Gateway(backend.url, tmp_path / "mnt", tmp_path / "cache", env=backend.env, args=backend.args)
     gw.backend = backend  # type: ignore[attr-defined]
     try:
         gw.mount()

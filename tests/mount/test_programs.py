@@ -13,9 +13,17 @@ from pathlib import Path
 
 import pytest
 
+from tests.mount.conftest import CORE_BACKENDS, Backend, backend_for
+from tests.mount.views import FileView
 from tests.mount.util import drop_page_cache, extra_gateway, quick_status, sha256_file, wait_for
 
 pytestmark = pytest.mark.mount
+
+
+@pytest.fixture(params=CORE_BACKENDS)
+def backend(request, tmp_path: Path) -> Backend:  # noqa: ANN001
+    """The core cases run on WebDAV (Apache, wsgidav) too."""
+    return backend_for(request, tmp_path)
 
 MiB = 1 << 20
 
@@ -30,7 +38,7 @@ def run(*args: str | Path, cwd: Path | None = None, env: dict[str, str] | None =
 def download(backend, subdir: str, dest: Path) -> Path:  # noqa: ANN001
     """Copy ``subdir`` of the remote out of the cloud, as another tool would see it."""
     view = backend.view
-    if backend.name == "file":
+    if isinstance(view, FileView):  # file://, and the folder a WebDAV server serves
         shutil.copytree(view.root / subdir, dest, symlinks=True)
         return dest
     dest.mkdir(parents=True)
@@ -52,7 +60,7 @@ def remote_sha256(backend, path: str) -> str:  # noqa: ANN001
     import hashlib
 
     view = backend.view
-    if backend.name == "file":
+    if isinstance(view, FileView):
         return sha256_file(view.root / path)
     h = hashlib.sha256()
     body = view.client.get_object(Bucket=view.bucket, Key=f"{view.prefix}/{path}")["Body"]

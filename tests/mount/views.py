@@ -31,6 +31,28 @@ class FileView:
                 for p in self.root.rglob("*") if p.is_file() and not p.is_symlink()}
 
 
+class DavView(FileView):
+    """A WebDAV remote: another client changes it over HTTP (the server's files belong to
+    the server's user); what it holds is read from the directory it serves."""
+
+    def __init__(self, server, folder: str) -> None:  # noqa: ANN001 (tests.servers.DavServer)
+        super().__init__(server.root / folder)
+        self.server, self.folder = server, folder
+
+    def put(self, path: str, data: bytes) -> None:
+        if "/" in path:
+            self.server.mkcol(f"{self.folder}/{path.rsplit('/', 1)[0]}")
+        with self.server.client() as c:
+            assert c.put(self.server.url(f"{self.folder}/{path}"), content=data).status_code in (200, 201, 204)
+
+    def delete(self, path: str) -> None:
+        with self.server.client() as c:
+            assert c.delete(self.server.url(f"{self.folder}/{path}")).status_code in (200, 204)
+
+    def files(self) -> dict[str, int]:
+        return {p: n for p, n in super().files().items() if ".DAV" not in p.split("/")}  # Apache's property store
+
+
 class S3View:
     def __init__(self, client, bucket: str, prefix: str = "") -> None:  # noqa: ANN001
         self.client, self.bucket, self.prefix = client, bucket, prefix
