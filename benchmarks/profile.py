@@ -1,6 +1,6 @@
 """py-spy the cloudgw daemon during one workload: ``python -m benchmarks.profile [SCENARIO ...]``.
 
-Starts moto on loopback, mounts cloudgw (its CLI, daemonized, as in the
+Starts moto (or, with ``--server webdav``, Apache mod_dav_fs) on loopback, mounts cloudgw (its CLI, daemonized, as in the
 benchmark), runs each scenario in a loop while ``py-spy record --format raw``
 samples the daemon's PID, and prints per scenario the rate reached and the top
 frames by self time (the leaf of each sample) and by inclusive time, with
@@ -11,7 +11,8 @@ to flamegraph.pl or speedscope).  Needs root, /dev/fuse and py-spy (the
 Scenarios: write4k (sequential 4 KiB write(2)s), stat (lstat of cached
 entries), randread (O_DIRECT 4 KiB random reads of a cached file), coldread
 (sequential read from the remote), smallfiles (create 64 KiB files),
-readfiles (open/read/close cached 64 KiB files).
+readfiles (open/read/close cached 64 KiB files), firstls (``ls -l`` of
+folders of 5,000 entries never listed before).
 """
 
 from __future__ import annotations
@@ -29,10 +30,12 @@ import threading
 import time
 from pathlib import Path
 
-from benchmarks.gateways import CloudGW, Remote, Settings
-from benchmarks.workloads import BUCKET, KiB, MiB, drop_caches, read_sequential, write_blob
+from benchmarks.gateways import CloudGW, Settings
+from benchmarks.stores import DavStore, S3Store
+from benchmarks.workloads import KiB, MiB, drop_caches, read_sequential, write_blob
 
-SCENARIOS = ("write4k", "stat", "randread", "coldread", "smallfiles", "readfiles")
+SCENARIOS = ("write4k", "stat", "randread", "coldread", "smallfiles", "readfiles", "firstls")
+FIRSTLS_DIRS = 4  # folders of 5,000 entries for "firstls"
 FRAME = re.compile(r"^(?P<func>.*) \((?P<file>[^()]*):(?P<line>\d+)\)$")
 
 
@@ -177,6 +180,15 @@ def run_scenario(name: str, mnt: Path, seconds: float) -> str:
                     os.close(fd)
                 done += 1
         return f"{done / (time.monotonic() - t0):.0f} reads/s (page cache warm after the first pass)"
+    if name == "firstls":
+        times = []
+        for k in range(FIRSTLS_DIRS):
+            if time.monotonic() >= deadline:
+                break
+            t = time.monotonic()
+            subprocess.run(["ls", "-l", str(mnt / "ls" / f"d{k}")], stdout=subprocess.DEVNULL, check=True)
+            times.append(time.monotonic() - t)
+        return "first ls -l of 5,000 entries: " + ", ".join(f"{x:.2f} s" for x in times)
     raise ValueError(name)
 
 
@@ -191,6 +203,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="sample C/Cython frames too (pyfuse3's request loop, libfuse, SQLite); pauses the daemon "
                     "at each sample, so the rates drop")
     ap.add_argument("--dump", action="store_true", help="also print one `py-spy dump` of the daemon mid-scenario")
+    ap.add_argument("--server", choices=["moto", "webdav"], default="moto")
     ap.add_argument("--workdir", type=Path, default=Path("/var/tmp/cloudgw-profile"))
     ap.add_argument("--out", type=Path, default=Path("/var/tmp/cloudgw-profile-out"),
                     help="raw py-spy stacks per scenario (kept)")
@@ -198,23 +211,31 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [s for s in args.scenarios if s not in SCENARIOS]
     if unknown:
         ap.error(f"unknown scenario(s) {unknown}; choose from {list(SCENARIOS)}")
-    from tests.servers.moto import start_moto
+    if args.server == "webdav":
+        from tests.servers.apache import start_apache as start
+    else:
+        from tests.servers.moto import start_moto
+
+        def start():  # noqa: ANN202
+            return start_moto(auth=False)
 
     args.out.mkdir(parents=True, exist_ok=True)
     args.workdir.mkdir(parents=True, exist_ok=True)
-    with start_moto(auth=False) as server:
-        admin = server.client()
-        admin.create_bucket(Bucket=BUCKET)
+    with start() as server:
+        store = DavStore(server) if args.server == "webdav" else S3Store(server)
+        store.prepare()
         blob = random.Random(1).randbytes(32 * MiB)
-        admin.put_object(Bucket=BUCKET, Key="p/cold.bin", Body=blob * 4)  # 128 MiB, read once from the remote
-        admin.put_object(Bucket=BUCKET, Key="p/big.bin", Body=blob * 2)
-        from concurrent.futures import ThreadPoolExecutor
-
-        with ThreadPoolExecutor(8) as ex:
-            list(ex.map(lambda i: admin.put_object(Bucket=BUCKET, Key=f"p/meta/f{i:06d}", Body=b"x" * 100),
-                        range(5000)))
+        store.put("p/cold.bin", blob * 4)  # 128 MiB, read once from the remote
+        store.put("p/big.bin", blob * 2)
+        names = [f"f{i:06d}" for i in range(5000)]
+        store.put_many("p/meta", names, b"x" * 100)
+        if "firstls" in args.scenarios:
+            for k in range(FIRSTLS_DIRS):
+                store.put_many(f"p/ls/d{k}", names, b"x" * 100)
         gw = CloudGW(args.workdir, Settings(write_back=1.0, poll_interval=60.0))
-        gw.mount(Remote(server.endpoint_url, server.access_key, server.secret_key, server.region, BUCKET, "p"))
+        store.ensure_prefix("p")
+        endpoint = getattr(server, "endpoint_url", None) or f"http://127.0.0.1:{server.port}"
+        gw.mount(store.remote(endpoint, "p"))
         try:
             mnt = gw.mnt
             (mnt / "big.bin").read_bytes()  # into the disk cache

@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 PEERS = ("rclone", "s3fs", "raw")
+SERVER_TITLES = {"webdav": "WebDAV server: Apache mod_dav_fs (webdav)"}
 ORDER = ("cloudgw", "rclone", "s3fs", "raw")
 
 
@@ -110,7 +111,8 @@ class Results:
             "versions": self.versions,
             "params": self.params,
             "notes": self.notes,
-            "summary": {s: {"metrics": self.rows(s), "peak_rss": self.rows(s, "rss")} for s in self.servers()},
+            "summary": {s: {"metrics": self.rows(s), "peak_rss": self.rows(s, "rss"),
+                            "requests": self.rows(s, "requests")} for s in self.servers()},
             "records": [asdict(r) for r in self.records],
         }
 
@@ -131,12 +133,16 @@ class Results:
         for note in self.notes:
             out.append(f"- {note}")
         for server in self.servers():
-            out += ["", f"## S3 server: {server}", ""]
+            out += ["", f"## {SERVER_TITLES.get(server, 'S3 server: ' + server)}", ""]
             out += _table(self.rows(server))
             rss = self.rows(server, "rss")
             if rss:
                 out += ["", f"### Peak RSS of the gateway process during each workload ({server}, MiB ↓)", ""]
                 out += _table(rss, show_unit=False)
+            requests = self.rows(server, "requests")
+            if requests:
+                out += ["", f"### Requests the server answered during each step, per method ({server}, ↓)", ""]
+                out += _table(requests, show_unit=False)
             fails = [r for r in self.records if r.server == server and r.error]
             if fails:
                 out += ["", "Failures:", ""]

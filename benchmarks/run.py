@@ -1,7 +1,8 @@
 """cloudgw side by side with rclone mount, s3fs and the raw disk: ``python -m benchmarks.run``.
 
-Starts the S3 server(s) on loopback (moto, Swift+s3api), puts the shared
-data, then for each run and each mount session mounts every gateway in turn
+Starts the server(s) on loopback (S3: moto, Swift+s3api; WebDAV: Apache
+mod_dav_fs, where s3fs is skipped and only the workloads that mean something
+on WebDAV run by default), puts the shared data, then for each run and each mount session mounts every gateway in turn
 (the order rotates with the run), runs the workloads, unmounts.  Prints the
 table and writes it to benchmarks/results/ as JSON and Markdown.  Needs root
 (mounts, drop_caches) and /dev/fuse; see the README section "Benchmarks".
@@ -22,9 +23,14 @@ from pathlib import Path
 
 from benchmarks.gateways import GATEWAYS, Gateway, Settings, _lazy_unmount
 from benchmarks.report import Results, load_average, machine_description
-from benchmarks.workloads import GiB, KiB, MiB, WORKLOADS, Params, ServerBench
+from benchmarks.workloads import TITLES, GiB, KiB, MiB, WORKLOADS, Params, ServerBench
 
 log = logging.getLogger("bench")
+SERVERS = {"both": ["moto", "swift"], "all": ["moto", "swift", "webdav"]}
+# WebDAV: cold read, write + upload, small files, metadata, change propagation (and peak RSS in each);
+# cached/random reads and the 4 KiB edit measure the local cache (the same as on S3) or a partial upload
+# WebDAV does not have
+WEBDAV_WORKLOADS = {2, 3, 4, 5, 7}
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
@@ -57,13 +63,15 @@ def parse_workloads(text: str) -> set[int]:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m benchmarks.run",
-        description="Benchmark cloudgw against rclone mount, s3fs and the raw disk on loopback S3 servers.",
+        description="Benchmark cloudgw against rclone mount, s3fs and the raw disk on loopback S3 and WebDAV servers.",
         epilog="Workloads: " + ", ".join(f"{k} {v}" for k, v in WORKLOADS.items()))
     p.add_argument("--quick", action="store_true", help="tiny sizes, one run: a smoke check (a few minutes)")
     p.add_argument("--only", type=parse_workloads, metavar="WORKLOAD[,WORKLOAD]",
-                   help="run only these workloads (numbers or names)")
+                   help="run only these workloads (numbers or names); on webdav the default is "
+                   + ",".join(str(w) for w in sorted(WEBDAV_WORKLOADS)))
     p.add_argument("--runs", type=int, help="runs per figure (default 3; --quick 1)")
-    p.add_argument("--server", choices=["moto", "swift", "both"], default="both")
+    p.add_argument("--server", choices=["moto", "swift", "webdav", "both", "all"], default="all",
+                   help="both: moto and swift; all (default): moto, swift and webdav (Apache mod_dav_fs)")
     p.add_argument("--full", action="store_true",
                    help="the nominal sizes: 1 GiB file, 10,000 files, 10,000 entries, workload 9 from 1k to 10k "
                    "(several hours on 2 cores, mostly moto's ranged GETs and s3fs's small-file uploads)")
@@ -83,6 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--write-back", type=float, help="write-back delay of cloudgw and rclone (default 1)")
     p.add_argument("--workdir", type=Path, default=Path("/var/tmp/cloudgw-bench"),
                    help="mountpoints, caches and the raw directory (all on one disk); removed at the end")
+    p.add_argument("--keep-workdir", action="store_true",
+                   help="leave the workdir (gateway logs, caches) in place at the end, for a post-mortem")
     p.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
     p.add_argument("--no-save", action="store_true", help="print the table only")
     return p
@@ -124,7 +134,12 @@ def check_environment() -> None:
 
 @contextlib.contextmanager
 def start_server(name: str):  # noqa: ANN201
-    if name == "moto":
+    if name == "webdav":
+        from tests.servers.apache import start_apache
+
+        with start_apache() as server:
+            yield server
+    elif name == "moto":
         from tests.servers.moto import start_moto
 
         # no IAM authentication: signatures are not checked, which keeps moto's
@@ -146,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     params = make_params(args)
     runs = args.runs or (1 if args.quick else 3)
     selected = args.only or set(WORKLOADS)
-    servers = ["moto", "swift"] if args.server == "both" else [args.server]
+    servers = SERVERS.get(args.server, [args.server])
     names = [g.strip() for g in args.gateways.split(",") if g.strip()]
     unknown = [n for n in names if n not in GATEWAYS]
     if unknown:
@@ -167,23 +182,37 @@ def main(argv: list[str] | None = None) -> int:
                       "poll_interval": params.poll_interval, "prop_poll_interval": params.prop_poll_interval,
                       "quick": params.quick, "full": args.full, "large": args.large,
                       "workloads": sorted(selected), "servers": servers, "gateways": names}
+    if "webdav" in servers:
+        results.params["webdav_workloads"] = sorted(args.only or WEBDAV_WORKLOADS)
     results.notes += [
-        "Every gateway reaches the S3 server through its own counting TCP proxy (benchmarks/proxy.py), "
+        "Every gateway reaches the server through its own counting TCP proxy (benchmarks/proxy.py), "
         "which measures the bytes sent/received.",
         f"Same settings for all: write-back {params.write_back:g} s (cloudgw --write-back, rclone --vfs-write-back; "
         f"s3fs uploads on close), remote-change poll {params.poll_interval:g} s, {params.prop_poll_interval:g} s in "
         "workload 7 (cloudgw --poll-interval, rclone --dir-cache-time and --poll-interval, s3fs stat_cache_expire).",
         "'close → on remote': cloudgw `sync --wait` (which starts the upload at once); rclone and s3fs: the "
-        "bucket is polled until the object (size / new ETag) or all objects are there.",
+        "bucket (WebDAV: the DAV tree on disk) is polled until the object (size / new ETag) or all objects "
+        "are there.",
         "Page cache dropped (echo 3 > drop_caches) before every read and metadata phase; 'cached' = in the "
         "gateway's disk cache.",
     ]
     started = time.monotonic()
     try:
         gateways = [GATEWAYS[n](workdir, settings) for n in names]
-        results.versions = {g.name: g.version() for g in gateways if g.name != "raw"}
+        kinds = {"webdav" if s == "webdav" else "s3" for s in servers}
+        results.versions = {g.name: g.version() for g in gateways if g.name != "raw" and kinds & g.kinds}
+        if "webdav" in servers:
+            results.notes.append(
+                "WebDAV (Apache mod_dav_fs): cloudgw mounts webdav://127.0.0.1:PORT/dav/PREFIX (credentials in a "
+                "0600 netrc file), rclone `:webdav:` with vendor other (an 0600 rclone.conf, password obscured); "
+                "s3fs has no WebDAV. Shared data and the outside change of workload 7 are written into the DAV "
+                "tree on disk (aside, then renamed into place); requests per step are counted in Apache's access "
+                "log. rclone has no change feed on WebDAV: it sees remote changes "
+                "when --dir-cache-time expires. Workloads on WebDAV: "
+                + ", ".join(TITLES[w] for w in sorted(args.only or WEBDAV_WORKLOADS)) + ".")
         for server_name in servers:
-            run_server(server_name, workdir, params, results, selected, gateways, runs)
+            chosen = (args.only or WEBDAV_WORKLOADS) if server_name == "webdav" else selected
+            run_server(server_name, workdir, params, results, chosen, gateways, runs)
     except KeyboardInterrupt:
         log.warning("interrupted: writing what was measured so far")
         results.notes.append("INTERRUPTED: incomplete run")
@@ -191,7 +220,8 @@ def main(argv: list[str] | None = None) -> int:
         results.duration_s = time.monotonic() - started
         results.machine["load_at_end"] = load_average()
         cleanup_stale(workdir)
-        shutil.rmtree(workdir, ignore_errors=True)
+        if not args.keep_workdir:
+            shutil.rmtree(workdir, ignore_errors=True)
     print(results.markdown())
     if not args.no_save:
         json_path, md_path = results.write(args.results_dir)
@@ -217,9 +247,17 @@ def run_server(server_name: str, workdir: Path, params: Params, results: Results
     try:
         if server_name == "swift":
             results.versions.setdefault("swift", _swift_version())
+        elif server_name == "webdav":
+            results.versions.setdefault("apache", _apache_version())
         else:
             results.versions.setdefault("moto", _moto_version())
-        bench = ServerBench(server, workdir / server_name, params, results, selected, gateways)
+        kind = "webdav" if server_name == "webdav" else "s3"
+        skipped = [gw.name for gw in gateways if kind not in gw.kinds]
+        if skipped:
+            log.info("[%s] skipped (no %s): %s", server_name, kind, ", ".join(skipped))
+            results.notes.append(f"{server_name}: {', '.join(skipped)} skipped (cannot mount {kind}).")
+        gateways = [gw for gw in gateways if kind in gw.kinds]
+        bench = ServerBench(server, workdir / server_name, params, results, selected, gateways, name=server_name)
         for gw in gateways:  # each server gets its own mountpoints and caches
             gw.__init__(workdir / server_name, gw.settings)
         t = time.monotonic()
@@ -242,6 +280,13 @@ def _moto_version() -> str:
     from importlib.metadata import version
 
     return version("moto")
+
+
+def _apache_version() -> str:
+    from tests.servers.apache import APACHE
+
+    out = subprocess.run([APACHE, "-v"], capture_output=True, text=True).stdout.splitlines()
+    return out[0].split(":", 1)[1].strip() if out and ":" in out[0] else "?"
 
 
 def _swift_version() -> str:
