@@ -22,6 +22,8 @@ Transitions (who causes them; ``TRANSITIONS`` below is this table as data, and
     CLEAN       --nested rename (a -> a/b)-----> DIRTY         sync (uploader: uploaded anew)
     REMOTE_ONLY --nested rename (a -> a/b)-----> DIRTY         sync (uploader: uploaded anew)
     DIRTY       --upload starts----------------> UPLOADING     sync
+    CLEAN       --remote copy lost, re-upload--> UPLOADING     sync (placement gone, data cached)
+    REMOTE_ONLY --remote copy lost, re-upload--> UPLOADING     sync (an empty file: nothing to fetch)
     UPLOADING   --remote acked + committed-----> CLEAN         sync
     UPLOADING   --write during upload----------> DIRTY         filesystem (upload aborts)
     UPLOADING   --upload failed----------------> DIRTY         sync (retried with backoff)
@@ -70,8 +72,8 @@ class FileState(enum.Enum):
 
 _S = FileState
 TRANSITIONS: dict[FileState, frozenset[FileState]] = {
-    _S.REMOTE_ONLY: frozenset({_S.CLEAN, _S.DIRTY}),
-    _S.CLEAN: frozenset({_S.REMOTE_ONLY, _S.DIRTY}),
+    _S.REMOTE_ONLY: frozenset({_S.CLEAN, _S.DIRTY, _S.UPLOADING}),
+    _S.CLEAN: frozenset({_S.REMOTE_ONLY, _S.DIRTY, _S.UPLOADING}),
     _S.DIRTY: frozenset({_S.UPLOADING}),
     _S.UPLOADING: frozenset({_S.CLEAN, _S.DIRTY, _S.CONFLICT}),
     _S.CONFLICT: frozenset({_S.UPLOADING, _S.DIRTY}),

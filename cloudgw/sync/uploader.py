@@ -161,6 +161,7 @@ class Uploader:
         if inode.kind is Kind.FILE and src and (path.startswith(src + "/") or src.startswith(path + "/")):
             await self._replace_nested(inode, src, path)
         self._check_target_free(inode, path)
+        self._check_source_settled(inode)
         busy = {path, inode.remote_path} - {None}  # (the inode may leave ``path`` while we work)
         self.ctx.in_flight |= busy
         try:
@@ -200,6 +201,17 @@ class Uploader:
             if (held is not None and held.ino != inode.ino and not held.is_dir) or (
                     tomb is not None and tomb[1] is not Kind.DIR):
                 raise Deferred(f"{path!r}: {parent!r} is still a file on the remote")
+            parent = posixpath.dirname(parent)
+
+    def _check_source_settled(self, inode: Inode) -> None:
+        """Not while a directory above the inode's remote object is being moved or made on
+        the remote: its remote path is about to change (a one-call directory rename carries
+        it along; ``_move_dir`` rewrites the placement when it lands).  A move of the file
+        from its old path now would find nothing there, or race the directory's move."""
+        parent = posixpath.dirname(inode.remote_path or "")
+        while parent:
+            if parent in self.ctx.in_flight:
+                raise Deferred(f"{inode.remote_path!r}: {parent!r} is being changed on the remote")
             parent = posixpath.dirname(parent)
 
     def _expectation(self, inode: Inode, path: str) -> Expect | str:

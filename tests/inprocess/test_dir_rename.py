@@ -90,3 +90,33 @@ async def test_a_directory_renamed_on_a_remote_without_directory_renames_takes_i
         assert await h.read_file("e/s/t/x.txt") == b"deep"
         assert (await h.engine.poller.poll()).changed == 0
         assert await h.listdir("") == ["e"]
+
+
+async def test_a_file_moved_out_of_a_directory_whose_one_call_rename_is_in_flight(tmp_path: Path):
+    """mv a b; mv b/f2 top while the remote's a -> b is still under way: f2's move waits for
+    it (its remote path is about to change) instead of moving a/f2, which is gone by then
+    (it took the "vanished, upload from the cache" path and asked for CLEAN -> UPLOADING)."""
+    import trio
+
+    from cloudgw.remotes.faulty import Fault, FaultPlan, FaultyRemote, Rule
+
+    cloud = tmp_path / "cloud"
+    cloud.mkdir()
+    late = Rule(Fault.LATE_REPLY, ops="rename", path="a", seconds=0.5, limit=1)  # done, answer late
+    plan = FaultPlan([late])
+    plan.off()
+    async with running(FaultyRemote(LocalRemote(cloud), plan), tmp_path / "cache") as h:
+        await h.mkdir("a")
+        await h.write_file("a/f1", b"one")
+        await h.write_file("a/f2", b"two")
+        await h.settle()
+        plan.on()
+        await h.rename("a", "b")
+        with trio.fail_after(5):
+            while not await trio.to_thread.run_sync(lambda: late.fired == 1):
+                await trio.sleep(0.01)
+        await h.rename("b/f2", "top")  # while the remote still moves a -> b
+        await h.settle()
+        assert sorted(p.relative_to(cloud).as_posix() for p in cloud.rglob("*")) == ["b", "b/f1", "top"]
+        assert (cloud / "top").read_bytes() == b"two"
+        assert await h.read_file("top") == b"two"

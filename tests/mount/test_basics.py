@@ -15,21 +15,9 @@ from tests.mount.util import wait_for
 pytestmark = pytest.mark.mount
 
 
-# Known core bug seen only on WebDAV so far (the first remote with dir_rename and network
-# latency): the reconcile of a file moved out of a directory (b/f2 -> top) runs while the
-# directory's own one-call rename (a -> b) is in flight and still uses the old path a/f2;
-# its 404 takes the "source vanished, upload from the cache" path, which then asks for
-# CLEAN -> UPLOADING, refused by the state table, and retries forever.
-_CORE_BUGS = {("test_rename_and_delete_including_dirty", "webdav"):
-              "core: a file rename racing its directory's one-call rename (see the comment above)"}
-
-
 @pytest.fixture(params=CORE_BACKENDS)
 def backend(request, tmp_path: Path) -> Backend:  # noqa: ANN001
     """The core cases run on WebDAV (Apache, wsgidav) too."""
-    bug = _CORE_BUGS.get((request.function.__name__, request.param.split("-")[0]))
-    if bug:
-        pytest.skip(bug)
     return backend_for(request, tmp_path)
 
 
