@@ -264,12 +264,17 @@ class WebDavRemote:
         self.leaf(path, "mkdir")
         http = self.http
         what = f"MKCOL {http.display(path)}"
-        resp = await http.call(what, "MKCOL", http.url(path), ok=(201, 405, 409))
-        if resp.status_code == 409:  # a parent is missing
-            await self.mkdir(parent_of(path))
-            await http.call(what, "MKCOL", http.url(path), ok=(201, 405))
-        prop = await self.prop(path)
-        if prop is None or not prop.collection:
+        async with self.locked("\0mkdir " + path):  # one MKCOL per folder at a time from here
+            # 403/405: something is there (Apache answers 403 to a MKCOL racing another
+            # client's MKCOL of the same folder); the PROPFIND below tells what
+            resp = await http.call(what, "MKCOL", http.url(path), ok=(201, 403, 405, 409))
+            if resp.status_code == 409:  # a parent is missing
+                await self.mkdir(parent_of(path))
+                await http.call(what, "MKCOL", http.url(path), ok=(201, 403, 405))
+            prop = await self.prop(path)
+        if prop is None:
+            raise status_error(resp.status_code, what)
+        if not prop.collection:
             raise RemoteExists(f"mkdir {http.display(path)}: a file has that name")
         self.known_dirs.add(path)
         return self.entry(path, prop)
