@@ -28,10 +28,13 @@ class MappedNamesRemote:
 
     def __init__(self, inner: Remote, codec: NameCodec) -> None:
         self.inner, self.codec = inner, codec
-        caps = inner.capabilities
-        self.capabilities: Capabilities = dataclasses.replace(
-            caps, case_sensitive=caps.case_sensitive and not codec.rules.case_insensitive,
-            change_feed=caps.change_feed and hasattr(inner, "changes"))
+
+    @property
+    def capabilities(self) -> Capabilities:
+        """The inner remote's, asked each time (it may learn more in ``check()``)."""
+        caps = self.inner.capabilities
+        return dataclasses.replace(caps, case_sensitive=caps.case_sensitive and not self.codec.rules.case_insensitive,
+                                   change_feed=caps.change_feed and hasattr(self.inner, "changes"))
 
     def __repr__(self) -> str:
         return f"MappedNamesRemote({self.inner!r}, {self.codec.rules.label})"

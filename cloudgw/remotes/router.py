@@ -53,9 +53,14 @@ class RouterRemote:
             if not name or "/" in name or name in (".", ".."):
                 raise UserError(f"invalid mount name {name!r}: use a plain folder name without '/'")
         self.mounts = dict(mounts)
-        # the top level is fixed: the filesystem refuses to change it (EPERM) instead of queueing doomed uploads
-        self.capabilities = dataclasses.replace(_conservative([m.capabilities for m in self.mounts.values()]),
-                                                fixed_root=True)
+
+    @property
+    def capabilities(self) -> Capabilities:
+        """What all the mounted remotes can do, asked each time: a remote may learn more
+        about its server in ``check()`` (a WebDAV server that turns out to be a Nextcloud).
+        The top level is fixed: the filesystem refuses to change it (EPERM) instead of
+        queueing doomed uploads."""
+        return dataclasses.replace(_conservative([m.capabilities for m in self.mounts.values()]), fixed_root=True)
 
     def __repr__(self) -> str:
         return f"RouterRemote({self.mounts!r})"

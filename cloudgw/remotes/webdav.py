@@ -184,7 +184,7 @@ class WebDavRemote:
         if not props or not props[0].collection:
             raise UserError(f"{where} is not a folder")
         if props[0].fileid is not None:  # ownCloud/Nextcloud: folder ETags propagate
-            self.capabilities = dataclasses.replace(self.capabilities, dir_revs_propagate=True)
+            self.capabilities = dataclasses.replace(self.capabilities, dir_revs_propagate=True, stable_ids=True)
 
     async def stat(self, path: str) -> RemoteEntry:
         parts = split_path(path)

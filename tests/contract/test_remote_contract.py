@@ -7,6 +7,7 @@ old object exactly as it was, and that nothing half-written stays behind.
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import hashlib
 import os
@@ -727,6 +728,18 @@ def test_router_capabilities_are_the_conservative_combination(tmp_path):
     caps = RouterRemote({"l": LocalRemote(tmp_path), "s": s3}).capabilities
     assert caps.native_symlinks is False  # S3 emulates them
     assert caps.server_side_copy is True and caps.keeps_mode is True
+
+
+def test_router_capabilities_follow_what_a_remote_learns_in_check(tmp_path):
+    """A WebDAV remote learns in check() that its server is a Nextcloud (folder revs
+    propagate): a router built before that must answer with what the remote knows now."""
+    a, b = LocalRemote(tmp_path / "a"), LocalRemote(tmp_path / "b")
+    router = RouterRemote({"a": a, "b": b})
+    assert router.capabilities.dir_revs_propagate is False
+    for remote in (a, b):
+        remote.capabilities = dataclasses.replace(remote.capabilities, dir_revs_propagate=True)
+    assert router.capabilities.dir_revs_propagate is True
+    assert router.capabilities_for("a/x").dir_revs_propagate is True
 
 
 def test_open_remote(tmp_path):
