@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import time
 from typing import AsyncIterator, Callable, Collection
 
 import trio
@@ -53,6 +54,7 @@ class RouterRemote:
             if not name or "/" in name or name in (".", ".."):
                 raise UserError(f"invalid mount name {name!r}: use a plain folder name without '/'")
         self.mounts = dict(mounts)
+        self._since = time.time_ns()  # the top-level folders' mtime: when this mount began (not 1970)
 
     @property
     def capabilities(self) -> Capabilities:
@@ -105,10 +107,10 @@ class RouterRemote:
 
     async def stat(self, path: str) -> RemoteEntry:
         if not path:
-            return RemoteEntry("", Kind.DIR)
+            return RemoteEntry("", Kind.DIR, mtime_ns=self._since)
         name, remote, rest = self._route(path, "stat")
         if not rest:
-            return RemoteEntry(name, Kind.DIR)
+            return RemoteEntry(name, Kind.DIR, mtime_ns=self._since)
         return self._out(name, await remote.stat(rest))
 
     async def list(self, path: str, *, recursive: bool = False) -> AsyncIterator[RemoteEntry]:
@@ -118,7 +120,7 @@ class RouterRemote:
                 yield self._out(name, entry)
             return
         for name, remote in self.mounts.items():
-            yield RemoteEntry(name, Kind.DIR)
+            yield RemoteEntry(name, Kind.DIR, mtime_ns=self._since)
             if recursive:
                 async for entry in remote.list("", recursive=True):
                     yield self._out(name, entry)

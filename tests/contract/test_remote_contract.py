@@ -742,6 +742,14 @@ def test_router_capabilities_follow_what_a_remote_learns_in_check(tmp_path):
     assert router.capabilities_for("a/x").dir_revs_propagate is True
 
 
+async def test_router_top_level_folders_are_dated_from_the_mount_not_1970(tmp_path):
+    before = time.time_ns()
+    router = RouterRemote({"a": LocalRemote(tmp_path)})
+    listed = [e async for e in router.list("")]
+    assert [e.name for e in listed] == ["a"] and listed[0].mtime_ns >= before
+    assert (await router.stat("a")).mtime_ns == listed[0].mtime_ns
+
+
 def test_open_remote(tmp_path):
     local = open_remote(f"file://{tmp_path}/with%20space")
     assert isinstance(local, LocalRemote) and str(local.root) == f"{tmp_path}/with space"
