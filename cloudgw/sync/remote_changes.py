@@ -124,15 +124,31 @@ class RemoteChanges:
         ctx, store = self.ctx, self.ctx.store
         if inode.ino == ROOT_INO or inode.remote_path is None or self.ours(inode.remote_path):
             return 0
+        changed = self._children_gone(inode) if inode.is_dir else 0
         busy = inode.needs_sync or inode.state.has_unsynced_data or (inode.is_dir and store.has_children(inode.ino))
         if busy:
             store.update(inode, remote_path=None, remote_rev=None, remote_id=None, needs_sync=True)
             self.wants_sync.append(inode.ino)
-            return 0
+            return changed
         parent, name = inode.parent, inode.name
         store.update(inode, parent=None, name=f".deleted-{inode.ino}", remote_path=None, remote_id=None)
         if parent is not None:
             ctx.invalidate_entry(parent, name)
         ctx.orphaned(inode)
         log.info("remote delete: %s", name)
-        return 1
+        return changed + 1
+
+    def _children_gone(self, directory: Inode) -> int:
+        """A directory gone from the remote took what we placed below it along.  A full
+        listing says so for each child (deepest first); a pruned listing or a feed may
+        name only the directory: its settled children go with it here, so that it is not
+        taken for a directory with local content and made again on the remote."""
+        store, below = self.ctx.store, f"{directory.remote_path}/"
+        changed, after = 0, 0
+        while page := store.children(directory.ino, after_ino=after):
+            after = page[-1].ino
+            for child in page:
+                path = child.remote_path
+                if path is not None and path.startswith(below) and not self.ctx.unacked.holds(path):
+                    changed += self.gone(child)
+        return changed

@@ -5,6 +5,7 @@ ids): what a user sees in the tree, and what each poll costs in remote calls."""
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 from cloudgw.sync.poller import CURSOR_KEY
@@ -137,3 +138,26 @@ async def test_a_pruned_poll_is_one_request_when_idle_and_walks_only_changed_fol
         remote.calls.clear()
         assert (await h.engine.poller.poll()).changed == 0
         assert dict(remote.calls) == {"stat": 1}
+
+
+async def test_a_folder_deleted_elsewhere_leaves_with_its_contents_on_a_pruned_poll(tmp_path: Path):
+    """The pruned walk does not list a folder that is gone, only its parent: the folder's
+    children must go with it, not make it look like a folder with local content (which
+    was made again on the remote, empty, with its old children still shown here)."""
+    cloud = tmp_path / "cloud"
+    _tree(cloud)
+    (cloud / "other" / "keep.txt").write_text("kept")
+    remote = PropagatingLocal(cloud)
+    async with running(remote, tmp_path / "cache", write_back_delay=3600) as h:
+        for d in ("", "docs", "docs/sub", "other"):
+            await h.listdir(d)
+        await h.engine.poller.poll()
+        await h.write_file("other/keep.txt", b"edited here", create=False)
+        shutil.rmtree(cloud / "docs" / "sub")
+        shutil.rmtree(cloud / "other")
+        await h.engine.poller.poll()
+        assert await h.listdir("docs") == ["a.txt"]
+        assert await h.listdir("other") == ["keep.txt"]  # local edits keep their folder
+        await h.settle()
+        assert not (cloud / "docs" / "sub").exists()
+        assert (cloud / "other" / "keep.txt").read_bytes() == b"edited here"
