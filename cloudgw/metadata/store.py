@@ -239,6 +239,8 @@ class MetadataStore:
         n = len(old) + 1
         self._exec("UPDATE inodes SET remote_path = ? || substr(remote_path, ?) WHERE substr(remote_path, 1, ?) = ?",
                    (new + "/", n + 1, n, old + "/"))
+        self._exec("UPDATE OR REPLACE tombstones SET remote_path = ? || substr(remote_path, ?)"
+                   " WHERE substr(remote_path, 1, ?) = ?", (new + "/", n + 1, n, old + "/"))
         for inode in list(self._held.values()):
             if inode.remote_path is not None and inode.remote_path.startswith(old + "/"):
                 inode.remote_path = new + inode.remote_path[len(old):]

@@ -24,6 +24,7 @@ tombstone was not yet dropped is simply repeated (deletes are idempotent).
 from __future__ import annotations
 
 import logging
+import posixpath
 
 from cloudgw.errors import PreconditionFailed, RemoteError, RemoteNotEmpty
 from cloudgw.remotes.base import Kind
@@ -53,6 +54,9 @@ class TombstoneProcessor:
             if path in self.ctx.in_flight:  # an upload/move to it is under way: see what it leaves
                 remaining = True
                 continue
+            if self._directory_in_flight(path):  # a one-call move of a directory above may carry
+                remaining = True  # it elsewhere (the tombstone then follows: ``move_placements``)
+                continue
             try:
                 done = await self._delete(path, rev, kind)
             except RemoteError as exc:
@@ -67,6 +71,14 @@ class TombstoneProcessor:
             if store.tombstone(path) == (rev, kind):
                 store.remove_tombstone(path)
         return remaining
+
+    def _directory_in_flight(self, path: str) -> bool:
+        parent = posixpath.dirname(path)
+        while parent:
+            if parent in self.ctx.in_flight:
+                return True
+            parent = posixpath.dirname(parent)
+        return False
 
     async def _delete(self, path: str, rev: str | None, kind: Kind) -> bool:
         remote, store = self.ctx.remote, self.ctx.store

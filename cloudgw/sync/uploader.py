@@ -553,9 +553,9 @@ class Uploader:
                 raise
         ctx.journal.touch_trees(src, path)
         with store.transaction():
+            store.move_placements(src, path)  # (also when removed meanwhile: its tombstones follow)
             if self._removed_meanwhile(inode, path, None, Kind.DIR):
                 return []
-            store.move_placements(src, path)
             store.update(inode, remote_path=path, remote_id=result.id or inode.remote_id,
                          needs_sync=store.path_of(inode) != path)
             store.remove_tombstone(path)

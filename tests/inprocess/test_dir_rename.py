@@ -120,3 +120,35 @@ async def test_a_file_moved_out_of_a_directory_whose_one_call_rename_is_in_fligh
         assert sorted(p.relative_to(cloud).as_posix() for p in cloud.rglob("*")) == ["b", "b/f1", "top"]
         assert (cloud / "top").read_bytes() == b"two"
         assert await h.read_file("top") == b"two"
+
+
+async def test_a_file_deleted_in_a_directory_whose_one_call_rename_is_in_flight(tmp_path: Path):
+    """mv a b; rm b/f2 while the remote's a -> b is still under way: the delete (a tombstone
+    at a/f2, where f2 was placed) waits for the move and follows it to b/f2, instead of
+    deleting a/f2, which is gone by then, and leaving b/f2 to come back with the next poll."""
+    import trio
+
+    from cloudgw.remotes.faulty import Fault, FaultPlan, FaultyRemote, Rule
+
+    cloud = tmp_path / "cloud"
+    cloud.mkdir()
+    late = Rule(Fault.LATE_REPLY, ops="rename", path="a", seconds=0.5, limit=1)  # done, answer late
+    plan = FaultPlan([late])
+    plan.off()
+    async with running(FaultyRemote(LocalRemote(cloud), plan), tmp_path / "cache") as h:
+        await h.mkdir("a")
+        await h.write_file("a/f1", b"one")
+        await h.write_file("a/f2", b"two")
+        await h.settle()
+        plan.on()
+        await h.rename("a", "b")
+        with trio.fail_after(5):
+            while not await trio.to_thread.run_sync(lambda: late.fired == 1):
+                await trio.sleep(0.01)
+        await h.unlink("b/f2")  # while the remote still moves a -> b
+        await h.settle()
+        await h.engine.poller.poll()
+        await h.engine.poller.poll()
+        assert sorted(p.relative_to(cloud).as_posix() for p in cloud.rglob("*")) == ["b", "b/f1"]
+        assert await h.listdir("b") == ["f1"]
+        assert h.store.tombstones() == []
