@@ -227,4 +227,11 @@ class Poller:
                 return None
             path = posixpath.join(parent.remote_path, item.entry.name) if parent.remote_path else item.entry.name
         entry = dataclasses.replace(item.entry, path=path, id=item.id or item.entry.id)
-        return changes.present(entry, listed=False) if self.ctx.shown(entry) else 0
+        changed = changes.present(entry, listed=False) if self.ctx.shown(entry) else 0
+        known = store.by_remote_id(entry.id) if entry.id else None
+        if known is not None and known.remote_path not in (None, path):
+            # not followed as a move (into a folder not listed here, onto a name taken here, a
+            # name not shown): the old place is gone, as a listing would find; the feed will
+            # not say so again
+            changed += changes.gone(known)
+        return changed

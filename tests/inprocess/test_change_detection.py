@@ -161,3 +161,22 @@ async def test_a_folder_deleted_elsewhere_leaves_with_its_contents_on_a_pruned_p
         await h.settle()
         assert not (cloud / "docs" / "sub").exists()
         assert (cloud / "other" / "keep.txt").read_bytes() == b"edited here"
+
+
+async def test_a_change_feed_move_into_a_folder_not_listed_here_leaves_the_old_place(tmp_path: Path):
+    """A feed item that is not followed as a move (here: into a folder created elsewhere in
+    the same batch, not listed yet) must still take the item from its old place: the feed
+    never says so again (a listing would see the old path gone).  It stayed there, stale,
+    and showed up a second time once the new folder was listed."""
+    cloud = tmp_path / "cloud"
+    _tree(cloud)
+    remote = FeedLocal(cloud)
+    async with running(remote, tmp_path / "cache") as h:
+        await h.listdir("docs")
+        await h.engine.poller.poll()
+        (cloud / "docs" / "new").mkdir()
+        os.rename(cloud / "docs" / "a.txt", cloud / "docs" / "new" / "a.txt")
+        await h.engine.poller.poll()
+        assert await h.listdir("docs") == ["new", "sub"]
+        assert await h.listdir("docs/new") == ["a.txt"]
+        assert await h.read_file("docs/new/a.txt") == b"alpha"
