@@ -52,11 +52,16 @@ class DirectoryLister:
         if directory.remote_path is None:
             store.update(directory, listed=True)
             return
-        epoch = ctx.journal.epoch
-        entries = [e async for e in ctx.remote.list(directory.remote_path) if ctx.shown(e)]
+        epoch, path = ctx.journal.epoch, directory.remote_path
+        entries = [e async for e in ctx.remote.list(path) if ctx.shown(e)]
         entries = [await self.with_target(e) for e in entries]
         if store.get(directory.ino) is None or directory.parent is None and directory.ino != 1:
             return  # removed while we listed
+        if directory.remote_path != path or ctx.journal.touched_since(path, epoch):
+            # a one-call rename of a directory above (ours) moved it while we listed: the
+            # entries would all be refused as ours (and never come back to a pruned poll or
+            # a feed); not listed yet, so ``ensure_listed`` lists it again where it is now
+            return
         with store.transaction():
             store.insert_children(directory.ino, self._new_children(directory, entries, epoch))
             store.update(directory, listed=True)
