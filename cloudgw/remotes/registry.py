@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import re
 import stat
 import urllib.parse
 from dataclasses import dataclass, field
@@ -85,8 +86,13 @@ def url_forms() -> str:
 
 
 def bad_url(url: str, why: str = "") -> UserError:
-    """The one error for a URL a remote cannot use; ``why`` says what is wrong with it."""
+    """The one error for a URL a remote cannot use; ``why`` says what is wrong with it.
+    A password written into the URL (``user:password@host``) is never shown."""
+    url = _USERINFO_PASSWORD.sub(r"\1***@", url, count=1)
     return UserError(f"unsupported remote URL {url!r}{': ' + why if why else ''}: use {url_forms()}")
+
+
+_USERINFO_PASSWORD = re.compile(r"(://[^@/?#:]*:)[^@]*@")
 
 
 def scheme_of(url: str) -> str:

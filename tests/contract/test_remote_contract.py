@@ -766,6 +766,14 @@ def test_open_remote(tmp_path):
         assert "file:///abs/path" in message and "s3://bucket[/prefix]" in message
 
 
+@pytest.mark.parametrize("url", ["webdav://me:s3cret@host/p?x=1", "webdv://me:s3cret@host/p", "webdav://me:s3cret@host/p#f",
+                                 "s3://me:s3cret@bucket/p?x", "webdav://me:s3cret@[::1/p"])
+def test_a_bad_remote_url_never_shows_its_password(url):
+    with pytest.raises(UserError) as info:
+        open_remote(url)
+    assert "s3cret" not in str(info.value) and "me:***@" in str(info.value)
+
+
 @pytest.mark.parametrize("options, match", [
     ({"region": "x"}, r"^where: unknown option region for file:// remotes \(options: name_rules\)$"),
 ])
