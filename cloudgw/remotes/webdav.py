@@ -28,7 +28,12 @@ serialised by a per-path lock.  ``rmdir`` checks emptiness with PROPFIND and del
 pinned to the folder's ETag where it has one (Apache: changes with its entries); on
 wsgidav (no folder ETags) an entry created between the two would be deleted with it.
 
-Crash behaviour: see ``webdav_io`` (temp PUT + MOVE: the old object or the new one,
+Nextcloud-like servers also get ``oc:checksums``: an entry's ``hash`` is the SHA1 the
+uploading client sent (``hash_kind="sha1"``; None where none was sent), and uploads
+send one (``webdav_io``); above ``chunk_threshold`` they use chunked upload v2
+(``webdav_chunked``).
+
+Crash behaviour: see ``webdav_io`` and ``webdav_chunked`` (temp PUT + MOVE: the old object or the new one,
 never a torn one; a crash leaves a temp for ``abort_incomplete_uploads``).  ``rename``
 is one MOVE, also of a whole directory (``dir_rename``); ``copy`` is one COPY.
 Listings: Depth 1 per folder, or one Depth infinity PROPFIND for a recursive listing
@@ -50,7 +55,7 @@ import trio
 
 from cloudgw.errors import (PreconditionFailed, RemoteError, RemoteExists, RemoteNotEmpty, RemoteNotFound,
                             RemoteUnsupported, TransientRemoteError, UserError)
-from cloudgw.remotes import webdav_io, webdav_list, webdav_moves
+from cloudgw.remotes import webdav_chunked, webdav_io, webdav_list, webdav_moves
 from cloudgw.remotes.base import BytesSource, Capabilities, Expect, FileAttrs, Kind, RemoteEntry, UploadSource
 from cloudgw.remotes.registry import Common, Option, RemoteType, RemoteURL, bad_url, read_secret
 from cloudgw.remotes.symlinks import decode_target, encode_target, is_link_object, link_name, link_object
@@ -64,12 +69,15 @@ class WebDavRemote:
 
     def __init__(self, base: str, root: str, *, user: str | None = None, password: str | None = None,
                  ca_file: Path | None = None, retry_deadline: float = 30.0, connect_timeout: float = 5.0,
-                 read_timeout: float = 30.0, stale_upload_age: float = 3600.0, max_threads: int = 8) -> None:
+                 read_timeout: float = 30.0, stale_upload_age: float = 3600.0, max_threads: int = 8,
+                 uploads_url: str | None = None, chunk_threshold: int = 64 << 20, chunk_size: int = 10 << 20) -> None:
         self.user = user
         self.http = DavHttp(base, root, auth=(user, password or "") if user else None, ca_file=ca_file,
                             retry_deadline=retry_deadline, connect_timeout=connect_timeout,
                             read_timeout=read_timeout)
         self.stale_upload_age = stale_upload_age
+        self.uploads = webdav_chunked.uploads_path(self.http.base, self.http.root, uploads_url)  # None: no chunking
+        self.chunk_threshold, self.chunk_size = chunk_threshold, webdav_chunked.checked_size(chunk_size)
         self.capabilities = Capabilities(
             hash_kind=None, conditional_write=True, server_side_copy=True, streaming_reads=True,
             native_symlinks=False, keeps_mode=False, keeps_mtime=False, dir_rename=True,
@@ -125,11 +133,12 @@ class WebDavRemote:
         if prop.collection:
             rev = prop.etag if self.capabilities.dir_revs_propagate else None
             return RemoteEntry(path, Kind.DIR, 0, prop.mtime_ns, rev, id=prop.fileid)
+        sha1 = prop.sha1 if self.capabilities.hash_kind == "sha1" else None
         name = path.rsplit("/", 1)[-1]
         if is_link_object(name):
             return RemoteEntry(join(parent_of(path), link_name(name)), Kind.SYMLINK, prop.size, prop.mtime_ns,
-                               prop.etag, id=prop.fileid)
-        return RemoteEntry(path, Kind.FILE, prop.size, prop.mtime_ns, prop.etag, id=prop.fileid)
+                               prop.etag, id=prop.fileid, hash=sha1)
+        return RemoteEntry(path, Kind.FILE, prop.size, prop.mtime_ns, prop.etag, id=prop.fileid, hash=sha1)
 
     async def propfind(self, path: str, depth: str) -> list[Prop] | None:
         """A buffered PROPFIND (retried); None if nothing is at ``path``."""
@@ -183,8 +192,9 @@ class WebDavRemote:
         props = parse_multistatus(resp.content)
         if not props or not props[0].collection:
             raise UserError(f"{where} is not a folder")
-        if props[0].fileid is not None:  # ownCloud/Nextcloud: folder ETags propagate
-            self.capabilities = dataclasses.replace(self.capabilities, dir_revs_propagate=True, stable_ids=True)
+        if props[0].fileid is not None:  # ownCloud/Nextcloud: folder ETags propagate, checksums kept
+            self.capabilities = dataclasses.replace(self.capabilities, dir_revs_propagate=True, stable_ids=True,
+                                                    hash_kind="sha1")
 
     async def stat(self, path: str) -> RemoteEntry:
         parts = split_path(path)
@@ -223,8 +233,10 @@ class WebDavRemote:
     async def write(self, path: str, source: UploadSource, *, expect: Expect | str = Expect.ANY,
                     attrs: FileAttrs = FileAttrs()) -> RemoteEntry:
         self.leaf(path, "write")
+        chunked = (self.uploads is not None and self.capabilities.dir_revs_propagate
+                   and source.size > self.chunk_threshold and webdav_io.movable(path))
         async with self.locked(path):
-            prop = await webdav_io.upload(self, path, source, expect, attrs)
+            prop = await (webdav_chunked if chunked else webdav_io).upload(self, path, source, expect, attrs)
         return self.entry(path, prop)
 
     async def move(self, src: str, dst: str, what: str, *, overwrite: bool,
@@ -354,7 +366,8 @@ class WebDavRemote:
 
     async def abort_incomplete_uploads(self, paths: Collection[str] = ()) -> int:
         """Delete temps older than ``stale_upload_age`` (by the server's mtime) and,
-        whatever their age, temps of uploads to ``paths``; never ours in flight."""
+        whatever their age, temps of uploads to ``paths``; never ours in flight.  The same
+        for chunked-upload folders on Nextcloud (``webdav_chunked.abort``)."""
         mine = {(parent_of(p), tmp_tag(p.rsplit("/", 1)[-1])) for p in paths}
         removed = 0
         async for rel, prop in self._walk("", recursive=True):
@@ -366,7 +379,7 @@ class WebDavRemote:
                 await self.http.call(f"DELETE {self.http.display(rel)}", "DELETE", self.http.url(rel),
                                      ok=(200, 204, 404))
                 removed += 1
-        return removed
+        return removed + await webdav_chunked.abort(self, paths)
 
     async def aclose(self) -> None:
         await self.http.aclose()
@@ -404,8 +417,9 @@ def _build(url: RemoteURL, options: dict[str, Any], common: Common) -> WebDavRem
         elif user is not None:
             raise UserError(f"user {user!r} has no password: set password_file, or add"
                             f" 'machine {host} login {user} password ...' to ~/.netrc")
+    sizes = {k: options[k] for k in ("chunk_threshold", "chunk_size") if options.get(k) is not None}
     return WebDavRemote(base, root, user=user, password=password, ca_file=options.get("ca_file"),
-                        retry_deadline=common.timeout)
+                        retry_deadline=common.timeout, uploads_url=options.get("uploads_url"), **sizes)
 
 
 REMOTE_TYPE = RemoteType(
@@ -413,6 +427,7 @@ REMOTE_TYPE = RemoteType(
         Option("user", str, "the WebDAV user (default: the machine's entry in ~/.netrc or $NETRC)"),
         Option("password_file", Path, "a file (mode 600) whose first line is the password", secret_file=True),
         Option("ca_file", Path, "PEM file of the CA that signed the server's certificate (webdavs://, own CA)"),
+        *webdav_chunked.OPTIONS,
     ),
     build=_build,
 )

@@ -11,7 +11,13 @@ the sink never sees a byte twice, a gap, or bytes of two versions.
 Writes: the bytes go to ``.cloudgw-tmp-<tag>-<random>`` in the target's folder (one
 streamed PUT: ``source.read`` in a worker thread per ``CHUNK``, never the whole file
 in memory; ``source.check()`` before the last chunk goes out and again after the
-reply), then one ``MOVE`` puts it in place.  A PUT that reached the server cannot be
+reply), then one ``MOVE`` puts it in place.  On a Nextcloud-like server
+(``hash_kind == "sha1"``) the PUT carries ``OC-Checksum: SHA1:<hex>``: Nextcloud takes
+that header on a PUT (and on the MOVE that assembles a chunked upload,
+``webdav_chunked``), not on a plain MOVE, and a header goes before the body, so the
+source is hashed in a first pass (read twice: at most ``chunk_threshold`` bytes, above
+which uploads are chunked) and hashed again while it streams; a difference is
+``SourceChanged``.  A PUT that reached the server cannot be
 taken back, but it only ever wrote the temp name: a torn or abandoned upload never
 replaces the object (Apache writes PUTs to its own temp file; wsgidav writes in
 place, so without this a broken connection would leave half a file).  Any failure,
@@ -40,6 +46,8 @@ from cloudgw.remotes.webdav_http import status_error
 from cloudgw.remotes.webdav_xml import PROPPATCH_MTIME, Prop, http_date, proppatch_ok, rev_of
 
 if TYPE_CHECKING:
+    from hashlib import _Hash as Hash
+
     from cloudgw.remotes.webdav import WebDavRemote
 
 log = logging.getLogger(__name__)
@@ -139,9 +147,19 @@ async def _stretch(remote: WebDavRemote, path: str, state: _Stream, sink: Callab
         state.done = True
 
 
-async def _chunk(remote: WebDavRemote, source: UploadSource, pos: int, what: str) -> bytes:
-    n = min(CHUNK, source.size - pos)
-    data = await remote.thread(source.read, pos, n)
+def _read(source: UploadSource, pos: int, n: int, digest: Hash | None) -> bytes:
+    """One piece of the source, hashed in the same worker thread that read it."""
+    data = source.read(pos, n)
+    if digest is not None and len(data) == n:
+        digest.update(data)
+    return data
+
+
+async def _chunk(remote: WebDavRemote, source: UploadSource, pos: int, what: str, end: int | None = None,
+                 digest: Hash | None = None) -> bytes:
+    """Bytes [pos, pos + CHUNK) of the source, clipped to ``end`` (default: its size)."""
+    n = min(CHUNK, (source.size if end is None else end) - pos)
+    data = await remote.thread(_read, source, pos, n, digest)
     if len(data) != n:
         raise SourceChanged(f"{what}: source returned {len(data)} bytes at {pos}, expected {n}")
     if pos + n >= source.size:
@@ -149,16 +167,26 @@ async def _chunk(remote: WebDavRemote, source: UploadSource, pos: int, what: str
     return data
 
 
-async def _body(remote: WebDavRemote, source: UploadSource, first: bytes, what: str) -> AsyncIterator[bytes]:
-    """The upload's bytes, read in worker threads; the first chunk was read (and for a
+async def body(remote: WebDavRemote, source: UploadSource, first: bytes, what: str, start: int = 0,
+               end: int | None = None, digest: Hash | None = None) -> AsyncIterator[bytes]:
+    """The upload's bytes [start, end), read in worker threads; the first chunk was read (and for a
     one-chunk upload checked) before the request started, so a source that fails early
     never opens a request the server might still be acting on after our clean-up."""
+    end = source.size if end is None else end
     yield first
-    pos = len(first)
-    while pos < source.size:
-        data = await _chunk(remote, source, pos, what)
+    pos = start + len(first)
+    while pos < end:
+        data = await _chunk(remote, source, pos, what, end, digest)
         yield data
         pos += len(data)
+
+
+def sha1_of(source: UploadSource) -> str:
+    """The SHA1 of the whole source (a worker thread's first pass over it)."""
+    digest = hashlib.sha1()
+    for pos in range(0, source.size, CHUNK):
+        digest.update(source.read(pos, min(CHUNK, source.size - pos)))
+    return digest.hexdigest()
 
 
 async def upload(remote: WebDavRemote, path: str, source: UploadSource, expect: Expect | str,
@@ -172,14 +200,24 @@ async def upload(remote: WebDavRemote, path: str, source: UploadSource, expect: 
     headers = {"Content-Length": str(source.size)}
     if attrs.mtime_ns is not None and attrs.mtime_ns >= 0:
         headers["X-OC-Mtime"] = str(attrs.mtime_ns // 1_000_000_000)
+    expected = None
+    if remote.capabilities.hash_kind == "sha1":  # Nextcloud: the header goes before the body
+        expected = await remote.thread(sha1_of, source)
+        headers["OC-Checksum"] = f"SHA1:{expected}"
 
     async def put() -> object:
         if source.size == 0:
             await remote.thread(source.check)
         for _ in range(2):
-            content = _body(remote, source, await _chunk(remote, source, 0, what), what) if source.size else b""
-            resp = await http.once(what, "PUT", http.url(tmp), ok=(200, 201, 204, 409), headers=headers,
+            digest = hashlib.sha1() if expected is not None else None
+            first = await _chunk(remote, source, 0, what, digest=digest) if source.size else b""
+            content = body(remote, source, first, what, digest=digest) if source.size else b""
+            resp = await http.once(what, "PUT", http.url(tmp), ok=(200, 201, 204, 400, 409), headers=headers,
                                    content=content)
+            if digest is not None and source.size and digest.hexdigest() != expected:
+                raise SourceChanged(f"{what}: the source changed between hashing it and sending it")
+            if resp.status_code == 400:
+                raise status_error(400, what, resp.headers)
             if resp.status_code != 409:
                 return resp
             await remote.mkdir(parent)  # the folder is missing (or was deleted meanwhile)

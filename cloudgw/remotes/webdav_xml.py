@@ -3,8 +3,10 @@
 A reply is parsed as it arrives (``ElementTree.XMLPullParser``), one ``<response>``
 at a time, so a Depth infinity listing of a large tree never sits in memory whole.
 Only the properties cloudgw uses are asked for: resourcetype, getcontentlength,
-getlastmodified, getetag and ownCloud/Nextcloud's ``oc:fileid`` (servers answer
-404 for the ones they lack; those are simply absent).
+getlastmodified, getetag and ownCloud/Nextcloud's ``oc:fileid`` and ``oc:checksums``
+(servers answer 404 for the ones they lack; those are simply absent).  Of
+``oc:checksums`` (``<oc:checksum>SHA1:… MD5:… ADLER32:…</oc:checksum>``, what a client
+sent as ``OC-Checksum``) only the SHA1 is kept, in lower-case hex.
 
 ETags become revisions through ``rev_of``: without quotes and without the weak
 marker.  Apache's mod_dav_fs answers ``W/"<size>-<mtime µs>"`` (hex) while the file's
@@ -22,11 +24,13 @@ from typing import Iterator
 
 DAV = "{DAV:}"
 OC_FILEID = "{http://owncloud.org/ns}fileid"
+OC_CHECKSUMS = "{http://owncloud.org/ns}checksums"
+OC_CHECKSUM = "{http://owncloud.org/ns}checksum"
 
 PROPFIND_BODY = (
     b'<?xml version="1.0" encoding="utf-8"?>\n'
     b'<d:propfind xmlns:d="DAV:" xmlns:oc="http://owncloud.org/ns"><d:prop>'
-    b"<d:resourcetype/><d:getcontentlength/><d:getlastmodified/><d:getetag/><oc:fileid/>"
+    b"<d:resourcetype/><d:getcontentlength/><d:getlastmodified/><d:getetag/><oc:fileid/><oc:checksums/>"
     b"</d:prop></d:propfind>"
 )
 
@@ -61,6 +65,20 @@ class Prop:
     etag: str | None  # normalised (rev_of)
     fileid: str | None
     status: int  # of the response as a whole (200 unless the server said otherwise)
+    sha1: str | None = None  # from oc:checksums (lower-case hex), where the server has one
+
+
+def sha1_of_checksums(element: ET.Element | None) -> str | None:
+    """The SHA1 of an ``oc:checksums`` element (None: none there)."""
+    if element is None:
+        return None
+    for checksum in element.iter(OC_CHECKSUM):
+        for item in (checksum.text or "").split():
+            kind, _, value = item.partition(":")
+            value = value.strip().lower()
+            if kind.upper() == "SHA1" and len(value) == 40 and all(c in "0123456789abcdef" for c in value):
+                return value
+    return None
 
 
 def _href_path(href: str) -> str:
@@ -116,6 +134,7 @@ def _prop(response: ET.Element) -> Prop | None:
         rev_of(etag_el.text) if etag_el is not None else None,
         (id_el.text or "").strip() or None if id_el is not None else None,
         whole,
+        sha1_of_checksums(found.get(OC_CHECKSUMS)),
     )
 
 

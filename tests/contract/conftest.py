@@ -9,7 +9,9 @@ writing, a crash leaving an incomplete upload) and a list of deliberately
 broken configurations for ``check()``.
 
 Multipart runs with a few MiB here: S3 remotes are built with a 6 MiB
-multipart threshold, 5 MiB parts (S3's minimum) and a 6 MiB copy threshold.
+multipart threshold, 5 MiB parts (S3's minimum) and a 6 MiB copy threshold; the
+Nextcloud emulation's remotes chunk uploads above 6 MiB in 5 MiB chunks (once
+``check()`` has found it a Nextcloud).
 """
 
 from __future__ import annotations
@@ -185,6 +187,10 @@ def make_webdav(server: DavServer, folder: str, **overrides: Any) -> WebDavRemot
 
     kwargs: dict[str, Any] = dict(user=server.user, password=server.password, retry_deadline=10.0,
                                   stale_upload_age=0.0)
+    if server.name == "nextcloud":  # chunked uploads above 6 MiB, in 5 MiB chunks (Nextcloud's minimum)
+        from tests.servers.wsgidav import NEXTCLOUD_UPLOADS
+
+        kwargs.update(uploads_url=NEXTCLOUD_UPLOADS, chunk_threshold=6 * MiB, chunk_size=5 * MiB)
     kwargs.update(overrides)
     return WebDavRemote(kwargs.pop("base", f"http://127.0.0.1:{server.port}"), f"{server.path}/{folder}", **kwargs)
 
@@ -300,6 +306,8 @@ def harness(request, tmp_path: Path) -> Harness:
 
 @pytest.fixture
 async def h(harness: Harness) -> Harness:
+    if harness.kind == "webdav-nextcloud":  # as a mount does first: learns checksums, chunked uploads
+        await harness.remote.check()
     try:
         yield harness
     finally:

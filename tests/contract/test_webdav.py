@@ -2,10 +2,12 @@
 revisions that do not flip between Apache's weak and strong ETags, a directory rename
 as one MOVE, credentials from options or netrc (never readable by others, never in a
 message), reads resumed after a cut connection, Depth infinity where the server allows
-it, mtimes where the server keeps them, and Nextcloud's folder ETags and file ids."""
+it, mtimes where the server keeps them, and Nextcloud's folder ETags, file ids,
+checksums and chunked uploads."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import threading
@@ -15,11 +17,15 @@ from pathlib import Path
 
 import pytest
 
-from cloudgw.errors import UserError
-from cloudgw.remotes.base import BytesSource, FileAttrs, Kind, read_into
+from cloudgw.errors import PreconditionFailed, SourceChanged, UserError
+from cloudgw.remotes.base import BytesSource, Expect, FileAttrs, Kind, read_into
 from cloudgw.remotes.registry import open_remote
+from cloudgw.remotes.webdav import WebDavRemote
+from cloudgw.remotes.webdav_chunked import transfer_prefix
+from cloudgw.sync.compare import holds_same_bytes
 from tests.contract.conftest import make_webdav
 from tests.servers import DavServer
+from tests.servers.wsgidav import NEXTCLOUD_UPLOADS
 
 MiB = 1 << 20
 
@@ -222,3 +228,168 @@ async def test_nextcloud_folder_etags_and_file_ids(nextcloud_server: DavServer):
         assert (await remote.stat("renamed/mid/f")).id == f.id  # ids survive a folder MOVE
     finally:
         await remote.aclose()
+
+
+# -- Nextcloud: checksums and chunked upload v2 ------------------------------------
+
+
+class _BreakingSource:
+    """``data``, but reading at or past ``breaks_at`` fails as a file changed under us would."""
+
+    def __init__(self, data: bytes, breaks_at: int) -> None:
+        self.data, self.size, self.breaks_at = data, len(data), breaks_at
+
+    def read(self, offset: int, length: int) -> bytes:
+        if offset + length > self.breaks_at:
+            raise SourceChanged("changed while uploading")
+        return self.data[offset:offset + length]
+
+    def check(self) -> None:
+        return None
+
+
+def _uploads(server: DavServer) -> Path:
+    return server.root.parent / "uploads" / server.user
+
+
+async def _nextcloud_remote(server: DavServer, **overrides) -> tuple[str, WebDavRemote]:  # noqa: ANN003
+    folder = _folder(server)
+    remote = make_webdav(server, folder, **overrides)
+    await remote.check()
+    assert remote.capabilities.hash_kind == "sha1" and remote.uploads == NEXTCLOUD_UPLOADS
+    return folder, remote
+
+
+async def test_nextcloud_checksums_are_sent_and_reported(nextcloud_server: DavServer):
+    folder, remote = await _nextcloud_remote(nextcloud_server)
+    try:
+        data = os.urandom(100_000)
+        written = await remote.write("d/f", BytesSource(data))
+        assert written.hash == hashlib.sha1(data).hexdigest()
+        assert (await remote.stat("d/f")).hash == written.hash
+        assert [e.hash async for e in remote.list("d")] == [written.hash]
+        moved = await remote.rename("d/f", "g")  # the checksum travels with the file
+        assert moved.hash == written.hash
+
+        # a lost reply's redo: the object is recognised as ours by its hash, nothing is read
+        gets = nextcloud_server.counts().get("GET", 0)
+        assert await holds_same_bytes(remote, "g", moved, BytesSource(data))
+        assert not await holds_same_bytes(remote, "g", moved, BytesSource(os.urandom(len(data))))
+        assert nextcloud_server.counts().get("GET", 0) == gets
+
+        with nextcloud_server.client() as c:  # another client: no checksum sent, none kept
+            assert c.put(nextcloud_server.url(f"{folder}/g"), content=b"other").status_code == 204
+            wrong = c.put(nextcloud_server.url(f"{folder}/h"), content=b"x", headers={"OC-Checksum": "SHA1:" + "0" * 40})
+            assert wrong.status_code == 400
+        assert (await remote.stat("g")).hash is None
+    finally:
+        await remote.aclose()
+    plain = make_webdav(nextcloud_server, folder)  # before check(): not known to be a Nextcloud
+    try:
+        assert plain.capabilities.hash_kind is None and (await plain.stat("g")).hash is None
+    finally:
+        await plain.aclose()
+
+
+async def test_nextcloud_big_files_go_up_in_chunks(nextcloud_server: DavServer):
+    """Above the threshold (6 MiB here): MKCOL on the uploads URL, one PUT per 5 MiB chunk,
+    one MOVE of .file, replacing the old version in place (same file id)."""
+    folder, remote = await _nextcloud_remote(nextcloud_server)
+    try:
+        old = await remote.write("big", BytesSource(b"old"))
+        data = os.urandom(13 * MiB + 5)
+        before = nextcloud_server.counts()
+        new = await remote.write("big", BytesSource(data), expect=old.rev,
+                                 attrs=FileAttrs(mtime_ns=1_500_000_000_000_000_000))
+        after = nextcloud_server.counts()
+        assert {m: after.get(m, 0) - before.get(m, 0) for m in ("MKCOL", "PUT", "MOVE")} == \
+            {"MKCOL": 1, "PUT": 3, "MOVE": 1}
+        assert new.size == len(data) and new.rev != old.rev and new.id == old.id
+        assert new.hash == hashlib.sha1(data).hexdigest()
+        assert new.mtime_ns == 1_500_000_000_000_000_000
+        assert await remote.stat("big") == new
+        assert await remote.read("big", 0, len(data)) == data
+        assert not list(_uploads(nextcloud_server).iterdir())  # the transfer folder went with the MOVE
+
+        with pytest.raises(PreconditionFailed):  # conditions hold as on a normal upload
+            await remote.write("big", BytesSource(data), expect=old.rev)
+        fresh = await remote.write("sub/fresh", BytesSource(data[: 7 * MiB]), expect=Expect.ABSENT)
+        assert fresh.id not in (None, new.id) and await remote.read("sub/fresh", 0, 7 * MiB) == data[: 7 * MiB]
+    finally:
+        await remote.aclose()
+
+
+async def test_nextcloud_chunked_upload_failing_mid_way_keeps_the_old_object(nextcloud_server: DavServer):
+    folder, remote = await _nextcloud_remote(nextcloud_server)
+    try:
+        old = await remote.write("big", BytesSource(b"old"))
+        data = os.urandom(12 * MiB)
+        before = nextcloud_server.counts()
+        with pytest.raises(SourceChanged):
+            await remote.write("big", _BreakingSource(data, 6 * MiB))
+        after = nextcloud_server.counts()
+        assert after.get("PUT", 0) - before.get("PUT", 0) >= 1  # the first chunk went up
+        assert after.get("MOVE", 0) == before.get("MOVE", 0)
+        assert await remote.stat("big") == old and await remote.read("big", 0, 10) == b"old"
+        assert not list(_uploads(nextcloud_server).iterdir())  # cleaned up after the failure
+    finally:
+        await remote.aclose()
+
+
+async def test_nextcloud_abort_incomplete_uploads_removes_a_left_upload_folder(nextcloud_server: DavServer):
+    """What a crash mid-upload leaves: a transfer folder with a chunk.  Removed by path at
+    once, by age otherwise; other clients' transfers stay."""
+    folder, remote = await _nextcloud_remote(nextcloud_server, stale_upload_age=3600.0)
+    base = f"http://127.0.0.1:{nextcloud_server.port}{NEXTCLOUD_UPLOADS}"
+    dest = {"Destination": nextcloud_server.url(f"{folder}/big"), "OC-Total-Length": str(6 * MiB)}
+    try:
+        left = transfer_prefix(remote, "big") + "crashed"
+        with nextcloud_server.client() as c:
+            for name in (left, "someone-elses"):
+                assert c.request("MKCOL", f"{base}/{name}", headers=dest).status_code == 201
+                assert c.put(f"{base}/{name}/00001", content=b"x" * MiB, headers=dest).status_code == 201
+        assert await remote.abort_incomplete_uploads() == 0  # young, and no path given
+        assert await remote.abort_incomplete_uploads(["other"]) == 0
+        assert await remote.abort_incomplete_uploads(["big"]) == 1
+        assert sorted(p.name for p in _uploads(nextcloud_server).iterdir()) == ["someone-elses"]
+    finally:
+        await remote.aclose()
+    stale = make_webdav(nextcloud_server, folder)  # stale_upload_age 0: every transfer of this root
+    try:
+        await stale.check()
+        with nextcloud_server.client() as c:
+            assert c.request("MKCOL", f"{base}/{transfer_prefix(stale, 'x')}1", headers=dest).status_code == 201
+        assert await stale.abort_incomplete_uploads() == 1
+        assert sorted(p.name for p in _uploads(nextcloud_server).iterdir()) == ["someone-elses"]
+    finally:
+        await stale.aclose()
+
+
+def test_nextcloud_emulation_enforces_the_chunking_rules(nextcloud_server: DavServer):
+    """The fake is strict where Nextcloud is: a client breaking a rule fails here too."""
+    folder = _folder(nextcloud_server)
+    base = f"http://127.0.0.1:{nextcloud_server.port}{NEXTCLOUD_UPLOADS}"
+    target = nextcloud_server.url(f"{folder}/f")
+    with nextcloud_server.client() as c:
+        assert c.request("MKCOL", f"{base}/t1").status_code == 400  # no Destination
+        dest = {"Destination": target, "OC-Total-Length": str(2 * MiB)}
+        assert c.request("MKCOL", f"{base}/t1", headers=dest).status_code == 201
+        assert c.put(f"{base}/t1/00001", content=b"a" * MiB).status_code == 400  # no Destination
+        elsewhere = {**dest, "Destination": nextcloud_server.url(f"{folder}/g")}
+        assert c.put(f"{base}/t1/00001", content=b"a" * MiB, headers=elsewhere).status_code == 400
+        assert c.put(f"{base}/t1/x", content=b"a" * MiB, headers=dest).status_code == 400
+        for n in ("00001", "00002"):
+            assert c.put(f"{base}/t1/{n}", content=b"a" * MiB, headers=dest).status_code == 201
+        assert c.get(f"{base}/t1/00001").status_code == 405
+        move = {**dest, "Overwrite": "T"}
+        assert c.request("MOVE", f"{base}/t1/.file", headers=move).status_code == 400  # first chunk < 5 MiB
+        assert c.request("MOVE", f"{base}/t1/.file", headers={**move, "Destination": nextcloud_server.url(
+            f"{folder}/g")}).status_code == 400
+        assert c.put(f"{base}/t1/00001", content=b"a" * (5 * MiB), headers=dest).status_code == 204
+        assert c.request("MOVE", f"{base}/t1/.file", headers=move).status_code == 400  # 6 MiB != 2 MiB
+        total = {**move, "OC-Total-Length": str(6 * MiB)}
+        assert c.request("MOVE", f"{base}/t1/.file", headers={**total, "OC-Checksum": "SHA1:" + "0" * 40}
+                         ).status_code == 400
+        assert c.request("MOVE", f"{base}/t1/.file", headers=total).status_code == 201
+        assert c.get(target).content == b"a" * (6 * MiB)
+        assert c.request("MOVE", f"{base}/t1/.file", headers=total).status_code == 404  # gone with the MOVE

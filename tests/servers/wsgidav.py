@@ -1,6 +1,7 @@
 """wsgidav (+ cheroot) on 127.0.0.1, in a subprocess: a second, independent WebDAV
 server (Python, from PyPI), and with ``nextcloud=True`` the Nextcloud emulation of
-``tests/servers/nextcloud_emulation.py``.
+``tests/servers/nextcloud_emulation.py`` (with chunked uploads at
+``/remote.php/dav/uploads/<user>/``, kept in ``ROOT/../uploads``: ``NEXTCLOUD_UPLOADS``).
 
 ``start_wsgidav()`` runs ``python -m tests.servers.wsgidav ROOT PORT`` with the
 password in a 0600 file, waits until it listens and yields a ``DavServer``.  The
@@ -34,6 +35,7 @@ from typing import Any, Callable, Iterable, Iterator
 from tests.servers import DavServer, free_port, wait_for_port
 
 USER = "cloudgw"
+NEXTCLOUD_UPLOADS = f"/remote.php/dav/uploads/{USER}"  # the emulation's uploads URL path
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -113,15 +115,18 @@ def main(argv: list[str]) -> None:
     nextcloud = "--nextcloud" in argv
     password = Path(pw_file).read_text()
     if nextcloud:
-        from tests.servers.nextcloud_emulation import NextcloudProvider, accept_mtime
+        from tests.servers.nextcloud_emulation import UPLOADS, NextcloudProvider, accept_mtime, chunked_uploads
 
         provider: Any = NextcloudProvider(root)
+        uploads_root = Path(root).parent / "uploads"
+        (uploads_root / USER).mkdir(parents=True, exist_ok=True)
+        mapping = {"/dav": provider, UPLOADS.rstrip("/"): FilesystemProvider(str(uploads_root))}
     else:
-        provider = FilesystemProvider(root)
+        mapping = {"/dav": FilesystemProvider(root)}
     config = {
         "host": "127.0.0.1",
         "port": port,
-        "provider_mapping": {"/dav": provider},
+        "provider_mapping": mapping,
         "simple_dc": {"user_mapping": {"*": {USER: {"password": password}}}},
         "http_authenticator": {"accept_basic": True, "accept_digest": False, "default_to_digest": False},
         "honor_mtime_header": True,
@@ -133,7 +138,7 @@ def main(argv: list[str]) -> None:
     }
     app: Any = WsgiDAVApp(config)
     if nextcloud:
-        app = accept_mtime(app)
+        app = chunked_uploads(accept_mtime(app), root, "/dav", str(uploads_root), USER, password)
     logging.getLogger("wsgidav").setLevel(logging.ERROR)
     _exit_with_parent()
     server = wsgi.Server(("127.0.0.1", port), _counting(app), numthreads=16)
