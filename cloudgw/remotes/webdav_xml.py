@@ -22,6 +22,8 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from typing import Iterator
 
+from cloudgw.errors import TransientRemoteError
+
 DAV = "{DAV:}"
 OC_FILEID = "{http://owncloud.org/ns}fileid"
 OC_CHECKSUMS = "{http://owncloud.org/ns}checksums"
@@ -139,29 +141,47 @@ def _prop(response: ET.Element) -> Prop | None:
 
 
 class MultistatusParser:
-    """Feed reply bytes, take finished ``Prop``s: memory is one ``<response>`` at a time."""
+    """Feed reply bytes, take finished ``Prop``s: memory is one ``<response>`` at a time
+    (each is removed from the tree once read, so a Depth-infinity listing of a big tree
+    does not keep one element per entry).  A reply that is not XML (an error page from a
+    proxy, a cut body) raises ``TransientRemoteError``: the request is worth another try,
+    and the caller's error handling applies -- never a parse error that nothing catches."""
 
     def __init__(self) -> None:
         self._parser = ET.XMLPullParser(events=("start", "end"))
         self._depth = 0
+        self._root: ET.Element | None = None
 
     def feed(self, data: bytes) -> Iterator[Prop]:
-        self._parser.feed(data)
+        try:
+            self._parser.feed(data)
+        except ET.ParseError as exc:
+            raise TransientRemoteError(f"the server's PROPFIND reply is not valid XML ({exc})") from None
         return self._drain()
 
     def close(self) -> Iterator[Prop]:
-        self._parser.close()
+        try:
+            self._parser.close()
+        except ET.ParseError as exc:
+            raise TransientRemoteError(f"the server's PROPFIND reply is not valid XML ({exc})") from None
         return self._drain()
 
     def _drain(self) -> Iterator[Prop]:
-        for event, elem in self._parser.read_events():
+        try:
+            events = list(self._parser.read_events())
+        except ET.ParseError as exc:
+            raise TransientRemoteError(f"the server's PROPFIND reply is not valid XML ({exc})") from None
+        for event, elem in events:
             if event == "start":
                 self._depth += 1
+                if self._depth == 1:
+                    self._root = elem
                 continue
             self._depth -= 1
             if elem.tag == f"{DAV}response" and self._depth == 1:
                 prop = _prop(elem)
-                elem.clear()
+                if self._root is not None:
+                    self._root.remove(elem)
                 if prop is not None:
                     yield prop
 

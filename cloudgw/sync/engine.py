@@ -154,6 +154,8 @@ class SyncEngine:
             now = await self.ctx.remote.stat(inode.remote_path)
         except RemoteNotFound:
             raise RemoteError(f"{inode.remote_path}: deleted on the remote") from None
+        if inode.state.has_unsynced_data:  # written here while we asked: the local data wins, the
+            raise RemoteError(f"{inode.remote_path}: changed on the remote while being written here")  # upload
         self.ctx.store.update(inode, remote_rev=now.rev, size=now.size, state=FileState.REMOTE_ONLY,
                               mtime_ns=now.attrs.mtime_ns or now.mtime_ns)
         self.ctx.cache.reset(entry, rev=now.rev, remote_size=now.size)
