@@ -141,11 +141,20 @@ class Poller:
                 if changed:
                     crash_point("poll-mid-apply")  # the transaction is rolled back by SQLite
             for path, ino in sorted(self._placed_in(snapshot).items(), key=lambda kv: -kv[0].count("/")):
-                if path in snapshot.entries or ctx.unacked.holds(path):
+                if path in snapshot.entries:
+                    continue
+                if ctx.unacked.holds(path):
+                    changes.skipped.add(path)
                     continue
                 inode = store.get(ino)
                 if inode is not None:
                     changed += changes.gone(inode)
+            for path in changes.skipped:  # left alone this time: walk their folders again next time
+                parent = path
+                while parent:
+                    parent = posixpath.dirname(parent)
+                    if parent in snapshot.dir_revs:
+                        snapshot.dir_revs[parent] = None
             for path, rev in snapshot.dir_revs.items():
                 directory = store.get(ROOT_INO) if path == "" else store.by_remote_path(path)
                 if directory is not None and directory.is_dir:

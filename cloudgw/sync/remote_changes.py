@@ -39,12 +39,18 @@ class RemoteChanges:
         self.epoch = epoch
         self.tombstoned = ctx.tombstoned_dirs()
         self.wants_sync: list[int] = []  # inos that lost their placement: to be uploaded anew
+        # remote paths whose change this poll left alone because our own sync is changing
+        # them: a pruned poll must look at their folders again (their revs are not stored)
+        self.skipped: set[str] = set()
 
     def ours(self, path: str) -> bool:
         """Whether our own sync may be changing ``path`` (its view in this poll may be stale)."""
         ctx = self.ctx
-        return (ctx.journal.touched_since(path, self.epoch) or path in ctx.in_flight
-                or ctx.under_tombstone(path, self.tombstoned))
+        if (ctx.journal.touched_since(path, self.epoch) or path in ctx.in_flight
+                or ctx.under_tombstone(path, self.tombstoned)):
+            self.skipped.add(path)
+            return True
+        return False
 
     def parent_of(self, path: str) -> Inode | None:
         parent_path = posixpath.dirname(path)
@@ -70,6 +76,7 @@ class RemoteChanges:
         if parent is None or not parent.listed or parent.parent is None and parent.ino != ROOT_INO:
             return 0  # below a directory not shown (yet): listed when first opened
         if not self.ctx.may_adopt(entry.path, self.epoch, self.tombstoned):
+            self.skipped.add(entry.path)
             return 0
         return 1 if self.ctx.adopt(entry, parent, listed=listed and entry.kind is Kind.DIR) else 0
 
@@ -77,7 +84,10 @@ class RemoteChanges:
         ctx, store = self.ctx, self.ctx.store
         if entry.kind is not Kind.FILE or inode.kind is not Kind.FILE:  # (folder revs: see the pruned poll)
             return 0
-        if entry.rev == inode.remote_rev or ctx.journal.touched_since(entry.path, self.epoch):
+        if entry.rev == inode.remote_rev:
+            return 0
+        if ctx.journal.touched_since(entry.path, self.epoch):
+            self.skipped.add(entry.path)
             return 0
         if inode.state.has_unsynced_data:
             return 0  # the upload's conditional write will find this and keep both
@@ -102,6 +112,7 @@ class RemoteChanges:
         old_path = inode.remote_path
         assert old_path is not None
         if inode.needs_sync or inode.parent is None or self.ours(old_path) or self.ours(entry.path):
+            self.skipped |= {old_path, entry.path}
             return 0
         if (inode.kind is Kind.DIR) != (entry.kind is Kind.DIR):
             return 0

@@ -535,9 +535,16 @@ class Uploader:
 
         Waits (``Deferred``) while a change of ours below ``src`` is under way or unsettled
         (an upload, a delete, a write whose reply was lost): it would land under the old
-        name after the move.  Crash between the remote rename and the commit: the redo's
-        rename finds ``src`` gone and ``path`` there and adopts it (as ``_own_earlier_move``);
-        the directory's placement is then rewritten as usual.
+        name after the move.
+
+        Crash between the remote rename and the commit (kill -9): if the redo runs before
+        the first poll, its rename finds ``src`` gone and ``path`` there and adopts it (as
+        ``_own_earlier_move``), and the placements are rewritten as usual.  If a poll runs
+        first (the journal is in memory, so it cannot know the move was ours), it finds
+        everything under ``src`` gone: clean entries below leave the tree and come back as
+        new inodes under ``path`` (new inode numbers, cache refetched), dirty ones are
+        uploaded to ``path`` and meet our own moved object (a conflict copy of equal
+        content).  Nothing is lost.  A persisted intent row would close this window.
         """
         ctx, store = self.ctx, self.ctx.store
         below = src + "/"

@@ -180,3 +180,22 @@ async def test_a_change_feed_move_into_a_folder_not_listed_here_leaves_the_old_p
         assert await h.listdir("docs") == ["new", "sub"]
         assert await h.listdir("docs/new") == ["a.txt"]
         assert await h.read_file("docs/new/a.txt") == b"alpha"
+
+
+async def test_a_pruned_poll_looks_again_at_what_it_left_alone_for_our_own_change(tmp_path: Path):
+    """A change seen while our own sync was changing that path is left alone; the folders
+    above it must be walked again by the next poll, or it is never seen (their revs would
+    say "nothing changed" for good)."""
+    cloud = tmp_path / "cloud"
+    _tree(cloud)
+    remote = PropagatingLocal(cloud)
+    async with running(remote, tmp_path / "cache") as h:
+        for d in ("", "docs", "docs/sub"):
+            await h.listdir(d)
+        await h.engine.poller.poll()
+        h.engine.ctx.in_flight.add("docs/sub/new.txt")  # an upload of ours to that path is under way
+        (cloud / "docs" / "sub" / "new.txt").write_text("theirs")
+        assert (await h.engine.poller.poll()).changed == 0  # left alone: it may be ours
+        h.engine.ctx.in_flight.discard("docs/sub/new.txt")  # ours was abandoned
+        assert (await h.engine.poller.poll()).changed == 1
+        assert await h.read_file("docs/sub/new.txt") == b"theirs"
