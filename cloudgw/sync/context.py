@@ -113,6 +113,16 @@ class SyncContext:
         self._skipped: set[str] = set()  # remote paths already reported as not shown
 
 
+    def in_flight_at(self, path: str) -> bool:
+        """Whether a change of ours under way may change ``path``: at ``path`` itself, or at a
+        directory above it (a one-call directory move carries everything below along; a
+        poll that lists while it is under way sees the tree half before, half after)."""
+        while path:
+            if path in self.in_flight:
+                return True
+            path = posixpath.dirname(path)
+        return False
+
     def shown(self, entry: RemoteEntry) -> bool:
         """Whether a remote entry can enter the local tree.  One that cannot (a name that is
         not UTF-8, as old NAS shares hold; a name over 255 bytes) is skipped, never
@@ -153,7 +163,7 @@ class SyncContext:
 
     def may_adopt(self, path: str, epoch: int, tombstoned_dirs: set[str]) -> bool:
         """Whether a remote entry seen by a listing started at ``epoch`` may enter the tree."""
-        if self.journal.touched_since(path, epoch) or path in self.in_flight or self.unacked.holds(path):
+        if self.journal.touched_since(path, epoch) or self.in_flight_at(path) or self.unacked.holds(path):
             return False  # (in flight: our own change, done on the remote, not yet heard of)
         if self.store.tombstone(path) is not None or self.under_tombstone(path, tombstoned_dirs):
             return False

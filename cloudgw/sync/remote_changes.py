@@ -46,7 +46,7 @@ class RemoteChanges:
     def ours(self, path: str) -> bool:
         """Whether our own sync may be changing ``path`` (its view in this poll may be stale)."""
         ctx = self.ctx
-        if (ctx.journal.touched_since(path, self.epoch) or path in ctx.in_flight
+        if (ctx.journal.touched_since(path, self.epoch) or ctx.in_flight_at(path)
                 or ctx.under_tombstone(path, self.tombstoned)):
             self.skipped.add(path)
             return True

@@ -73,12 +73,7 @@ class TombstoneProcessor:
         return remaining
 
     def _directory_in_flight(self, path: str) -> bool:
-        parent = posixpath.dirname(path)
-        while parent:
-            if parent in self.ctx.in_flight:
-                return True
-            parent = posixpath.dirname(parent)
-        return False
+        return self.ctx.in_flight_at(posixpath.dirname(path))
 
     async def _delete(self, path: str, rev: str | None, kind: Kind) -> bool:
         remote, store = self.ctx.remote, self.ctx.store

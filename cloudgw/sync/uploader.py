@@ -208,11 +208,8 @@ class Uploader:
         the remote: its remote path is about to change (a one-call directory rename carries
         it along; ``_move_dir`` rewrites the placement when it lands).  A move of the file
         from its old path now would find nothing there, or race the directory's move."""
-        parent = posixpath.dirname(inode.remote_path or "")
-        while parent:
-            if parent in self.ctx.in_flight:
-                raise Deferred(f"{inode.remote_path!r}: {parent!r} is being changed on the remote")
-            parent = posixpath.dirname(parent)
+        if self.ctx.in_flight_at(posixpath.dirname(inode.remote_path or "")):
+            raise Deferred(f"{inode.remote_path!r}: a directory above it is being changed on the remote")
 
     def _expectation(self, inode: Inode, path: str) -> Expect | str:
         if inode.remote_path == path and inode.remote_rev is not None:

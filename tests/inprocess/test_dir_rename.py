@@ -19,6 +19,11 @@ class CountingLocal(LocalRemote):
         super().__init__(root)
         self.renames: list[tuple[str, str]] = []
         self.mkdirs: list[str] = []
+        self.writes = 0
+
+    async def write(self, path, source, **kwargs):  # noqa: ANN001, ANN003, ANN201
+        self.writes += 1
+        return await super().write(path, source, **kwargs)
 
     async def rename(self, src: str, dst: str, *, expect: str | None = None) -> RemoteEntry:
         self.renames.append((src, dst))
@@ -194,3 +199,33 @@ async def test_a_folder_listed_while_a_one_call_rename_above_moves_it_shows_its_
             remote.release.set()
         assert await h.listdir("e/s") == ["x.txt"]
         assert await h.read_file("e/s/x.txt") == b"x"
+
+
+async def test_a_poll_during_a_one_call_directory_rename_leaves_what_moves_alone(tmp_path: Path):
+    """The remote has moved d -> e but not answered yet, and a poll lists now: it sees d's
+    entries gone and e's new.  Both are our own move under way: no entry may lose its
+    placement (each would be uploaded again), none may be adopted twice."""
+    import trio
+
+    from cloudgw.remotes.faulty import Fault, FaultPlan, FaultyRemote, Rule
+
+    cloud = tmp_path / "cloud"
+    (cloud / "d").mkdir(parents=True)
+    for i in range(5):
+        (cloud / "d" / f"f{i}").write_text(str(i))
+    inner = CountingLocal(cloud)
+    late = Rule(Fault.LATE_REPLY, ops="rename", path="d", seconds=1.0, limit=1)  # done, answer late
+    plan = FaultPlan([late])
+    async with running(FaultyRemote(inner, plan), tmp_path / "cache") as h:
+        assert len(await h.listdir("d")) == 5
+        await h.rename("d", "e")
+        with trio.fail_after(5):
+            while not await trio.to_thread.run_sync(lambda: late.fired == 1):
+                await trio.sleep(0.01)
+        assert not (cloud / "d").exists()  # moved on the remote, not answered yet
+        assert (await h.engine.poller.poll()).changed == 0
+        assert all(h.store.get(ino).remote_path for ino in h.store.descendants((await h.resolve("e")).ino))
+        await h.settle()
+        assert sorted(p.name for p in (cloud / "e").iterdir()) == [f"f{i}" for i in range(5)]
+        assert inner.renames == [("d", "e")] and inner.writes == 0  # nothing uploaded again
+        assert await h.listdir("") == ["e"]
