@@ -4,12 +4,17 @@ never listed here, and a later poll changes nothing."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from pathlib import Path
+from typing import AsyncIterator
+
+import trio
 
 from cloudgw.remotes.base import RemoteEntry
+from cloudgw.remotes.faulty import Fault, FaultPlan, FaultyRemote, Rule
 from cloudgw.remotes.local import LocalRemote
-from tests.inprocess.harness import running
+from tests.inprocess.harness import Harness, running
 
 
 class CountingLocal(LocalRemote):
@@ -97,14 +102,10 @@ async def test_a_directory_renamed_on_a_remote_without_directory_renames_takes_i
         assert await h.listdir("") == ["e"]
 
 
-async def test_a_file_moved_out_of_a_directory_whose_one_call_rename_is_in_flight(tmp_path: Path):
-    """mv a b; mv b/f2 top while the remote's a -> b is still under way: f2's move waits for
-    it (its remote path is about to change) instead of moving a/f2, which is gone by then
-    (it took the "vanished, upload from the cache" path and asked for CLEAN -> UPLOADING)."""
-    import trio
-
-    from cloudgw.remotes.faulty import Fault, FaultPlan, FaultyRemote, Rule
-
+@contextlib.asynccontextmanager
+async def _a_moved_to_b_answered_late(tmp_path: Path) -> AsyncIterator[Harness]:
+    """a/f1, a/f2 on the remote; ``mv a b`` done here, and on the remote, whose answer is
+    still on its way (0.5 s) when the body runs."""
     cloud = tmp_path / "cloud"
     cloud.mkdir()
     late = Rule(Fault.LATE_REPLY, ops="rename", path="a", seconds=0.5, limit=1)  # done, answer late
@@ -120,10 +121,22 @@ async def test_a_file_moved_out_of_a_directory_whose_one_call_rename_is_in_fligh
         with trio.fail_after(5):
             while not await trio.to_thread.run_sync(lambda: late.fired == 1):
                 await trio.sleep(0.01)
-        await h.rename("b/f2", "top")  # while the remote still moves a -> b
+        yield h
+
+
+def _remote_tree(cloud: Path) -> list[str]:
+    return sorted(p.relative_to(cloud).as_posix() for p in cloud.rglob("*"))
+
+
+async def test_a_file_moved_out_of_a_directory_whose_one_call_rename_is_in_flight(tmp_path: Path):
+    """mv a b; mv b/f2 top while the remote's a -> b is still under way: f2's move waits for
+    it (its remote path is about to change) instead of moving a/f2, which is gone by then
+    (it took the "vanished, upload from the cache" path and asked for CLEAN -> UPLOADING)."""
+    async with _a_moved_to_b_answered_late(tmp_path) as h:
+        await h.rename("b/f2", "top")
         await h.settle()
-        assert sorted(p.relative_to(cloud).as_posix() for p in cloud.rglob("*")) == ["b", "b/f1", "top"]
-        assert (cloud / "top").read_bytes() == b"two"
+        assert _remote_tree(tmp_path / "cloud") == ["b", "b/f1", "top"]
+        assert (tmp_path / "cloud" / "top").read_bytes() == b"two"
         assert await h.read_file("top") == b"two"
 
 
@@ -131,84 +144,20 @@ async def test_a_file_deleted_in_a_directory_whose_one_call_rename_is_in_flight(
     """mv a b; rm b/f2 while the remote's a -> b is still under way: the delete (a tombstone
     at a/f2, where f2 was placed) waits for the move and follows it to b/f2, instead of
     deleting a/f2, which is gone by then, and leaving b/f2 to come back with the next poll."""
-    import trio
-
-    from cloudgw.remotes.faulty import Fault, FaultPlan, FaultyRemote, Rule
-
-    cloud = tmp_path / "cloud"
-    cloud.mkdir()
-    late = Rule(Fault.LATE_REPLY, ops="rename", path="a", seconds=0.5, limit=1)  # done, answer late
-    plan = FaultPlan([late])
-    plan.off()
-    async with running(FaultyRemote(LocalRemote(cloud), plan), tmp_path / "cache") as h:
-        await h.mkdir("a")
-        await h.write_file("a/f1", b"one")
-        await h.write_file("a/f2", b"two")
-        await h.settle()
-        plan.on()
-        await h.rename("a", "b")
-        with trio.fail_after(5):
-            while not await trio.to_thread.run_sync(lambda: late.fired == 1):
-                await trio.sleep(0.01)
-        await h.unlink("b/f2")  # while the remote still moves a -> b
+    async with _a_moved_to_b_answered_late(tmp_path) as h:
+        await h.unlink("b/f2")
         await h.settle()
         await h.engine.poller.poll()
         await h.engine.poller.poll()
-        assert sorted(p.relative_to(cloud).as_posix() for p in cloud.rglob("*")) == ["b", "b/f1"]
+        assert _remote_tree(tmp_path / "cloud") == ["b", "b/f1"]
         assert await h.listdir("b") == ["f1"]
         assert h.store.tombstones() == []
-
-
-class HeldListing(LocalRemote):
-    """file:// whose listing of one folder is read, then held until released."""
-
-    def __init__(self, root: Path, held: str) -> None:
-        super().__init__(root)
-        import trio
-
-        self.held, self.read_done, self.release = held, trio.Event(), trio.Event()
-
-    async def list(self, path: str, *, recursive: bool = False):  # noqa: ANN201
-        entries = [e async for e in super().list(path, recursive=recursive)]
-        if path == self.held:
-            self.read_done.set()
-            await self.release.wait()
-        for e in entries:
-            yield e
-
-
-async def test_a_folder_listed_while_a_one_call_rename_above_moves_it_shows_its_entries(tmp_path: Path):
-    """d/s is being listed (never opened before) when mv d e is sent as one remote rename
-    and committed: the listing's entries (at d/s/...) were all refused as our own change,
-    and d/s was marked listed, empty, with x.txt on the remote under e/s."""
-    import trio
-
-    cloud = tmp_path / "cloud"
-    (cloud / "d" / "s").mkdir(parents=True)
-    (cloud / "d" / "s" / "x.txt").write_text("x")
-    remote = HeldListing(cloud, "d/s")
-    async with running(remote, tmp_path / "cache") as h:
-        assert await h.listdir("d") == ["s"]
-        s = await h.resolve("d/s")
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(h.fs.ns.readdir, s.ino, 0)
-            await remote.read_done.wait()
-            await h.rename("d", "e")
-            await h.settle()
-            assert (cloud / "e" / "s" / "x.txt").exists()
-            remote.release.set()
-        assert await h.listdir("e/s") == ["x.txt"]
-        assert await h.read_file("e/s/x.txt") == b"x"
 
 
 async def test_a_poll_during_a_one_call_directory_rename_leaves_what_moves_alone(tmp_path: Path):
     """The remote has moved d -> e but not answered yet, and a poll lists now: it sees d's
     entries gone and e's new.  Both are our own move under way: no entry may lose its
     placement (each would be uploaded again), none may be adopted twice."""
-    import trio
-
-    from cloudgw.remotes.faulty import Fault, FaultPlan, FaultyRemote, Rule
-
     cloud = tmp_path / "cloud"
     (cloud / "d").mkdir(parents=True)
     for i in range(5):

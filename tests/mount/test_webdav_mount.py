@@ -13,7 +13,7 @@ from typing import Iterator
 
 import pytest
 
-from tests.mount.conftest import Backend, make_dav_backend
+from tests.mount.conftest import _gateway, make_dav_backend
 from tests.mount.gateway import Gateway
 from tests.mount.util import wait_for
 from tests.servers import DavServer
@@ -21,28 +21,17 @@ from tests.servers import DavServer
 pytestmark = pytest.mark.mount
 
 
-def _mounted(backend: Backend, tmp_path: Path, *args: str) -> Iterator[Gateway]:
-    gw = Gateway(backend.url, tmp_path / "mnt", tmp_path / "cache", env=backend.env, args=args)
-    gw.backend = backend  # type: ignore[attr-defined]
-    try:
-        gw.mount()
-        yield gw
-        gw.umount()
-    finally:
-        gw.force_cleanup()
-    bad = gw.bad_log_lines()
-    assert not bad, "daemon logged unexpected warnings:\n" + "\n".join(bad[:20])
-
-
 @pytest.fixture
 def apache_gw(apache_server: DavServer, tmp_path: Path) -> Iterator[Gateway]:
-    yield from _mounted(make_dav_backend(apache_server, tmp_path), tmp_path)
+    yield from _gateway(make_dav_backend(apache_server, tmp_path), tmp_path)
 
 
 @pytest.fixture
 def nextcloud_gw(nextcloud_server: DavServer, tmp_path: Path) -> Iterator[Gateway]:
     """Polls only when asked (``gw.poll()``), so the request counts are the test's own."""
-    yield from _mounted(make_dav_backend(nextcloud_server, tmp_path), tmp_path, "--poll-interval", "86400")
+    backend = make_dav_backend(nextcloud_server, tmp_path)
+    backend.args = ("--poll-interval", "86400")
+    yield from _gateway(backend, tmp_path)
 
 
 def _delta(server: DavServer, before: dict[str, int]) -> dict[str, int]:
