@@ -154,6 +154,44 @@ async def test_a_file_deleted_in_a_directory_whose_one_call_rename_is_in_flight(
         assert h.store.tombstones() == []
 
 
+class HeldListing(LocalRemote):
+    """file:// whose listing of one folder is read, then held until released."""
+
+    def __init__(self, root: Path, held: str) -> None:
+        super().__init__(root)
+        self.held, self.read_done, self.release = held, trio.Event(), trio.Event()
+
+    async def list(self, path: str, *, recursive: bool = False):  # noqa: ANN201
+        entries = [e async for e in super().list(path, recursive=recursive)]
+        if path == self.held:
+            self.read_done.set()
+            await self.release.wait()
+        for e in entries:
+            yield e
+
+
+async def test_a_folder_listed_while_a_one_call_rename_above_moves_it_shows_its_entries(tmp_path: Path):
+    """d/s is being listed (never opened before) when mv d e is sent as one remote rename
+    and committed: the listing's entries (at d/s/...) were all refused as our own change,
+    and d/s was marked listed, empty, with x.txt on the remote under e/s."""
+    cloud = tmp_path / "cloud"
+    (cloud / "d" / "s").mkdir(parents=True)
+    (cloud / "d" / "s" / "x.txt").write_text("x")
+    remote = HeldListing(cloud, "d/s")
+    async with running(remote, tmp_path / "cache") as h:
+        assert await h.listdir("d") == ["s"]
+        s = await h.resolve("d/s")
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(h.fs.ns.readdir, s.ino, 0)
+            await remote.read_done.wait()
+            await h.rename("d", "e")
+            await h.settle()
+            assert (cloud / "e" / "s" / "x.txt").exists()
+            remote.release.set()
+        assert await h.listdir("e/s") == ["x.txt"]
+        assert await h.read_file("e/s/x.txt") == b"x"
+
+
 async def test_a_poll_during_a_one_call_directory_rename_leaves_what_moves_alone(tmp_path: Path):
     """The remote has moved d -> e but not answered yet, and a poll lists now: it sees d's
     entries gone and e's new.  Both are our own move under way: no entry may lose its
