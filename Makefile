@@ -29,7 +29,7 @@ $(BIN)/cloudgw: pyproject.toml
 deps: system-deps $(BIN)/cloudgw
 
 deps-test: deps
-	sh scripts/install-swift-deps.sh
+	sh scripts/install-test-servers.sh
 
 # The embedded default: a file:// remote at ./demo/cloud mounted on ./demo/mnt.
 # Foreground; Ctrl-C uploads what is pending, unmounts and exits.

@@ -12,7 +12,7 @@ default, what a NAS has) unless asked for.  Every request is logged to
 is in the log once it was answered).  On exit the server is stopped and the temp
 dir removed (kept if CLOUDGW_KEEP_APACHE_DIR is set).
 
-Debian packages: ``apache2`` and ``apache2-utils`` (scripts/install-swift-deps.sh).
+Debian packages: ``apache2`` and ``apache2-utils`` (scripts/install-test-servers.sh).
 """
 
 from __future__ import annotations
@@ -97,7 +97,7 @@ def start_apache(*, depth_infinity: bool = False) -> Iterator[DavServer]:
     for program in (APACHE, HTPASSWD):
         if not os.path.exists(program):
             raise RuntimeError(f"{program} is missing: apt-get install apache2 apache2-utils"
-                               " (scripts/install-swift-deps.sh)")
+                               " (scripts/install-test-servers.sh)")
     d = Path(tempfile.mkdtemp(prefix="cloudgw-apache-"))
     proc: subprocess.Popen | None = None
     try:

@@ -1,5 +1,5 @@
 """OpenStack Swift with its ``s3api`` middleware, as a one-replica all-in-one
-on 127.0.0.1, from the Debian packages (see scripts/install-swift-deps.sh).
+on 127.0.0.1, from the Debian packages (see scripts/install-test-servers.sh).
 
 ``start_swift()`` writes every config into a fresh temp dir (nothing under
 /etc/swift is read or written: the helper script points Swift's
@@ -158,7 +158,7 @@ def _missing_packages_error(what: str) -> RuntimeError:
     return RuntimeError(
         f"OpenStack Swift is not installed ({what}). Install the Debian "
         f"packages: apt-get install --no-install-recommends "
-        f"{' '.join(APT_PACKAGES)}  (or run scripts/install-swift-deps.sh)"
+        f"{' '.join(APT_PACKAGES)}  (or run scripts/install-test-servers.sh)"
     )
 
 

@@ -24,7 +24,7 @@ for p in $PACKAGES; do
     fi
 done
 if [ -z "$missing" ]; then
-    echo "install-swift-deps: already installed: $PACKAGES"
+    echo "install-test-servers: already installed: $PACKAGES"
     exit 0
 fi
 
@@ -72,4 +72,4 @@ for svc in $new_services; do
         $SUDO update-rc.d "$svc" disable >/dev/null 2>&1 || true
     fi
 done
-echo "install-swift-deps: installed:$missing (boot services disabled:${new_services:- none})"
+echo "install-test-servers: installed:$missing (boot services disabled:${new_services:- none})"
