@@ -13,9 +13,12 @@
 # swift.conf; so neither `swift` (swift-ring-builder, /etc/swift, and rsyslog
 # as a dependency) nor swift-proxy/-account/-container/-object (/usr/bin
 # wrappers, init scripts, uwsgi) are needed.
+#
+# tests/servers/samba.py (start_samba) needs `samba` (smbd, pdbedit) and
+# `smbclient`; it runs a private smbd in the foreground with its own smb.conf.
 set -eu
 
-PACKAGES="python3-swift memcached apache2 apache2-utils"
+PACKAGES="python3-swift memcached apache2 apache2-utils samba smbclient"
 
 missing=""
 for p in $PACKAGES; do
@@ -49,11 +52,13 @@ cleanup() {
 trap cleanup EXIT INT TERM
 
 # Daemons these packages (or their dependencies) ship; the ones this run
-# installs are disabled afterwards, so the install enables no boot service.
-SERVICES="memcached apache2 apache-htcacheclean"
+# installs are disabled afterwards, so the install enables no boot service
+# (a service that was already there, e.g. a NAS's own smbd, is left alone).
+# Debian's samba ships smbd, nmbd and samba-ad-dc (the last one masked).
+SERVICES="memcached apache2 apache-htcacheclean smbd nmbd samba-ad-dc"
 new_services=""
 for svc in $SERVICES; do
-    if ! dpkg-query -W -f='${Status}' "$svc" 2>/dev/null | grep -q "install ok installed"; then
+    if [ ! -e "/lib/systemd/system/$svc.service" ] && [ ! -e "/etc/init.d/$svc" ]; then
         new_services="$new_services $svc"
     fi
 done
