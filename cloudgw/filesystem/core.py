@@ -109,6 +109,8 @@ class Namespace:
     # -- lookup / attributes -----------------------------------------------------------
 
     async def lookup(self, parent: int, name: str) -> Inode:
+        if name in (".", ".."):
+            return self._dot_lookup(parent, name)
         if name_too_long(name):
             raise FsError(errno.ENAMETOOLONG)  # as local filesystems answer stat/open of such a name
         directory = self.store.get(parent)
@@ -122,6 +124,32 @@ class Namespace:
             raise FsError(errno.ENOENT)
         self.remember(child.ino)
         return child
+
+    def _dot_lookup(self, ino: int, name: str) -> Inode:
+        """LOOKUP of "." or "..": the kernel's export code sends them (NFS re-export,
+        open_by_handle_at), never a path walk.  "." in an inode of any kind turns a file
+        handle's inode number back into that inode after the kernel forgot it (a remount);
+        ".." in a directory reconnects it to its parent (the root is its own parent).
+
+        An inode out of the tree (deleted, or unlinked and only still open) answers ENOENT,
+        which the kernel turns into ESTALE for the handle.  Nothing is listed.  As every
+        entry returned to the kernel, the answer counts one lookup (a FORGET releases it).
+        """
+        inode = self.store.get(ino)
+        try:
+            if inode is None or (inode.parent is None and ino != ROOT_INO):
+                raise FsError(errno.ENOENT)
+            if name == "..":
+                if not inode.is_dir:
+                    raise FsError(errno.ENOTDIR)
+                if inode.parent is not None:
+                    inode = self.inode(inode.parent)
+        except FsError:
+            if not self.lookups.get(ino) and not self.open_count.get(ino):
+                self.store.forget(ino)  # ``get`` pinned it, and no FORGET will come for it
+            raise
+        self.remember(inode.ino)
+        return inode
 
     def getattr(self, ino: int) -> Inode:
         return self.inode(ino)

@@ -22,7 +22,7 @@ import trio
 from cloudgw.errors import RemoteError
 from cloudgw.filesystem import FileSystem, FsError
 from cloudgw.filesystem.ports import Event, Invalidate, InvalidateEntry
-from cloudgw.metadata.model import Inode
+from cloudgw.metadata.model import ROOT_INO, Inode
 from cloudgw.remotes.base import Kind
 
 log = logging.getLogger(__name__)
@@ -74,6 +74,11 @@ class FuseOperations(pyfuse3.Operations):
     # a file changed on the remote would keep its old size in the mount until
     # the kernel drops the inode.  Correctness first: off.
     enable_writeback_cache = False
+    # NFS re-export: pyfuse3 asks the kernel for FUSE_EXPORT_SUPPORT at INIT when this is
+    # set (its default; explicit here because handles depend on it).  Without it the kernel
+    # answers ESTALE to every file handle whose inode it no longer caches (after a remount),
+    # instead of sending LOOKUP "." for it (see ``Namespace._dot_lookup``).
+    supports_dot_lookup = True
 
     def __init__(self, fs: FileSystem, *, attr_timeout: float = 60.0) -> None:
         super().__init__()
@@ -81,6 +86,9 @@ class FuseOperations(pyfuse3.Operations):
         self.ns = fs.ns
         self.data = fs.data
         self.timeout = attr_timeout
+        # in every entry and so in every file handle: a handle from another database
+        # (a cache dir made anew, numbering from 2 again) is stale, never another file
+        self.generation = fs.ns.store.generation
 
     def _attr(self, inode: Inode) -> pyfuse3.EntryAttributes:
         """The kernel's view of ``inode``; runs for every LOOKUP, GETATTR and readdir entry.
@@ -91,6 +99,7 @@ class FuseOperations(pyfuse3.Operations):
         """
         a = pyfuse3.EntryAttributes()
         a.st_ino = inode.ino
+        a.generation = self.generation
         a.entry_timeout = a.attr_timeout = self.timeout
         a.st_mode = inode.st_mode
         if inode.kind is Kind.DIR:
@@ -109,7 +118,11 @@ class FuseOperations(pyfuse3.Operations):
 
     @_mapped
     async def lookup(self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
-        return self._attr(await self.ns.lookup(parent_inode, _name(name)))
+        inode = await self.ns.lookup(parent_inode, _name(name))
+        a = self._attr(inode)
+        if inode.ino == ROOT_INO:  # only from LOOKUP "." or "..": the kernel wants 0 for the root
+            a.generation = 0
+        return a
 
     async def forget(self, inode_list: list[tuple[int, int]]) -> None:
         for ino, count in inode_list:

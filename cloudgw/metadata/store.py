@@ -10,6 +10,15 @@ method is one transaction; ``transaction()`` groups several (rename over an
 existing target, unlink + tombstone).  Nothing here awaits, so a method runs to
 completion without interleaving with other trio tasks.
 
+Identity for NFS: an inode number is never reused within one database (the
+``AUTOINCREMENT`` below: SQLite then never hands out a rowid again, even after
+the highest row is deleted).  Across databases it is: a cache dir made anew
+numbers its tree from 2 again.  ``generation`` tells the two apart: a random
+32-bit number drawn when the database is created (0 for databases made before
+it existed, whose handles stay valid), sent with every entry, and kept by the
+kernel in every file handle, so a handle from a former cache dir is stale
+(ESTALE), never another file.
+
 Memory: an identity map keeps the ``Inode`` objects the kernel or the sync
 engine currently use; ``forget`` drops one when the kernel forgets it, so the
 map is bounded by the kernel's inode cache, not by the tree size.
@@ -19,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import sqlite3
 import time
 import weakref
@@ -30,6 +40,7 @@ from cloudgw.metadata.model import ROOT_INO, FileState, Inode, check_transition
 from cloudgw.remotes.base import Kind
 
 SCHEMA_VERSION = 1
+GENERATION_KEY = "inode_generation"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS inodes (
@@ -125,6 +136,7 @@ class MetadataStore:
         self._db.execute("PRAGMA foreign_keys=OFF")
         _migrate(self._db)
         self._db.executescript(_SCHEMA)
+        self.generation = _generation(self._db)  # before _ensure_root (see _generation)
         self._db.execute("CREATE INDEX IF NOT EXISTS inodes_remote_id ON inodes (remote_id) WHERE remote_id IS NOT NULL")
         self._live: dict[int, Inode] = {}  # pinned while the kernel knows the inode
         # every object still referenced anywhere (an upload in flight, a handle): after the
@@ -310,6 +322,18 @@ class MetadataStore:
     def count_needing_sync(self) -> int:
         return self._exec("SELECT count(*) FROM inodes WHERE needs_sync").fetchone()[0]
 
+    def sync_backlog(self) -> tuple[dict[str, tuple[int, int]], int | None]:
+        """For metrics: state -> (files, bytes) of the files waiting for sync, and the oldest
+        ``ctime_ns`` (last local change) among those with unsynced data (None: none).  Only
+        ``needs_sync`` rows (its partial index): the cost follows the backlog, not the tree."""
+        counts = {s: (n, b) for s, n, b in self._exec(
+            "SELECT state, count(*), coalesce(sum(size), 0) FROM inodes WHERE needs_sync AND kind = 'file'"
+            " GROUP BY state")}
+        states = tuple(s.value for s in FileState if s.has_unsynced_data)
+        oldest = self._exec(f"SELECT min(ctime_ns) FROM inodes WHERE needs_sync AND kind = 'file'"
+                            f" AND state IN ({', '.join('?' * len(states))})", states).fetchone()[0]
+        return counts, oldest
+
     # -- writes -----------------------------------------------------------------
 
     def create(
@@ -464,6 +488,20 @@ def _migrate(db: sqlite3.Connection) -> None:
     columns = {row[1] for row in db.execute("PRAGMA table_info(inodes)")}
     if columns and "remote_id" not in columns:
         db.execute("ALTER TABLE inodes ADD COLUMN remote_id TEXT")
+
+
+def _generation(db: sqlite3.Connection) -> int:
+    """The generation of every inode in this database (see the module doc): drawn once, at
+    creation; 0 for a database made before generations (the kernel's handles carry 0 then).
+    Such a database always has its root row; a new one has none until ``_ensure_root``, which
+    runs after this, so a crash in between still draws a number next time."""
+    row = db.execute("SELECT value FROM kv WHERE key = ?", (GENERATION_KEY,)).fetchone()
+    if row is not None:
+        return int(row[0])
+    fresh = db.execute("SELECT 1 FROM inodes WHERE ino = ?", (ROOT_INO,)).fetchone() is None
+    value = 1 + secrets.randbelow(0xFFFFFFFF) if fresh else 0  # 32 bits: what a FUSE handle keeps
+    db.execute("INSERT INTO kv (key, value) VALUES (?, ?)", (GENERATION_KEY, str(value)))
+    return value
 
 
 def _assign(dst: Inode, src: Inode) -> None:
