@@ -114,6 +114,8 @@ def fuse_options(config: MountConfig) -> set[str]:
     if config.read_only:
         options.add("ro")
     options |= set(config.fuse_options)
+    if any(o.startswith("fsname=") for o in config.fuse_options):  # given (mount.cloudgw: the fstab's source)
+        options.discard(f"fsname=cloudgw:{_describe(config)}")
     return options
 
 

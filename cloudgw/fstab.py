@@ -183,6 +183,9 @@ def cloudgw_argv(inv: Invocation) -> list[str]:
     argv += [FLAGS[name] for name, on in flags.items() if on]
     if read_only:
         argv.append("--read-only")
+    if not re.search(r"[\s,\\]", inv.spec):
+        # the source mount(8) shows and compares: without it 'mount -a' would not see the line as mounted
+        fuse.append(f"fsname={inv.spec}")
     if fuse:
         argv += ["-o", ",".join(fuse)]
     return argv
