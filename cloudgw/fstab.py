@@ -25,6 +25,8 @@ The fstab line::
   ``defaults``, ``user``, atime options, ...) are for mount(8) and systemd and
   are ignored here; ``ro`` is ``--read-only``; ``nosuid``/``nodev``/``noexec``
   (and their opposites) are real mount flags and go to FUSE.
+- The mount's source (``fsname``, shown by ``mount``/``df``) is SPEC as written,
+  so ``mount -a`` recognises the line as mounted and does not mount it twice.
 - Secrets never go in fstab (world-readable, shown by ``mount``): an option that
   looks like one (``password=``, ``secret=``, ``key=``, ``token=`` ...) or a
   password in the URL is refused, and the message says which file to use.
@@ -79,6 +81,10 @@ class HelperError(Exception):
     """Bad invocation: one line, exit 1."""
 
 
+class HelpWanted(Exception):
+    """-h/--help: the usage and the docstring, exit 0."""
+
+
 @dataclass
 class Invocation:
     """mount(8)'s arguments, split."""
@@ -99,7 +105,7 @@ def parse_invocation(argv: list[str]) -> Invocation:
     it = iter(argv)
     for arg in it:
         if arg in ("-h", "--help"):
-            raise HelperError(USAGE)
+            raise HelpWanted()
         if arg.startswith("-") and len(arg) > 1:
             letters = arg[1:]
             for i, letter in enumerate(letters):
@@ -163,9 +169,9 @@ def cloudgw_argv(inv: Invocation) -> list[str]:
             raise _secret_error(f"option '{key}'")  # even with -s: never passed on, never echoed
         elif not inv.sloppy:
             raise HelperError(
-                f"unknown option '{key}' (cloudgw takes {', '.join(f'{k}=' for k in OPTIONS)}, "
-                f"{', '.join(FLAGS)}, ro, {', '.join(sorted(FUSE_FLAGS))}; a remote's own options belong "
-                "in the config file, config=FILE; -s ignores unknown options)")
+                f"unknown option '{key}' (cloudgw's are {', '.join([*OPTIONS, *FLAGS])}, ro and "
+                "nosuid/nodev/noexec; a remote's own options go in its config file: config=FILE; "
+                "-s ignores unknown options)")
     argv = ["mount"]
     config = values.pop("config", None)
     if config is not None:
@@ -196,6 +202,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         inv = parse_invocation(args)
         command = cloudgw_argv(inv)
+    except HelpWanted:
+        print(f"{USAGE}\n\n{__doc__}")
+        return 0
     except HelperError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
