@@ -56,6 +56,8 @@ OPTIONS: dict[str, str] = {
     "write_back": "--write-back",
     "poll_interval": "--poll-interval",
     "remote_timeout": "--remote-timeout",
+    "drain_timeout": "--drain-timeout",
+    "metrics_addr": "--metrics-addr",
     "log_level": "--log-level",
     "endpoint_url": "--endpoint-url",
     "region": "--region",
