@@ -40,17 +40,19 @@ from cloudgw.filesystem.recovery import recover
 from cloudgw.fuse.operations import FuseOperations
 from cloudgw.metadata.store import MetadataStore
 from cloudgw.remotes.base import Remote
+from cloudgw.remotes.instrumented import Observer
 from cloudgw.remotes.open import open_remotes
 from cloudgw.remotes.registry import Common
 from cloudgw.remotes.router import RouterRemote
 from cloudgw.sync.context import SyncContext
 from cloudgw.sync.engine import SyncEngine, SyncSettings
+from cloudgw.sync.queue_view import queue_files
 
 log = logging.getLogger(__name__)
 
 
-def build_remote(config: MountConfig) -> Remote:
-    return with_test_faults(open_remotes(config.remotes, Common(timeout=config.remote_timeout)))
+def build_remote(config: MountConfig, observer: Observer | None = None) -> Remote:
+    return with_test_faults(open_remotes(config.remotes, Common(timeout=config.remote_timeout), observer=observer))
 
 
 def with_test_faults(remote: Remote) -> Remote:
@@ -145,7 +147,12 @@ class Gateway:
 
     async def run(self, ready: Callable[[], None] = lambda: None) -> None:
         config = self.config
-        remote = build_remote(config)
+        metrics = None
+        if config.metrics_addr:  # prometheus_client is imported only when metrics are asked for
+            from cloudgw.metrics import Metrics
+            metrics = Metrics(config.remotes)
+            metrics.listen(config.metrics_addr)  # before anything else: a port in use is a UserError
+        remote = build_remote(config, metrics)
         await remote.check()
         lock_fd = lock_cache_dir(config.cache_dir)
         os.chmod(config.cache_dir, 0o700)
@@ -176,6 +183,8 @@ class Gateway:
         fs = FileSystem(store, cache, engine, read_only=config.read_only,
                         fixed_root=remote.capabilities.fixed_root, make_room=evictor.make_room)
         ops = FuseOperations(fs)
+        if metrics is not None:
+            metrics.watch(store=store, cache=cache, engine=engine, data=fs.data, cache_max_size=config.cache_max_size)
         checksummer = Checksummer(cache, lambda ino: is_clean(store, ino))
         control = ControlServer(config.mountpoint, lambda req, reply: self._control(engine, req, reply))
         control_sock = control.bind()
@@ -190,6 +199,8 @@ class Gateway:
                 await nursery.start(evictor.run)
                 await nursery.start(checksummer.run)
                 await nursery.start(control.run, control_sock)
+                if metrics is not None:
+                    await nursery.start(metrics.serve)
                 nursery.start_soon(self._signals)
                 nursery.start_soon(self._stopper)
                 # stat() of the mountpoint needs pyfuse3.main() serving: do it from a thread
@@ -229,7 +240,7 @@ class Gateway:
     async def _control(self, engine: SyncEngine, req: dict[str, Any], reply: Callable[[dict], Awaitable[None]]) -> None:
         op = req.get("op")
         if op == "status":
-            await reply(engine.status())
+            await reply({**engine.status(), **(queue_files(engine) if req.get("files") else {})})
         elif op == "sync":
             engine.sync_now()
             if not req.get("wait"):

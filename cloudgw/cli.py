@@ -21,6 +21,7 @@ from cloudgw.config import (
     RemoteSpec,
     load_toml,
     parse_duration,
+    parse_listen_addr,
     parse_size,
     remotes_from_toml,
     section,
@@ -58,6 +59,8 @@ def _parser() -> argparse.ArgumentParser:
     m.add_argument("--endpoint-url", help="S3 endpoint (else AWS_ENDPOINT_URL / AWS)")
     m.add_argument("--region", help="S3 region (else AWS_DEFAULT_REGION)")
     m.add_argument("--path-style", action="store_true", default=None, help="S3 path-style addressing")
+    m.add_argument("--metrics-addr", default=None, metavar="HOST:PORT",
+                   help="serve Prometheus metrics at http://HOST:PORT/metrics (PORT alone: on 127.0.0.1)")
     m.add_argument("--foreground", "-f", action="store_true", help="stay in the foreground, log to stderr")
     m.add_argument("--read-only", action="store_true", help="mount read-only")
     m.add_argument("-o", dest="options", action="append", default=[], help="extra FUSE options, comma separated")
@@ -72,6 +75,8 @@ def _parser() -> argparse.ArgumentParser:
                         description="Show pending uploads, failures, conflicts and the last poll.")
     st.add_argument("mountpoint", type=Path)
     st.add_argument("--json", action="store_true", help="machine-readable output")
+    st.add_argument("--files", action="store_true",
+                    help="also list the upload queue file by file: state, size, age, attempts, next try, last error")
 
     u = sub.add_parser("umount", help="upload what is pending, then unmount",
                        description="Drain the upload queue (bounded by --timeout), then unmount. "
@@ -137,10 +142,20 @@ def mount_config(args: argparse.Namespace) -> MountConfig:
         poll_interval=parse_duration(pick(args.poll_interval, sync.get("poll_interval"), 60), "poll interval"),
         upload_concurrency=concurrency,
         remote_timeout=parse_duration(pick(args.remote_timeout, sync.get("remote_timeout"), 30), "remote timeout"),
+        metrics_addr=_metrics_addr(pick(args.metrics_addr, section(doc, "metrics", args.config, {"addr"}).get("addr"),
+                                        None)),
         read_only=args.read_only,
         fuse_options=options,
         foreground=args.foreground,
     )
+
+
+def _metrics_addr(text: str | None) -> str | None:
+    """The metrics address checked and written out in full (``9464`` -> ``127.0.0.1:9464``)."""
+    if text is None:
+        return None
+    host, port = parse_listen_addr(text)
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def _setup_logging(level: str, logfile: Path | None) -> None:
@@ -203,7 +218,7 @@ def _human(n: float) -> str:
 def cmd_status(args: argparse.Namespace) -> int:
     from cloudgw.control import request
 
-    status = next(request(args.mountpoint, {"op": "status"}))
+    status = next(request(args.mountpoint, {"op": "status", "files": True} if args.files else {"op": "status"}))
     if args.json:
         print(json.dumps(status, indent=2))
         return 0
@@ -221,7 +236,43 @@ def cmd_status(args: argparse.Namespace) -> int:
     print(f"last poll:  {when}" + (f" (last error: {status['last_poll_error']})" if status.get("last_poll_error") else ""))
     for e in status["errors"][-5:]:
         print(f"  {time.strftime('%H:%M:%S', time.localtime(e['time']))} {e['message']}")
+    if args.files:
+        _print_queue(status)
     return 0
+
+
+def _print_queue(status: dict) -> None:
+    """The upload queue as a table (rows: ``cloudgw.sync.queue_view``)."""
+    rows, now = status.get("files", []), status.get("time", time.time())
+    print()
+    if not rows:
+        print("upload queue: empty")
+        return
+    table = [("QUEUE", "STATE", "SIZE", "AGE", "TRIES", "NEXT TRY", "PATH (LAST ERROR)", "")]
+    for r in rows:
+        table.append((
+            r["queue"], r["state"] or "-", _human(r["size"]) if r["size"] is not None else "-",
+            _ago(now - r["changed"]) if r["changed"] is not None else "-", str(r["attempts"] or "-"),
+            _when(r["next_try"] - now) if r["next_try"] is not None else ("now" if r["queue"] == "uploading" else "-"),
+            r["path"], (r["last_error"] or "")[:120]))
+    widths = [max(len(row[i]) for row in table) for i in range(6)]
+    for row in table:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row[:6], widths)) + "  " + row[6]
+              + (f"  ({row[7]})" if row[7] and row is not table[0] else ""))
+    if status.get("files_more"):
+        print(f"... and {status['files_more']} more not shown ({status['files_total']} in all)")
+
+
+def _ago(seconds: float) -> str:
+    seconds = max(0.0, seconds)
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.0f}{unit}"
+    return f"{seconds:.0f}s"
+
+
+def _when(seconds: float) -> str:
+    return "now" if seconds <= 0.5 else f"in {_ago(seconds)}"
 
 
 def cmd_umount(args: argparse.Namespace) -> int:

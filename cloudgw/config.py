@@ -67,6 +67,22 @@ def parse_duration(text: str | int | float, what: str) -> float:
     return value
 
 
+def parse_listen_addr(text: str, what: str = "metrics address") -> tuple[str, int]:
+    """``(host, port)`` of ``HOST:PORT``, ``[IPv6]:PORT``, ``:PORT`` or ``PORT``; without a host
+    127.0.0.1 (loopback: nothing is exposed to the network unless a host says so)."""
+    raw = str(text).strip()
+    if raw.startswith("["):
+        host, sep, rest = raw[1:].partition("]")
+        port = rest.removeprefix(":") if sep and rest.startswith(":") else ""
+    elif raw.count(":") > 1:
+        host, port = "", ""  # a bare IPv6 address: needs brackets to carry a port
+    else:
+        host, _, port = raw.rpartition(":")
+    if not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise UserError(f"invalid {what} {text!r}: use HOST:PORT, [IPv6]:PORT or PORT (1-65535), e.g. 127.0.0.1:9464")
+    return host or "127.0.0.1", int(port)
+
+
 @dataclass(frozen=True)
 class RemoteSpec:
     """One remote as configured: its URL and the options of its type (checked when the
@@ -104,6 +120,7 @@ class MountConfig:
     foreground: bool = False
     drain_timeout: float = 60.0
     remote_timeout: float = 30.0  # a remote request (with retries) fails after this long
+    metrics_addr: str | None = None  # serve Prometheus /metrics here (``cloudgw.metrics``); None: off
     extra: dict[str, Any] = field(default_factory=dict)
 
     def validate(self) -> None:

@@ -59,6 +59,12 @@ class DataOps:
         self.handles: dict[int, Handle] = {}
         self._next_fh = itertools.count(1)
         self.writers: dict[int, int] = {}  # ino -> open writable handles
+        # Read requests (as the kernel sends them: up to its read size) served from the disk
+        # cache alone (hits) or that had to wait for blocks from the remote (misses).  Reads
+        # the kernel answers from its page cache never get here.  Plain ints, read by the
+        # metrics collector at scrape time: nothing on the fast path but an add.
+        self.read_hits = 0
+        self.read_misses = 0
 
     # -- entries ---------------------------------------------------------------------------
 
@@ -120,10 +126,13 @@ class DataOps:
         if entry.unchecked:  # first read of summed blocks in this process: damaged ones are refetched
             verify_range(entry, h.fd, offset, end - offset)
         if entry.fetch_limit > offset and entry.missing(offset, end - offset):
+            self.read_misses += 1
             await self.sync.fetch(inode, entry, offset, end - offset)
             h = self.handle(fh)  # the entry may have been replaced (remote changed)
             inode, entry = h.inode, h.entry
             end = min(offset + size, inode.size)
+        else:
+            self.read_hits += 1
         return os.pread(h.fd, end - offset, offset)
 
     async def write(self, fh: int, offset: int, data: bytes) -> int:

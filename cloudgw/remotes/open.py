@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Protocol
 from cloudgw.remotes.base import Remote
+from cloudgw.remotes.instrumented import InstrumentedRemote, Observer
 from cloudgw.remotes.registry import Common, open_remote
 from cloudgw.remotes.router import RouterRemote
 
@@ -16,8 +17,13 @@ class RemoteSpec(Protocol):
     where: str
 
 
-def open_remotes(specs: Mapping[str, RemoteSpec], common: Common = Common()) -> Remote:
+def open_remotes(specs: Mapping[str, RemoteSpec], common: Common = Common(), *,
+                 observer: Observer | None = None) -> Remote:
     """Build (but do not contact) the configured remotes: ``{"": spec}`` is one remote at
-    the mount's root; named specs become one top-level folder each."""
+    the mount's root; named specs become one top-level folder each.  With ``observer``
+    (metrics), each remote is wrapped in an ``InstrumentedRemote`` under its name (``""``
+    for the single remote), below the router, so requests are told apart per remote."""
     remotes = {name: open_remote(spec.url, spec.options, common, where=spec.where) for name, spec in specs.items()}
+    if observer is not None:
+        remotes = {name: InstrumentedRemote(remote, name, observer) for name, remote in remotes.items()}
     return remotes[""] if list(remotes) == [""] else RouterRemote(remotes)

@@ -273,9 +273,43 @@ def _mapped(root: Path) -> Harness:
                    lambda path: inner.leave_incomplete_upload(codec.encode_path(path)), broken)
 
 
+class CountingObserver:
+    """What an ``InstrumentedRemote`` reports, kept for the test to look at."""
+
+    def __init__(self) -> None:
+        self.requests: list[tuple[str, str, bool]] = []
+        self.bytes = {"up": 0, "down": 0}
+
+    def request(self, remote: str, op: str, seconds: float, failed: bool) -> None:
+        assert seconds >= 0
+        self.requests.append((remote, op, failed))
+
+    def moved(self, remote: str, direction: str, nbytes: int) -> None:
+        self.bytes[direction] += nbytes
+
+
+def _instrumented(inner: Harness) -> Harness:
+    """The metrics wrapper (``InstrumentedRemote``) must change nothing a caller sees."""
+    from cloudgw.remotes.instrumented import InstrumentedRemote
+
+    observer = CountingObserver()
+
+    def wrap(remote: Remote) -> Remote:
+        return InstrumentedRemote(remote, "x", observer)
+
+    def broken() -> list[Broken]:
+        return [Broken(f"instrumented {b.label}", wrap(b.remote), b.match, b.secret) for b in inner.broken()]
+
+    return Harness(f"{inner.kind}-instrumented", wrap(inner.remote), inner.base, inner.put_outside,
+                   inner.leave_incomplete_upload, broken, inner.closes_race_window, inner.serialises_writers,
+                   inner.unique_revs)
+
+
 @pytest.fixture(
     params=[
         "local",
+        "local-instrumented",
+        "s3-moto-instrumented",
         "s3-moto",
         "s3-moto-prefix",
         "router-local",
@@ -290,6 +324,10 @@ def harness(request, tmp_path: Path) -> Harness:
     kind = request.param
     if kind == "local":
         return _local(tmp_path / "root")
+    if kind == "local-instrumented":
+        return _instrumented(_local(tmp_path / "root"))
+    if kind == "s3-moto-instrumented":
+        return _instrumented(_s3(request.getfixturevalue("moto_server"), ""))
     if kind == "router-local":
         return _router(_local(tmp_path / "root"))
     if kind == "local-mapped":
