@@ -265,6 +265,17 @@ def test_sloppy_ignores_unknown_options(tmp_path: Path, fstab_mounts: list):
     m.umount()
 
 
+def test_fake_mount_checks_the_line_and_mounts_nothing(tmp_path: Path):
+    cloud = tmp_path / "cloud"
+    cloud.mkdir()
+    m = FstabMount(tmp_path, f"file://{cloud}", f"_netdev,cache_dir={tmp_path}/cache,write_back=7,ro")
+    proc = m.mount("-f", "-v")  # mount(8) passes -f and -v on to the helper
+    assert proc.returncode == 0, proc.stderr
+    assert f"cloudgw mount file://{cloud} {m.mnt} --cache-dir {tmp_path}/cache --write-back 7 --read-only" in proc.stdout
+    assert not os.path.ismount(m.mnt)
+    assert helper_pids(m.mnt) == [] and not m.cache_dir.exists()
+
+
 def test_mount_failure_is_one_line_and_exit_32(tmp_path: Path):
     m = FstabMount(tmp_path, f"file://{tmp_path}/no-such-cloud", f"cache_dir={tmp_path}/cache")
     proc = m.mount()
