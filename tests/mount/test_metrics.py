@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import time
 import urllib.request
@@ -113,6 +114,13 @@ def test_metrics_move_as_files_are_written_uploaded_and_read(file_backend: Backe
         assert value(again, "cloudgw_cache_hits_total") > value(first, "cloudgw_cache_hits_total")
         assert value(again, "cloudgw_cache_misses_total") == value(first, "cloudgw_cache_misses_total")
         assert value(again, "cloudgw_downloaded_bytes_total") == value(first, "cloudgw_downloaded_bytes_total")
+
+        # the Grafana dashboard asks only for metrics that exist
+        dashboard = (Path(__file__).parents[2] / "contrib" / "grafana" / "cloudgw.json").read_text()
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=30) as reply:
+            families = {f.name for f in text_string_to_metric_families(reply.read().decode())}
+        used = {re.sub(r"_(total|bucket|count|sum)$", "", n) for n in re.findall(r"cloudgw_[a-z_]+", dashboard)}
+        assert used - {"cloudgw"} <= families, used - families
 
         # what else answers on the port
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=30) as reply:
