@@ -16,6 +16,9 @@ TOML format (``cloudgw mount --config FILE MOUNTPOINT``)::
     poll_interval = 60             # seconds, 1 .. 86400
     upload_concurrency = 4
 
+    [metrics]
+    addr = "127.0.0.1:9464"        # optional: serve Prometheus /metrics (cloudgw.metrics)
+
     [remotes.photos]               # one top-level folder per remote
     url = "s3://bucket/prefix"
     endpoint_url = "http://127.0.0.1:9000"   # optional, else AWS_ENDPOINT_URL
