@@ -3,11 +3,14 @@
 Lifecycle:
   1. open the remote and ``check()`` it (missing bucket, bad credentials: UserError);
   2. open the metadata store and cache, recover from an unclean shutdown;
-  3. ``pyfuse3.init`` (mount), raise the mount's read-ahead, report ready;
+  3. ``pyfuse3.init`` (mount); once a ``stat`` of the mountpoint is answered
+     through FUSE, raise the mount's read-ahead and report ready (to the waiting
+     ``cloudgw mount`` and to systemd: ``cloudgw.systemd``);
   4. serve until unmounted (``fusermount3 -u``), a signal (SIGINT/SIGTERM), or
      ``cloudgw umount``;
-  5. drain the upload queue (bounded by ``drain_timeout``; what is left stays
-     queued on disk for the next mount), unmount, close the stores cleanly.
+  5. drain the upload queue (bounded by ``drain_timeout``, telling systemd the
+     stop is making progress; what is left stays queued on disk for the next
+     mount), unmount, close the stores cleanly.
 
 Crash behaviour: ``clean_shutdown`` in the metadata store is cleared while
 mounted and set at the end of 5; without it the next start distrusts the clean
@@ -47,8 +50,12 @@ from cloudgw.remotes.router import RouterRemote
 from cloudgw.sync.context import SyncContext
 from cloudgw.sync.engine import SyncEngine, SyncSettings
 from cloudgw.sync.queue_view import queue_files
+from cloudgw.systemd import Notifier, watchdog_interval
 
 log = logging.getLogger(__name__)
+
+STATUS_INTERVAL = 5.0  # seconds between systemd status lines (and stop-timeout extensions)
+STOP_EXTENSION = 30.0  # each extension gives the stop this long to send the next
 
 
 def build_remote(config: MountConfig, observer: Observer | None = None) -> Remote:
@@ -144,6 +151,8 @@ class Gateway:
         self.config = config
         self._stop = trio.Event()
         self._drained: bool | None = None
+        self._stopping = False  # a stop (signal, umount, unmount) has begun
+        self.notifier = Notifier.from_environment()
 
     async def run(self, ready: Callable[[], None] = lambda: None) -> None:
         config = self.config
@@ -203,17 +212,10 @@ class Gateway:
                     await nursery.start(metrics.serve)
                 nursery.start_soon(self._signals)
                 nursery.start_soon(self._stopper)
-                # stat() of the mountpoint needs pyfuse3.main() serving: do it from a thread
-                nursery.start_soon(trio.to_thread.run_sync, raise_readahead, config.mountpoint)
-                log.info("mounted %s on %s", ", ".join(s.url for s in config.remotes.values()), config.mountpoint)
-                ready()
+                nursery.start_soon(self._announce_ready, ready)
                 await pyfuse3.main()
-                log.info("unmounting: uploading what is pending (up to %gs)", config.drain_timeout)
                 if self._drained is None:
-                    self._drained = await engine.drain(config.drain_timeout)
-                if not self._drained:
-                    log.warning("%d changes still pending; they stay queued and are uploaded at the next mount",
-                                engine.pending())
+                    self._drained = await self._drain_for_stop(config.drain_timeout)
                 with trio.move_on_after(30):
                     await checksummer.drain()
                 nursery.cancel_scope.cancel()
@@ -234,8 +236,72 @@ class Gateway:
 
     async def _stopper(self) -> None:
         await self._stop.wait()
-        self._drained = await self.engine.drain(self.config.drain_timeout)
+        self._drained = await self._drain_for_stop(self.config.drain_timeout)
         pyfuse3.terminate()
+
+    async def _announce_ready(self, ready: Callable[[], None]) -> None:
+        """Ready once the mount answers: the stat in ``raise_readahead`` goes through FUSE,
+        which needs ``pyfuse3.main()`` serving, hence a thread.  Then, under systemd,
+        keep its status line current and feed its watchdog (see ``cloudgw.systemd``)."""
+        config = self.config
+        await trio.to_thread.run_sync(raise_readahead, config.mountpoint)
+        log.info("mounted %s on %s", ", ".join(s.url for s in config.remotes.values()), config.mountpoint)
+        ready()
+        self.notifier.ready(self._status_line())
+        if not self.notifier.enabled:
+            return
+        interval = watchdog_interval()
+        async with trio.open_nursery() as nursery:
+            if interval is not None:
+                nursery.start_soon(self._feed_watchdog, interval)
+            while not self._stopping:
+                await trio.sleep(STATUS_INTERVAL)
+                self.notifier.status(self._status_line())
+            nursery.cancel_scope.cancel()
+
+    async def _feed_watchdog(self, interval: float) -> None:
+        """Pings from the event loop itself: a loop stuck in a blocking call stops them."""
+        while True:
+            self.notifier.watchdog()
+            await trio.sleep(interval)
+
+    def _status_line(self) -> str:
+        """One line for ``systemctl status``; cheap (queue counts, no table scan)."""
+        snap = self.engine.queue.snapshot()
+        pending = self.engine.pending()
+        text = f"mounted on {self.config.mountpoint}; {pending} changes pending upload" if pending else \
+            f"mounted on {self.config.mountpoint}; everything uploaded"
+        if snap.failed:
+            text += f", {len(snap.failed)} failing (cloudgw status)"
+        return text
+
+    async def _drain_for_stop(self, timeout: float) -> bool:
+        """Upload what is pending before unmounting, at most ``timeout`` seconds.
+
+        systemd hears ``STOPPING=1`` and then, while the drain lasts, a timeout
+        extension every few seconds: a stop that is uploading a large file is not
+        killed at ``TimeoutStopSec``, and one that hangs still is (no extensions).
+        """
+        self._stopping = True
+        log.info("stopping: uploading what is pending (up to %gs)", timeout)
+        self.notifier.stopping(f"stopping: uploading {self.engine.pending()} pending changes")
+        async with trio.open_nursery() as nursery:
+            async def extend() -> None:
+                while True:
+                    self.notifier.extend_timeout(STOP_EXTENSION, f"stopping: uploading {self.engine.pending()} "
+                                                                 "pending changes")
+                    await trio.sleep(STATUS_INTERVAL)
+
+            if self.notifier.enabled:
+                nursery.start_soon(extend)
+            drained = await self.engine.drain(timeout)
+            nursery.cancel_scope.cancel()
+        if not drained:
+            log.warning("%d changes still pending; they stay queued and are uploaded at the next mount",
+                        self.engine.pending())
+        self.notifier.status("stopping: unmounting" if drained else
+                             f"stopping: {self.engine.pending()} changes stay queued for the next start")
+        return drained
 
     async def _control(self, engine: SyncEngine, req: dict[str, Any], reply: Callable[[dict], Awaitable[None]]) -> None:
         op = req.get("op")
@@ -266,7 +332,7 @@ class Gateway:
             await reply({"done": True})
         elif op == "umount":
             timeout = float(req.get("timeout", self.config.drain_timeout))
-            drained = await engine.drain(timeout)
+            drained = await self._drain_for_stop(timeout)
             self._drained = drained
             await reply({"done": True, "drained": drained, "pending": engine.pending()})
             pyfuse3.terminate()

@@ -46,8 +46,8 @@ def _parser() -> argparse.ArgumentParser:
                        "S3 credentials, region and endpoint come from boto3's standard chain "
                        "(AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_DEFAULT_REGION, AWS_ENDPOINT_URL, ~/.aws).")
     m.add_argument("remote", nargs="?", help="file:///abs/path or s3://bucket[/prefix] (omit with --config)")
-    m.add_argument("mountpoint", help="an existing empty directory")
-    m.add_argument("--config", type=Path, help="TOML file describing several remotes (see README)")
+    m.add_argument("mountpoint", nargs="?", help="an existing empty directory (with --config: default its mountpoint key)")
+    m.add_argument("--config", type=Path, help="TOML file describing the remotes and, optionally, the mountpoint (see README)")
     m.add_argument("--cache-dir", type=Path, help="where cached and pending data lives (default /var/cache/cloudgw/<mountpoint>)")
     m.add_argument("--cache-max-size", default=None, help="clean data kept in the cache, e.g. 20G (default 10G)")
     m.add_argument("--cache-max-age", default=None, help="evict clean data unused this long, e.g. 30d")
@@ -56,6 +56,8 @@ def _parser() -> argparse.ArgumentParser:
     m.add_argument("--poll-interval", default=None, help="seconds between remote change polls, 1..86400 (default 60)")
     m.add_argument("--remote-timeout", default=None,
                    help="seconds before a remote request (with its retries) fails with EIO (default 30)")
+    m.add_argument("--drain-timeout", default=None,
+                   help="at a stop (SIGTERM, unmount): seconds to keep uploading what is pending (default 60)")
     m.add_argument("--endpoint-url", help="S3 endpoint (else AWS_ENDPOINT_URL / AWS)")
     m.add_argument("--region", help="S3 region (else AWS_DEFAULT_REGION)")
     m.add_argument("--path-style", action="store_true", default=None, help="S3 path-style addressing")
@@ -99,22 +101,33 @@ def _default_cache_dir(mountpoint: Path) -> Path:
 
 
 def mount_config(args: argparse.Namespace) -> MountConfig:
-    mountpoint = Path(args.mountpoint).absolute()
     doc: dict = {}
     if args.config is not None:
-        if args.remote is not None:
+        given = [p for p in (args.remote, args.mountpoint) if p is not None]
+        if len(given) > 1:
             raise UserError("give either REMOTE or --config, not both")
         doc = load_toml(args.config)
-        unknown = set(doc) - {"cache", "sync", "remotes"}
+        unknown = set(doc) - {"mountpoint", "cache", "sync", "remotes", "metrics"}
         if unknown:
-            raise UserError(f"config file {args.config} has unknown keys {sorted(unknown)}: "
-                            "only [cache], [sync] and [remotes.NAME] belong at the top level")
+            raise UserError(f"config file {args.config} has unknown keys {sorted(unknown)}: only mountpoint, "
+                            "[cache], [sync], [metrics] and [remotes.NAME] belong at the top level")
+        mountpoint_text = given[0] if given else doc.get("mountpoint")
+        if mountpoint_text is None:
+            raise UserError(f"missing MOUNTPOINT: give it after --config, or set mountpoint = \"/srv/...\" in {args.config}")
+        if not given and not (isinstance(mountpoint_text, str) and mountpoint_text.startswith("/")):
+            raise UserError(f"config file {args.config}: mountpoint must be an absolute path, e.g. \"/srv/cloud\"")
         remotes = remotes_from_toml(doc, args.config)
         cache = section(doc, "cache", args.config, {"dir", "max_size", "max_age", "min_free"})
-        sync = section(doc, "sync", args.config, {"write_back", "poll_interval", "upload_concurrency", "remote_timeout"})
+        sync = section(doc, "sync", args.config, {"write_back", "poll_interval", "upload_concurrency", "remote_timeout",
+                                                  "drain_timeout"})
     else:
+        usage = "cloudgw mount file:///abs/path|s3://bucket[/prefix] MOUNTPOINT (or --config FILE)"
         if args.remote is None:
-            raise UserError("missing REMOTE: cloudgw mount file:///abs/path|s3://bucket[/prefix] MOUNTPOINT")
+            raise UserError(f"missing REMOTE and mountpoint: {usage}")
+        if args.mountpoint is None:
+            missing = "mountpoint" if "://" in args.remote else "REMOTE"
+            raise UserError(f"missing {missing}: {usage}")
+        mountpoint_text = args.mountpoint
         given = {"endpoint_url": args.endpoint_url, "region": args.region, "path_style": args.path_style}
         remotes = {"": RemoteSpec(args.remote, {k: v for k, v in given.items() if v is not None})}
         cache, sync = {}, {}
@@ -122,6 +135,7 @@ def mount_config(args: argparse.Namespace) -> MountConfig:
     def pick(cli_value, file_value, default):  # noqa: ANN001, ANN202
         return cli_value if cli_value is not None else (file_value if file_value is not None else default)
 
+    mountpoint = Path(mountpoint_text).absolute()
     cache_dir = args.cache_dir or (Path(cache["dir"]) if "dir" in cache else _default_cache_dir(mountpoint))
     max_age = pick(args.cache_max_age, cache.get("max_age"), None)
     concurrency = sync.get("upload_concurrency", 4)
@@ -142,6 +156,7 @@ def mount_config(args: argparse.Namespace) -> MountConfig:
         poll_interval=parse_duration(pick(args.poll_interval, sync.get("poll_interval"), 60), "poll interval"),
         upload_concurrency=concurrency,
         remote_timeout=parse_duration(pick(args.remote_timeout, sync.get("remote_timeout"), 30), "remote timeout"),
+        drain_timeout=parse_duration(pick(args.drain_timeout, sync.get("drain_timeout"), 60), "drain timeout"),
         metrics_addr=_metrics_addr(pick(args.metrics_addr, section(doc, "metrics", args.config, {"addr"}).get("addr"),
                                         None)),
         read_only=args.read_only,
@@ -159,13 +174,20 @@ def _metrics_addr(text: str | None) -> str | None:
 
 
 def _setup_logging(level: str, logfile: Path | None) -> None:
+    """To the journal, with priorities, when stderr is the journal (run by systemd, even
+    daemonized: the daemon then keeps its stderr); else to ``logfile``, else to stderr."""
+    from cloudgw.systemd import JournalFormatter, stderr_is_journal
+
     handler: logging.Handler
-    if logfile is None:
+    formatter = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if stderr_is_journal():
+        handler, formatter = logging.StreamHandler(sys.stderr), JournalFormatter()
+    elif logfile is None:
         handler = logging.StreamHandler(sys.stderr)
     else:
         fd = os.open(logfile, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         handler = logging.StreamHandler(os.fdopen(fd, "a", buffering=1))
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(formatter)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

@@ -3,7 +3,9 @@
 Every problem raises ``UserError`` with one line that says what is wrong and how
 to fix it; nothing here touches the network.
 
-TOML format (``cloudgw mount --config FILE MOUNTPOINT``)::
+TOML format (``cloudgw mount --config FILE [MOUNTPOINT]``)::
+
+    mountpoint = "/srv/cloud"      # optional if MOUNTPOINT is given (it wins)
 
     [cache]
     dir = "/var/cache/cloudgw"     # required unless --cache-dir is given
@@ -15,6 +17,7 @@ TOML format (``cloudgw mount --config FILE MOUNTPOINT``)::
     write_back = 5                 # seconds after the last close
     poll_interval = 60             # seconds, 1 .. 86400
     upload_concurrency = 4
+    drain_timeout = "10m"          # at a stop, keep uploading what is pending this long
 
     [metrics]
     addr = "127.0.0.1:9464"        # optional: serve Prometheus /metrics (cloudgw.metrics)

@@ -18,7 +18,7 @@
 # `smbclient`; it runs a private smbd in the foreground with its own smb.conf.
 set -eu
 
-PACKAGES="python3-swift memcached apache2 apache2-utils samba smbclient"
+PACKAGES="python3-swift memcached apache2 apache2-utils samba smbclient systemd"
 
 missing=""
 for p in $PACKAGES; do
