@@ -20,7 +20,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 PEERS = ("rclone", "s3fs", "raw")
-SERVER_TITLES = {"webdav": "WebDAV server: Apache mod_dav_fs (webdav)"}
+SERVER_TITLES = {"webdav": "WebDAV server: Apache mod_dav_fs (webdav)",
+                 "smb": "SMB re-export: smbd on the cloudgw mount (moto) vs on plain ext4 (raw) (smb)"}
 ORDER = ("cloudgw", "rclone", "s3fs", "raw")
 
 
@@ -178,10 +179,11 @@ def _param_text(p: dict) -> str:
     for key, label in (("size", "big file"), ("files", "W4 files"), ("file_size", "small file"),
                        ("entries", "W5 entries"), ("scale_files", "W9 files"), ("scale_entries", "W9 entries"), ("runs", "runs"),
                        ("random_seconds", "random-read seconds"), ("small_write_size", "4 KiB-write file"), ("write_back", "write-back"),
-                       ("poll_interval", "poll interval"), ("prop_poll_interval", "poll interval in W7")):
+                       ("poll_interval", "poll interval"), ("prop_poll_interval", "poll interval in W7"),
+                       ("smb_size", "SMB file")):
         if key in p:
             value = p[key]
-            if key in ("size", "file_size", "small_write_size"):
+            if key in ("size", "file_size", "small_write_size", "smb_size"):
                 value = human_bytes(value)
             elif key in ("write_back", "poll_interval", "prop_poll_interval", "random_seconds"):
                 value = f"{value:g} s"

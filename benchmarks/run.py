@@ -26,7 +26,7 @@ from benchmarks.report import Results, load_average, machine_description
 from benchmarks.workloads import TITLES, GiB, KiB, MiB, WORKLOADS, Params, ServerBench
 
 log = logging.getLogger("bench")
-SERVERS = {"both": ["moto", "swift"], "all": ["moto", "swift", "webdav"]}
+SERVERS = {"both": ["moto", "swift"], "all": ["moto", "swift", "webdav", "smb"]}
 # WebDAV: cold read, write + upload, small files, metadata, change propagation (and peak RSS in each);
 # cached/random reads and the 4 KiB edit measure the local cache (the same as on S3) or a partial upload
 # WebDAV does not have
@@ -70,8 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run only these workloads (numbers or names); on webdav the default is "
                    + ",".join(str(w) for w in sorted(WEBDAV_WORKLOADS)))
     p.add_argument("--runs", type=int, help="runs per figure (default 3; --quick 1)")
-    p.add_argument("--server", choices=["moto", "swift", "webdav", "both", "all"], default="all",
-                   help="both: moto and swift; all (default): moto, swift and webdav (Apache mod_dav_fs)")
+    p.add_argument("--server", choices=["moto", "swift", "webdav", "smb", "both", "all"], default="all",
+                   help="both: moto and swift; all (default): moto, swift, webdav (Apache mod_dav_fs) and smb "
+                   "(smbd re-exporting the cloudgw mount of a moto bucket vs plain ext4: benchmarks/smb.py)")
     p.add_argument("--full", action="store_true",
                    help="the nominal sizes: 1 GiB file, 10,000 files, 10,000 entries, workload 9 from 1k to 10k "
                    "(several hours on 2 cores, mostly moto's ranged GETs and s3fs's small-file uploads)")
@@ -211,6 +212,11 @@ def main(argv: list[str] | None = None) -> int:
                 "when --dir-cache-time expires. Workloads on WebDAV: "
                 + ", ".join(TITLES[w] for w in sorted(args.only or WEBDAV_WORKLOADS)) + ".")
         for server_name in servers:
+            if server_name == "smb":
+                from benchmarks.smb import run_smb
+
+                run_smb(workdir, params, results, runs, settings, explicit_size=args.size is not None)
+                continue
             chosen = (args.only or WEBDAV_WORKLOADS) if server_name == "webdav" else selected
             run_server(server_name, workdir, params, results, chosen, gateways, runs)
     except KeyboardInterrupt:
