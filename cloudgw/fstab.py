@@ -99,6 +99,12 @@ class Invocation:
     verbose: bool = False  # -v
 
 
+def split_options(text: str) -> list[str]:
+    """``a,b=1,c="x,y"`` -> ``["a", "b=1", 'c=x,y']``: commas inside double quotes are
+    part of the value, as libmount writes them (the quotes are removed)."""
+    return [re.sub(r'^([^="]*=)"(.*)"$', r"\1\2", o) for o in re.findall(r'(?:[^,"]|"[^"]*")+', text)]
+
+
 def parse_invocation(argv: list[str]) -> Invocation:
     """``SPEC DIR [-sfnv] [-N NS] [-o OPTS] [-t TYPE]``, options anywhere after or between."""
     positional: list[str] = []
@@ -118,7 +124,7 @@ def parse_invocation(argv: list[str]) -> Invocation:
                     if value is None:
                         raise HelperError(f"option -{letter} needs a value ({USAGE})")
                     if letter == "o":
-                        options.extend(o for o in value.split(",") if o)
+                        options.extend(split_options(value))
                     elif letter == "t" and value not in ("cloudgw", "fuse.cloudgw"):
                         raise HelperError(f"this helper mounts type cloudgw, not {value!r}")
                     elif letter == "N":
