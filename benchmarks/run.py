@@ -200,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     try:
         gateways = [GATEWAYS[n](workdir, settings) for n in names]
-        kinds = {"webdav" if s == "webdav" else "s3" for s in servers}
+        kinds = {"webdav" if s == "webdav" else "s3" for s in servers if s != "smb"}
         results.versions = {g.name: g.version() for g in gateways if g.name != "raw" and kinds & g.kinds}
         if "webdav" in servers:
             results.notes.append(

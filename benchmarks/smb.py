@@ -140,6 +140,7 @@ def run_smb(workdir: Path, params: Params, results: Results, runs: int, settings
         "directly. Page cache dropped before each put and get.")
     log.info("[smb] starting moto")
     with start_moto(auth=False) as server:
+        results.versions.setdefault("cloudgw", CloudGW(base, settings).version())
         results.versions.setdefault("samba", _smbd_version())
         client = server.client()
         client.create_bucket(Bucket="smb")
