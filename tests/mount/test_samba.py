@@ -206,3 +206,25 @@ def test_smb2_flush_is_an_fsync_into_the_cache_not_an_upload(file_gw: Gateway, f
             assert "flushed.bin" not in _view(gw).files()
     wait_for(lambda: os.getxattr(gw.mnt / "flushed.bin", "user.cloudgw.state") == b"clean", timeout=60)
     assert _view(gw).get("flushed.bin") == data
+
+
+def test_a_file_renamed_while_open_over_an_existing_one_like_office_saves(s3_gw: Gateway, s3_smb: SambaServer):
+    """Office saves through a temporary file that it renames, still open, over the document
+    (SET_INFO FileRenameInformation with replace), then writes on through the same handle."""
+    from tests.servers.smb2 import rename_open, smb2_create, smb2_tree, write_all
+
+    gw = s3_gw
+    (gw.mnt / "report.docx").write_bytes(b"old version")
+    gw.sync()
+    first, second = os.urandom(3 << 20), os.urandom(1 << 20)
+    with smb2_tree(s3_smb) as tree:
+        with smb2_create(tree, "~WRL0001.tmp") as f:
+            write_all(f, first)
+            rename_open(f, "report.docx", replace=True)
+            write_all(f, second, offset=len(first))
+            f.flush()
+    assert sorted(p.name for p in gw.mnt.iterdir()) == ["report.docx"]
+    assert (gw.mnt / "report.docx").read_bytes() == first + second
+    gw.sync()
+    assert _view(gw).files() == {"report.docx": len(first) + len(second)}
+    assert _view(gw).get("report.docx") == first + second

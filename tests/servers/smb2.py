@@ -9,8 +9,9 @@ import uuid
 from typing import Iterator
 
 from smbprotocol.connection import Connection
+from smbprotocol.file_info import FileRenameInformation
 from smbprotocol.open import (CreateDisposition, CreateOptions, FileAttributes, FilePipePrinterAccessMask,
-                              ImpersonationLevel, Open, ShareAccess)
+                              ImpersonationLevel, Open, ShareAccess, SMB2SetInfoRequest, SMB2SetInfoResponse)
 from smbprotocol.session import Session
 from smbprotocol.tree import TreeConnect
 
@@ -42,11 +43,14 @@ def smb2_tree(server) -> Iterator[TreeConnect]:  # noqa: ANN001  (tests.servers.
 
 @contextlib.contextmanager
 def smb2_create(tree: TreeConnect, name: str) -> Iterator[Open]:
-    """Create (or overwrite) ``name`` for reading and writing; closed on exit."""
+    """Create (or overwrite) ``name`` for reading, writing and renaming (DELETE access, the
+    share modes Office uses for its temporary files); closed on exit."""
     f = Open(tree, name.replace("/", "\\"))
     f.create(ImpersonationLevel.Impersonation,
-             FilePipePrinterAccessMask.GENERIC_READ | FilePipePrinterAccessMask.GENERIC_WRITE,
-             FileAttributes.FILE_ATTRIBUTE_NORMAL, ShareAccess.FILE_SHARE_READ,
+             FilePipePrinterAccessMask.GENERIC_READ | FilePipePrinterAccessMask.GENERIC_WRITE
+             | FilePipePrinterAccessMask.DELETE,
+             FileAttributes.FILE_ATTRIBUTE_NORMAL,
+             ShareAccess.FILE_SHARE_READ | ShareAccess.FILE_SHARE_WRITE | ShareAccess.FILE_SHARE_DELETE,
              CreateDisposition.FILE_OVERWRITE_IF, CreateOptions.FILE_NON_DIRECTORY_FILE)
     try:
         yield f
@@ -59,3 +63,19 @@ def write_all(f: Open, data: bytes, offset: int = 0) -> None:
     step = min(f.connection.max_write_size, 1 << 20)
     for pos in range(0, len(data), step):
         f.write(data[pos:pos + step], offset + pos)
+
+
+def rename_open(f: Open, new_name: str, *, replace: bool = False) -> None:
+    """SET_INFO FileRenameInformation on the open handle ``f``: what Windows does to rename
+    a file it holds open (Office saving through a temporary file)."""
+    info = FileRenameInformation()
+    info["replace_if_exists"] = replace
+    info["file_name"] = new_name.replace("/", "\\")
+    req = SMB2SetInfoRequest()
+    req["info_type"] = info.INFO_TYPE
+    req["file_info_class"] = info.INFO_CLASS
+    req["file_id"] = f.file_id
+    req["buffer"] = info
+    tree = f.tree_connect
+    request = f.connection.send(req, tree.session.session_id, tree.tree_connect_id)
+    SMB2SetInfoResponse().unpack(f.connection.receive(request)["data"].get_value())
