@@ -57,7 +57,7 @@ $(VENV)/.bench-deps: pyproject.toml $(BIN)/cloudgw
 	$(BIN)/pip install -q -e '.[test,bench]'
 	@touch $@
 
-# Not part of `make test`; takes ~32 min (moto, swift, webdav). Options: make bench BENCH_ARGS="--quick" (see README).
+# Not part of `make test`; takes ~35 min (moto, swift, webdav, smb). Options: make bench BENCH_ARGS="--quick" (see README).
 bench: deps-bench
 	$(BIN)/python -m benchmarks.run $(BENCH_ARGS)
 

@@ -8,7 +8,8 @@ the target on a loopback port and:
 
 * write: ``smbclient put`` of a big file (1 GiB; ``--size`` when given, the
   ``--quick`` size with ``--quick``), timed until smbclient returns (the file is
-  closed); cloudgw: then the time until it is on the remote (``sync --wait``);
+  closed); cloudgw: then the time until it is on the remote (``sync --wait``),
+  and the object's size on the remote is checked;
 * read: page cache dropped, ``smbclient get`` of it to /dev/null;
 * SMB2 FLUSH (``strict sync = yes`` makes it an fsync on the share): 64 KiB
   written then flushed, 100 times, through the ``smbprotocol`` client
@@ -94,7 +95,7 @@ def _timed(argv: list[str], timeout: float) -> float:
 
 
 def _one(target: str, share: Path, source: Path, size: int, results: Results, run: int, params: Params,
-         gw: CloudGW | None) -> None:
+         gw: CloudGW | None, remote_size=None) -> None:  # noqa: ANN001 (remote_size: name -> size on the remote)
     from tests.servers.samba import start_samba
 
     def add(metric: str, unit: str, better: str, value: float) -> None:
@@ -109,6 +110,8 @@ def _one(target: str, share: Path, source: Path, size: int, results: Results, ru
             t = time.monotonic()
             gw.flush(params.phase_timeout)
             add("close → on remote", "s", "lower", time.monotonic() - t)
+            if remote_size("big.bin") != size:
+                raise RuntimeError(f"big.bin on the remote holds {remote_size('big.bin')} bytes, not {size}")
         drop_caches()
         elapsed = _timed(smb.smbclient_argv("get big.bin /dev/null"), params.phase_timeout)
         add("read (smbclient get)", "MB/s", "higher", size / MB / elapsed)
@@ -154,7 +157,8 @@ def run_smb(workdir: Path, params: Params, results: Results, runs: int, settings
                         gw = CloudGW(base, settings)
                         gw.mount(remote)
                         try:
-                            _one(target, gw.mnt, source, size, results, run, params, gw)
+                            _one(target, gw.mnt, source, size, results, run, params, gw,
+                                 lambda name: client.head_object(Bucket="smb", Key=f"share/{name}")["ContentLength"])
                         finally:
                             gw.umount()
                     else:
