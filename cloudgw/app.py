@@ -267,12 +267,12 @@ class Gateway:
 
     def _status_line(self) -> str:
         """One line for ``systemctl status``; cheap (queue counts, no table scan)."""
-        snap = self.engine.queue.snapshot()
+        failed = self.engine.queue.counts()[2]
         pending = self.engine.pending()
         text = f"mounted on {self.config.mountpoint}; {pending} changes pending upload" if pending else \
             f"mounted on {self.config.mountpoint}; everything uploaded"
-        if snap.failed:
-            text += f", {len(snap.failed)} failing (cloudgw status)"
+        if failed:
+            text += f", {failed} failing (cloudgw status)"
         return text
 
     async def _drain_for_stop(self, timeout: float) -> bool:

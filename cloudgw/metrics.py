@@ -214,19 +214,19 @@ class _GatewayCollector:
         backlog, oldest_ns = s.store.sync_backlog()
         dirty = [backlog.get(st.value, (0, 0)) for st in (FileState.DIRTY, FileState.CONFLICT)]
         uploading = backlog.get(FileState.UPLOADING.value, (0, 0))
-        snap = s.engine.queue.snapshot()
+        queued, uploading_n, failed = s.engine.queue.counts()  # no snapshot: it sorts the whole queue
         deletes = s.engine.tombstones.pending()
         yield _gauge("cloudgw_dirty_files", "Files changed here and not uploaded yet (dirty or in conflict)",
                      sum(n for n, _ in dirty))
         yield _gauge("cloudgw_dirty_bytes", "Size of the dirty files", sum(b for _, b in dirty))
         yield _gauge("cloudgw_uploading_bytes", "Size of the files being uploaded", uploading[1])
         yield _gauge("cloudgw_uploads_in_progress", "Upload queue entries being sent now (files, folders, moves)",
-                     len(snap.uploading))
+                     uploading_n)
         yield _gauge("cloudgw_pending_changes", "Changes waiting for the remote: queued, uploading, deletes",
-                     len(snap.queued) + len(snap.uploading) + deletes)
+                     queued + uploading_n + deletes)
         yield _gauge("cloudgw_pending_deletes", "Remote deletes waiting to be made", deletes)
         yield _gauge("cloudgw_failed_uploads", "Queue entries whose last attempt failed (retried with backoff)",
-                     len(snap.failed))
+                     failed)
         age = max(0.0, time.time() - oldest_ns / 1e9) if oldest_ns is not None else 0.0
         yield _gauge("cloudgw_oldest_dirty_age_seconds", "Seconds since the last local change of the dirty file "
                      "changed longest ago (0: nothing dirty)", age)

@@ -439,3 +439,20 @@ async def test_cancelling_run_cancels_uploads_and_leaves_no_task(clock):
         nursery.cancel_scope.cancel()
     keys = [k for k, _ in up.calls]
     assert sorted(keys[:2]) == [1, 2] and sorted(keys[2:]) == [1, 2, 3]
+
+
+async def test_counts_are_the_snapshot_lengths_without_taking_a_snapshot(clock, nursery, monkeypatch):
+    """``counts`` is what the status line, metrics and ``pending`` read every few seconds:
+    the same numbers as a snapshot, which sorts the whole queue, but without one."""
+    up = Uploader(duration=3.0, outcomes={"bad": [OSError("boom"), None]})
+    q = await started(nursery, up, delay=10.0, concurrency=2, backoff_base=100.0, backoff_cap=100.0)
+    assert q.counts() == (0, 0, 0)
+    q.schedule("busy", delay=0)
+    q.schedule("bad", delay=0)
+    q.schedule("later")
+    await trio.sleep(1)  # busy and bad uploading, later queued
+    assert q.counts() == (1, 2, 0)
+    await trio.sleep(3)  # bad failed (retry in >= 50 s, still queued), busy done
+    snap = q.snapshot()
+    monkeypatch.setattr(q, "snapshot", lambda: pytest.fail("counts() took a snapshot"))
+    assert q.counts() == (len(snap.queued), len(snap.uploading), len(snap.failed)) == (2, 0, 1)

@@ -428,6 +428,9 @@ class MetadataStore:
         items.sort(key=lambda t: (-t[0].count("/"), t[0]))
         return items
 
+    def tombstone_count(self) -> int:
+        return self._exec("SELECT count(*) FROM tombstones").fetchone()[0]
+
     # -- conflicts and key/value ---------------------------------------------------
 
     def record_conflict(self, path: str, copy_path: str) -> None:

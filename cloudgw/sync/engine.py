@@ -170,8 +170,8 @@ class SyncEngine:
         self._tombstone_kick.set()
 
     def pending(self) -> int:
-        snap = self.queue.snapshot()
-        return len(snap.queued) + len(snap.uploading) + self.tombstones.pending()
+        queued, uploading, _ = self.queue.counts()
+        return queued + uploading + self.tombstones.pending()
 
     async def drain(self, timeout: float) -> bool:
         """Upload everything now; True if nothing is left pending within ``timeout``."""

@@ -38,7 +38,7 @@ class TombstoneProcessor:
         self.ctx = ctx
 
     def pending(self) -> int:
-        return len(self.ctx.store.tombstones())
+        return self.ctx.store.tombstone_count()
 
     async def process(self) -> bool:
         """One pass over all tombstones; True if some remain (to retry later)."""

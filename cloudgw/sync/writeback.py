@@ -157,6 +157,12 @@ class WritebackQueue(Generic[K]):
             elif key in self._due:
                 self._set_due(key, now)
 
+    def counts(self) -> tuple[int, int, int]:
+        """``(queued, uploading, failed)``, the lengths of ``snapshot()``'s lists, without
+        copying or sorting anything: for what runs often (status lines, metrics, ``pending``);
+        a snapshot sorts the whole queue (~0.75 s for a million keys)."""
+        return len(self._due), len(self._uploading), len(self._failures)
+
     def snapshot(self) -> QueueSnapshot[K]:
         queued = sorted(((k, d) for k, (d, _) in self._due.items()), key=lambda kd: kd[1])
         failed = [

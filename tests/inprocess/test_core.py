@@ -155,3 +155,22 @@ async def test_full_block_write_is_not_overwritten_by_readahead_in_flight(dirs):
         await h.settle()
     data = (cloud / "f.bin").read_bytes()
     assert data[:MiB] == b"r" * MiB and data[MiB : 2 * MiB] == b"w" * MiB and data[2 * MiB :] == b"r" * (2 * MiB)
+
+
+async def test_pending_counts_without_sorting_the_queue_or_loading_the_deletes(dirs, monkeypatch):
+    """``pending()`` runs every few seconds under systemd (the STATUS line) and at every
+    scrape: it must not sort the upload queue or read every tombstone row to count them."""
+    cloud, cache = dirs
+    async with running(LocalRemote(cloud), cache, write_back_delay=30) as h:
+        await h.write_file("gone.txt", b"x")
+        await h.settle()
+        await h.write_file("waiting.txt", b"y")
+        await h.write_file("other.txt", b"z")
+        await h.unlink("gone.txt")  # a remote delete to make
+        snap = h.engine.queue.snapshot()
+        expected = len(snap.queued) + len(snap.uploading) + len(h.store.tombstones())
+        assert expected >= 2
+        with monkeypatch.context() as m:  # no await inside: the engine's own tasks do not run
+            m.setattr(h.engine.queue, "snapshot", lambda: pytest.fail("pending() sorted the queue"))
+            m.setattr(h.store, "tombstones", lambda: pytest.fail("pending() loaded every tombstone"))
+            assert h.engine.pending() == expected
