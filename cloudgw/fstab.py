@@ -29,7 +29,8 @@ The fstab line::
   so ``mount -a`` recognises the line as mounted and does not mount it twice.
 - Secrets never go in fstab (world-readable, shown by ``mount``): an option that
   looks like one (``password=``, ``secret=``, ``key=``, ``token=`` ...) or a
-  password in the URL is refused, and the message says which file to use.
+  password in a URL (SPEC, or an option's value such as ``endpoint_url=``) is
+  refused, and the message says which file to use.
 
 Exit codes follow mount(8)'s RETURN CODES: 0 mounted, 1 incorrect invocation
 (unknown option, secret, bad usage), 32 mount failure (anything ``cloudgw
@@ -164,6 +165,8 @@ def cloudgw_argv(inv: Invocation) -> list[str]:
         if name in OPTIONS:
             if not has_value or not value:
                 raise HelperError(f"option '{key}' needs a value: {key}=...")
+            if _URL_PASSWORD.search(value):  # endpoint_url=https://KEY:SECRET@host
+                raise _secret_error(f"the password in option '{key}'")
             values[name] = value.upper() if name == "log_level" else value
         elif name in FLAGS:
             if value.lower() not in _TRUE | _FALSE:

@@ -231,7 +231,8 @@ def test_ro_mounts_read_only(tmp_path: Path, fstab_mounts: list):
     ("password=hunter2", ["option 'password' looks like a secret", "file"]),
     ("aws_secret_access_key=hunter2", ["looks like a secret", "/root/.aws/credentials"]),
     ("token=hunter2", ["looks like a secret"]),
-], ids=["unknown", "remote-option", "no-value", "password", "aws-secret", "token"])
+    ("endpoint_url=http://AKIAEXAMPLE:hunter2@127.0.0.1:9000", ["password in option 'endpoint_url'"]),
+], ids=["unknown", "remote-option", "no-value", "password", "aws-secret", "token", "url-password-in-a-value"])
 def test_bad_options_fail_with_one_line(tmp_path: Path, options: str, needles: list[str], fstab_mounts: list):
     cloud = tmp_path / "cloud"
     cloud.mkdir()
