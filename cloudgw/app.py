@@ -244,12 +244,14 @@ class Gateway:
         which needs ``pyfuse3.main()`` serving, hence a thread.  Then, under systemd,
         keep its status line current and feed its watchdog (see ``cloudgw.systemd``)."""
         config = self.config
-        await trio.to_thread.run_sync(raise_readahead, config.mountpoint)
+        # abandon_on_cancel: a stop that ends pyfuse3.main() before the stat is answered must
+        # not wait for it (nothing answers it until pyfuse3.close, after this nursery, unmounts)
+        await trio.to_thread.run_sync(raise_readahead, config.mountpoint, abandon_on_cancel=True)
         log.info("mounted %s on %s", ", ".join(s.url for s in config.remotes.values()), config.mountpoint)
         ready()
+        if self._stopping or not self.notifier.enabled:
+            return  # a stop began meanwhile: systemd heard STOPPING=1, READY=1 would contradict it
         self.notifier.ready(self._status_line())
-        if not self.notifier.enabled:
-            return
         interval = watchdog_interval()
         async with trio.open_nursery() as nursery:
             if interval is not None:
