@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import errno
 import os
-from pathlib import Path
 
 import pytest
 import trio
@@ -12,13 +11,6 @@ import trio
 from cloudgw.filesystem import FsError
 from cloudgw.remotes.local import LocalRemote
 from tests.inprocess.harness import running
-
-
-@pytest.fixture
-def dirs(tmp_path: Path) -> tuple[Path, Path]:
-    cloud, cache = tmp_path / "cloud", tmp_path / "cache"
-    cloud.mkdir()
-    return cloud, cache
 
 
 async def test_written_file_reaches_remote_and_reads_back(dirs):

@@ -21,13 +21,6 @@ from cloudgw.remotes.local import LocalRemote
 from tests.inprocess.harness import running
 
 
-@pytest.fixture
-def dirs(tmp_path: Path) -> tuple[Path, Path]:
-    cloud, cache = tmp_path / "cloud", tmp_path / "cache"
-    cloud.mkdir()
-    return cloud, cache
-
-
 async def test_dot_is_the_inode_itself_and_dotdot_its_parent(dirs):
     cloud, cache = dirs
     async with running(LocalRemote(cloud), cache) as h:
