@@ -16,7 +16,6 @@ from typing import Iterator
 
 import pytest
 
-from tests.mount.conftest import Backend, _gateway
 from tests.mount.gateway import Gateway
 from tests.mount.util import wait_for
 from tests.servers.samba import SambaServer, start_samba
