@@ -50,7 +50,9 @@ class Notifier:
         try:
             with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
                 sock.settimeout(1.0)
-                sock.sendto("\n".join(fields).encode(), self._address)
+                # "replace": a path that is not UTF-8 (lone surrogates) must not raise, and
+                # systemd ignores a STATUS that is not valid UTF-8
+                sock.sendto("\n".join(fields).encode(errors="replace"), self._address)
         except OSError as exc:
             if not self._failed:
                 self._failed = True
