@@ -158,9 +158,11 @@ class Metrics:
             task_status.started()
             await trio.serve_listeners(self._answer, [listener])
 
-    async def _answer(self, stream: trio.SocketStream) -> None:
+    async def _answer(self, stream: trio.abc.Stream) -> None:
         """One request per connection (``Connection: close``): what a Prometheus scrape,
-        curl or a browser needs, nothing more."""
+        curl or a browser needs, nothing more.  Reading the request and sending the answer
+        get ``REQUEST_TIMEOUT`` each: a client that stops reading does not keep its task
+        and file descriptor forever."""
         async with stream:
             try:
                 head = b""
@@ -172,19 +174,21 @@ class Metrics:
                         head += chunk
                 method, target = (head.split(b"\r\n", 1)[0].split(b" ") + [b"", b""])[:2]
                 path = target.split(b"?", 1)[0]
+                head_only, kind = method == b"HEAD", "text/plain; charset=utf-8"
                 if method not in (b"GET", b"HEAD"):
-                    await _respond(stream, 405, b"only GET\n", head_only=False)
+                    status, body, head_only = 405, b"only GET\n", False
                 elif path == b"/metrics":
                     try:
                         body, status, kind = self.scrape(), 200, CONTENT_TYPE_LATEST
                     except Exception:
                         log.exception("collecting metrics failed")
                         body, status, kind = b"collecting metrics failed; see the cloudgw log\n", 500, "text/plain"
-                    await _respond(stream, status, body, head_only=method == b"HEAD", content_type=kind)
                 elif path == b"/":
-                    await _respond(stream, 200, b"cloudgw: metrics are at /metrics\n", head_only=method == b"HEAD")
+                    status, body = 200, b"cloudgw: metrics are at /metrics\n"
                 else:
-                    await _respond(stream, 404, b"not found: try /metrics\n", head_only=method == b"HEAD")
+                    status, body = 404, b"not found: try /metrics\n"
+                with trio.move_on_after(REQUEST_TIMEOUT):
+                    await _respond(stream, status, body, head_only=head_only, content_type=kind)
             except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
                 pass  # the client went away
 
@@ -192,8 +196,8 @@ class Metrics:
 _REASONS = {200: "OK", 404: "Not Found", 405: "Method Not Allowed", 500: "Internal Server Error"}
 
 
-async def _respond(stream: trio.SocketStream, status: int, body: bytes, *, head_only: bool,
-                   content_type: str = "text/plain; charset=utf-8") -> None:
+async def _respond(stream: trio.abc.Stream, status: int, body: bytes, *, head_only: bool,
+                   content_type: str) -> None:
     head = (f"HTTP/1.1 {status} {_REASONS[status]}\r\nContent-Type: {content_type}\r\n"
             f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode()
     await stream.send_all(head if head_only else head + body)

@@ -116,6 +116,26 @@ async def test_the_metrics_count_per_remote_and_operation(tmp_path: Path):
     assert not any(name == "cloudgw_remote_errors_total" for name, _ in samples)
 
 
+async def test_a_scraper_that_never_reads_the_answer_is_let_go(autojump_clock):  # noqa: ANN001
+    """The answer is sent with a timeout: a client (a wedged scraper, or anyone when the
+    address is not loopback) that sends a request and stops reading does not hold its
+    task and file descriptor forever.  A lockstep stream: a send waits for the reader."""
+    import trio
+    import trio.testing
+
+    from cloudgw.metrics import REQUEST_TIMEOUT
+
+    metrics = Metrics()
+    client, server = trio.testing.lockstep_stream_pair()
+    with trio.fail_after(3 * REQUEST_TIMEOUT):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(metrics._answer, server)
+            await client.send_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        # _answer returned; the client's end sees the server's end closed
+        with pytest.raises(trio.BrokenResourceError):
+            await client.send_all(b"more")
+
+
 async def test_parts_copied_server_side_are_not_counted_as_uploaded(moto_server, monkeypatch):  # noqa: ANN001
     import os
 
