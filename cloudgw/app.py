@@ -282,7 +282,9 @@ class Gateway:
 
         systemd hears ``STOPPING=1`` and then, while the drain lasts, a timeout
         extension every few seconds: a stop that is uploading a large file is not
-        killed at ``TimeoutStopSec``, and one that hangs still is (no extensions).
+        killed at ``TimeoutStopSec``.  The extensions come from the event loop, not from
+        upload progress: a drain stuck on a remote that does not answer is extended too,
+        until ``timeout`` ends it; only a daemon whose loop hangs sends none and is killed.
         """
         self._stopping = True
         log.info("stopping: uploading what is pending (up to %gs)", timeout)

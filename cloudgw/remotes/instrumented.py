@@ -19,7 +19,8 @@ counted as op ``read``.  A call that raises is an error, except the answers
 that are part of normal work (``RemoteNotFound``: nothing there;
 ``RemoteExists``/``RemoteNotEmpty``; ``PreconditionFailed``: someone else
 changed it, which the sync engine resolves with a conflict copy): those are
-requests, not failures of the remote.  Cancellation is neither.
+requests, not failures of the remote.  A cancelled call (a timeout, a stop) is
+counted as a request, not as a failure.
 
 Bytes: downloaded = bytes a read handed over (as they arrive, also of a read
 that then fails); uploaded = the size of each write the remote acknowledged,
