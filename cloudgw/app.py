@@ -256,8 +256,10 @@ class Gateway:
         async with trio.open_nursery() as nursery:
             if interval is not None:
                 nursery.start_soon(self._feed_watchdog, interval)
-            while not self._stopping:
+            while True:
                 await trio.sleep(STATUS_INTERVAL)
+                if self._stopping:  # the stop's own STATUS lines take over; a "mounted" one would undo them
+                    break
                 self.notifier.status(self._status_line())
             nursery.cancel_scope.cancel()
 

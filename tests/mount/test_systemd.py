@@ -129,6 +129,9 @@ def test_ready_only_once_the_mount_answers_then_status_stopping_and_a_drain_that
     assert not os.path.ismount(mnt)
     keys = listener.keys_in_order()
     assert keys.index("STOPPING") > keys.index("READY")
+    # once stopping, no status line says "mounted" again (the stop's own lines are the news)
+    after = listener.messages[next(i for i, m in enumerate(listener.messages) if "STOPPING" in m):]
+    assert not any("mounted on" in m.get("STATUS", "") for m in after), after
 
     # the log went to the "journal", each line with its syslog priority
     lines = journal.read_text().splitlines()
