@@ -56,6 +56,7 @@ log = logging.getLogger(__name__)
 
 STATUS_INTERVAL = 5.0  # seconds between systemd status lines (and stop-timeout extensions)
 STOP_EXTENSION = 30.0  # each extension gives the stop this long to send the next
+CHECKSUM_DRAIN = 30.0  # at a stop, after the uploads: at most this long finishing block checksums
 
 
 def build_remote(config: MountConfig, observer: Observer | None = None) -> Remote:
@@ -216,7 +217,7 @@ class Gateway:
                 await pyfuse3.main()
                 if self._drained is None:
                     self._drained = await self._drain_for_stop(config.drain_timeout)
-                with trio.move_on_after(30):
+                with trio.move_on_after(CHECKSUM_DRAIN):
                     await checksummer.drain()
                 nursery.cancel_scope.cancel()
         finally:
@@ -305,8 +306,10 @@ class Gateway:
         if not drained:
             log.warning("%d changes still pending; they stay queued and are uploaded at the next mount",
                         self.engine.pending())
-        self.notifier.status("stopping: unmounting" if drained else
-                             f"stopping: {self.engine.pending()} changes stay queued for the next start")
+        # what follows (block checksums, unmount, closing the stores) gets its own extension:
+        # the last one above may be nearly used up, and a kill now skips the clean shutdown
+        self.notifier.extend_timeout(CHECKSUM_DRAIN + STOP_EXTENSION, "stopping: unmounting" if drained else
+                                     f"stopping: {self.engine.pending()} changes stay queued for the next start")
         return drained
 
     async def _control(self, engine: SyncEngine, req: dict[str, Any], reply: Callable[[dict], Awaitable[None]]) -> None:

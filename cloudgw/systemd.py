@@ -15,7 +15,8 @@ What the gateway sends and when (``cloudgw.app`` does the sending):
 - ``STOPPING=1`` when a stop begins (SIGTERM, ``cloudgw umount``, an unmount),
   then ``EXTEND_TIMEOUT_USEC`` every few seconds while pending uploads drain,
   so a long drain is not killed by ``TimeoutStopSec`` (the drain itself is
-  bounded by ``drain_timeout``; what is left stays queued on disk);
+  bounded by ``drain_timeout``; what is left stays queued on disk), and once
+  more after it, for the unmount and a clean close;
 - ``WATCHDOG=1`` at half of ``WatchdogSec`` from a trio task: a stuck event loop
   stops the pings and systemd restarts the service.
 """

@@ -121,6 +121,9 @@ def test_ready_only_once_the_mount_answers_then_status_stopping_and_a_drain_that
         assert "uploading 1 pending" in stopping["STATUS"]
         extension = listener.wait_for("EXTEND_TIMEOUT_USEC")
         assert int(extension["EXTEND_TIMEOUT_USEC"]) >= 10_000_000
+        # after the drain, the rest of the stop (checksums, unmount, close) has its own extension
+        last = listener.wait_for("STATUS", "stopping: unmounting", timeout=120)
+        assert int(last.get("EXTEND_TIMEOUT_USEC", 0)) >= 30_000_000, last
         assert proc.wait(120) == 0
     finally:
         _stop(proc, mnt)
