@@ -59,6 +59,11 @@ STOP_EXTENSION = 30.0  # each extension gives the stop this long to send the nex
 CHECKSUM_DRAIN = 30.0  # at a stop, after the uploads: at most this long finishing block checksums
 
 
+def _changes(count: int) -> str:
+    """``1 change`` / ``3 changes`` for status lines an administrator reads."""
+    return f"{count} change" if count == 1 else f"{count} changes"
+
+
 def build_remote(config: MountConfig, observer: Observer | None = None) -> Remote:
     return with_test_faults(open_remotes(config.remotes, Common(timeout=config.remote_timeout), observer=observer))
 
@@ -274,7 +279,7 @@ class Gateway:
         """One line for ``systemctl status``; cheap (queue counts, no table scan)."""
         failed = self.engine.queue.counts()[2]
         pending = self.engine.pending()
-        text = f"mounted on {self.config.mountpoint}; {pending} changes pending upload" if pending else \
+        text = f"mounted on {self.config.mountpoint}; {_changes(pending)} pending upload" if pending else \
             f"mounted on {self.config.mountpoint}; everything uploaded"
         if failed:
             text += f", {failed} failing (cloudgw status)"
@@ -291,12 +296,12 @@ class Gateway:
         """
         self._stopping = True
         log.info("stopping: uploading what is pending (up to %gs)", timeout)
-        self.notifier.stopping(f"stopping: uploading {self.engine.pending()} pending changes")
+        self.notifier.stopping(f"stopping: {_changes(self.engine.pending())} left to upload")
         async with trio.open_nursery() as nursery:
             async def extend() -> None:
                 while True:
-                    self.notifier.extend_timeout(STOP_EXTENSION, f"stopping: uploading {self.engine.pending()} "
-                                                                 "pending changes")
+                    left = _changes(self.engine.pending())
+                    self.notifier.extend_timeout(STOP_EXTENSION, f"stopping: {left} left to upload")
                     await trio.sleep(STATUS_INTERVAL)
 
             if self.notifier.enabled:

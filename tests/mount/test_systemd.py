@@ -114,11 +114,11 @@ def test_ready_only_once_the_mount_answers_then_status_stopping_and_a_drain_that
 
         payload = os.urandom(3 << 20)
         (mnt / "files" / "report.bin").write_bytes(payload)
-        assert "1 changes pending upload" in listener.wait_for("STATUS", "pending upload", timeout=30)["STATUS"]
+        assert "1 change pending upload" in listener.wait_for("STATUS", "pending upload", timeout=30)["STATUS"]
 
         proc.send_signal(signal.SIGTERM)  # systemctl stop
         stopping = listener.wait_for("STOPPING", "1")
-        assert "uploading 1 pending" in stopping["STATUS"]
+        assert "1 change left to upload" in stopping["STATUS"]
         extension = listener.wait_for("EXTEND_TIMEOUT_USEC")
         assert int(extension["EXTEND_TIMEOUT_USEC"]) >= 10_000_000
         # after the drain, the rest of the stop (checksums, unmount, close) has its own extension
