@@ -17,6 +17,9 @@
         │                           (someone else changed it): a conflict
         ├── CursorExpired           a change feed no longer knows our cursor:
         │                           list everything again (never seen by FUSE)
+        ├── IntegrityError          EIO: stored bytes fail authentication (tampered,
+        │                           truncated, swapped, or not ours): never retried,
+        │                           never cached, never returned as data
         └── TransientRemoteError    timeouts, 5xx, throttling: worth retrying;
             └── RemoteUnavailable   retries exhausted / remote down (EIO)
 
@@ -86,6 +89,12 @@ class PreconditionFailed(RemoteError):
 
 class CursorExpired(RemoteError):
     """A change feed's cursor is too old (Graph 410 Gone, Drive invalid page token)."""
+
+
+class IntegrityError(RemoteError):
+    """Encrypted content that does not authenticate; the message names the object."""
+
+    errno = _errno.EIO
 
 
 class TransientRemoteError(RemoteError):
