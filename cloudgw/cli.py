@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import NoReturn
 
-from cloudgw import __version__
+from cloudgw import __version__, crypt_cli
 from cloudgw.config import (
     MountConfig,
     RemoteSpec,
@@ -61,6 +61,8 @@ def _parser() -> argparse.ArgumentParser:
     m.add_argument("--endpoint-url", help="S3 endpoint (else AWS_ENDPOINT_URL / AWS)")
     m.add_argument("--region", help="S3 region (else AWS_DEFAULT_REGION)")
     m.add_argument("--path-style", action="store_true", default=None, help="S3 path-style addressing")
+    m.add_argument("--crypt-password-file", type=Path, default=None,
+                   help="password of an encrypted remote (cloudgw crypt init); or CLOUDGW_CRYPT_PASSWORD")
     m.add_argument("--metrics-addr", default=None, metavar="HOST:PORT",
                    help="serve Prometheus metrics at http://HOST:PORT/metrics (PORT alone: on 127.0.0.1)")
     m.add_argument("--foreground", "-f", action="store_true", help="stay in the foreground, log to stderr")
@@ -92,6 +94,7 @@ def _parser() -> argparse.ArgumentParser:
     f.add_argument("--repair", action="store_true", help="repair what can be repaired without losing data")
     f.add_argument("--local-only", action="store_true", help="do not contact the remote")
     f.add_argument("--json", action="store_true", help="machine-readable output")
+    crypt_cli.add_parsers(sub)
     return p
 
 
@@ -117,6 +120,13 @@ def mount_config(args: argparse.Namespace) -> MountConfig:
         if not given and not (isinstance(mountpoint_text, str) and mountpoint_text.startswith("/")):
             raise UserError(f"config file {args.config}: mountpoint must be an absolute path, e.g. \"/srv/cloud\"")
         remotes = remotes_from_toml(doc, args.config)
+        if args.crypt_password_file is not None:
+            if len(remotes) != 1:
+                raise UserError("--crypt-password-file with several remotes: set crypt_password_file in the "
+                                f"section of each encrypted remote of {args.config}")
+            [(name, spec)] = remotes.items()
+            remotes = {name: RemoteSpec(spec.url, {**spec.options, "crypt_password_file": str(args.crypt_password_file)},
+                                        spec.where)}
         cache = section(doc, "cache", args.config, {"dir", "max_size", "max_age", "min_free"})
         sync = section(doc, "sync", args.config, {"write_back", "poll_interval", "upload_concurrency", "remote_timeout",
                                                   "drain_timeout"})
@@ -128,7 +138,8 @@ def mount_config(args: argparse.Namespace) -> MountConfig:
             missing = "mountpoint" if "://" in args.remote else "REMOTE"
             raise UserError(f"missing {missing}: {usage}")
         mountpoint_text = args.mountpoint
-        given = {"endpoint_url": args.endpoint_url, "region": args.region, "path_style": args.path_style}
+        given = {"endpoint_url": args.endpoint_url, "region": args.region, "path_style": args.path_style,
+                 "crypt_password_file": str(args.crypt_password_file) if args.crypt_password_file else None}
         remotes = {"": RemoteSpec(args.remote, {k: v for k, v in given.items() if v is not None})}
         cache, sync = {}, {}
 
@@ -333,7 +344,8 @@ def cmd_fsck(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    commands = {"mount": cmd_mount, "sync": cmd_sync, "status": cmd_status, "umount": cmd_umount, "fsck": cmd_fsck}
+    commands = {"mount": cmd_mount, "sync": cmd_sync, "status": cmd_status, "umount": cmd_umount, "fsck": cmd_fsck,
+                "crypt": crypt_cli.cmd_crypt, "decrypt": crypt_cli.cmd_decrypt}
     try:
         return commands[args.command](args)
     except UserError as exc:

@@ -5,3 +5,5 @@ Layering: this package knows bytes, keys and files; it imports nothing from
 (``cloudgw.remotes.crypt``) and the CLI (``cloudgw crypt``, ``cloudgw decrypt``)
 build on it.  The format is specified in ``docs/encryption.md``.
 """
+
+VAULT_NAME = ".cloudgw-vault.json"  # at an encrypted remote's root (here: no heavy imports for the guard)

@@ -28,9 +28,11 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from cloudgw.crypt import VAULT_NAME
 from cloudgw.errors import UserError
 
-VAULT_NAME = ".cloudgw-vault.json"
+__all__ = ["VAULT_NAME", "KdfParams", "Keys", "create_vault", "unlock", "unlock_with_recovery", "rewrap"]
+
 CHUNK_SIZE = 1 << 16
 _FORMAT, _VERSION = "cloudgw-vault", 1
 

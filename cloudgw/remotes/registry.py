@@ -26,6 +26,7 @@ from typing import Any, Callable, Mapping
 
 from cloudgw.errors import UserError
 from cloudgw.remotes.base import Remote
+from cloudgw.remotes.crypt_guard import env_password, with_crypt
 from cloudgw.remotes.mapped import with_name_rules
 from cloudgw.remotes.names import NameRules
 
@@ -81,6 +82,13 @@ class RemoteType:
     extra: dict[str, Any] = field(default_factory=dict)  # free for the remote's own use
 
 
+# options every remote type takes (handled here, not by the remote's ``build``)
+COMMON_OPTIONS: tuple[Option, ...] = (
+    Option("crypt_password_file", Path, "file holding the password of an encrypted remote (cloudgw crypt init); "
+           "without it, CLOUDGW_CRYPT_PASSWORD", secret_file=True),
+)
+
+
 def url_forms() -> str:
     return ", ".join(form for _, forms in _REMOTES for form in forms)
 
@@ -109,7 +117,7 @@ def remote_type(url: str) -> RemoteType:
 
 
 def option_keys(url: str) -> set[str]:
-    return {o.key for o in remote_type(url).options}
+    return {o.key for o in (*remote_type(url).options, *COMMON_OPTIONS)}
 
 
 def open_remote(url: str, options: Mapping[str, Any] | None = None, common: Common = Common(), *,
@@ -129,15 +137,19 @@ def open_remote(url: str, options: Mapping[str, Any] | None = None, common: Comm
         raise bad_url(url, "no ?query or #fragment allowed")
     where_url = RemoteURL(url, parts.scheme.lower(), parts.netloc, parts.path)
     values = validate_options(kind, url, options or {}, where)
+    common_values = {o.key: values.pop(o.key) for o in COMMON_OPTIONS}
     remote = kind.build(where_url, values, common)
     rules = kind.names(values) if callable(kind.names) else kind.names
-    return with_name_rules(remote, rules)
+    password_file = common_values["crypt_password_file"]
+    password = (read_secret(password_file, f"{where or 'command line'}: crypt_password_file").encode()
+                if password_file is not None else env_password())
+    return with_crypt(with_name_rules(remote, rules), password, _USERINFO_PASSWORD.sub(r"\1***@", url, count=1))
 
 
 def validate_options(kind: RemoteType, url: str, given: Mapping[str, Any], where: str) -> dict[str, Any]:
     """``given`` checked against ``kind.options``, defaults filled in."""
     prefix = f"{where}: " if where else ""
-    declared = {o.key: o for o in kind.options}
+    declared = {o.key: o for o in (*kind.options, *COMMON_OPTIONS)}
     unknown = sorted(k for k, v in given.items() if k not in declared and v is not None)
     if unknown:
         known = ", ".join(sorted(declared)) or "none"

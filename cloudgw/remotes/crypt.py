@@ -1,0 +1,478 @@
+"""Client-side encryption as a remote around any remote: the cloud holds only ciphertext.
+
+``CryptRemote(inner, password)`` implements the whole Remote contract over
+``inner`` in the format of ``docs/encryption.md``: every file is a 180-byte
+header (its own random key, wrapped for the vault's master key and for the
+recovery key) and 64 KiB AES-256-GCM chunks.  ``check()`` reads the vault
+(``.cloudgw-vault.json`` at the root) and runs the KDF once; a wrong password
+is a ``UserError`` there, before the mount.  The vault is never listed and its
+name cannot be created.
+
+Sizes: a listing's stored sizes become plaintext sizes by arithmetic
+(``format.plain_size``), so ``ls -l`` costs no reads.  Reads: a plaintext range
+is fetched as the chunks that hold it (one ranged read, one byte beyond the
+last chunk to learn whether the file ends there: the last-chunk marker needs
+it); the file key comes from a header cache keyed by (path, rev), filled by the
+first read (which then starts at 0 when that costs at most ``HEADER_INLINE``
+extra bytes) and by our own writes.  ``read_into`` streams: each chunk is
+decrypted and handed on as soon as the chunk after it has begun to arrive.
+A chunk that fails authentication raises ``IntegrityError`` (EIO, one log line
+naming the file); its bytes never reach the cache.
+
+Writes: a new file gets a new header.  A ``DeltaSource`` write (a small edit
+of a large file, on a remote with ``delta_writes``) keeps the base revision's
+header and hence its key, so each unchanged chunk's stored bytes stay valid and
+the remote copies them server-side; see ``_EncryptingSource`` for how parts
+that cut a chunk stay consistent.  Content hashes of the inner remote are of
+ciphertext: ``hash_kind`` is None (content is compared by reading).
+
+Concurrency and crash behaviour are the inner remote's: a write is one inner
+write (the old object stays until the new one is complete).  The header cache
+is touched only from the trio thread; ``_EncryptingSource`` is called from
+worker threads and locks its own state.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+from collections import OrderedDict
+from typing import AsyncIterator, Callable, Collection
+
+import trio
+
+from cloudgw.crypt import format as fmt
+from cloudgw.crypt.names import NameCipher, longest_name
+from cloudgw.crypt.vault import VAULT_NAME, Keys, unlock
+from cloudgw.remotes.crypt_guard import read_vault
+from cloudgw.errors import (IntegrityError, RemoteNameInvalid, RemoteNameTooLong, RemoteNotFound, UserError)
+from cloudgw.remotes.base import (Capabilities, Change, DeltaSource, Expect, FileAttrs, Kind, Remote, RemoteEntry,
+                                  UploadSource, capabilities_at, check_path, delta_base, read_into)
+
+log = logging.getLogger(__name__)
+
+HEADER_INLINE = 1 << 20  # a first read this near the start fetches the header with the chunks
+HEADER_CACHE = 4096  # (path, rev) -> file header; ~200 bytes each
+
+
+class CryptRemote:
+    """``inner`` with contents (and optionally names) encrypted; see the module docstring."""
+
+    def __init__(self, inner: Remote, password: bytes, *, label: str = "") -> None:
+        self.inner = inner
+        self._password: bytes | None = password
+        self._label = label or repr(inner)
+        self._keys: Keys | None = None
+        self._names: NameCipher | None = None
+        self._headers: OrderedDict[tuple[str, str], fmt.FileHeader] = OrderedDict()
+
+    def __repr__(self) -> str:
+        return f"CryptRemote({self.inner!r})"
+
+    # -- set-up --------------------------------------------------------------------
+
+    async def check(self) -> None:
+        await self.inner.check()
+        vault = await read_vault(self.inner)
+        if vault is None:
+            raise UserError(f"{self._label} is not an encrypted remote (no {VAULT_NAME}): create one with "
+                            "'cloudgw crypt init', or remove the crypt password")
+        password, self._password = self._password, None  # kept no longer than needed
+        assert password is not None, "check() runs once"
+        keys = await trio.to_thread.run_sync(unlock, vault, password)
+        self.unlocked(keys)
+
+    def unlocked(self, keys: Keys) -> None:
+        """Use ``keys`` (tests, and ``check`` after the KDF)."""
+        self._keys = keys
+        self._names = NameCipher(keys.names_key) if keys.encrypt_names else None
+
+    @property
+    def keys(self) -> Keys:
+        if self._keys is None:
+            raise RuntimeError("CryptRemote used before check()")
+        return self._keys
+
+    @property
+    def capabilities(self) -> Capabilities:
+        caps = self.inner.capabilities
+        names = self._names is not None
+        return dataclasses.replace(
+            caps, hash_kind=None, streaming_reads=True,
+            # stored names are lower-case base32: case-only twins never meet on the remote
+            case_sensitive=caps.case_sensitive or names,
+            max_name_length=longest_name(caps.max_name_length) if names else caps.max_name_length,
+            change_feed=caps.change_feed and hasattr(self.inner, "changes"))
+
+    # -- names -----------------------------------------------------------------------
+
+    def _in(self, path: str) -> str:
+        return self._names.encrypt_path(path) if self._names is not None and path else path
+
+    def _out_path(self, stored: str) -> str | None:
+        """The local path of a stored path; None for what is not shown (the vault, foreign names)."""
+        if stored == VAULT_NAME:
+            return None
+        return self._names.decrypt_path(stored) if self._names is not None else stored
+
+    def _out(self, entry: RemoteEntry, path: str | None = None) -> RemoteEntry:
+        """``entry`` with its local path and plaintext size (0 for an object no valid file has)."""
+        size = entry.size
+        if entry.kind is Kind.FILE:
+            size = fmt.plain_size(entry.size) or 0
+        target = entry.symlink_target
+        if target is not None and self._names is not None:
+            target = self._names.decrypt_target(target)
+        return dataclasses.replace(entry, path=entry.path if path is None else path, size=size, hash=None,
+                                   symlink_target=target)
+
+    def check_path(self, path: str) -> None:
+        if path.split("/", 1)[0] == VAULT_NAME:
+            raise RemoteNameInvalid(f"{VAULT_NAME}: the name of the encryption vault cannot be used")
+        if self._names is not None:
+            limit = self.capabilities.max_name_length
+            for part in path.split("/"):
+                if len(part.encode("utf-8", "surrogateescape")) > limit:
+                    raise RemoteNameTooLong(f"{part[:40]}...: names of an encrypted remote with encrypted names "
+                                            f"can have at most {limit} bytes")
+        check_path(self.inner, self._in(path))
+
+    # -- metadata ------------------------------------------------------------------------
+
+    async def stat(self, path: str) -> RemoteEntry:
+        if path == VAULT_NAME:
+            raise RemoteNotFound(f"{path}: not found")
+        return self._out(await self.inner.stat(self._in(path)), path)
+
+    async def list(self, path: str, *, recursive: bool = False) -> AsyncIterator[RemoteEntry]:
+        async for entry in self.inner.list(self._in(path), recursive=recursive):
+            local = self._out_path(entry.path)
+            if local is None:
+                if entry.path != VAULT_NAME:
+                    log.debug("not shown: %s (not an encrypted name)", entry.path)
+                continue
+            yield self._out(entry, local)
+
+    async def mkdir(self, path: str, attrs: FileAttrs = FileAttrs()) -> RemoteEntry:
+        return self._out(await self.inner.mkdir(self._in(path), attrs), path)
+
+    async def rmdir(self, path: str) -> None:
+        await self.inner.rmdir(self._in(path))
+
+    async def delete(self, path: str, *, expect: str | None = None) -> None:
+        await self.inner.delete(self._in(path), expect=expect)
+
+    async def rename(self, src: str, dst: str, *, expect: str | None = None) -> RemoteEntry:
+        return self._out(await self.inner.rename(self._in(src), self._in(dst), expect=expect), dst)
+
+    async def copy(self, src: str, dst: str) -> RemoteEntry:
+        return self._out(await self.inner.copy(self._in(src), self._in(dst)), dst)
+
+    async def symlink(self, path: str, target: str) -> RemoteEntry:
+        stored = self._names.encrypt_target(target) if self._names is not None else target
+        entry = await self.inner.symlink(self._in(path), stored)
+        return dataclasses.replace(self._out(entry, path), symlink_target=target)
+
+    async def readlink(self, path: str) -> str:
+        stored = await self.inner.readlink(self._in(path))
+        if self._names is None:
+            return stored
+        target = self._names.decrypt_target(stored)
+        if target is None:
+            raise IntegrityError(f"{path}: the symlink's target does not decrypt")
+        return target
+
+    async def abort_incomplete_uploads(self, paths: Collection[str] = ()) -> int:
+        return await self.inner.abort_incomplete_uploads([self._in(p) for p in paths])
+
+    async def change_cursor(self) -> str:
+        return await self.inner.change_cursor()  # type: ignore[attr-defined]
+
+    async def changes(self, cursor: str) -> tuple[list[Change], str]:
+        found, cursor = await self.inner.changes(cursor)  # type: ignore[attr-defined]
+        out = []
+        for change in found:
+            entry = change.entry
+            if entry is not None:
+                name = self._out_path(entry.path) if change.path is None else entry.path
+                if name is None:
+                    continue
+                entry = self._out(entry, name if change.path is None else None)
+            path = change.path
+            if path is not None:
+                path = self._out_path(path)
+                if path is None:
+                    continue
+                if entry is not None:
+                    entry = dataclasses.replace(entry, path=path)
+            out.append(dataclasses.replace(change, entry=entry, path=path))
+        return out, cursor
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+    # -- headers -------------------------------------------------------------------------
+
+    def _remember(self, path: str, rev: str | None, header: fmt.FileHeader) -> None:
+        if rev is None:
+            return
+        self._headers[(path, rev)] = header
+        self._headers.move_to_end((path, rev))
+        while len(self._headers) > HEADER_CACHE:
+            self._headers.popitem(last=False)
+
+    async def _header(self, stored_path: str, rev: str | None, what: str) -> fmt.FileHeader:
+        cached = self._headers.get((stored_path, rev)) if rev is not None else None
+        if cached is not None:
+            return cached
+        raw = await self.inner.read(stored_path, 0, fmt.HEADER_SIZE, rev=rev)
+        header = await trio.to_thread.run_sync(fmt.open_header, raw, self.keys, what)
+        self._remember(stored_path, rev, header)
+        return header
+
+    # -- reads ---------------------------------------------------------------------------
+
+    async def read(self, path: str, offset: int, length: int, *, rev: str | None = None) -> bytes:
+        out = bytearray()
+        await self.read_into(path, offset, length, out.extend, rev=rev)
+        return bytes(out)
+
+    async def read_into(self, path: str, offset: int, length: int, sink: Callable[[bytes], None], *,
+                        rev: str | None = None) -> None:
+        if length <= 0:
+            return
+        stored_path = self._in(path)
+        first, last = offset // fmt.CHUNK, (offset + length - 1) // fmt.CHUNK
+        start, end = fmt.chunk_offset(first), fmt.chunk_offset(last + 1) + 1  # +1: does the file go on?
+        header = self._headers.get((stored_path, rev)) if rev is not None else None
+        decoder = _ChunkDecoder(first, offset, offset + length, sink, path)
+        if header is None and start <= HEADER_INLINE:
+            decoder.header_bytes = fmt.HEADER_SIZE
+            decoder.skip = start - fmt.HEADER_SIZE
+            decoder.open_header = lambda raw: fmt.open_header(raw, self.keys, path)
+            await read_into(self.inner, stored_path, 0, end, decoder.feed, rev=rev)
+            if decoder.header is not None:
+                self._remember(stored_path, rev, decoder.header)
+        else:
+            decoder.header = header or await self._header(stored_path, rev, path)
+            await read_into(self.inner, stored_path, start, end - start, decoder.feed, rev=rev)
+        ended = decoder.received < end - (0 if decoder.header_bytes else start)
+        decoder.finish(ended)
+        if decoder.chunks_seen == 0 and first > 0:
+            await self._check_ends_before(stored_path, first, rev, decoder.header, path)
+
+    async def _check_ends_before(self, stored_path: str, index: int, rev: str | None,
+                                 header: fmt.FileHeader | None, path: str) -> None:
+        """A read at or past the end found no chunk at ``index``: the file must end with chunk
+        ``index - 1`` marked last (else it was cut at a chunk boundary), unless even that one
+        is missing (a read far past the end: nothing to check there)."""
+        header = header or await self._header(stored_path, rev, path)
+        start = fmt.chunk_offset(index - 1)
+        stored = await self.inner.read(stored_path, start, fmt.SLOT + 1, rev=rev)
+        if stored:
+            fmt.open_chunk(header, index - 1, stored, last=len(stored) <= fmt.SLOT, what=path)
+
+    # -- writes --------------------------------------------------------------------------
+
+    async def write(self, path: str, source: UploadSource, *, expect: Expect | str = Expect.ANY,
+                    attrs: FileAttrs = FileAttrs()) -> RemoteEntry:
+        stored_path = self._in(path)
+        delta = delta_base(source, expect) if capabilities_at(self.inner, stored_path).delta_writes else None
+        base = await self._delta_base(stored_path, delta, path) if delta is not None else None
+        if base is not None:
+            header, base_size = base
+            enc: _EncryptingSource = _EncryptingDeltaSource(source, header, delta, base_size,  # type: ignore[arg-type]
+                                                           self._fetch_stored(stored_path, delta.base_rev))
+        else:
+            header = await trio.to_thread.run_sync(fmt.new_header, self.keys)
+            enc = _EncryptingSource(source, header)
+        entry = await self.inner.write(stored_path, enc, expect=expect, attrs=attrs)
+        self._remember(stored_path, entry.rev, header)
+        return self._out(entry, path)
+
+    async def _delta_base(self, stored_path: str, delta: DeltaSource,
+                          path: str) -> tuple[fmt.FileHeader, int] | None:
+        """The base revision's header and plaintext size, if the object is still at that revision."""
+        try:
+            entry = await self.inner.stat(stored_path)
+        except RemoteNotFound:
+            return None
+        base_size = fmt.plain_size(entry.size)
+        if entry.rev != delta.base_rev or base_size is None:
+            return None
+        return await self._header(stored_path, entry.rev, path), base_size
+
+    def _fetch_stored(self, stored_path: str, rev: str | None) -> Callable[[int, int], bytes]:
+        """A blocking reader of the base revision's stored bytes, for worker threads."""
+        def fetch(offset: int, length: int) -> bytes:
+            return trio.from_thread.run(self.inner.read, stored_path, offset, length, rev=rev)
+        return fetch
+
+
+class _ChunkDecoder:
+    """Stored bytes in, plaintext of [lo, hi) out, one chunk at a time.
+
+    A chunk is opened once the next byte after it has arrived (then it is not the
+    last) or the stream has ended (then it is); bytes reach ``sink`` only after
+    their chunk authenticated."""
+
+    def __init__(self, first: int, lo: int, hi: int, sink: Callable[[bytes], None], what: str) -> None:
+        self.index, self.lo, self.hi, self.sink, self.what = first, lo, hi, sink, what
+        self.header: fmt.FileHeader | None = None
+        self.header_bytes = 0  # > 0: the stream starts with the header
+        self.open_header: Callable[[bytes], fmt.FileHeader] | None = None
+        self.skip = 0  # stored bytes between the header and the first wanted chunk
+        self.received = 0
+        self.chunks_seen = 0
+        self._buf = bytearray()
+
+    def feed(self, data: bytes) -> None:
+        self.received += len(data)
+        self._buf += data
+        if self.header is None:
+            if len(self._buf) < self.header_bytes + self.skip:
+                return
+            assert self.open_header is not None
+            self.header = self.open_header(bytes(self._buf[:self.header_bytes]))
+            del self._buf[:self.header_bytes + self.skip]
+        while len(self._buf) > fmt.SLOT:
+            self._emit(bytes(self._buf[:fmt.SLOT]), last=False)
+            del self._buf[:fmt.SLOT]
+
+    def finish(self, ended: bool) -> None:
+        """The stream is over; ``ended``: it stopped short, so the file ends in the buffer."""
+        if self.header is None:
+            if ended:
+                raise IntegrityError(f"{self.what}: shorter than an encrypted file's header")
+            return
+        if ended:
+            if self._buf:
+                self._emit(bytes(self._buf), last=True)
+        elif len(self._buf) == fmt.SLOT + 1:  # unreachable: feed keeps at most SLOT
+            raise AssertionError("decoder kept more than a chunk")
+        self._buf.clear()
+
+    def _emit(self, stored: bytes, last: bool) -> None:
+        assert self.header is not None
+        plain = fmt.open_chunk(self.header, self.index, stored, last, self.what)
+        base = self.index * fmt.CHUNK
+        self.index += 1
+        self.chunks_seen += 1
+        lo, hi = max(self.lo - base, 0), min(self.hi - base, len(plain))
+        if lo < hi:
+            self.sink(plain[lo:hi])
+
+
+class _EncryptingSource:
+    """``source`` as stored: header, then chunks sealed as they are read (from worker threads).
+
+    A remote may read a chunk in two pieces (an S3 part boundary falls inside
+    it): a chunk read partly is sealed once and kept until all of it was read,
+    so both pieces come from the same sealing (one nonce).  A chunk read whole
+    is sealed afresh each time (a retried part gets a new nonce: harmless).
+    """
+
+    def __init__(self, source: UploadSource, header: fmt.FileHeader) -> None:
+        self.source, self.header = source, header
+        self.plain_size = source.size
+        self.size = fmt.stored_size(source.size)
+        self._lock = threading.Lock()
+        self._partial: dict[int, bytes] = {}
+
+    def check(self) -> None:
+        self.source.check()
+
+    def read(self, offset: int, length: int) -> bytes:
+        end = min(offset + length, self.size)
+        out = []
+        if offset < fmt.HEADER_SIZE:
+            out.append(self.header.raw[offset:min(end, fmt.HEADER_SIZE)])
+        if end > fmt.HEADER_SIZE:
+            lo = max(offset, fmt.HEADER_SIZE)
+            first, last = (lo - fmt.HEADER_SIZE) // fmt.SLOT, (end - 1 - fmt.HEADER_SIZE) // fmt.SLOT
+            for index in range(first, last + 1):
+                start = fmt.chunk_offset(index)
+                whole = lo <= start and end >= start + self._stored_len(index)
+                stored = self._seal(index) if whole else self._partial_chunk(index)
+                out.append(stored[max(lo - start, 0):end - start])
+        return b"".join(out)
+
+    def _stored_len(self, index: int) -> int:
+        return fmt.chunk_length(index, self.plain_size) + fmt.OVERHEAD
+
+    def _seal(self, index: int) -> bytes:
+        with self._lock:
+            kept = self._partial.get(index)
+        if kept is not None:
+            return kept
+        want = fmt.chunk_length(index, self.plain_size)
+        plain = self.source.read(index * fmt.CHUNK, want)
+        if len(plain) != want:  # the file shrank under us: check() fails before the commit
+            return b"\0" * (want + fmt.OVERHEAD)
+        return fmt.seal_chunk(self.header, index, plain, last=index == fmt.chunk_count(self.plain_size) - 1)
+
+    def _partial_chunk(self, index: int) -> bytes:
+        with self._lock:
+            kept = self._partial.get(index)
+        if kept is None:
+            kept = self._seal_partial(index)
+            with self._lock:
+                kept = self._partial.setdefault(index, kept)
+        return kept
+
+    def _seal_partial(self, index: int) -> bytes:
+        return self._seal(index)
+
+
+class _EncryptingDeltaSource(_EncryptingSource):
+    """An encrypting source that is also a ``DeltaSource``: a stored range is unchanged when
+    every chunk it touches is unchanged in plaintext, has the same length and the same
+    last-chunk marker as in the base revision (whose header, and so key, it reuses).
+
+    A part the remote copies may end inside a chunk whose rest the remote then reads
+    from us: such an unchanged chunk is taken from the base revision's stored bytes
+    (``fetch``, a ranged read of one chunk), never sealed anew, so the two pieces match.
+    """
+
+    def __init__(self, source: UploadSource, header: fmt.FileHeader, delta: DeltaSource, base_size: int,
+                 fetch: Callable[[int, int], bytes]) -> None:
+        super().__init__(source, header)
+        self.delta, self.base_size, self._fetch = delta, base_size, fetch
+        self.base_rev = delta.base_rev
+
+    def _chunk_unchanged(self, index: int) -> bool:
+        new_len = fmt.chunk_length(index, self.plain_size)
+        new_last = index == fmt.chunk_count(self.plain_size) - 1
+        old_last = index == fmt.chunk_count(self.base_size) - 1
+        if new_len != fmt.chunk_length(index, self.base_size) or new_last != old_last:
+            return False
+        return self.delta.unchanged(index * fmt.CHUNK, new_len) if new_len else new_last
+
+    def unchanged(self, offset: int, length: int) -> bool:
+        if length <= 0 or offset + length > self.size:
+            return False
+        end = offset + length
+        if end <= fmt.HEADER_SIZE:
+            return True
+        lo = max(offset, fmt.HEADER_SIZE)
+        first, last = (lo - fmt.HEADER_SIZE) // fmt.SLOT, (end - 1 - fmt.HEADER_SIZE) // fmt.SLOT
+        return all(self._chunk_unchanged(i) for i in range(first, last + 1))
+
+    def copied(self, offset: int, length: int) -> None:
+        """Tell the plaintext source which of its bytes the remote took from the base."""
+        lo, hi = max(offset, fmt.HEADER_SIZE), offset + length
+        if hi <= lo:
+            return
+        first, last = (lo - fmt.HEADER_SIZE) // fmt.SLOT, (hi - 1 - fmt.HEADER_SIZE) // fmt.SLOT
+        for index in range(first, last + 1):
+            start = fmt.chunk_offset(index)
+            if lo <= start and hi >= start + self._stored_len(index) and fmt.chunk_length(index, self.plain_size):
+                self.delta.copied(index * fmt.CHUNK, fmt.chunk_length(index, self.plain_size))
+
+    def _seal_partial(self, index: int) -> bytes:
+        if self._chunk_unchanged(index):
+            stored = self._fetch(fmt.chunk_offset(index), self._stored_len(index))
+            if len(stored) == self._stored_len(index):
+                return stored
+        return self._seal(index)
