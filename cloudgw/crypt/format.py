@@ -117,7 +117,7 @@ def stored_size(plain_size: int) -> int:
 def plain_size(stored: int) -> int | None:
     """The plaintext size of a stored object of ``stored`` bytes; None if no valid object has that size."""
     k, r = divmod(stored - HEADER_SIZE, SLOT)
-    if stored < HEADER_SIZE + OVERHEAD or (r == 0 and k == 0) or 0 < r < OVERHEAD:
+    if stored < HEADER_SIZE + OVERHEAD or (r == 0 and k == 0) or 0 < r < OVERHEAD or (r == OVERHEAD and k > 0):
         return None
     return k * CHUNK if r == 0 else k * CHUNK + r - OVERHEAD
 
@@ -147,7 +147,7 @@ def seal_chunk(header: FileHeader, index: int, plaintext: bytes, last: bool) -> 
 def open_chunk(header: FileHeader, index: int, stored: bytes, last: bool, what: str) -> bytes:
     """Chunk ``index``'s plaintext; ``IntegrityError`` if it was altered, moved, cut or is not the
     last/not-last chunk it should be."""
-    if len(stored) < OVERHEAD or (not last and len(stored) != SLOT):
+    if len(stored) < OVERHEAD or (not last and len(stored) != SLOT) or (len(stored) == OVERHEAD and index > 0):
         raise IntegrityError(f"{what}: chunk {index} is truncated ({len(stored)} bytes)")
     try:
         return header.aead.decrypt(stored[:NONCE], stored[NONCE:], _ad(header.file_id, index, last))

@@ -42,8 +42,13 @@ class NameCipher:
             return None
         try:
             raw = base64.b32decode(text.upper() + "=" * (-len(text) % 8))
+        except ValueError:
+            return None
+        if base64.b32encode(raw).decode().rstrip("=").lower() != text:
+            return None  # only the canonical spelling: no second object listing under one name
+        try:
             return self._siv.decrypt(raw, ad)
-        except (ValueError, InvalidTag):
+        except InvalidTag:
             return None
 
     def encrypt(self, name: str) -> str:

@@ -226,5 +226,5 @@ def rewrap(vault: bytes, old_password: bytes, new_password: bytes, kdf: KdfParam
     return (json.dumps(doc, indent=2) + "\n").encode()
 
 
-def vault_encrypts_names(vault: bytes) -> bool:
-    return _parse(vault).encrypt_names
+def vault_id(vault: bytes) -> str:
+    return _parse(vault).vault_id

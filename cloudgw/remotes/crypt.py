@@ -35,6 +35,7 @@ worker threads and locks its own state.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import threading
 from collections import OrderedDict
@@ -44,7 +45,7 @@ import trio
 
 from cloudgw.crypt import format as fmt
 from cloudgw.crypt.names import NameCipher, longest_name
-from cloudgw.crypt.vault import VAULT_NAME, Keys, unlock
+from cloudgw.crypt.vault import VAULT_NAME, Keys, unlock, vault_id
 from cloudgw.remotes.crypt_guard import read_vault
 from cloudgw.errors import (IntegrityError, RemoteNameInvalid, RemoteNameTooLong, RemoteNotFound, UserError)
 from cloudgw.remotes.base import (Capabilities, Change, DeltaSource, Expect, FileAttrs, Kind, Remote, RemoteEntry,
@@ -58,6 +59,8 @@ HEADER_CACHE = 4096  # (path, rev) -> file header; ~200 bytes each
 
 class CryptRemote:
     """``inner`` with contents (and optionally names) encrypted; see the module docstring."""
+
+    encrypted = True  # crypt_guard.guard_plain leaves it as it is
 
     def __init__(self, inner: Remote, password: bytes, *, label: str = "") -> None:
         self.inner = inner
@@ -73,15 +76,21 @@ class CryptRemote:
     # -- set-up --------------------------------------------------------------------
 
     async def check(self) -> None:
+        """The inner remote's check, then the vault: unlocked with the password (the KDF, once,
+        in a worker thread) the first time, and only found to be the same vault afterwards."""
         await self.inner.check()
         vault = await read_vault(self.inner)
         if vault is None:
             raise UserError(f"{self._label} is not an encrypted remote (no {VAULT_NAME}): create one with "
                             "'cloudgw crypt init', or remove the crypt password")
+        if self._keys is not None:
+            if vault_id(vault) != self._keys.vault_id:
+                raise UserError(f"{self._label}: the vault was replaced since it was unlocked: mount again")
+            return
         password, self._password = self._password, None  # kept no longer than needed
-        assert password is not None, "check() runs once"
-        keys = await trio.to_thread.run_sync(unlock, vault, password)
-        self.unlocked(keys)
+        if password is None:
+            raise UserError(f"{self._label}: no password to unlock the vault with")
+        self.unlocked(await trio.to_thread.run_sync(unlock, vault, password))
 
     def unlocked(self, keys: Keys) -> None:
         """Use ``keys`` (tests, and ``check`` after the KDF)."""
@@ -306,7 +315,7 @@ class CryptRemote:
     def _fetch_stored(self, stored_path: str, rev: str | None) -> Callable[[int, int], bytes]:
         """A blocking reader of the base revision's stored bytes, for worker threads."""
         def fetch(offset: int, length: int) -> bytes:
-            return trio.from_thread.run(self.inner.read, stored_path, offset, length, rev=rev)
+            return trio.from_thread.run(functools.partial(self.inner.read, stored_path, offset, length, rev=rev))
         return fetch
 
 

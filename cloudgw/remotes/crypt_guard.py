@@ -1,8 +1,8 @@
 """Which remotes are encrypted, decided before anything is mounted.
 
 A remote with a crypt password is opened through ``CryptRemote`` (imported
-only then: ``cryptography`` stays out of plain mounts).  A remote without one
-is wrapped in ``PlainGuard``, which refuses in ``check()`` a remote that holds
+only then: ``cryptography`` stays out of plain mounts; ``registry.open_remote``).
+A mounted remote without one is wrapped in ``PlainGuard`` (``open.open_remotes``), which refuses in ``check()`` a remote that holds
 a vault: mounted as plain, it would show ciphertext and take plaintext.
 """
 
@@ -40,13 +40,18 @@ async def read_vault(remote: Remote) -> bytes | None:
 
 
 def with_crypt(remote: Remote, password: bytes | None, label: str) -> Remote:
-    """``remote`` encrypted with ``password``; without one, guarded against mounting an
-    encrypted remote as if it were plain (ciphertext shown, plaintext written into it)."""
+    """``remote`` encrypted with ``password``; as it is without one."""
     if password is None:
-        return PlainGuard(remote, label)
+        return remote
     from cloudgw.remotes.crypt import CryptRemote
 
     return CryptRemote(remote, password, label=label)
+
+
+def guard_plain(remote: Remote, label: str) -> Remote:
+    """``remote`` guarded against mounting an encrypted remote as if it were plain (ciphertext
+    shown, plaintext written into it), unless it is the encrypting remote itself."""
+    return remote if getattr(remote, "encrypted", False) else PlainGuard(remote, label)
 
 
 class PlainGuard:

@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any, Mapping, Protocol
 from cloudgw.remotes.base import Remote
 from cloudgw.remotes.instrumented import InstrumentedRemote, Observer
-from cloudgw.remotes.registry import Common, open_remote
+from cloudgw.remotes.crypt_guard import guard_plain
+from cloudgw.remotes.registry import Common, masked_url, open_remote
 from cloudgw.remotes.router import RouterRemote
 
 
@@ -23,7 +24,9 @@ def open_remotes(specs: Mapping[str, RemoteSpec], common: Common = Common(), *,
     the mount's root; named specs become one top-level folder each.  With ``observer``
     (metrics), each remote is wrapped in an ``InstrumentedRemote`` under its name (``""``
     for the single remote), below the router, so requests are told apart per remote."""
-    remotes = {name: open_remote(spec.url, spec.options, common, where=spec.where) for name, spec in specs.items()}
+    remotes = {name: guard_plain(open_remote(spec.url, spec.options, common, where=spec.where),
+                                 masked_url(spec.url))
+               for name, spec in specs.items()}
     if observer is not None:
         remotes = {name: InstrumentedRemote(remote, name, observer) for name, remote in remotes.items()}
     return remotes[""] if list(remotes) == [""] else RouterRemote(remotes)

@@ -96,11 +96,16 @@ def url_forms() -> str:
 def bad_url(url: str, why: str = "") -> UserError:
     """The one error for a URL a remote cannot use; ``why`` says what is wrong with it.
     A password written into the URL (``user:password@host``) is never shown."""
-    url = _USERINFO_PASSWORD.sub(r"\1***@", url, count=1)
+    url = masked_url(url)
     return UserError(f"unsupported remote URL {url!r}{': ' + why if why else ''}: use {url_forms()}")
 
 
 _USERINFO_PASSWORD = re.compile(r"(://[^@/?#:]*:)[^@]*@")
+
+
+def masked_url(url: str) -> str:
+    """``url`` with a password written into it (``user:password@host``) replaced by ``***``."""
+    return _USERINFO_PASSWORD.sub(r"\1***@", url, count=1)
 
 
 def scheme_of(url: str) -> str:
@@ -143,7 +148,7 @@ def open_remote(url: str, options: Mapping[str, Any] | None = None, common: Comm
     password_file = common_values["crypt_password_file"]
     password = (read_secret(password_file, f"{where or 'command line'}: crypt_password_file").encode()
                 if password_file is not None else env_password())
-    return with_crypt(with_name_rules(remote, rules), password, _USERINFO_PASSWORD.sub(r"\1***@", url, count=1))
+    return with_crypt(with_name_rules(remote, rules), password, masked_url(url))
 
 
 def validate_options(kind: RemoteType, url: str, given: Mapping[str, Any], where: str) -> dict[str, Any]:

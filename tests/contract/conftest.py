@@ -75,6 +75,9 @@ class Harness:
     # inode-mtime(whole seconds)-size: a version written in the same second, with the
     # same size, into a recycled inode repeats an older version's ETag.
     unique_revs: bool = True
+    # A delta write may read (or leave uncopied) this many bytes more than the parts with
+    # the edit: an encrypting remote's parts cut chunks, whose other pieces it fetches.
+    delta_slack: int = 0
 
     def p(self, *names: str) -> str:
         return "/".join([self.base, *names]) if self.base else "/".join(names)
@@ -305,8 +308,54 @@ def _instrumented(inner: Harness) -> Harness:
                    inner.unique_revs)
 
 
+FAST_KDF_PARAMS = dict(memory_kib=8192, iterations=1, lanes=1)  # a vault unlocks in milliseconds in tests
+
+
+def _crypt(inner: Harness, *, encrypt_names: bool = False) -> Harness:
+    """``CryptRemote`` over ``inner`` (a vault put on its store first); the backdoor writes
+    what another gateway with the password would (encrypted contents, and names)."""
+    import io
+
+    from cloudgw.crypt import VAULT_NAME
+    from cloudgw.crypt import format as fmt
+    from cloudgw.crypt.names import NameCipher
+    from cloudgw.crypt.vault import KdfParams, create_vault, unlock
+    from cloudgw.remotes.crypt import CryptRemote
+
+    password = uuid.uuid4().hex.encode()
+    vault, _pem = create_vault(password, encrypt_names=encrypt_names, kdf=KdfParams(**FAST_KDF_PARAMS))
+    keys = unlock(vault, password)
+    inner.put_outside(VAULT_NAME, vault)
+    names = NameCipher(keys.names_key) if encrypt_names else None
+
+    def stored(path: str) -> str:
+        return names.encrypt_path(path) if names is not None else path
+
+    def put_outside(path: str, data: bytes) -> None:
+        out = io.BytesIO()
+        fmt.encrypt_stream(io.BytesIO(data), out, fmt.new_header(keys))
+        inner.put_outside(stored(path), out.getvalue())
+
+    def broken() -> list[Broken]:
+        wrong = CryptRemote(inner.remote, b"Wr0ng-" + password, label="the remote")
+        return [
+            *(Broken(f"encrypted {b.label}", CryptRemote(b.remote, password), b.match, b.secret)
+              for b in inner.broken()),
+            Broken("wrong password", wrong, r"^wrong password for this encrypted remote", password.decode()),
+        ]
+
+    remote = CryptRemote(inner.remote, password)
+    remote.unlocked(keys)
+    return Harness(f"{inner.kind}-crypt{'-names' if encrypt_names else ''}", remote, inner.base, put_outside,
+                   lambda path: inner.leave_incomplete_upload(stored(path)), broken, inner.closes_race_window,
+                   inner.serialises_writers, inner.unique_revs, delta_slack=2 * fmt.SLOT)
+
+
 @pytest.fixture(
     params=[
+        "local-crypt",
+        "local-crypt-names",
+        "s3-moto-crypt",
         "local",
         "local-instrumented",
         "s3-moto-instrumented",
@@ -324,6 +373,10 @@ def harness(request, tmp_path: Path) -> Harness:
     kind = request.param
     if kind == "local":
         return _local(tmp_path / "root")
+    if kind in ("local-crypt", "local-crypt-names"):
+        return _crypt(_local(tmp_path / "root"), encrypt_names=kind.endswith("-names"))
+    if kind == "s3-moto-crypt":
+        return _crypt(_s3(request.getfixturevalue("moto_server"), ""))
     if kind == "local-instrumented":
         return _instrumented(_local(tmp_path / "root"))
     if kind == "s3-moto-instrumented":

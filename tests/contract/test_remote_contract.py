@@ -482,8 +482,8 @@ async def test_delta_write_sends_only_the_changed_parts(h: Harness):
     assert hashlib.sha256(await content(h, h.p("big.bin"))).digest() == hashlib.sha256(data).digest()
     assert (await h.remote.stat(h.p("big.bin"))).rev == written.rev != first.rev
     if h.remote.capabilities.delta_writes:
-        assert source.bytes_read() == 5 * MiB  # the one part with the edit
-        assert sum(n for _, n in source.copies) == len(base) - 5 * MiB
+        assert 4096 <= source.bytes_read() <= 5 * MiB + h.delta_slack  # the one part with the edit
+        assert sum(n for _, n in source.copies) >= len(base) - 5 * MiB - h.delta_slack
     else:
         assert source.bytes_read() >= len(data)
 
@@ -775,7 +775,7 @@ def test_a_bad_remote_url_never_shows_its_password(url):
 
 
 @pytest.mark.parametrize("options, match", [
-    ({"region": "x"}, r"^where: unknown option region for file:// remotes \(options: name_rules\)$"),
+    ({"region": "x"}, r"^where: unknown option region for file:// remotes \(options: crypt_password_file, name_rules\)$"),
 ])
 def test_open_remote_refuses_options_its_type_does_not_declare(tmp_path, options, match):
     with pytest.raises(UserError, match=match):
@@ -783,7 +783,7 @@ def test_open_remote_refuses_options_its_type_does_not_declare(tmp_path, options
 
 
 @pytest.mark.parametrize("options, match", [
-    ({"regoin": "x"}, r"^w: unknown option regoin for s3:// remotes \(options: endpoint_url, path_style, profile, region\)$"),
+    ({"regoin": "x"}, r"^w: unknown option regoin for s3:// remotes \(options: crypt_password_file, endpoint_url, path_style, profile, region\)$"),
     ({"path_style": "yes"}, r"^w: path_style must be true or false, not 'yes': path-style addressing"),
     ({"region": 3}, r"^w: region must be a string, not 3"),
 ])
