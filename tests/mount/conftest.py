@@ -11,7 +11,7 @@ from typing import Iterator
 import pytest
 
 from tests.mount.gateway import Gateway
-from tests.mount.views import DavView, FileView, S3View
+from tests.mount.views import CryptView, DavView, FileView, S3View
 from tests.servers import DavServer, S3Server
 from tests.servers.proxy import OutageProxy, outage_proxy
 
@@ -19,7 +19,8 @@ _buckets = itertools.count()
 
 # The backends of the core mount files (test_basics.py, test_programs.py): the others
 # run on file:// and S3 only (``backend`` below), so WebDAV does not double their time.
-CORE_BACKENDS = ["file", "s3", "webdav-apache", "webdav-wsgidav"]
+CORE_BACKENDS = ["file", "s3", "s3-crypt", "webdav-apache", "webdav-wsgidav"]
+CRYPT_PASSWORD = b"correct horse battery staple"
 
 
 @dataclass
@@ -27,11 +28,13 @@ class Backend:
     name: str  # "file", the S3 server's name ("moto", "swift") or "webdav-<server>"
     url: str
     env: dict[str, str]
-    view: FileView | S3View
+    view: FileView | S3View | CryptView
     args: tuple[str, ...] = ()  # extra arguments of ``cloudgw mount``
 
 
 def make_backend(kind: str, tmp_path: Path, s3: S3Server | None) -> Backend:
+    if kind.endswith("-crypt"):
+        return encrypted(make_backend(kind.removesuffix("-crypt"), tmp_path, s3), tmp_path)
     if kind == "file":
         root = tmp_path / "cloud"
         root.mkdir()
@@ -42,6 +45,25 @@ def make_backend(kind: str, tmp_path: Path, s3: S3Server | None) -> Backend:
     client.create_bucket(Bucket=bucket)
     env = s3.env()
     return Backend(s3.name, f"s3://{bucket}/data", env, S3View(client, bucket, "data"), ("--path-style",))
+
+
+def write_password(path: Path, password: bytes = CRYPT_PASSWORD) -> Path:
+    path.write_bytes(password + b"\n")
+    path.chmod(0o600)
+    return path
+
+
+def encrypted(plain: Backend, tmp_path: Path, *, encrypt_names: bool = False) -> Backend:
+    """``plain`` made an encrypted remote (``cloudgw crypt init``, a cheap KDF for tests)
+    and mounted with its password; the view sees it as another gateway would."""
+    from tests.mount.gateway import run_cli
+
+    password = write_password(tmp_path / "crypt-password")
+    run_cli("crypt", "init", plain.url, "--password-file", str(password), "--recovery-key-out",
+            str(tmp_path / "recovery.pem"), "--kdf-memory", "19", "--kdf-iterations", "2",
+            *(["--encrypt-names"] if encrypt_names else []), *plain.args, env=plain.env)
+    return Backend(f"{plain.name}-crypt", plain.url, plain.env, CryptView(plain.view, CRYPT_PASSWORD),
+                   (*plain.args, "--crypt-password-file", str(password)))
 
 
 def make_dav_backend(server: DavServer, tmp_path: Path) -> Backend:
@@ -57,7 +79,7 @@ def backend_for(request, tmp_path: Path) -> Backend:  # noqa: ANN001
     kind = request.param
     if kind.startswith("webdav-"):
         return make_dav_backend(request.getfixturevalue(f"{kind.removeprefix('webdav-')}_server"), tmp_path)
-    return make_backend(kind, tmp_path, request.getfixturevalue("moto_server") if kind == "s3" else None)
+    return make_backend(kind, tmp_path, request.getfixturevalue("moto_server") if kind.startswith("s3") else None)
 
 
 @pytest.fixture(params=["file", "s3"])

@@ -37,36 +37,11 @@ def run(*args: str | Path, cwd: Path | None = None, env: dict[str, str] | None =
 
 def download(backend, subdir: str, dest: Path) -> Path:  # noqa: ANN001
     """Copy ``subdir`` of the remote out of the cloud, as another tool would see it."""
-    view = backend.view
-    if isinstance(view, FileView):  # file://, and the folder a WebDAV server serves
-        shutil.copytree(view.root / subdir, dest, symlinks=True)
-        return dest
-    dest.mkdir(parents=True)
-    base = f"{view.prefix}/{subdir}/"
-    for page in view.client.get_paginator("list_objects_v2").paginate(Bucket=view.bucket, Prefix=base):
-        for obj in page.get("Contents", []):
-            rel = obj["Key"][len(base):]
-            if not rel or rel.endswith("/"):
-                (dest / rel).mkdir(parents=True, exist_ok=True)  # a directory marker
-                continue
-            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
-            body = view.client.get_object(Bucket=view.bucket, Key=obj["Key"])["Body"]
-            with open(dest / rel, "wb") as f:
-                shutil.copyfileobj(body, f, MiB)
-    return dest
+    return backend.view.download(subdir, dest)
 
 
 def remote_sha256(backend, path: str) -> str:  # noqa: ANN001
-    import hashlib
-
-    view = backend.view
-    if isinstance(view, FileView):
-        return sha256_file(view.root / path)
-    h = hashlib.sha256()
-    body = view.client.get_object(Bucket=view.bucket, Key=f"{view.prefix}/{path}")["Body"]
-    while chunk := body.read(8 * MiB):
-        h.update(chunk)
-    return h.hexdigest()
+    return backend.view.sha256(path)
 
 
 def daemon_peak_rss(gw) -> int:  # noqa: ANN001

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
+import io
 import os
+import shutil
 from pathlib import Path
+
+MiB = 1 << 20
 
 
 class FileView:
@@ -29,6 +34,18 @@ class FileView:
         """path -> size of every file."""
         return {p.relative_to(self.root).as_posix(): p.stat().st_size
                 for p in self.root.rglob("*") if p.is_file() and not p.is_symlink()}
+
+    def download(self, subdir: str, dest: Path) -> Path:
+        """Copy ``subdir`` out of the cloud, as another tool would see it."""
+        shutil.copytree(self.root / subdir, dest, symlinks=True)
+        return dest
+
+    def sha256(self, path: str) -> str:
+        h = hashlib.sha256()
+        with open(self.root / path, "rb") as f:
+            while chunk := f.read(8 * MiB):
+                h.update(chunk)
+        return h.hexdigest()
 
 
 class DavView(FileView):
@@ -69,6 +86,28 @@ class S3View:
     def delete(self, path: str) -> None:
         self.client.delete_object(Bucket=self.bucket, Key=self._key(path))
 
+    def download(self, subdir: str, dest: Path) -> Path:
+        dest.mkdir(parents=True)
+        base = self._key(subdir) + "/"
+        for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=base):
+            for obj in page.get("Contents", []):
+                rel = obj["Key"][len(base):]
+                if not rel or rel.endswith("/"):
+                    (dest / rel).mkdir(parents=True, exist_ok=True)  # a directory marker
+                    continue
+                (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+                body = self.client.get_object(Bucket=self.bucket, Key=obj["Key"])["Body"]
+                with open(dest / rel, "wb") as f:
+                    shutil.copyfileobj(body, f, MiB)
+        return dest
+
+    def sha256(self, path: str) -> str:
+        h = hashlib.sha256()
+        body = self.client.get_object(Bucket=self.bucket, Key=self._key(path))["Body"]
+        while chunk := body.read(8 * MiB):
+            h.update(chunk)
+        return h.hexdigest()
+
     def files(self) -> dict[str, int]:
         out = {}
         cut = len(self.prefix) + 1 if self.prefix else 0
@@ -77,3 +116,59 @@ class S3View:
                 if not obj["Key"].endswith("/"):
                     out[obj["Key"][cut:]] = obj["Size"]
         return out
+
+
+class CryptView:
+    """An encrypted remote as another gateway with the password sees it: ``put`` encrypts
+    (a new file key each time), ``get`` and ``download`` decrypt, ``files`` gives plaintext
+    sizes and hides the vault; ``raw`` is the ciphertext as the cloud holds it."""
+
+    def __init__(self, raw: FileView | S3View, password: bytes) -> None:
+        from cloudgw.crypt import VAULT_NAME
+        from cloudgw.crypt.vault import unlock
+
+        self.raw = raw
+        self.keys = unlock(raw.get(VAULT_NAME), password)
+
+    def put(self, path: str, data: bytes) -> None:
+        from cloudgw.crypt import format as fmt
+
+        out = io.BytesIO()
+        fmt.encrypt_stream(io.BytesIO(data), out, fmt.new_header(self.keys))
+        self.raw.put(path, out.getvalue())
+
+    def decrypt(self, stored: bytes, what: str) -> bytes:
+        from cloudgw.crypt import format as fmt
+
+        src, out = io.BytesIO(stored), io.BytesIO()
+        header = fmt.open_header(fmt.read_header(src, what), self.keys, what)
+        fmt.decrypt_stream(src, out, header, what)
+        return out.getvalue()
+
+    def get(self, path: str) -> bytes:
+        if path.endswith(".cloudgw-symlink"):  # an emulated symlink: its target, not file content
+            return self.raw.get(path)
+        return self.decrypt(self.raw.get(path), path)
+
+    def delete(self, path: str) -> None:
+        self.raw.delete(path)
+
+    def files(self) -> dict[str, int]:
+        from cloudgw.crypt import VAULT_NAME
+        from cloudgw.crypt import format as fmt
+
+        out = {}
+        for path, size in self.raw.files().items():
+            if path != VAULT_NAME:
+                out[path] = size if path.endswith(".cloudgw-symlink") else fmt.plain_size(size)
+        return out
+
+    def download(self, subdir: str, dest: Path) -> Path:
+        self.raw.download(subdir, dest)
+        for path in dest.rglob("*"):
+            if path.is_file() and not path.is_symlink() and not path.name.endswith(".cloudgw-symlink"):
+                path.write_bytes(self.decrypt(path.read_bytes(), str(path)))
+        return dest
+
+    def sha256(self, path: str) -> str:
+        return hashlib.sha256(self.get(path)).hexdigest()
