@@ -93,6 +93,8 @@ def _parser() -> argparse.ArgumentParser:
     f.add_argument("cache_dir", type=Path)
     f.add_argument("--repair", action="store_true", help="repair what can be repaired without losing data")
     f.add_argument("--local-only", action="store_true", help="do not contact the remote")
+    f.add_argument("--verify-remote", action="store_true",
+                   help="read every remote file (an encrypted remote authenticates each chunk): slow, thorough")
     f.add_argument("--json", action="store_true", help="machine-readable output")
     crypt_cli.add_parsers(sub)
     return p
@@ -330,7 +332,8 @@ def cmd_fsck(args: argparse.Namespace) -> int:
     from cloudgw.fsck import run_fsck
 
     _setup_logging("ERROR", None)
-    fsck = trio.run(lambda: run_fsck(args.cache_dir.absolute(), repair=args.repair, remote_check=not args.local_only))
+    fsck = trio.run(lambda: run_fsck(args.cache_dir.absolute(), repair=args.repair, remote_check=not args.local_only,
+                                      verify_remote=args.verify_remote))
     if args.json:
         print(json.dumps({"findings": [f.as_dict() for f in fsck.findings], "errors": len(fsck.errors)}, indent=2))
     else:

@@ -18,6 +18,11 @@ only here:
     remote entry not yet in metadata     info      (the next poll or listing adopts it)
     changes waiting for upload / deletes info
     incomplete multipart uploads         warning   aborted (only with --repair)
+    remote file that does not            error     (no repair: restore it from another copy;
+      authenticate (encrypted remote,              reading it through the mount gives EIO)
+      --verify-remote: every file read)
+    remote file unreadable (--verify-    warning
+      remote)
 """
 
 from __future__ import annotations
@@ -29,10 +34,12 @@ from pathlib import Path
 
 from cloudgw.cache.checksums import block_crc
 from cloudgw.cache.files import CacheFiles
-from cloudgw.errors import RemoteError, UserError
+from cloudgw.errors import IntegrityError, RemoteError, UserError
 from cloudgw.metadata.model import ROOT_INO, FileState
 from cloudgw.metadata.store import MetadataStore
-from cloudgw.remotes.base import Kind, Remote
+from cloudgw.remotes.base import Kind, Remote, read_into
+
+VERIFY_PIECE = 8 << 20  # bytes per read while verifying remote files
 
 
 @dataclass
@@ -153,8 +160,15 @@ class Fsck:
 
     # -- remote ------------------------------------------------------------------------------
 
-    async def check_remote(self, store: MetadataStore, remote: Remote) -> None:
+    async def check_remote(self, store: MetadataStore, remote: Remote, *, verify: bool = False) -> None:
         listing = {}
+        try:
+            await remote.check()  # an encrypted remote unlocks its vault here
+        except UserError as exc:
+            self._add("error", "remote-unusable", "", str(exc))
+            return
+        except RemoteError:
+            pass  # the listing below says it
         try:
             async for entry in remote.list("", recursive=True):
                 listing[entry.path] = entry
@@ -178,6 +192,10 @@ class Fsck:
                 parent = store.by_remote_path(path.rpartition("/")[0]) if "/" in path else store.get(ROOT_INO)
                 if parent is not None and parent.listed:
                     self._add("info", "remote-unseen", path, "on the remote, not yet in the mount")
+        if verify:
+            for path, entry in sorted(listing.items()):
+                if entry.kind is Kind.FILE:
+                    await self._verify(remote, entry)
         if self.repair:
             try:
                 aborted = await remote.abort_incomplete_uploads()
@@ -187,12 +205,26 @@ class Fsck:
                 if aborted:
                     self._add("warning", "incomplete-uploads", "", f"{aborted} incomplete uploads", repaired=True)
 
+    async def _verify(self, remote: Remote, entry) -> None:  # noqa: ANN001  (RemoteEntry)
+        """Read all of a remote file (an encrypted remote authenticates every chunk, and the
+        header even of an empty or impossible-sized object); the bytes are dropped."""
+        offset, end = 0, max(entry.size, 1)
+        try:
+            while offset < end:
+                length = min(VERIFY_PIECE, end - offset)
+                await read_into(remote, entry.path, offset, length, lambda _data: None, rev=entry.rev)
+                offset += length
+        except IntegrityError as exc:
+            self._add("error", "remote-damaged", entry.path, str(exc))
+        except RemoteError as exc:
+            self._add("warning", "remote-unreadable", entry.path, str(exc))
+
     @property
     def errors(self) -> list[Finding]:
         return [f for f in self.findings if f.severity == "error" and not f.repaired]
 
 
-async def run_fsck(cache_dir: Path, *, repair: bool, remote_check: bool = True) -> Fsck:
+async def run_fsck(cache_dir: Path, *, repair: bool, remote_check: bool = True, verify_remote: bool = False) -> Fsck:
     """Lock the cache dir, run every check; the remote is rebuilt from what the mount recorded."""
     import json
 
@@ -216,7 +248,7 @@ async def run_fsck(cache_dir: Path, *, repair: bool, remote_check: bool = True) 
                 remote = open_remotes({name: RemoteSpec.from_json(s, f"the mount recorded in {cache_dir}")
                                        for name, s in specs.items()}, Common(timeout=remote_timeout))
                 try:
-                    await fsck.check_remote(store, remote)
+                    await fsck.check_remote(store, remote, verify=verify_remote)
                 finally:
                     await remote.aclose()
         finally:
