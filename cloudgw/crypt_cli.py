@@ -199,6 +199,7 @@ class _Decryptor:
         self._keys: Any = None
         self._keys_loaded = False
         self._rclone: Any = None
+        self._synology_key: Any = None  # the parsed RSA key: parsing costs ~80 ms, so once per run
 
     def cloudgw_keys(self):  # noqa: ANN201
         """The vault's keys (password, or recovery key + vault), or None: recovery key alone."""
@@ -262,7 +263,9 @@ class _Decryptor:
                 header = fmt.open_header_recovery(raw, load_recovery_key(self.private_key or b""), what)
             fmt.decrypt_stream(src, dst, header, what)
         elif synology.is_synology(head):
-            synology.decrypt_synology(src, dst, password=self.password, private_key_pem=self.private_key)
+            if self.private_key is not None and self._synology_key is None:
+                self._synology_key = synology.load_private_key(self.private_key)
+            synology.decrypt_synology(src, dst, password=self.password, private_key=self._synology_key)
         elif rclone_crypt.is_rclone(head):
             rclone_crypt.decrypt_rclone(src, dst, self.rclone_keys())
         else:

@@ -68,16 +68,23 @@ def decrypt_synology(
     *,
     password: bytes | None = None,
     private_key_pem: bytes | None = None,
+    private_key: rsa.RSAPrivateKey | None = None,
 ) -> None:
     """Write the plaintext of the Cloud Sync file ``src`` to ``dst``, streaming.
 
-    Memory is bounded (one <64 KiB data object and 1 MiB of output at a time) because files can
-    be many GB.  The password or key is checked before any output.  The plaintext MD5 is only
-    known at the end: after an IntegrityError ``dst`` holds partial output to discard.
+    The secret is exactly one of ``password``, ``private_key_pem`` or ``private_key`` (a key
+    from :func:`load_private_key`: parsing a PEM costs ~80 ms, so callers decrypting many files
+    load it once).  Memory is bounded (one <64 KiB data object and 1 MiB of output at a time)
+    because files can be many GB.  The password or key is checked before any output.  The
+    plaintext MD5 is only known at the end: after an IntegrityError ``dst`` holds partial
+    output to discard.
     """
-    if (password is None) == (private_key_pem is None):
+    if sum(s is not None for s in (password, private_key_pem, private_key)) != 1:
         raise UserError("give either the Cloud Sync password or the private key (exactly one)")
-    private_key = _load_private_key(private_key_pem) if private_key_pem is not None else None
+    if private_key_pem is not None:
+        private_key = load_private_key(private_key_pem)
+    elif private_key is not None and not isinstance(private_key, rsa.RSAPrivateKey):
+        raise TypeError(f"private_key must be an RSAPrivateKey (see load_private_key), not {type(private_key)}")
     reader = _Reader(src)
     head = reader.upto(len(_HEADER))
     if not MAGIC.startswith(head[: len(MAGIC)]):
@@ -293,8 +300,10 @@ def _evp_bytes_to_key(secret: bytes, salt: bytes, rounds: int) -> tuple[bytes, b
     return out[:32], out[32:48]
 
 
-def _load_private_key(pem: bytes) -> rsa.RSAPrivateKey:
-    """Parse before reading the file, so a bad key file fails early with its own message."""
+def load_private_key(pem: bytes) -> rsa.RSAPrivateKey:
+    """The RSA key in ``pem`` (unencrypted PKCS#1 or PKCS#8), for ``decrypt_synology(private_key=
+    ...)``; UserError otherwise.  A ``private_key_pem`` is parsed before the file is read, so a bad
+    key file fails early with its own message."""
     try:
         key = serialization.load_pem_private_key(pem, password=None)
     except (ValueError, TypeError, UnsupportedAlgorithm):
