@@ -191,11 +191,12 @@ class _Decryptor:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
         self.password = _secret(args.password_file, "--password-file") if args.password_file else None
-        self.private_key = args.private_key.read_bytes() if args.private_key else None
+        self.private_key = None
         if args.private_key:
             from cloudgw.remotes.registry import check_secret_file
 
             check_secret_file(args.private_key, "--private-key")
+            self.private_key = args.private_key.read_bytes()
         self._keys: Any = None
         self._keys_loaded = False
         self._rclone: Any = None
@@ -273,6 +274,8 @@ class _Decryptor:
 
 
 def cmd_decrypt(args: argparse.Namespace) -> int:
+    """Decrypt a file or a tree.  Output is private (files 0600, folders 0700: it is what the
+    encryption protected); a file that fails leaves nothing in DEST and the others go on."""
     src: Path = args.src
     if not src.exists():
         raise UserError(f"{src} does not exist")
@@ -286,31 +289,51 @@ def cmd_decrypt(args: argparse.Namespace) -> int:
             for name in sorted(files):
                 path = Path(folder) / name
                 relative = str(path.relative_to(src))
-                if relative == VAULT_NAME:
-                    continue
-                pairs.append((path, args.dest, relative))
+                if relative != VAULT_NAME:
+                    pairs.append((path, args.dest, relative))
     done = failed = 0
     for path, dest, relative in pairs:
         try:
+            if path.is_symlink():
+                done += _copy_symlink(path, dest, relative, dec)
+                continue
             with open(path, "rb") as f:
                 head = f.read(64)
                 f.seek(0)
                 target = dest if relative is None else dest / dec.name(relative, head)
                 _decrypt_to(target, lambda out: dec.file(f, out, head, str(path)))
             done += 1
-        except IntegrityError as exc:  # this file is damaged (or not encrypted): go on with the others
-            print(f"cloudgw: error: {exc}", file=sys.stderr)
+        except (IntegrityError, OSError) as exc:  # this file is damaged, not encrypted or unreadable: go on
+            message = str(exc) if isinstance(exc, IntegrityError) else f"{exc.strerror}"
+            print(f"cloudgw: error: {message if str(path) in message else f'{path}: {message}'}", file=sys.stderr)
             failed += 1
     print(f"{done} file{'' if done == 1 else 's'} decrypted to {args.dest}" + (f", {failed} failed" if failed else ""))
     return 1 if failed else 0
 
 
+def _copy_symlink(path: Path, dest: Path, relative: str | None, dec: _Decryptor) -> int:
+    """A symlink in SRC (file:// remotes hold real ones) is made again in DEST, its name and
+    target decrypted where names are encrypted; never followed."""
+    link, name = os.readlink(path), relative
+    keys = dec.cloudgw_keys() if (dec.args.vault or _find_vault(dec.args.src)) else None
+    if keys is not None and keys.encrypt_names:
+        from cloudgw.crypt.names import NameCipher
+
+        cipher = NameCipher(keys.names_key)
+        link = cipher.decrypt_target(link) or link
+        name = cipher.decrypt_path(relative) or relative if relative is not None else None
+    target = dest / name if name is not None else dest
+    target.parent.mkdir(parents=True, mode=0o700, exist_ok=True)
+    os.symlink(link, target)
+    return 1
+
+
 def _decrypt_to(target: Path, write: Callable[[BinaryIO], None]) -> None:
     """Write ``target`` through a temp file renamed at the end: a file that fails leaves nothing."""
-    target.parent.mkdir(parents=True, exist_ok=True)
+    target.parent.mkdir(parents=True, mode=0o700, exist_ok=True)
     temp = target.with_name(f".{target.name}.cloudgw-decrypt")
     try:
-        with open(temp, "wb") as out:
+        with os.fdopen(os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as out:
             write(out)
         os.replace(temp, target)
     except BaseException:

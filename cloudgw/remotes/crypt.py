@@ -340,11 +340,15 @@ class _ChunkDecoder:
         self.received += len(data)
         self._buf += data
         if self.header is None:
-            if len(self._buf) < self.header_bytes + self.skip:
+            if len(self._buf) < self.header_bytes:
                 return
             assert self.open_header is not None
             self.header = self.open_header(bytes(self._buf[:self.header_bytes]))
-            del self._buf[:self.header_bytes + self.skip]
+            del self._buf[:self.header_bytes]
+        if self.skip:
+            dropped = min(self.skip, len(self._buf))
+            del self._buf[:dropped]
+            self.skip -= dropped
         while len(self._buf) > fmt.SLOT:
             self._emit(bytes(self._buf[:fmt.SLOT]), last=False)
             del self._buf[:fmt.SLOT]
@@ -355,12 +359,9 @@ class _ChunkDecoder:
             if ended:
                 raise IntegrityError(f"{self.what}: shorter than an encrypted file's header")
             return
-        if ended:
-            if self._buf:
-                self._emit(bytes(self._buf), last=True)
-        elif len(self._buf) == fmt.SLOT + 1:  # unreachable: feed keeps at most SLOT
-            raise AssertionError("decoder kept more than a chunk")
-        self._buf.clear()
+        if ended and self._buf:
+            self._emit(bytes(self._buf), last=True)
+        self._buf.clear()  # not ended: only the byte after the last wanted chunk
 
     def _emit(self, stored: bytes, last: bool) -> None:
         assert self.header is not None

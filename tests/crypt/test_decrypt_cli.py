@@ -147,8 +147,6 @@ def test_synology_damaged_file_among_good_ones(how: str, damaged_synology_tree: 
 
 
 @needs_synology
-@pytest.mark.xfail(strict=True, reason="CLI: Cloud Sync (and rclone) errors do not name the file "
-                   "(cmd_decrypt prints the reader's message alone); reported, not fixed here")
 def test_synology_damaged_file_is_named(damaged_synology_tree: Path, tmp_path: Path) -> None:
     proc = decrypt(damaged_synology_tree, tmp_path / "out", *synology_secret("marnix", "password", tmp_path),
                    cwd=tmp_path)

@@ -95,12 +95,11 @@ def test_a_tree_copied_in_leaves_only_ciphertext_and_decrypts_without_a_gateway(
 
     # another tool copies the objects out; the recovery key alone gets the contents back...
     copied = tmp_path / "copied"
-    shutil.copytree(raw_root, copied, symlinks=False, ignore=shutil.ignore_patterns(VAULT_NAME),
-                    ignore_dangling_symlinks=True)
+    shutil.copytree(raw_root, copied, symlinks=True, ignore=shutil.ignore_patterns(VAULT_NAME))
     key = tmp_path / "recovery.pem"
     assert oct(key.stat().st_mode & 0o777) == "0o600"
     out = run_cli("decrypt", str(copied), str(tmp_path / "out-key"), "--private-key", str(key))
-    assert "3 files decrypted" in out.stdout
+    assert "4 files decrypted" in out.stdout  # three files and the symlink
     got = sorted(sha(p.read_bytes()) for p in (tmp_path / "out-key").rglob("*") if p.is_file())
     assert got == sorted(sha(p.read_bytes()) for p in tree.rglob("*") if p.is_file() and not p.is_symlink())
     # ...and with the vault, the password gives the real names too
@@ -108,6 +107,13 @@ def test_a_tree_copied_in_leaves_only_ciphertext_and_decrypts_without_a_gateway(
     run_cli("decrypt", str(copied), str(tmp_path / "out-pw"), "--password-file", str(tmp_path / "crypt-password"))
     for rel in (f"tree/Finance/2026/{SECRET_NAME}", "tree/Finance/empty.txt", "tree/photo.raw"):
         assert (tmp_path / "out-pw" / rel).read_bytes() == (tree / rel.removeprefix("tree/")).read_bytes()
+        assert (tmp_path / "out-pw" / rel).stat().st_mode & 0o777 == 0o600  # what encryption protected stays private
+    assert os.readlink(tmp_path / "out-pw" / "tree" / "Finance" / "link-to-minutes") == SECRET_NAME
+    # encrypted names are longer: a name that cannot be stored is refused when it is made
+    (gw.mnt / ("n" * 143)).write_text("the longest name that fits in 255 stored characters")
+    with pytest.raises(OSError) as info:
+        (gw.mnt / ("n" * 144)).write_text("one byte too long")
+    assert info.value.errno == errno.ENAMETOOLONG
     # and the mount itself shows the real tree
     assert os.readlink(gw.mnt / "tree" / "Finance" / "link-to-minutes") == SECRET_NAME
     assert (gw.mnt / "tree" / "Finance" / "2026" / SECRET_NAME).read_text() == SECRET_TEXT * 100
