@@ -71,8 +71,10 @@ def _remote_args(p: argparse.ArgumentParser) -> None:
 
 
 def _secret(path: Path, what: str) -> bytes:
+    from cloudgw.crypt import keep_secrets_out_of_core_dumps
     from cloudgw.remotes.registry import read_secret
 
+    keep_secrets_out_of_core_dumps()
     return read_secret(path, what).encode()
 
 

@@ -44,6 +44,7 @@ from typing import AsyncIterator, Callable, Collection
 import trio
 
 from cloudgw.crypt import format as fmt
+from cloudgw.crypt import keep_secrets_out_of_core_dumps
 from cloudgw.crypt.names import NameCipher, longest_name
 from cloudgw.crypt.vault import VAULT_NAME, Keys, unlock, vault_id
 from cloudgw.remotes.crypt_guard import read_vault
@@ -87,6 +88,7 @@ class CryptRemote:
             if vault_id(vault) != self._keys.vault_id:
                 raise UserError(f"{self._label}: the vault was replaced since it was unlocked: mount again")
             return
+        keep_secrets_out_of_core_dumps()
         password, self._password = self._password, None  # kept no longer than needed
         if password is None:
             raise UserError(f"{self._label}: no password to unlock the vault with")

@@ -194,6 +194,8 @@ def test_the_password_may_come_from_the_environment_and_never_reaches_argv_or_lo
     # (/proc/PID/environ, readable by root and the daemon's user only, keeps the value the
     # process started with: README recommends a password file, e.g. a systemd credential)
     assert CRYPT_PASSWORD not in Path(f"/proc/{gw.pid()}/cmdline").read_bytes()
+    core = next(line for line in Path(f"/proc/{gw.pid()}/limits").read_text().splitlines() if "core file" in line)
+    assert core.split()[4:6] == ["0", "0"], core  # the daemon holds keys: it never writes a core file
     assert CRYPT_PASSWORD.decode() not in gw.log()
 
 
