@@ -50,13 +50,16 @@ def add_parsers(sub: Any) -> None:
                        description="Decrypt SRC (a file, or a folder tree copied from the remote by any tool) to "
                        "DEST. Reads cloudgw's own format, Synology Cloud Sync files (__CLOUDSYNC_ENC__) and rclone "
                        "crypt files. With encrypted names, DEST gets the real names.")
-    d.add_argument("src", type=Path)
+    d.add_argument("src", help="a file, a folder, or the remote's URL (cloudgw's format only)")
     d.add_argument("dest", type=Path)
     key = d.add_mutually_exclusive_group(required=True)
     key.add_argument("--password-file", type=Path, help="file holding the password (mode 0600)")
     key.add_argument("--private-key", type=Path, help="the recovery private key (cloudgw, or Cloud Sync's RSA key)")
     d.add_argument("--vault", type=Path,
                    help=f"cloudgw's {VAULT_NAME} (default: looked for in SRC and its parents)")
+    d.add_argument("--endpoint-url", help="with a URL: S3 endpoint (else AWS_ENDPOINT_URL / AWS)")
+    d.add_argument("--region", help="with a URL: S3 region")
+    d.add_argument("--path-style", action="store_true", default=None, help="with a URL: S3 path-style addressing")
     d.add_argument("--rclone-salt-file", type=Path, help="rclone crypt's password2 (salt), if one was set")
     d.add_argument("--rclone-filename-encryption", choices=["standard", "obfuscate", "off"], default="standard",
                    help="rclone crypt's filename_encryption (default standard)")
@@ -278,7 +281,11 @@ class _Decryptor:
 def cmd_decrypt(args: argparse.Namespace) -> int:
     """Decrypt a file or a tree.  Output is private (files 0600, folders 0700: it is what the
     encryption protected); a file that fails leaves nothing in DEST and the others go on."""
-    src: Path = args.src
+    if "://" in args.src:
+        import trio
+
+        return trio.run(_decrypt_remote, args)
+    src = args.src = Path(args.src)
     if not src.exists():
         raise UserError(f"{src} does not exist")
     dec = _Decryptor(args)
@@ -328,6 +335,70 @@ def _copy_symlink(path: Path, dest: Path, relative: str | None, dec: _Decryptor)
     target.parent.mkdir(parents=True, mode=0o700, exist_ok=True)
     os.symlink(link, target)
     return 1
+
+
+async def _decrypt_remote(args: argparse.Namespace) -> int:
+    """Decrypt a whole encrypted remote, read in place through ``CryptRemote`` (its vault unlocked
+    with the password or the recovery key): DEST gets the tree as a mount would show it."""
+    import trio
+
+    from cloudgw.crypt.vault import unlock, unlock_with_recovery
+    from cloudgw.remotes.base import Kind
+    from cloudgw.remotes.crypt import CryptRemote
+    from cloudgw.remotes.crypt_guard import read_vault
+
+    args.remote, args.config = args.src, None
+    dec = _Decryptor(args)
+    remote = _open_plain(args)
+    done = failed = 0
+    try:
+        await remote.check()
+        vault = await read_vault(remote)
+        if vault is None:
+            raise UserError(f"{args.src} holds no {VAULT_NAME}: it is not a cloudgw encrypted remote")
+        keys = await trio.to_thread.run_sync(
+            lambda: unlock(vault, dec.password) if dec.password is not None else
+            unlock_with_recovery(vault, dec.private_key or b""))
+        crypt = CryptRemote(remote, b"")
+        crypt.unlocked(keys)
+        args.dest.mkdir(parents=True, mode=0o700, exist_ok=True)
+        async for entry in crypt.list("", recursive=True):
+            target = args.dest / entry.path
+            try:
+                if entry.kind is Kind.DIR:
+                    target.mkdir(parents=True, mode=0o700, exist_ok=True)
+                elif entry.kind is Kind.SYMLINK:
+                    target.parent.mkdir(parents=True, mode=0o700, exist_ok=True)
+                    os.symlink(await crypt.readlink(entry.path), target)
+                else:
+                    await _download(crypt, entry, target)
+                done += entry.kind is not Kind.DIR
+            except (IntegrityError, OSError) as exc:
+                message = str(exc) if isinstance(exc, IntegrityError) else f"{entry.path}: {exc.strerror}"
+                print(f"cloudgw: error: {message}", file=sys.stderr)
+                failed += 1
+    finally:
+        await remote.aclose()
+    print(f"{done} file{'' if done == 1 else 's'} decrypted to {args.dest}" + (f", {failed} failed" if failed else ""))
+    return 1 if failed else 0
+
+
+async def _download(crypt: Any, entry: Any, target: Path) -> None:
+    """One file of the remote, decrypted, through a temp file (nothing left if it fails)."""
+    from cloudgw.remotes.base import read_into
+
+    target.parent.mkdir(parents=True, mode=0o700, exist_ok=True)
+    temp = target.with_name(f".{target.name}.cloudgw-decrypt")
+    try:
+        with os.fdopen(os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as out:
+            offset, piece = 0, 32 * MiB
+            while offset < max(entry.size, 1):
+                await read_into(crypt, entry.path, offset, piece, out.write, rev=entry.rev)
+                offset += piece
+        os.replace(temp, target)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
 
 
 def _decrypt_to(target: Path, write: Callable[[BinaryIO], None]) -> None:

@@ -109,6 +109,11 @@ def test_a_tree_copied_in_leaves_only_ciphertext_and_decrypts_without_a_gateway(
         assert (tmp_path / "out-pw" / rel).read_bytes() == (tree / rel.removeprefix("tree/")).read_bytes()
         assert (tmp_path / "out-pw" / rel).stat().st_mode & 0o777 == 0o600  # what encryption protected stays private
     assert os.readlink(tmp_path / "out-pw" / "tree" / "Finance" / "link-to-minutes") == SECRET_NAME
+    # straight from the remote's URL, with the recovery key: the tree as the mount shows it
+    run_cli("decrypt", backend.url, str(tmp_path / "out-url"), "--private-key", str(key))
+    assert (tmp_path / "out-url" / "tree" / "Finance" / "2026" / SECRET_NAME).read_text() == SECRET_TEXT * 100
+    assert (tmp_path / "out-url" / "tree" / "photo.raw").read_bytes() == (tree / "photo.raw").read_bytes()
+    assert os.readlink(tmp_path / "out-url" / "tree" / "Finance" / "link-to-minutes") == SECRET_NAME
     # encrypted names are longer: a name that cannot be stored is refused when it is made
     (gw.mnt / ("n" * 143)).write_text("the longest name that fits in 255 stored characters")
     with pytest.raises(OSError) as info:
