@@ -356,6 +356,7 @@ def _crypt(inner: Harness, *, encrypt_names: bool = False) -> Harness:
         "local-crypt",
         "local-crypt-names",
         "s3-moto-crypt",
+        "webdav-wsgidav-crypt",
         "local",
         "local-instrumented",
         "s3-moto-instrumented",
@@ -377,6 +378,8 @@ def harness(request, tmp_path: Path) -> Harness:
         return _crypt(_local(tmp_path / "root"), encrypt_names=kind.endswith("-names"))
     if kind == "s3-moto-crypt":
         return _crypt(_s3(request.getfixturevalue("moto_server"), ""))
+    if kind == "webdav-wsgidav-crypt":
+        return _crypt(_webdav(request.getfixturevalue("wsgidav_server")))
     if kind == "local-instrumented":
         return _instrumented(_local(tmp_path / "root"))
     if kind == "s3-moto-instrumented":
