@@ -26,6 +26,7 @@ from pathlib import Path
 import pytest
 
 from cloudgw.crypt import VAULT_NAME
+from tests.crypt.trees import write_tree
 
 CLOUDGW = str(Path(sys.executable).with_name("cloudgw"))
 ROOT = Path(__file__).resolve().parents[2]
@@ -213,12 +214,7 @@ def _obscure(secret: str) -> str:
 
 @pytest.fixture(scope="module")
 def rclone_plain(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("rclone-plain")
-    rng = random.Random(20240602)
-    for name, size in RCLONE_FILES.items():
-        (root / name).parent.mkdir(parents=True, exist_ok=True)
-        (root / name).write_bytes(rng.randbytes(size))
-    return root
+    return write_tree(tmp_path_factory.mktemp("rclone-plain"), RCLONE_FILES, seed=20240602)
 
 
 @pytest.mark.parametrize("case", RCLONE_CASES)

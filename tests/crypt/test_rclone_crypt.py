@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import os
-import random
 import shutil
 import subprocess
 from pathlib import Path
@@ -16,6 +15,7 @@ from cloudgw.crypt.rclone_crypt import (
     is_rclone, reveal,
 )
 from cloudgw.errors import IntegrityError, UserError
+from tests.crypt.trees import write_tree
 
 RCLONE = shutil.which("rclone", path=str(Path(__file__).resolve().parents[2] / ".venv" / "bin")) or "rclone"
 PASSWORD = "correct horse ✓ battery"
@@ -72,12 +72,7 @@ def _encrypted_files(enc: Path, keys: RcloneKeys, **name_opts) -> dict[str, Path
 
 @pytest.fixture(scope="module")
 def plain(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("plain")
-    rng = random.Random(20240601)
-    for name, size in FILES.items():
-        (root / name).parent.mkdir(parents=True, exist_ok=True)
-        (root / name).write_bytes(rng.randbytes(size))
-    return root
+    return write_tree(tmp_path_factory.mktemp("plain"), FILES, seed=20240601)
 
 
 @pytest.fixture(scope="module")

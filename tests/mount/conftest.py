@@ -126,14 +126,15 @@ def s3_gw(s3_backend: Backend, tmp_path: Path) -> Iterator[Gateway]:
     yield from _gateway(s3_backend, tmp_path)
 
 
-@pytest.fixture(params=["moto_server", "swift_server"])
-def counted(request, tmp_path: Path) -> Iterator[tuple[Gateway, Backend, OutageProxy]]:  # noqa: ANN001
-    """A gateway on S3 (moto, Swift) whose every byte to the server passes a counting proxy."""
-    server = request.getfixturevalue(request.param)
+def counted_gateway(server: S3Server, tmp_path: Path, *,
+                    encrypt: bool = False) -> Iterator[tuple[Gateway, Backend, OutageProxy]]:
+    """A gateway on S3 whose every byte to the server passes a counting proxy (not mounted yet)."""
     with outage_proxy(int(server.endpoint_url.rsplit(":", 1)[1])) as proxy:
         backend = make_backend("s3", tmp_path, server)
+        if encrypt:
+            backend = encrypted(backend, tmp_path)
         backend.env["AWS_ENDPOINT_URL"] = proxy.endpoint_url
-        gw = Gateway(backend.url, tmp_path / "mnt", tmp_path / "cache", env=backend.env, args=("--path-style",))
+        gw = Gateway(backend.url, tmp_path / "mnt", tmp_path / "cache", env=backend.env, args=backend.args)
         try:
             yield gw, backend, proxy
             if os.path.ismount(gw.mnt):
@@ -141,3 +142,9 @@ def counted(request, tmp_path: Path) -> Iterator[tuple[Gateway, Backend, OutageP
         finally:
             gw.force_cleanup()
         assert not gw.bad_log_lines()
+
+
+@pytest.fixture(params=["moto_server", "swift_server"])
+def counted(request, tmp_path: Path) -> Iterator[tuple[Gateway, Backend, OutageProxy]]:  # noqa: ANN001
+    """A gateway on S3 (moto, Swift) whose every byte to the server passes a counting proxy."""
+    yield from counted_gateway(request.getfixturevalue(request.param), tmp_path)

@@ -24,12 +24,12 @@ import pytest
 
 from cloudgw.crypt import VAULT_NAME
 from cloudgw.crypt import format as fmt
-from tests.mount.conftest import CRYPT_PASSWORD, Backend, encrypted, make_backend, write_password
+from tests.mount.conftest import CRYPT_PASSWORD, Backend, counted_gateway, encrypted, make_backend, write_password
 from tests.mount.gateway import Gateway, run_cli
 from tests.mount.test_crash_matrix import crash_at, settle_after_crash
 from tests.mount.util import wait_for
 from tests.servers import S3Server
-from tests.servers.proxy import outage_proxy
+from tests.servers.proxy import OutageProxy
 
 pytestmark = pytest.mark.mount
 
@@ -250,19 +250,9 @@ def test_tampered_truncated_and_swapped_ciphertext_reads_as_eio_and_fsck_names_i
 
 
 @pytest.fixture
-def counted_crypt(tmp_path: Path, moto_server: S3Server) -> Iterator[tuple[Gateway, Backend, object]]:
+def counted_crypt(tmp_path: Path, moto_server: S3Server) -> Iterator[tuple[Gateway, Backend, OutageProxy]]:
     """An encrypted S3 remote whose every byte to the server passes a counting proxy."""
-    with outage_proxy(int(moto_server.endpoint_url.rsplit(":", 1)[1])) as proxy:
-        backend = encrypted(make_backend("s3", tmp_path, moto_server), tmp_path)
-        backend.env["AWS_ENDPOINT_URL"] = proxy.endpoint_url
-        gw = gateway(backend, tmp_path, "s3")
-        try:
-            yield gw, backend, proxy
-            if os.path.ismount(gw.mnt):
-                gw.umount()
-        finally:
-            gw.force_cleanup()
-        assert not gw.bad_log_lines()
+    yield from counted_gateway(moto_server, tmp_path, encrypt=True)
 
 
 def test_a_small_edit_of_a_large_encrypted_file_sends_one_part(counted_crypt):
