@@ -356,6 +356,7 @@ def _crypt(inner: Harness, *, encrypt_names: bool = False) -> Harness:
         "local-crypt",
         "local-crypt-names",
         "s3-moto-crypt",
+        "s3-moto-crypt-names",
         "webdav-wsgidav-crypt",
         "local",
         "local-instrumented",
@@ -376,8 +377,8 @@ def harness(request, tmp_path: Path) -> Harness:
         return _local(tmp_path / "root")
     if kind in ("local-crypt", "local-crypt-names"):
         return _crypt(_local(tmp_path / "root"), encrypt_names=kind.endswith("-names"))
-    if kind == "s3-moto-crypt":
-        return _crypt(_s3(request.getfixturevalue("moto_server"), ""))
+    if kind in ("s3-moto-crypt", "s3-moto-crypt-names"):
+        return _crypt(_s3(request.getfixturevalue("moto_server"), ""), encrypt_names=kind.endswith("-names"))
     if kind == "webdav-wsgidav-crypt":
         return _crypt(_webdav(request.getfixturevalue("wsgidav_server")))
     if kind == "local-instrumented":
