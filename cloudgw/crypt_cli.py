@@ -19,6 +19,7 @@ from typing import Any, BinaryIO, Callable
 
 from cloudgw.crypt import VAULT_NAME
 from cloudgw.errors import CloudgwError, IntegrityError, UserError
+from cloudgw.remotes.symlinks import decode_target, is_link_object, link_name
 
 MiB = 1 << 20
 
@@ -304,7 +305,11 @@ def cmd_decrypt(args: argparse.Namespace) -> int:
     for path, dest, relative in pairs:
         try:
             if path.is_symlink():
-                done += _copy_symlink(path, dest, relative, dec)
+                done += _make_symlink(os.readlink(path), dest, relative, dec)
+                continue
+            if relative is not None and is_link_object(path.name) and path.stat().st_size <= 4096:
+                # S3 and WebDAV hold a symlink as a small object NAME.cloudgw-symlink with the target
+                done += _make_symlink(decode_target(path.read_bytes()), dest, link_name(relative), dec)
                 continue
             with open(path, "rb") as f:
                 head = f.read(64)
@@ -320,10 +325,10 @@ def cmd_decrypt(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def _copy_symlink(path: Path, dest: Path, relative: str | None, dec: _Decryptor) -> int:
-    """A symlink in SRC (file:// remotes hold real ones) is made again in DEST, its name and
-    target decrypted where names are encrypted; never followed."""
-    link, name = os.readlink(path), relative
+def _make_symlink(link: str, dest: Path, relative: str | None, dec: _Decryptor) -> int:
+    """A symlink of SRC (file:// remotes hold real ones, others ``NAME.cloudgw-symlink`` objects)
+    is made again in DEST, its name and target decrypted where names are encrypted; never followed."""
+    name = relative
     keys = dec.cloudgw_keys() if (dec.args.vault or _find_vault(dec.args.src)) else None
     if keys is not None and keys.encrypt_names:
         from cloudgw.crypt.names import NameCipher

@@ -306,3 +306,20 @@ def test_the_fstab_and_config_forms_take_the_password_file(tmp_path, mounted):
     assert backend.view.get("doc.txt") == b"through the config"
     ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
     assert CRYPT_PASSWORD.decode() not in ps
+
+
+def test_objects_copied_out_of_s3_decrypt_with_real_names_and_symlinks(tmp_path, mounted, moto_server):
+    backend = encrypted(make_backend("s3", tmp_path, moto_server), tmp_path, encrypt_names=True)
+    gw = gateway(backend, tmp_path, "s3n")
+    mounted.append(gw)
+    gw.mount()
+    (gw.mnt / "Clients" / "Acme").mkdir(parents=True)
+    (gw.mnt / "Clients" / "Acme" / "invoice.txt").write_text("Invoice 4711 for Acme")
+    os.symlink("Acme/invoice.txt", gw.mnt / "Clients" / "latest")
+    gw.sync()
+    copied = backend.view.raw.download("", tmp_path / "copied")  # what `aws s3 sync` would fetch
+    names = [p.name for p in copied.rglob("*")]
+    assert not any("Acme" in n or "Clients" in n or "invoice" in n or "latest" in n for n in names), names
+    run_cli("decrypt", str(copied), str(tmp_path / "out"), "--password-file", str(tmp_path / "crypt-password"))
+    assert (tmp_path / "out" / "Clients" / "Acme" / "invoice.txt").read_text() == "Invoice 4711 for Acme"
+    assert os.readlink(tmp_path / "out" / "Clients" / "latest") == "Acme/invoice.txt"

@@ -88,7 +88,7 @@ class S3View:
 
     def download(self, subdir: str, dest: Path) -> Path:
         dest.mkdir(parents=True)
-        base = self._key(subdir) + "/"
+        base = self._key(subdir) + "/" if subdir else (f"{self.prefix}/" if self.prefix else "")
         for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=base):
             for obj in page.get("Contents", []):
                 rel = obj["Key"][len(base):]
