@@ -185,6 +185,13 @@ def test_mounting_without_the_password_or_without_a_vault_is_a_clear_error(tmp_p
                     "--recovery-key-out", str(tmp_path / "second.pem"), check=False)
     assert again.returncode == 2 and "already holds a vault" in again.stderr
     assert not (tmp_path / "second.pem").exists()
+    (tmp_path / "used").mkdir()
+    used = make_backend("file", tmp_path / "used", None)
+    used.view.put("report.docx", b"plain data")
+    refused = run_cli("crypt", "init", used.url, "--password-file", str(tmp_path / "crypt-password"),
+                      "--recovery-key-out", str(tmp_path / "third.pem"), check=False)
+    assert refused.returncode == 2 and "already holds data (report.docx)" in refused.stderr
+    assert not (tmp_path / "third.pem").exists() and used.view.files() == {"report.docx": 10}
 
 
 def test_the_password_may_come_from_the_environment_and_never_reaches_argv_or_logs(tmp_path, mounted):
