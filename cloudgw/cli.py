@@ -26,7 +26,7 @@ from cloudgw.config import (
     remotes_from_toml,
     section,
 )
-from cloudgw.errors import UserError
+from cloudgw.errors import CloudgwError, UserError
 
 
 class _Parser(argparse.ArgumentParser):
@@ -354,6 +354,9 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         print(f"cloudgw: error: {exc}", file=sys.stderr)
         return 2
+    except CloudgwError as exc:  # a remote that failed (unreachable, refused, changed meanwhile)
+        print(f"cloudgw: error: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
 

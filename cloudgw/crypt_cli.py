@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, Callable
 
 from cloudgw.crypt import VAULT_NAME
-from cloudgw.errors import CloudgwError, IntegrityError, UserError
+from cloudgw.errors import IntegrityError, RemoteError, UserError
 from cloudgw.remotes.symlinks import decode_target, is_link_object, link_name
 
 MiB = 1 << 20
@@ -102,7 +102,7 @@ def _open_plain(args: argparse.Namespace):  # noqa: ANN202  (a Remote)
         url, options, where = args.remote, {k: v for k, v in given.items() if v is not None}, "command line"
     else:
         raise UserError("missing REMOTE (or --config FILE NAME)")
-    return open_remote(url, options, where=where)  # not guarded: the vault is what we manage here
+    return open_remote(url, options, where=where, crypt=False)  # raw, unguarded: the vault is what we manage
 
 
 def _write_new_secret_file(path: Path, data: bytes) -> None:
@@ -116,6 +116,11 @@ def _write_new_secret_file(path: Path, data: bytes) -> None:
         f.write(data)
         f.flush()
         os.fsync(f.fileno())
+    dir_fd = os.open(path.absolute().parent, os.O_RDONLY)  # the name, too, survives a crash
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
 
 
 def cmd_crypt(args: argparse.Namespace) -> int:
@@ -201,7 +206,10 @@ class _Decryptor:
         if args.private_key:
             from cloudgw.remotes.registry import check_secret_file
 
+            from cloudgw.crypt import keep_secrets_out_of_core_dumps
+
             check_secret_file(args.private_key, "--private-key")
+            keep_secrets_out_of_core_dumps()
             self.private_key = args.private_key.read_bytes()
         self._keys: Any = None
         self._keys_loaded = False
@@ -307,7 +315,8 @@ def cmd_decrypt(args: argparse.Namespace) -> int:
             if path.is_symlink():
                 done += _make_symlink(os.readlink(path), dest, relative, dec)
                 continue
-            if relative is not None and is_link_object(path.name) and path.stat().st_size <= 4096:
+            if relative is not None and is_link_object(path.name) and path.stat().st_size <= 65536 \
+                    and not _is_encrypted(path):
                 # S3 and WebDAV hold a symlink as a small object NAME.cloudgw-symlink with the target
                 done += _make_symlink(decode_target(path.read_bytes()), dest, link_name(relative), dec)
                 continue
@@ -323,6 +332,15 @@ def cmd_decrypt(args: argparse.Namespace) -> int:
             failed += 1
     print(f"{done} file{'' if done == 1 else 's'} decrypted to {args.dest}" + (f", {failed} failed" if failed else ""))
     return 1 if failed else 0
+
+
+def _is_encrypted(path: Path) -> bool:
+    from cloudgw.crypt import format as fmt
+    from cloudgw.crypt import rclone_crypt, synology
+
+    with open(path, "rb") as f:
+        head = f.read(64)
+    return head.startswith(fmt.MAGIC) or synology.is_synology(head) or rclone_crypt.is_rclone(head)
 
 
 def _make_symlink(link: str, dest: Path, relative: str | None, dec: _Decryptor) -> int:
@@ -378,8 +396,8 @@ async def _decrypt_remote(args: argparse.Namespace) -> int:
                 else:
                     await _download(crypt, entry, target)
                 done += entry.kind is not Kind.DIR
-            except (IntegrityError, OSError) as exc:
-                message = str(exc) if isinstance(exc, IntegrityError) else f"{entry.path}: {exc.strerror}"
+            except (RemoteError, OSError) as exc:  # damaged (IntegrityError) or unreadable: go on
+                message = str(exc) if isinstance(exc, RemoteError) else f"{entry.path}: {exc.strerror}"
                 print(f"cloudgw: error: {message}", file=sys.stderr)
                 failed += 1
     finally:

@@ -59,6 +59,7 @@ OPTIONS: dict[str, str] = {
     "remote_timeout": "--remote-timeout",
     "drain_timeout": "--drain-timeout",
     "metrics_addr": "--metrics-addr",
+    "crypt_password_file": "--crypt-password-file",  # a path: the password itself never goes in fstab
     "log_level": "--log-level",
     "endpoint_url": "--endpoint-url",
     "region": "--region",

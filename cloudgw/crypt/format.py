@@ -13,6 +13,9 @@ releases the GIL, so worker threads encrypt and decrypt in parallel.
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import hmac
 import os
 import struct
 from dataclasses import dataclass
@@ -22,7 +25,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from cloudgw.crypt.vault import Keys, raw_public, x25519_wrap_key
+from cloudgw.crypt.vault import Keys, hkdf, raw_public, x25519_wrap_key
 from cloudgw.errors import IntegrityError
 
 MAGIC = b"CGWCRYPT"
@@ -47,9 +50,14 @@ class FileHeader:
     def __repr__(self) -> str:
         return f"FileHeader({self.file_id.hex()})"
 
-    @property
+    @functools.cached_property
     def aead(self) -> AESGCM:
         return AESGCM(self.file_key)
+
+    @functools.cached_property
+    def nonce_key(self) -> bytes:
+        """Derives each chunk's nonce (``seal_chunk``); from the file key, so one per file."""
+        return hkdf(self.file_key, "cloudgw v1 chunk nonce")
 
 
 def new_header(keys: Keys) -> FileHeader:
@@ -139,9 +147,13 @@ def _ad(file_id: bytes, index: int, last: bool) -> bytes:
 
 
 def seal_chunk(header: FileHeader, index: int, plaintext: bytes, last: bool) -> bytes:
-    """Chunk ``index`` as stored, with a fresh random nonce."""
-    nonce = os.urandom(NONCE)
-    return nonce + header.aead.encrypt(nonce, plaintext, _ad(header.file_id, index, last))
+    """Chunk ``index`` as stored.  The nonce is synthetic (docs/encryption.md): HMAC of the
+    index, the last-chunk marker and the plaintext under a key derived from the file key,
+    so sealing the same chunk twice gives the same bytes (an unchanged chunk of a delta
+    upload, a part read twice) and any other plaintext a nonce of its own."""
+    ad = _ad(header.file_id, index, last)
+    nonce = hmac.new(header.nonce_key, ad + plaintext, hashlib.sha256).digest()[:NONCE]
+    return nonce + header.aead.encrypt(nonce, plaintext, ad)
 
 
 def open_chunk(header: FileHeader, index: int, stored: bytes, last: bool, what: str) -> bytes:

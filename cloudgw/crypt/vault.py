@@ -34,6 +34,8 @@ from cloudgw.errors import UserError
 __all__ = ["VAULT_NAME", "KdfParams", "Keys", "create_vault", "unlock", "unlock_with_recovery", "rewrap"]
 
 CHUNK_SIZE = 1 << 16
+MAX_KDF_MEMORY_KIB = 4 << 20  # 4 GiB
+MAX_KDF_ITERATIONS = 64
 _FORMAT, _VERSION = "cloudgw-vault", 1
 
 
@@ -158,15 +160,21 @@ def _parse(vault: bytes) -> _Parsed:
         raise UserError("not a cloudgw vault")
     if doc.get("version") != _VERSION:
         raise UserError(f"vault version {doc.get('version')!r} is not supported by this cloudgw (1)")
-    kdf = doc.get("kdf") or {}
+    kdf = doc.get("kdf")
     vault_id = doc.get("vault_id")
-    if (kdf.get("name") != "argon2id" or not isinstance(vault_id, str) or len(vault_id) != 32
+    if (not isinstance(kdf, dict) or kdf.get("name") != "argon2id" or not isinstance(vault_id, str) or len(vault_id) != 32
             or doc.get("chunk_size") != CHUNK_SIZE or not isinstance(doc.get("encrypt_names"), bool)):
         raise UserError("the vault is damaged or from a newer cloudgw (kdf, vault_id, chunk_size, encrypt_names)")
     try:
         params = KdfParams(int(kdf["memory_kib"]), int(kdf["iterations"]), int(kdf["lanes"]))
     except (KeyError, TypeError, ValueError):
         raise UserError("the vault is damaged: bad kdf parameters") from None
+    # not authenticated (they are needed before anything can be): bounded, so a vault edited
+    # in the cloud cannot make a mount run for hours or take all memory
+    if not (1 <= params.lanes <= 64 and 8 * params.lanes <= params.memory_kib <= MAX_KDF_MEMORY_KIB
+            and 1 <= params.iterations <= MAX_KDF_ITERATIONS):
+        raise UserError(f"the vault's KDF cost is out of bounds (memory {params.memory_kib} KiB, "
+                        f"{params.iterations} passes, {params.lanes} lanes): damaged vault?")
     return _Parsed(doc, vault_id, _unb64(doc, "recovery_public_key", 32), doc["encrypt_names"], CHUNK_SIZE, params)
 
 

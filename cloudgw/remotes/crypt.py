@@ -22,22 +22,20 @@ naming the file); its bytes never reach the cache.
 Writes: a new file gets a new header.  A ``DeltaSource`` write (a small edit
 of a large file, on a remote with ``delta_writes``) keeps the base revision's
 header and hence its key, so each unchanged chunk's stored bytes stay valid and
-the remote copies them server-side; see ``_EncryptingSource`` for how parts
-that cut a chunk stay consistent.  Content hashes of the inner remote are of
+the remote copies them server-side; sealing is deterministic, so parts that cut
+a chunk stay consistent (``_EncryptingSource``).  Content hashes of the inner remote are of
 ciphertext: ``hash_kind`` is None (content is compared by reading).
 
 Concurrency and crash behaviour are the inner remote's: a write is one inner
 write (the old object stays until the new one is complete).  The header cache
 is touched only from the trio thread; ``_EncryptingSource`` is called from
-worker threads and locks its own state.
+worker threads and keeps no state between reads.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import logging
-import threading
 from collections import OrderedDict
 from typing import AsyncIterator, Callable, Collection
 
@@ -130,8 +128,9 @@ class CryptRemote:
     def _out(self, entry: RemoteEntry, path: str | None = None) -> RemoteEntry:
         """``entry`` with its local path and plaintext size (0 for an object no valid file has)."""
         size = entry.size
-        if entry.kind is Kind.FILE:
-            size = fmt.plain_size(entry.size) or 0
+        if entry.kind is Kind.FILE:  # a size no encrypted file has: shown as stored, so reads fail (EIO)
+            plain = fmt.plain_size(entry.size)
+            size = entry.size if plain is None else plain
         target = entry.symlink_target
         if target is not None and self._names is not None:
             target = self._names.decrypt_target(target)
@@ -139,7 +138,8 @@ class CryptRemote:
                                    symlink_target=target)
 
     def check_path(self, path: str) -> None:
-        if path.split("/", 1)[0] == VAULT_NAME:
+        top = path.split("/", 1)[0]
+        if top == VAULT_NAME or (not self.inner.capabilities.case_sensitive and top.lower() == VAULT_NAME):
             raise RemoteNameInvalid(f"{VAULT_NAME}: the name of the encryption vault cannot be used")
         if self._names is not None:
             limit = self.capabilities.max_name_length
@@ -206,7 +206,11 @@ class CryptRemote:
         for change in found:
             entry = change.entry
             if entry is not None:
-                name = self._out_path(entry.path) if change.path is None else entry.path
+                name = entry.path
+                if change.path is None:  # a name only, under parent_id: the vault is only at the root
+                    if name == VAULT_NAME and change.parent_id is None:
+                        continue
+                    name = self._names.decrypt_path(name) if self._names is not None else name
                 if name is None:
                     continue
                 entry = self._out(entry, name if change.path is None else None)
@@ -270,6 +274,8 @@ class CryptRemote:
             await read_into(self.inner, stored_path, start, end - start, decoder.feed, rev=rev)
         ended = decoder.received < end - (0 if decoder.header_bytes else start)
         decoder.finish(ended)
+        if decoder.chunks_seen == 0 and first == 0:
+            raise IntegrityError(f"{path}: no chunk after the header (the file was cut short)")
         if decoder.chunks_seen == 0 and first > 0:
             await self._check_ends_before(stored_path, first, rev, decoder.header, path)
 
@@ -293,8 +299,7 @@ class CryptRemote:
         base = await self._delta_base(stored_path, delta, path) if delta is not None else None
         if base is not None:
             header, base_size = base
-            enc: _EncryptingSource = _EncryptingDeltaSource(source, header, delta, base_size,  # type: ignore[arg-type]
-                                                           self._fetch_stored(stored_path, delta.base_rev))
+            enc: _EncryptingSource = _EncryptingDeltaSource(source, header, delta, base_size)  # type: ignore[arg-type]
         else:
             header = await trio.to_thread.run_sync(fmt.new_header, self.keys)
             enc = _EncryptingSource(source, header)
@@ -313,12 +318,6 @@ class CryptRemote:
         if entry.rev != delta.base_rev or base_size is None:
             return None
         return await self._header(stored_path, entry.rev, path), base_size
-
-    def _fetch_stored(self, stored_path: str, rev: str | None) -> Callable[[int, int], bytes]:
-        """A blocking reader of the base revision's stored bytes, for worker threads."""
-        def fetch(offset: int, length: int) -> bytes:
-            return trio.from_thread.run(functools.partial(self.inner.read, stored_path, offset, length, rev=rev))
-        return fetch
 
 
 class _ChunkDecoder:
@@ -379,18 +378,18 @@ class _ChunkDecoder:
 class _EncryptingSource:
     """``source`` as stored: header, then chunks sealed as they are read (from worker threads).
 
-    A remote may read a chunk in two pieces (an S3 part boundary falls inside
-    it): a chunk read partly is sealed once and kept until all of it was read,
-    so both pieces come from the same sealing (one nonce).  A chunk read whole
-    is sealed afresh each time (a retried part gets a new nonce: harmless).
+    Sealing is deterministic (``format.seal_chunk``: the nonce is derived from the
+    file key, the index and the plaintext), so a remote may read the source as
+    often and in whatever pieces it likes -- a part boundary inside a chunk, a
+    retried part, a WebDAV upload that reads once to hash and once to send --
+    and every read of a chunk gives the same bytes.  No state is kept between
+    reads: memory is the remote's read size, whatever the file's size.
     """
 
     def __init__(self, source: UploadSource, header: fmt.FileHeader) -> None:
         self.source, self.header = source, header
         self.plain_size = source.size
         self.size = fmt.stored_size(source.size)
-        self._lock = threading.Lock()
-        self._partial: dict[int, bytes] = {}
 
     def check(self) -> None:
         self.source.check()
@@ -405,52 +404,33 @@ class _EncryptingSource:
             first, last = (lo - fmt.HEADER_SIZE) // fmt.SLOT, (end - 1 - fmt.HEADER_SIZE) // fmt.SLOT
             for index in range(first, last + 1):
                 start = fmt.chunk_offset(index)
-                whole = lo <= start and end >= start + self._stored_len(index)
-                stored = self._seal(index) if whole else self._partial_chunk(index)
-                out.append(stored[max(lo - start, 0):end - start])
+                out.append(self._seal(index)[max(lo - start, 0):end - start])
         return b"".join(out)
 
     def _stored_len(self, index: int) -> int:
         return fmt.chunk_length(index, self.plain_size) + fmt.OVERHEAD
 
     def _seal(self, index: int) -> bytes:
-        with self._lock:
-            kept = self._partial.get(index)
-        if kept is not None:
-            return kept
         want = fmt.chunk_length(index, self.plain_size)
         plain = self.source.read(index * fmt.CHUNK, want)
         if len(plain) != want:  # the file shrank under us: check() fails before the commit
             return b"\0" * (want + fmt.OVERHEAD)
         return fmt.seal_chunk(self.header, index, plain, last=index == fmt.chunk_count(self.plain_size) - 1)
 
-    def _partial_chunk(self, index: int) -> bytes:
-        with self._lock:
-            kept = self._partial.get(index)
-        if kept is None:
-            kept = self._seal_partial(index)
-            with self._lock:
-                kept = self._partial.setdefault(index, kept)
-        return kept
-
-    def _seal_partial(self, index: int) -> bytes:
-        return self._seal(index)
-
 
 class _EncryptingDeltaSource(_EncryptingSource):
     """An encrypting source that is also a ``DeltaSource``: a stored range is unchanged when
     every chunk it touches is unchanged in plaintext, has the same length and the same
-    last-chunk marker as in the base revision (whose header, and so key, it reuses).
+    last-chunk marker as in the base revision, whose header (and so key) it reuses.
 
-    A part the remote copies may end inside a chunk whose rest the remote then reads
-    from us: such an unchanged chunk is taken from the base revision's stored bytes
-    (``fetch``, a ranged read of one chunk), never sealed anew, so the two pieces match.
+    Such a chunk sealed again is byte for byte what the base revision holds (sealing is
+    deterministic), so a part the remote copies may end inside a chunk whose rest the
+    remote reads from us: the two pieces match without fetching anything.
     """
 
-    def __init__(self, source: UploadSource, header: fmt.FileHeader, delta: DeltaSource, base_size: int,
-                 fetch: Callable[[int, int], bytes]) -> None:
+    def __init__(self, source: UploadSource, header: fmt.FileHeader, delta: DeltaSource, base_size: int) -> None:
         super().__init__(source, header)
-        self.delta, self.base_size, self._fetch = delta, base_size, fetch
+        self.delta, self.base_size = delta, base_size
         self.base_rev = delta.base_rev
 
     def _chunk_unchanged(self, index: int) -> bool:
@@ -472,19 +452,13 @@ class _EncryptingDeltaSource(_EncryptingSource):
         return all(self._chunk_unchanged(i) for i in range(first, last + 1))
 
     def copied(self, offset: int, length: int) -> None:
-        """Tell the plaintext source which of its bytes the remote took from the base."""
+        """Tell the plaintext source which of its bytes the remote took from the base: every
+        chunk the copied range touches (a chunk copied in pieces by two parts is never read,
+        and must still count as sent)."""
         lo, hi = max(offset, fmt.HEADER_SIZE), offset + length
         if hi <= lo:
             return
         first, last = (lo - fmt.HEADER_SIZE) // fmt.SLOT, (hi - 1 - fmt.HEADER_SIZE) // fmt.SLOT
         for index in range(first, last + 1):
-            start = fmt.chunk_offset(index)
-            if lo <= start and hi >= start + self._stored_len(index) and fmt.chunk_length(index, self.plain_size):
+            if fmt.chunk_length(index, self.plain_size):
                 self.delta.copied(index * fmt.CHUNK, fmt.chunk_length(index, self.plain_size))
-
-    def _seal_partial(self, index: int) -> bytes:
-        if self._chunk_unchanged(index):
-            stored = self._fetch(fmt.chunk_offset(index), self._stored_len(index))
-            if len(stored) == self._stored_len(index):
-                return stored
-        return self._seal(index)

@@ -126,12 +126,13 @@ def option_keys(url: str) -> set[str]:
 
 
 def open_remote(url: str, options: Mapping[str, Any] | None = None, common: Common = Common(), *,
-                where: str = "") -> Remote:
+                where: str = "", crypt: bool = True) -> Remote:
     """Build (but do not contact) the remote for ``url``; call ``check()`` next.
 
     ``options`` are the keys of the remote's config table other than ``url``
     (None values mean "not given"); ``where`` names their origin for errors
-    (``"config file X: [remotes.NAME]"``).
+    (``"config file X: [remotes.NAME]"``).  ``crypt=False``: never encrypted, whatever the
+    options and environment say (the remote's raw objects).
     """
     kind = remote_type(url)
     try:
@@ -146,6 +147,8 @@ def open_remote(url: str, options: Mapping[str, Any] | None = None, common: Comm
     remote = kind.build(where_url, values, common)
     rules = kind.names(values) if callable(kind.names) else kind.names
     password_file = common_values["crypt_password_file"]
+    if not crypt:  # the remote as stored (cloudgw crypt manages its vault)
+        return with_name_rules(remote, rules)
     password = (read_secret(password_file, f"{where or 'command line'}: crypt_password_file").encode()
                 if password_file is not None else env_password())
     return with_crypt(with_name_rules(remote, rules), password, masked_url(url))

@@ -109,8 +109,7 @@ def test_a_delta_write_cut_into_any_parts_decrypts_to_the_new_content(base_size,
             data[at:at + n] = rng.randbytes(len(data[at:at + n]))
             changed.append((at, n))
     source = _EncryptingDeltaSource(Edited(bytes(data), min(base_size, len(data)), changed), header,
-                                    Edited(bytes(data), min(base_size, len(data)), changed), base_size,
-                                    lambda offset, length: old[offset:offset + length])
+                                    Edited(bytes(data), min(base_size, len(data)), changed), base_size)
     # a remote with fixed-size parts: copies a part whose range is unchanged, reads the others
     out = []
     for lo in range(0, source.size, part):
