@@ -358,6 +358,7 @@ def _crypt(inner: Harness, *, encrypt_names: bool = False) -> Harness:
         "s3-moto-crypt",
         "s3-moto-crypt-names",
         "webdav-wsgidav-crypt",
+        "webdav-nextcloud-crypt",
         "local",
         "local-instrumented",
         "s3-moto-instrumented",
@@ -379,8 +380,9 @@ def harness(request, tmp_path: Path) -> Harness:
         return _crypt(_local(tmp_path / "root"), encrypt_names=kind.endswith("-names"))
     if kind in ("s3-moto-crypt", "s3-moto-crypt-names"):
         return _crypt(_s3(request.getfixturevalue("moto_server"), ""), encrypt_names=kind.endswith("-names"))
-    if kind == "webdav-wsgidav-crypt":
-        return _crypt(_webdav(request.getfixturevalue("wsgidav_server")))
+    if kind in ("webdav-wsgidav-crypt", "webdav-nextcloud-crypt"):
+        server = kind.removeprefix("webdav-").removesuffix("-crypt")
+        return _crypt(_webdav(request.getfixturevalue(f"{server}_server")))
     if kind == "local-instrumented":
         return _instrumented(_local(tmp_path / "root"))
     if kind == "s3-moto-instrumented":
@@ -401,7 +403,7 @@ def harness(request, tmp_path: Path) -> Harness:
 
 @pytest.fixture
 async def h(harness: Harness) -> Harness:
-    if harness.kind == "webdav-nextcloud":  # as a mount does first: learns checksums, chunked uploads
+    if harness.kind in ("webdav-nextcloud", "webdav-nextcloud-crypt"):  # as a mount does first: learns checksums, chunked uploads
         await harness.remote.check()
     try:
         yield harness
