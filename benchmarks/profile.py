@@ -1,10 +1,14 @@
 """py-spy the cloudgw daemon during one workload: ``python -m benchmarks.profile [SCENARIO ...]``.
 
-Starts moto (or, with ``--server webdav``, Apache mod_dav_fs) on loopback, mounts cloudgw (its CLI, daemonized, as in the
-benchmark), runs each scenario in a loop while ``py-spy record --format raw``
-samples the daemon's PID, and prints per scenario the rate reached and the top
-frames by self time (the leaf of each sample) and by inclusive time, with
-file:line and the % of samples.  The raw stacks are kept in --out (feed them
+Starts moto (or, with ``--server swift``, Swift with s3api; with ``--server
+webdav``, Apache mod_dav_fs) on loopback, mounts cloudgw (its CLI, daemonized,
+as in the benchmark), runs each scenario in a loop while ``py-spy record
+--format raw --threads`` samples the daemon's PID, and prints per scenario the
+rate reached, how busy the trio thread and the worker threads were, the
+samples by area (``AREAS``: FUSE requests, AES-GCM, the encrypting/decrypting
+plumbing, the fetcher, botocore...), and the top frames by self time (the leaf
+of each sample) and by inclusive time, with file:line and the % of samples.
+``--gil`` samples only the thread holding the GIL.  The raw stacks are kept in --out (feed them
 to flamegraph.pl or speedscope).  Needs root, /dev/fuse and py-spy (the
 ``bench`` extra).
 
@@ -12,7 +16,16 @@ Scenarios: write4k (sequential 4 KiB write(2)s), stat (lstat of cached
 entries), randread (O_DIRECT 4 KiB random reads of a cached file), coldread
 (sequential read from the remote), smallfiles (create 64 KiB files),
 readfiles (open/read/close cached 64 KiB files), firstls (``ls -l`` of
-folders of 5,000 entries never listed before).
+folders of 5,000 entries never listed before), upload (write 256 MiB in 1 MiB
+write(2)s, then ``cloudgw sync --wait``: the write-back upload of a big file).
+
+``--crypt``: the same on an encrypted remote (``cloudgw crypt init`` of the
+prefix, ``--crypt-password-file``; the gateway ``cloudgw-crypt`` of the
+benchmark).  The data the scenarios find is then written through a first mount
+(ciphertext can only come from the gateway), which is unmounted before the
+profiled mount, so its cache starts cold as in the plain case; the 5,000-entry
+folders are only made when ``stat`` or ``firstls`` is asked for (they upload
+at ~60 files/s).
 """
 
 from __future__ import annotations
@@ -30,13 +43,26 @@ import threading
 import time
 from pathlib import Path
 
-from benchmarks.gateways import CloudGW, Settings
+from benchmarks.gateways import CloudGW, CloudGWCrypt, Settings
 from benchmarks.stores import DavStore, S3Store
 from benchmarks.workloads import KiB, MiB, drop_caches, read_sequential, write_blob
 
-SCENARIOS = ("write4k", "stat", "randread", "coldread", "smallfiles", "readfiles", "firstls")
+SCENARIOS = ("write4k", "stat", "randread", "coldread", "smallfiles", "readfiles", "firstls", "upload")
 FIRSTLS_DIRS = 4  # folders of 5,000 entries for "firstls"
 FRAME = re.compile(r"^(?P<func>.*) \((?P<file>[^()]*):(?P<line>\d+)\)$")
+# (area, substrings of a frame): a sample counts for the area of its deepest frame that matches one (the
+# first matching area of that frame); "other" if none does
+AREAS = (
+    ("AES-GCM (seal/open a chunk, incl. building the AESGCM object)", ("seal_chunk", "open_chunk")),
+    ("cache fill (fetcher: block buffer, crc32, pwrite)", ("cloudgw/sync/fetcher.py",)),
+    ("upload source (pread of the cache file, crc32 notes)", ("cloudgw/sync/uploader.py", "cloudgw/sync/unacked.py")),
+    ("encrypt/decrypt plumbing (chunk buffers, slicing, joins)", ("_ChunkDecoder", "_EncryptingSource")),
+    ("SigV4 payload hash (botocore, plain http)", ("SigV4Auth.payload",)),
+    ("HTTP (botocore, urllib3, sockets)", ("botocore/", "urllib3/", "http/client.py", "socket.py")),
+    ("FUSE requests (pyfuse3, fuse/, filesystem/)", ("_pyfuse3", "cloudgw/fuse/", "cloudgw/filesystem/")),
+    ("metadata store (SQLite)", ("cloudgw/metadata/",)),
+    ("trio scheduling, thread hand-off", ("trio/",)),
+)
 
 
 def pyspy() -> str:
@@ -44,10 +70,11 @@ def pyspy() -> str:
 
 
 class Profiler:
-    def __init__(self, pid: int, out: Path, rate: int, native: bool = False) -> None:
+    def __init__(self, pid: int, out: Path, rate: int, native: bool = False, gil: bool = False) -> None:
         self.out = out
         self.proc = subprocess.Popen([pyspy(), "record", "--pid", str(pid), "--format", "raw", "--rate", str(rate),
-                                      "--output", str(out), *(["--native"] if native else ["--nonblocking"])],
+                                      "--output", str(out), "--threads", *(["--gil"] if gil else []),
+                                      *(["--native"] if native else ["--nonblocking"])],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         time.sleep(1.0)  # py-spy attaches
 
@@ -72,10 +99,20 @@ def _short(frame: str) -> str:
     return f"{m['func']} ({path}:{m['line']})"
 
 
-def summarize(raw: Path, top: int) -> str:
+def _area(frames: list[str]) -> str:
+    for frame in reversed(frames):
+        for area, keys in AREAS:
+            if any(k in frame for k in keys):
+                return area
+    return "other"
+
+
+def summarize(raw: Path, top: int, seconds: float | None = None, rate: int | None = None) -> str:
     self_counts: collections.Counter[str] = collections.Counter()
     incl_counts: collections.Counter[str] = collections.Counter()
     ours_self: collections.Counter[str] = collections.Counter()
+    per_thread: collections.Counter[str] = collections.Counter()
+    areas: collections.Counter[tuple[str, str]] = collections.Counter()
     total = 0
     for line in raw.read_text(errors="replace").splitlines():
         stack, _, count = line.rpartition(" ")
@@ -84,6 +121,10 @@ def summarize(raw: Path, top: int) -> str:
         n = int(count)
         total += n
         frames = [_short(f) for f in stack.split(";")]
+        # the trio thread runs the daemon's main(); every other thread is a worker (trio.to_thread)
+        thread = "trio thread" if any(f.startswith("run_daemon ") for f in frames) else "worker threads"
+        per_thread[thread] += n
+        areas[(thread, _area(frames))] += n
         # the thread name py-spy puts first is not a frame
         frames = [f for f in frames if "(" in f and not f.startswith("process ") and not f.startswith("thread ")]
         if not frames:
@@ -97,7 +138,13 @@ def summarize(raw: Path, top: int) -> str:
             ours_self[mine[-1]] += n
     if not total:
         return "  (no samples)"
-    out = [f"  {total} samples (non-idle)", "  top self time:"]
+    out = [f"  {total} samples (non-idle)"]
+    if seconds and rate:
+        out.append("  busy, in samples per wall-clock second of the scenario (1.00 = one thread always running): "
+                   + ", ".join(f"{k} {c / (seconds * rate):.2f}" for k, c in per_thread.most_common()))
+    out.append("  by area (thread, area, % of samples):")
+    out += [f"    {100 * c / total:5.1f}%  {thread}: {area}" for (thread, area), c in areas.most_common(top)]
+    out.append("  top self time:")
     out += [f"    {100 * c / total:5.1f}%  {f}" for f, c in self_counts.most_common(top)]
     out.append("  top cloudgw frame (deepest frame in cloudgw/ of each sample):")
     out += [f"    {100 * c / total:5.1f}%  {f}" for f, c in ours_self.most_common(top)]
@@ -107,7 +154,7 @@ def summarize(raw: Path, top: int) -> str:
     return "\n".join(out)
 
 
-def run_scenario(name: str, mnt: Path, seconds: float) -> str:
+def run_scenario(name: str, mnt: Path, seconds: float, flush=None) -> str:  # noqa: ANN001  (flush: () -> None)
     blob = random.Random(1).randbytes(32 * MiB)
     view = memoryview(blob)  # slicing bytes copies: a 32 MiB copy per file would dominate
     deadline = time.monotonic() + seconds
@@ -180,6 +227,18 @@ def run_scenario(name: str, mnt: Path, seconds: float) -> str:
                     os.close(fd)
                 done += 1
         return f"{done / (time.monotonic() - t0):.0f} reads/s (page cache warm after the first pass)"
+    if name == "upload":
+        size = 256 * MiB
+        fd = os.open(mnt / "upload.bin", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            write_blob(fd, blob, size)
+        finally:
+            os.close(fd)
+        t_close = time.monotonic()
+        flush()
+        t_end = time.monotonic()
+        return (f"write + upload {size / (t_end - t0) / 1e6:.1f} MB/s (write {size / (t_close - t0) / 1e6:.0f} MB/s, "
+                f"close -> on remote {t_end - t_close:.1f} s)")
     if name == "firstls":
         times = []
         for k in range(FIRSTLS_DIRS):
@@ -203,7 +262,10 @@ def main(argv: list[str] | None = None) -> int:
                     help="sample C/Cython frames too (pyfuse3's request loop, libfuse, SQLite); pauses the daemon "
                     "at each sample, so the rates drop")
     ap.add_argument("--dump", action="store_true", help="also print one `py-spy dump` of the daemon mid-scenario")
-    ap.add_argument("--server", choices=["moto", "webdav"], default="moto")
+    ap.add_argument("--gil", action="store_true",
+                    help="sample only threads holding the GIL: 'busy' near 1.00 in total means the GIL is the limit")
+    ap.add_argument("--server", choices=["moto", "swift", "webdav"], default="moto")
+    ap.add_argument("--crypt", action="store_true", help="an encrypted remote (S3: moto or swift; see above)")
     ap.add_argument("--workdir", type=Path, default=Path("/var/tmp/cloudgw-profile"))
     ap.add_argument("--out", type=Path, default=Path("/var/tmp/cloudgw-profile-out"),
                     help="raw py-spy stacks per scenario (kept)")
@@ -211,7 +273,11 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [s for s in args.scenarios if s not in SCENARIOS]
     if unknown:
         ap.error(f"unknown scenario(s) {unknown}; choose from {list(SCENARIOS)}")
-    if args.server == "webdav":
+    if args.crypt and args.server == "webdav":
+        ap.error("--crypt: S3 servers only (moto, swift)")
+    if args.server == "swift":
+        from tests.servers.swift import start_swift as start
+    elif args.server == "webdav":
         from tests.servers.apache import start_apache as start
     else:
         from tests.servers.moto import start_moto
@@ -225,45 +291,66 @@ def main(argv: list[str] | None = None) -> int:
         store = DavStore(server) if args.server == "webdav" else S3Store(server)
         store.prepare()
         blob = random.Random(1).randbytes(32 * MiB)
-        store.put("p/cold.bin", blob * 4)  # 128 MiB, read once from the remote
-        store.put("p/big.bin", blob * 2)
         names = [f"f{i:06d}" for i in range(5000)]
-        store.put_many("p/meta", names, b"x" * 100)
-        if "firstls" in args.scenarios:
-            for k in range(FIRSTLS_DIRS):
-                store.put_many(f"p/ls/d{k}", names, b"x" * 100)
-        gw = CloudGW(args.workdir, Settings(write_back=1.0, poll_interval=60.0))
+        gw = (CloudGWCrypt if args.crypt else CloudGW)(args.workdir, Settings(write_back=1.0, poll_interval=60.0))
         store.ensure_prefix("p")
         endpoint = getattr(server, "endpoint_url", None) or f"http://127.0.0.1:{server.port}"
-        gw.mount(store.remote(endpoint, "p"))
+        remote = store.remote(endpoint, "p")
+        folders = ["meta", *(f"ls/d{k}" for k in range(FIRSTLS_DIRS))] if {"stat", "firstls"} & set(args.scenarios) \
+            else []
+        if args.crypt:
+            gw.prepare(remote, lambda key: store.size(key) is not None)
+            gw.mount(remote)  # the seeding mount: ciphertext comes from the gateway
+            try:
+                (gw.mnt / "cold.bin").write_bytes(blob * 4)
+                (gw.mnt / "big.bin").write_bytes(blob * 2)
+                for folder in folders:
+                    (gw.mnt / folder).mkdir(parents=True)
+                    for n in names:
+                        (gw.mnt / folder / n).write_bytes(b"x" * 100)
+                gw.flush(3600)
+            finally:
+                gw.umount()
+        else:
+            store.put("p/cold.bin", blob * 4)  # 128 MiB, read once from the remote
+            store.put("p/big.bin", blob * 2)
+            store.put_many("p/meta", names, b"x" * 100)
+            if "firstls" in args.scenarios:
+                for k in range(FIRSTLS_DIRS):
+                    store.put_many(f"p/ls/d{k}", names, b"x" * 100)
+        gw.mount(remote)
         try:
             mnt = gw.mnt
             (mnt / "big.bin").read_bytes()  # into the disk cache
-            os.listdir(mnt / "meta")
-            for n in os.listdir(mnt / "meta"):
-                os.lstat(mnt / "meta" / n)
+            if (mnt / "meta").exists():
+                for n in os.listdir(mnt / "meta"):
+                    os.lstat(mnt / "meta" / n)
             pid = gw.pids()[0]
             print(f"cloudgw daemon pid {pid}", flush=True)
             for name in args.scenarios:
                 if name == "coldread":
                     drop_caches()
-                prof = Profiler(pid, args.out / f"{name}.txt", args.rate, args.native)
+                prof = Profiler(pid, args.out / f"{name}.txt", args.rate, args.native, args.gil)
+                t_start = time.monotonic()
                 dumper = None
                 if args.dump:
                     dumper = threading.Timer(args.seconds / 2, lambda: print(subprocess.run(
                         [pyspy(), "dump", "--pid", str(pid)], capture_output=True, text=True).stdout, flush=True))
                     dumper.start()
                 try:
-                    rate = run_scenario(name, mnt, args.seconds)
+                    rate = run_scenario(name, mnt, args.seconds, flush=lambda: gw.flush(900))
                 finally:
+                    elapsed = time.monotonic() - t_start
                     prof.stop()
                     if dumper:
                         dumper.join()
                 print(f"\n== {name}: {rate}", flush=True)
-                print(summarize(args.out / f"{name}.txt", args.top), flush=True)
+                print(summarize(args.out / f"{name}.txt", args.top, elapsed, args.rate), flush=True)
                 if name == "write4k":
                     for f in mnt.glob("w4k-*.bin"):
                         f.unlink()
+                if name == "upload":
+                    (mnt / "upload.bin").unlink()
                 gw.flush(600)
         finally:
             gw.umount()

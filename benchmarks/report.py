@@ -5,6 +5,11 @@ value or error).  The tables show per metric the median of the runs and their
 min–max, then the ratio of cloudgw's median to each peer's and to raw.  For
 "lower is better" metrics (seconds, bytes, MiB of RSS) a ratio below 1 means
 cloudgw is better; for the others above 1.
+
+The encrypted gateways (``cloudgw-crypt``, ``rclone-crypt``) get a table of
+their own per server: their rows side by side with the unencrypted cloudgw and
+rclone, and the ratios encrypted ÷ unencrypted cloudgw, cloudgw-crypt ÷
+rclone-crypt and rclone-crypt ÷ rclone.
 """
 
 from __future__ import annotations
@@ -22,7 +27,10 @@ from pathlib import Path
 PEERS = ("rclone", "s3fs", "raw")
 SERVER_TITLES = {"webdav": "WebDAV server: Apache mod_dav_fs (webdav)",
                  "smb": "SMB re-export: smbd on the cloudgw mount (moto) vs on plain ext4 (raw) (smb)"}
-ORDER = ("cloudgw", "rclone", "s3fs", "raw")
+ORDER = ("cloudgw", "rclone", "s3fs", "raw", "cloudgw-crypt", "rclone-crypt")
+CRYPT = ("cloudgw-crypt", "rclone-crypt")
+CRYPT_ORDER = ("cloudgw", "cloudgw-crypt", "rclone", "rclone-crypt")
+CRYPT_RATIOS = (("cloudgw-crypt", "cloudgw"), ("cloudgw-crypt", "rclone-crypt"), ("rclone-crypt", "rclone"))
 
 
 @dataclass
@@ -92,6 +100,13 @@ class Results:
                 theirs = row["gateways"].get(peer, {}).get("median")
                 if ours is not None and theirs:
                     row["ratios"][peer] = ours / theirs
+            crypt = {}
+            for a, b in CRYPT_RATIOS:
+                ratio = _ratio(row, a, b)
+                if ratio is not None:
+                    crypt[f"{a}/{b}"] = ratio
+            if crypt:
+                row["crypt_ratios"] = crypt
             rows.append(row)
         return rows
 
@@ -137,9 +152,19 @@ class Results:
             out += ["", f"## {SERVER_TITLES.get(server, 'S3 server: ' + server)}", ""]
             out += _table(self.rows(server))
             rss = self.rows(server, "rss")
-            if rss:
+            if _with(rss, exclude=CRYPT):
                 out += ["", f"### Peak RSS of the gateway process during each workload ({server}, MiB ↓)", ""]
                 out += _table(rss, show_unit=False)
+            crypt = _with(self.rows(server), only=CRYPT)
+            if crypt:
+                out += ["", f"### Encrypted: cloudgw-crypt and rclone-crypt beside the unencrypted gateways ({server})",
+                        "", "Ratios: ↑ metrics want above 1, ↓ metrics below 1 (cloudgw-crypt/cloudgw: the "
+                        "goal is ≥ 0.80 for ↑ metrics).", ""]
+                out += _table(crypt, order=CRYPT_ORDER, pairs=CRYPT_RATIOS)
+                crypt_rss = _with(rss, only=CRYPT)
+                if crypt_rss:
+                    out += ["", f"Peak RSS of the gateway process ({server}, MiB ↓):", ""]
+                    out += _table(crypt_rss, show_unit=False, order=CRYPT_ORDER, pairs=CRYPT_RATIOS)
             requests = self.rows(server, "requests")
             if requests:
                 out += ["", f"### Requests the server answered during each step, per method ({server}, ↓)", ""]
@@ -234,17 +259,36 @@ def _short(error: str, limit: int = 60) -> str:
     return error if len(error) <= limit else error[: limit - 1] + "…"
 
 
-def _table(rows: list[dict], show_unit: bool = True) -> list[str]:
-    present = [gw for gw in ORDER if any(gw in r["gateways"] for r in rows)]
-    peers = [p for p in PEERS if p in present]
-    head = ["workload", "metric", *present, *[f"cloudgw/{p}" for p in peers]]
+def _ratio(row: dict, a: str, b: str) -> float | None:
+    ours = row["gateways"].get(a, {}).get("median")
+    theirs = row["gateways"].get(b, {}).get("median")
+    return ours / theirs if ours is not None and theirs else None
+
+
+def _with(rows: list[dict], only: tuple[str, ...] = (), exclude: tuple[str, ...] = ()) -> list[dict]:
+    """The rows with a cell of one of ``only`` (any gateway if empty) that is not in ``exclude``."""
+    return [r for r in rows if any((not only or gw in only) and gw not in exclude for gw in r["gateways"])]
+
+
+def _table(rows: list[dict], show_unit: bool = True, order: tuple[str, ...] = ORDER,
+           pairs: tuple[tuple[str, str], ...] | None = None) -> list[str]:
+    """Medians per gateway of ``order`` (default: the unencrypted gateways) and the ratios of
+    ``pairs`` (default: cloudgw over each peer)."""
+    if pairs is None:
+        order = tuple(gw for gw in order if gw not in CRYPT)
+        rows = _with(rows, only=order)
+    present = [gw for gw in order if any(gw in r["gateways"] for r in rows)]
+    if pairs is None:
+        pairs = tuple(("cloudgw", p) for p in PEERS)
+    pairs = tuple((a, b) for a, b in pairs if a in present and b in present)
+    head = ["workload", "metric", *present, *[f"{a}/{b}" for a, b in pairs]]
     out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         arrow = "↑" if r["better"] == "higher" else "↓"
         metric = f"{r['metric']} ({r['unit']} {arrow})" if show_unit else r["metric"]
         cells = [r["workload"], metric, *[_cell(r["gateways"].get(gw)) for gw in present]]
-        for p in peers:
-            ratio = r["ratios"].get(p)
+        for a, b in pairs:
+            ratio = _ratio(r, a, b)
             cells.append(f"{ratio:.2f}" if ratio is not None else "–")
         out.append("| " + " | ".join(cells) + " |")
     return out

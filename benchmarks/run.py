@@ -21,7 +21,7 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks.gateways import GATEWAYS, Gateway, Settings, _lazy_unmount
+from benchmarks.gateways import CRYPT_WORKLOADS, GATEWAYS, Gateway, Settings, _lazy_unmount
 from benchmarks.report import Results, load_average, machine_description
 from benchmarks.workloads import TITLES, GiB, KiB, MiB, WORKLOADS, Params, ServerBench
 
@@ -31,6 +31,8 @@ SERVERS = {"both": ["moto", "swift"], "all": ["moto", "swift", "webdav", "smb"]}
 # cached/random reads and the 4 KiB edit measure the local cache (the same as on S3) or a partial upload
 # WebDAV does not have
 WEBDAV_WORKLOADS = {2, 3, 4, 5, 7}
+DEFAULT_GATEWAYS = "cloudgw,rclone,s3fs,raw,cloudgw-crypt,rclone-crypt"
+CRYPT_GATEWAYS = "cloudgw,cloudgw-crypt,rclone,rclone-crypt"  # --crypt
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
@@ -70,15 +72,24 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run only these workloads (numbers or names); on webdav the default is "
                    + ",".join(str(w) for w in sorted(WEBDAV_WORKLOADS)))
     p.add_argument("--runs", type=int, help="runs per figure (default 3; --quick 1)")
-    p.add_argument("--server", choices=["moto", "swift", "webdav", "smb", "both", "all"], default="all",
-                   help="both: moto and swift; all (default): moto, swift, webdav (Apache mod_dav_fs) and smb "
-                   "(smbd re-exporting the cloudgw mount of a moto bucket vs plain ext4: benchmarks/smb.py)")
+    p.add_argument("--server", choices=["moto", "swift", "webdav", "smb", "both", "all"],
+                   help="both: moto and swift; all (default; --crypt: moto): moto, swift, webdav (Apache mod_dav_fs) "
+                   "and smb (smbd re-exporting the cloudgw mount of a moto bucket vs plain ext4: benchmarks/smb.py)")
     p.add_argument("--full", action="store_true",
                    help="the nominal sizes: 1 GiB file, 10,000 files, 10,000 entries, workload 9 from 1k to 10k "
                    "(several hours on 2 cores, mostly moto's ranged GETs and s3fs's small-file uploads)")
     p.add_argument("--large", action="store_true",
                    help="workload 5 with 100,000 entries and workload 9 up to 100,000 (hours more)")
-    p.add_argument("--gateways", default="cloudgw,rclone,s3fs,raw", help="comma separated subset")
+    p.add_argument("--gateways", help=f"comma separated subset of {DEFAULT_GATEWAYS} (the default; --crypt: "
+                   f"{CRYPT_GATEWAYS}). cloudgw-crypt and rclone-crypt: encrypted remotes on S3 servers, workloads "
+                   + ",".join(str(w) for w in sorted(CRYPT_WORKLOADS)) + " only")
+    p.add_argument("--crypt", action="store_true",
+                   help="the encryption comparison alone: cloudgw, cloudgw-crypt, rclone, rclone-crypt, workloads "
+                   + ",".join(str(w) for w in sorted(CRYPT_WORKLOADS)) + ", on moto (unless --gateways, --only, "
+                   "--server say otherwise)")
+    p.add_argument("--crypt-names", action="store_true",
+                   help="the encrypted gateways encrypt file names too (cloudgw crypt init --encrypt-names, rclone "
+                   "filename_encryption standard); default: names in clear on both")
     p.add_argument("--size", type=parse_size, help="big file size for workloads 1-3, 6, 8 (default 256M)")
     p.add_argument("--files", type=int, help="workload 4: number of 64 KiB files (default 300)")
     p.add_argument("--entries", type=int, help="workload 5: number of entries (default 5000)")
@@ -161,9 +172,13 @@ def main(argv: list[str] | None = None) -> int:
     check_environment()
     params = make_params(args)
     runs = args.runs or (1 if args.quick else 3)
+    if args.crypt and args.only is None:
+        args.only = set(CRYPT_WORKLOADS)
     selected = args.only or set(WORKLOADS)
-    servers = SERVERS.get(args.server, [args.server])
-    names = [g.strip() for g in args.gateways.split(",") if g.strip()]
+    server = args.server or ("moto" if args.crypt else "all")
+    servers = SERVERS.get(server, [server])
+    gateway_list = args.gateways or (CRYPT_GATEWAYS if args.crypt else DEFAULT_GATEWAYS)
+    names = [g.strip() for g in gateway_list.split(",") if g.strip()]
     unknown = [n for n in names if n not in GATEWAYS]
     if unknown:
         sys.exit(f"benchmarks: unknown gateway(s) {unknown}; choose from {list(GATEWAYS)}")
@@ -171,7 +186,8 @@ def main(argv: list[str] | None = None) -> int:
     workdir = args.workdir.absolute()
     cleanup_stale(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    settings = Settings(write_back=params.write_back, poll_interval=params.poll_interval)
+    settings = Settings(write_back=params.write_back, poll_interval=params.poll_interval,
+                        encrypt_names=args.crypt_names)
     signal.signal(signal.SIGTERM, _terminate)
     results = Results()
     results.machine = machine_description(workdir)
@@ -181,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
                       "random_seconds": params.random_seconds, "small_write_size": params.small_write_size,
                       "write_back": params.write_back,
                       "poll_interval": params.poll_interval, "prop_poll_interval": params.prop_poll_interval,
-                      "quick": params.quick, "full": args.full, "large": args.large,
+                      "quick": params.quick, "full": args.full, "large": args.large, "crypt_names": args.crypt_names,
                       "workloads": sorted(selected), "servers": servers, "gateways": names}
     if "webdav" in servers:
         results.params["webdav_workloads"] = sorted(args.only or WEBDAV_WORKLOADS)
@@ -196,12 +212,29 @@ def main(argv: list[str] | None = None) -> int:
         "are there.",
         "Page cache dropped (echo 3 > drop_caches) before every read and metadata phase; 'cached' = in the "
         "gateway's disk cache.",
+        "'daemon CPU' (s/GB): user + system CPU time of the gateway process (/proc/PID/stat utime + stime, all "
+        "its threads) per GB of file data, from the first byte read or written until the read ends or the "
+        "data is on the remote (cloudgw's `sync --wait` and the benchmark's polling are other processes).",
     ]
     started = time.monotonic()
     try:
         gateways = [GATEWAYS[n](workdir, settings) for n in names]
         kinds = {"webdav" if s == "webdav" else "s3" for s in servers if s != "smb"}
-        results.versions = {g.name: g.version() for g in gateways if g.name != "raw" and kinds & g.kinds}
+        results.versions = {g.name: g.version() for g in gateways
+                            if g.name != "raw" and not g.encrypted and kinds & g.kinds}
+        encrypted = [g.name for g in gateways if g.encrypted]
+        if encrypted and "s3" in kinds:
+            names_how = ("encrypted on both (cloudgw --encrypt-names, rclone filename_encryption standard)"
+                         if args.crypt_names else "in clear on both (cloudgw's default; rclone filename_encryption "
+                         "off, which appends .bin)")
+            results.notes.append(
+                f"Encrypted ({', '.join(encrypted)}; S3 servers only, workloads "
+                + ", ".join(TITLES[w] for w in sorted(CRYPT_WORKLOADS & selected)) + "): cloudgw-crypt mounts a "
+                "prefix made an encrypted remote by `cloudgw crypt init` (default Argon2id, not timed) with "
+                "--crypt-password-file; rclone-crypt mounts a crypt remote over the S3 remote (RCLONE_CONFIG_* "
+                "environment variables, password from `rclone obscure -`), with the same mount options as rclone. "
+                f"Names {names_how}. Each reads its own encrypted copy of the big file (put through its own "
+                "format at setup).")
         if "webdav" in servers:
             results.notes.append(
                 "WebDAV (Apache mod_dav_fs): cloudgw mounts webdav://127.0.0.1:PORT/dav/PREFIX (credentials in a "
@@ -261,7 +294,7 @@ def run_server(server_name: str, workdir: Path, params: Params, results: Results
         skipped = [gw.name for gw in gateways if kind not in gw.kinds]
         if skipped:
             log.info("[%s] skipped (no %s): %s", server_name, kind, ", ".join(skipped))
-            results.notes.append(f"{server_name}: {', '.join(skipped)} skipped (cannot mount {kind}).")
+            results.notes.append(f"{server_name}: {', '.join(skipped)} skipped (not run on {kind} servers).")
         gateways = [gw for gw in gateways if kind in gw.kinds]
         bench = ServerBench(server, workdir / server_name, params, results, selected, gateways, name=server_name)
         for gw in gateways:  # each server gets its own mountpoints and caches

@@ -9,12 +9,21 @@ gateway on one bucket prefix, running a few workloads in order:
   meta N   prefix meta/n<N>/ (shared, put once):   5 first listing, ls -lR, stat (9: for each N)
   prop     prefix prop/<gw>-r<run>/:               7 outside PUT -> visible in the mount
 
+Encrypted gateways (``cloudgw-crypt``, ``rclone-crypt``) run only their
+``workloads`` (cold read, write + upload, small files) and read their own copy
+of the big file, big-<gw>/ (put through the gateway's own format in ``setup``);
+before each mount ``Gateway.prepare`` makes a fresh prefix an encrypted remote
+(cloudgw's vault).  What arrived on the server is checked by the gateway's
+stored names and sizes (``stored_name``, ``stored_size``).
+
 Each workload runs inside a ``Phase``: the gateway's peak RSS is reset before
 (/proc/PID/clear_refs "5" resets VmHWM) and read after (VmHWM, cross-checked
 by sampling VmRSS every 50 ms), the counting proxy's bytes are read before and
-after, and a watchdog kills the gateway if the phase outlives its timeout (a
-hung FUSE request would otherwise block the benchmark for ever; killing the
-daemon makes the blocked system call fail).
+after, the gateway's CPU time (utime + stime of /proc/PID/stat, all its
+threads) can be read at any point (``Phase.cpu``), and a watchdog kills the
+gateway if the phase outlives its timeout (a hung FUSE request would otherwise
+block the benchmark for ever; killing the daemon makes the blocked system call
+fail).
 
 Failures are recorded per workload with the reason; a session whose mount
 fails records every workload in it as failed, and a workload that fails marks
@@ -39,7 +48,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 
-from benchmarks.gateways import Gateway, GatewayError, Settings
+from benchmarks.gateways import Gateway, GatewayError
 from benchmarks.proxy import CountingProxy
 from benchmarks.report import Results
 from benchmarks.stores import BUCKET, DavStore, S3Store  # noqa: F401  (BUCKET: benchmarks.profile)
@@ -47,7 +56,11 @@ from benchmarks.stores import BUCKET, DavStore, S3Store  # noqa: F401  (BUCKET: 
 log = logging.getLogger("bench")
 
 KiB, MiB, GiB = 1 << 10, 1 << 20, 1 << 30
-MB = 1e6
+MB, GB = 1e6, 1e9
+# the gateway process's CPU time (utime + stime) per GB of file data moved
+CPU_METRIC = "daemon CPU"
+CPU_METRIC_WRITE = "daemon CPU, write + upload"
+CPU_METRIC_FILES = "daemon CPU, create + upload"
 BLOCK = 1 * MiB
 
 WORKLOADS = {
@@ -88,6 +101,22 @@ def drop_caches() -> None:
     os.sync()
     with open("/proc/sys/vm/drop_caches", "w") as f:
         f.write("3\n")
+
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time of the processes so far (every thread, live or ended)."""
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of proc(5))
+    return total / CLOCK_TICKS
 
 
 def _status_kib(pid: int, field_name: str) -> int:
@@ -140,6 +169,10 @@ class Phase:
         self.timed_out = True
         log.warning("%s: phase timed out after %.0f s, killing the gateway", self.gw.name, self.timeout)
         self.gw.kill()
+
+    def cpu(self) -> float:
+        """The gateway's CPU seconds so far (take differences)."""
+        return cpu_seconds(self.pids)
 
     def bytes_now(self) -> tuple[int, int]:
         up, down, _ = self.proxy.snapshot() if self.proxy else (0, 0, 0)
@@ -228,6 +261,14 @@ class ServerBench:
 
     # -- plan ----------------------------------------------------------------------------------
 
+    def sel(self, gw: Gateway) -> set[int]:
+        """The selected workloads ``gw`` runs (encrypted gateways: only their own)."""
+        return self.selected & gw.workloads if gw.workloads is not None else set(self.selected)
+
+    def read_prefix(self, gw: Gateway) -> str:
+        """Where the big file of workloads 1, 2, 6 is: each encrypted gateway has its own copy."""
+        return f"big-{gw.name}" if gw.encrypted else "big"
+
     def files_points(self) -> list[int]:
         points = set()
         if 4 in self.selected:
@@ -271,6 +312,9 @@ class ServerBench:
             t = time.monotonic()
             self.store.upload_file(local, "big/file.bin")
             log.info("[%s] setup: uploaded %s in %.1f s", self.name, _human(self.params.size), time.monotonic() - t)
+            for gw in self.gateways:
+                if gw.encrypted and self.sel(gw) & {1, 2, 6}:
+                    self.seed(gw, local)
         for n in self.meta_points():
             t = time.monotonic()
             self.store.put_many(f"meta/n{n}", [_entry_name(i) for i in range(n)], b"x" * 100)
@@ -279,6 +323,32 @@ class ServerBench:
                 for i in range(n):
                     (d / _entry_name(i)).write_bytes(b"x" * 100)
             log.info("[%s] setup: %d objects under meta/n%d in %.1f s", self.name, n, n, time.monotonic() - t)
+
+    def seed(self, gw: Gateway, local: Path) -> None:
+        """The big file in ``gw``'s own (encrypted) format under its read prefix, once per server."""
+        prefix, size = self.read_prefix(gw), local.stat().st_size
+        if self._uploaded(gw, prefix, "file.bin", size):
+            return
+        t = time.monotonic()
+        endpoint = getattr(self.server, "endpoint_url", None) or f"http://127.0.0.1:{self.port}"
+        remote = self.store.remote(endpoint, prefix)
+        gw.prepare(remote, self._exists)
+        gw.seed(remote, local, "file.bin")
+        if not self._uploaded(gw, prefix, "file.bin", size):
+            raise RuntimeError(f"{gw.name}: the encrypted big file is not on the server after seeding")
+        log.info("[%s] setup: %s wrote its encrypted %s in %.1f s", self.name, gw.name, _human(size),
+                 time.monotonic() - t)
+
+    def _exists(self, key: str) -> bool:
+        return self.store.size(key) is not None
+
+    def _uploaded(self, gw: Gateway, prefix: str, name: str, size: int) -> bool:
+        """Whether file ``name`` of ``size`` bytes, written by ``gw`` at the root of ``prefix``, is on
+        the server (encrypted names: an object of its stored size is)."""
+        want, stored = gw.stored_size(size), gw.stored_name(name)
+        if stored is not None:
+            return self.store.size(f"{prefix}/{stored}") == want
+        return want in self.store.sizes(prefix)
 
     def raw_dir(self, prefix: str) -> Path:
         d = self.workdir / "raw" / prefix
@@ -300,11 +370,12 @@ class ServerBench:
     @contextlib.contextmanager
     def mounted(self, gw: Gateway, prefix: str, poll_interval: float) -> Iterator[Mount]:
         proxy = CountingProxy(self.port) if gw.remote else None
-        gw.settings = Settings(write_back=self.params.write_back, poll_interval=poll_interval)
+        gw.settings = gw.settings.replace(write_back=self.params.write_back, poll_interval=poll_interval)
         try:
             remote = self.store.remote(proxy.endpoint_url if proxy else "", prefix)
             if gw.remote:
                 self.store.ensure_prefix(prefix)  # a WebDAV mount's folder must exist (S3: nothing to do)
+                gw.prepare(remote, self._exists)  # e.g. an encrypted remote's vault (not timed)
             t = time.monotonic()
             gw.mount(remote)
             mount = Mount(gw, proxy, prefix, time.monotonic() - t)
@@ -394,14 +465,18 @@ class ServerBench:
     # 1, 2, 6 ----------------------------------------------------------------------------------
 
     def session_read(self, gw: Gateway, run: int) -> None:
-        p, sel = self.params, self.selected
+        p, sel = self.params, self.sel(gw)
+        if not sel & {1, 2, 6}:
+            return
         size = p.size
         w1, w2, w6 = TITLES[1], TITLES[2], TITLES[6]
 
         def cold(m: Mount, ph: Phase) -> None:
             path = m.path / "file.bin"
             drop_caches()
+            cpu0 = ph.cpu()
             n, seconds, ttfb = read_sequential(path)
+            cpu = ph.cpu() - cpu0
             if n != size:
                 raise RuntimeError(f"read {n} bytes, expected {size}")
             self.check_sample(path, size)
@@ -411,6 +486,7 @@ class ServerBench:
                 if gw.remote:
                     up, down = ph.bytes_now()
                     self.record(w2, f"received from {self.word}", "MiB", "lower", gw, run, down / MiB)
+                    self.record(w2, CPU_METRIC, "s/GB", "lower", gw, run, cpu / (size / GB))
 
         def cached(m: Mount, ph: Phase) -> None:
             path = m.path / "file.bin"
@@ -441,8 +517,10 @@ class ServerBench:
             self.record(w6, "O_DIRECT", "ops/s", "higher", gw, run, rate)
 
         steps = [Step("cold read", marks(w2, ("throughput", "MB/s", "higher"), ("time to first byte", "ms", "lower"),
-                                         (f"received from {self.word}", "MiB", "lower")) if 2 in sel else [],
-                      cold, remote_only={f"received from {self.word}"}, rss=[(w2, "peak RSS")] if 2 in sel else [])]
+                                         (f"received from {self.word}", "MiB", "lower"),
+                                         (CPU_METRIC, "s/GB", "lower")) if 2 in sel else [],
+                      cold, remote_only={f"received from {self.word}", CPU_METRIC},
+                      rss=[(w2, "peak RSS")] if 2 in sel else [])]
         if 1 in sel:
             steps.append(Step("cached read", marks(w1, ("throughput", "MB/s", "higher"),
                                                    ("re-read, page cache warm", "MB/s", "higher"),
@@ -451,7 +529,7 @@ class ServerBench:
         if 6 in sel:
             steps.append(Step("random reads", marks(w6, ("buffered", "ops/s", "higher"), ("O_DIRECT", "ops/s", "higher")),
                               randoms, rss=[(w6, "peak RSS")]))
-        self.run_session(gw, run, "big", steps)
+        self.run_session(gw, run, self.read_prefix(gw), steps)
 
     def check_sample(self, path: Path, size: int) -> None:
         """Compare a few blocks read through the mount with the expected data."""
@@ -469,7 +547,9 @@ class ServerBench:
     # 3, 8 -------------------------------------------------------------------------------------
 
     def session_write(self, gw: Gateway, run: int) -> None:
-        p, sel = self.params, self.selected
+        p, sel = self.params, self.sel(gw)
+        if not sel & {3, 8}:
+            return
         size = p.size
         prefix = f"write/{gw.name}-r{run + 1}"
         key = f"{prefix}/big.bin"
@@ -477,6 +557,7 @@ class ServerBench:
 
         def write(m: Mount, ph: Phase) -> None:
             path = m.path / "big.bin"
+            cpu0 = ph.cpu()
             t0 = time.monotonic()
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
             try:
@@ -488,12 +569,14 @@ class ServerBench:
                 self.record(w3, "write until close", "MB/s", "higher", gw, run, size / (t_close - t0) / MB)
             if not gw.remote:
                 return
-            self.wait_uploaded(gw, lambda: self._size_is(key, size))
+            self.wait_uploaded(gw, lambda: self._uploaded(gw, prefix, "big.bin", size))
             t_remote = time.monotonic()
+            cpu = ph.cpu() - cpu0
             if 3 in sel:
                 self.record(w3, "close → on remote", "s", "lower", gw, run, t_remote - t_close)
                 self.record(w3, "write + upload", "MB/s", "higher", gw, run, size / (t_remote - t0) / MB)
                 self.record(w3, f"sent to {self.word}", "MiB", "lower", gw, run, ph.bytes_now()[0] / MiB)
+                self.record(w3, CPU_METRIC_WRITE, "s/GB", "lower", gw, run, cpu / (size / GB))
 
         def edit(m: Mount, ph: Phase) -> None:
             path = m.path / "big.bin"
@@ -544,9 +627,10 @@ class ServerBench:
                         small_size / (time.monotonic() - t0) / MB)
 
         w3_marks = marks(w3, ("write until close", "MB/s", "higher"), ("close → on remote", "s", "lower"),
-                         ("write + upload", "MB/s", "higher"), (f"sent to {self.word}", "MiB", "lower"))
+                         ("write + upload", "MB/s", "higher"), (f"sent to {self.word}", "MiB", "lower"),
+                         (CPU_METRIC_WRITE, "s/GB", "lower"))
         steps = [Step("write", w3_marks if 3 in sel else [], write,
-                      remote_only={"close → on remote", "write + upload", f"sent to {self.word}"},
+                      remote_only={"close → on remote", "write + upload", f"sent to {self.word}", CPU_METRIC_WRITE},
                       rss=[(w3, "peak RSS")] if 3 in sel else [])]
         if 8 in sel:
             steps.append(Step("edit", marks(w8, ("write + close", "ms", "lower"), ("edit → on remote", "s", "lower"),
@@ -556,9 +640,6 @@ class ServerBench:
             steps.append(Step("4 KiB writes", marks(w3, (f"4 KiB writes, {_human(small_size)}, until close", "MB/s",
                                                          "higher")), write_4k))
         self.run_session(gw, run, prefix, steps, cleanup=True)
-
-    def _size_is(self, key: str, size: int) -> bool:
-        return self.store.size(key) == size
 
     def wait_uploaded(self, gw: Gateway, done: Callable[[], bool], interval: float = 0.1) -> None:
         """cloudgw: ``sync --wait`` (then check); others: poll the bucket until ``done``."""
@@ -576,17 +657,20 @@ class ServerBench:
     # 4, 9 -------------------------------------------------------------------------------------
 
     def session_files(self, gw: Gateway, run: int, n: int) -> None:
-        p = self.params
+        p, sel = self.params, self.sel(gw)
         prefix = f"files/{gw.name}-r{run + 1}-n{n}"
         targets = []
-        if 4 in self.selected and n == p.files:
+        if 4 in sel and n == p.files:
             targets.append((TITLES[4], ""))
-        if 9 in self.selected and n in p.scale_files:
+        if 9 in sel and n in p.scale_files:
             targets.append((TITLES[9], f" N={n:,}"))
+        if not targets:
+            return
 
         def create(m: Mount, ph: Phase) -> None:
             d = m.path / "d"
             d.mkdir()
+            cpu0 = ph.cpu()
             t0 = time.monotonic()
             blob, fs = self.blob, p.file_size
             for i in range(n):
@@ -601,16 +685,19 @@ class ServerBench:
                 self.record(title, "creates" + suffix, "files/s", "higher", gw, run, n / (t_close - t0))
             if not gw.remote:
                 return
-            t_remote = self.wait_listing(gw, f"{prefix}/d/", n, fs)
+            t_remote = self.wait_listing(gw, prefix, "d", n, fs)
+            cpu = ph.cpu() - cpu0
             for title, suffix in targets:
                 self.record(title, "close → all on remote" + suffix, "s", "lower", gw, run, t_remote - t_close)
                 self.record(title, "create + upload" + suffix, "files/s", "higher", gw, run, n / (t_remote - t0))
+                self.record(title, CPU_METRIC_FILES + suffix, "s/GB", "lower", gw, run, cpu / (n * fs / GB))
 
         step_marks = []
         for title, suffix in targets:
             step_marks += marks(title, ("creates" + suffix, "files/s", "higher"),
                                 ("close → all on remote" + suffix, "s", "lower"),
-                                ("create + upload" + suffix, "files/s", "higher"))
+                                ("create + upload" + suffix, "files/s", "higher"),
+                                (CPU_METRIC_FILES + suffix, "s/GB", "lower"))
         step = Step(f"{n} files", step_marks, create,
                     remote_only={m for _, m, _, _ in step_marks if not m.startswith("creates")},
                     rss=[(title, f"peak RSS, files{suffix}" if suffix else "peak RSS") for title, suffix in targets])
@@ -637,16 +724,20 @@ class ServerBench:
             read_marks += marks(title, ("reads (cached)" + suffix, "files/s", "higher"))
         self.run_session(gw, run, prefix, [step, Step(f"{n} files read", read_marks, read_back)], cleanup=True)
 
-    def wait_listing(self, gw: Gateway, prefix: str, n: int, size: int) -> float:
-        """When all n objects of ``size`` under prefix are on the remote (monotonic time).
+    def wait_listing(self, gw: Gateway, prefix: str, folder: str, n: int, size: int) -> float:
+        """When all n files of ``size`` in ``folder`` of the mount of ``prefix`` are on the remote
+        (monotonic time; objects of the gateway's stored size, below prefix/folder/ or, with
+        encrypted names, below prefix/).
 
         cloudgw: ``sync --wait`` returns, then a listing must confirm.  Others:
         list the prefix until complete; the time is the middle of the first
         complete listing (a listing of 10,000 keys takes moto a few seconds)."""
         timeout = self.params.phase_timeout
+        where = f"{prefix}/{folder}/" if gw.names_in_clear() else f"{prefix}/"
+        stored = gw.stored_size(size)
 
         def count() -> int:
-            return sum(1 for s in self.store.sizes(prefix) if s == size)
+            return sum(1 for s in self.store.sizes(where) if s == stored)
 
         if gw.flush(timeout):
             t = time.monotonic()
@@ -668,12 +759,14 @@ class ServerBench:
     # 5, 9 -------------------------------------------------------------------------------------
 
     def session_meta(self, gw: Gateway, run: int, n: int) -> None:
-        p = self.params
+        p, sel = self.params, self.sel(gw)
         targets = []
-        if 5 in self.selected and n == p.entries:
+        if 5 in sel and n == p.entries:
             targets.append((TITLES[5], ""))
-        if 9 in self.selected and n in p.scale_entries:
+        if 9 in sel and n in p.scale_entries:
             targets.append((TITLES[9], f" N={n:,}"))
+        if not targets:
+            return
         names = [_entry_name(i) for i in range(n)]
 
         def meta(m: Mount, ph: Phase) -> None:
@@ -718,7 +811,7 @@ class ServerBench:
     # 7 ----------------------------------------------------------------------------------------
 
     def session_prop(self, gw: Gateway, run: int) -> None:
-        if not gw.remote:
+        if not gw.remote or 7 not in self.sel(gw):
             return
         p = self.params
         prefix = f"prop/{gw.name}-r{run + 1}"
