@@ -29,6 +29,7 @@ from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from cloudgw.crypt import VAULT_NAME
+from cloudgw.crypt.compress import CODECS as COMPRESS_CODES  # the codec byte ends the VAD
 from cloudgw.errors import UserError
 
 __all__ = ["VAULT_NAME", "KdfParams", "Keys", "create_vault", "unlock", "unlock_with_recovery", "rewrap"]
@@ -63,6 +64,7 @@ class Keys:
     recovery_public: bytes  # R, raw X25519
     encrypt_names: bool
     chunk_size: int
+    compress: str | None = None  # the codec new files are compressed with ("zstd", "lz4"), or None
 
     def __repr__(self) -> str:
         return f"Keys(vault {self.vault_id})"
@@ -82,13 +84,15 @@ def raw_public(key: X25519PublicKey) -> bytes:
 
 
 def keys_from_master(master_key: bytes, vault_id: str, recovery_public: bytes, encrypt_names: bool,
-                     chunk_size: int) -> Keys:
+                     chunk_size: int, compress: str | None = None) -> Keys:
     return Keys(vault_id, master_key, hkdf(master_key, "cloudgw v1 file-key wrap"),
-                hkdf(master_key, "cloudgw v1 names", 64), recovery_public, encrypt_names, chunk_size)
+                hkdf(master_key, "cloudgw v1 names", 64), recovery_public, encrypt_names, chunk_size, compress)
 
 
-def _vad(vault_id: str, recovery_public: bytes, encrypt_names: bool, chunk_size: int) -> bytes:
-    return b"cloudgw-vault v1 " + vault_id.encode() + recovery_public + struct.pack(">BI", encrypt_names, chunk_size)
+def _vad(vault_id: str, recovery_public: bytes, encrypt_names: bool, chunk_size: int,
+         compress: str | None = None) -> bytes:
+    vad = b"cloudgw-vault v1 " + vault_id.encode() + recovery_public + struct.pack(">BI", encrypt_names, chunk_size)
+    return vad + bytes((COMPRESS_CODES[compress],)) if compress is not None else vad
 
 
 def _b64(data: bytes) -> str:
@@ -113,15 +117,19 @@ def _password_wrap(master_key: bytes, password: bytes, kdf: KdfParams, vad: byte
             "master_key": {"nonce": _b64(nonce), "ciphertext": _b64(AESGCM(kek).encrypt(nonce, master_key, vad))}}
 
 
-def create_vault(password: bytes, *, encrypt_names: bool = False, kdf: KdfParams = KdfParams()) -> tuple[bytes, bytes]:
-    """A new vault's JSON and the recovery private key (PKCS#8 PEM, for the user alone)."""
+def create_vault(password: bytes, *, encrypt_names: bool = False, kdf: KdfParams = KdfParams(),
+                 compress: str | None = None) -> tuple[bytes, bytes]:
+    """A new vault's JSON and the recovery private key (PKCS#8 PEM, for the user alone);
+    ``compress`` ("zstd", "lz4"): its gateways write compressed files."""
     if not password:
         raise UserError("the password is empty")
+    if compress is not None and compress not in COMPRESS_CODES:
+        raise UserError(f"unknown compression {compress!r} (use {', '.join(COMPRESS_CODES)})")
     vault_id = os.urandom(16).hex()
     master_key = os.urandom(32)
     recovery = X25519PrivateKey.generate()
     recovery_public = raw_public(recovery.public_key())
-    vad = _vad(vault_id, recovery_public, encrypt_names, CHUNK_SIZE)
+    vad = _vad(vault_id, recovery_public, encrypt_names, CHUNK_SIZE, compress)
     ephemeral = X25519PrivateKey.generate()
     ephemeral_public = raw_public(ephemeral.public_key())
     kv = x25519_wrap_key(ephemeral.exchange(recovery.public_key()), ephemeral_public, recovery_public,
@@ -131,7 +139,8 @@ def create_vault(password: bytes, *, encrypt_names: bool = False, kdf: KdfParams
            **_password_wrap(master_key, password, kdf, vad),
            "master_key_recovery": {"ephemeral": _b64(ephemeral_public), "nonce": _b64(nonce),
                                    "ciphertext": _b64(AESGCM(kv).encrypt(nonce, master_key, vad))},
-           "recovery_public_key": _b64(recovery_public), "encrypt_names": encrypt_names, "chunk_size": CHUNK_SIZE}
+           "recovery_public_key": _b64(recovery_public), "encrypt_names": encrypt_names, "chunk_size": CHUNK_SIZE,
+           **({"compress": compress} if compress is not None else {})}
     pem = recovery.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                  serialization.NoEncryption())
     return (json.dumps(doc, indent=2) + "\n").encode(), pem
@@ -145,10 +154,15 @@ class _Parsed:
     encrypt_names: bool
     chunk_size: int
     kdf: KdfParams
+    compress: str | None
 
     @property
     def vad(self) -> bytes:
-        return _vad(self.vault_id, self.recovery_public, self.encrypt_names, self.chunk_size)
+        return _vad(self.vault_id, self.recovery_public, self.encrypt_names, self.chunk_size, self.compress)
+
+    def keys(self, master_key: bytes) -> Keys:
+        return keys_from_master(master_key, self.vault_id, self.recovery_public, self.encrypt_names,
+                                self.chunk_size, self.compress)
 
 
 def _parse(vault: bytes) -> _Parsed:
@@ -175,7 +189,11 @@ def _parse(vault: bytes) -> _Parsed:
             and 1 <= params.iterations <= MAX_KDF_ITERATIONS):
         raise UserError(f"the vault's KDF cost is out of bounds (memory {params.memory_kib} KiB, "
                         f"{params.iterations} passes, {params.lanes} lanes): damaged vault?")
-    return _Parsed(doc, vault_id, _unb64(doc, "recovery_public_key", 32), doc["encrypt_names"], CHUNK_SIZE, params)
+    compress = doc.get("compress")
+    if compress is not None and compress not in COMPRESS_CODES:
+        raise UserError(f"the vault asks for compression {compress!r}, which this cloudgw does not know")
+    return _Parsed(doc, vault_id, _unb64(doc, "recovery_public_key", 32), doc["encrypt_names"], CHUNK_SIZE, params,
+                   compress)
 
 
 def _unlock_password(parsed: _Parsed, password: bytes) -> bytes:
@@ -190,9 +208,7 @@ def _unlock_password(parsed: _Parsed, password: bytes) -> bytes:
 def unlock(vault: bytes, password: bytes) -> Keys:
     """The keys, from the password (runs the KDF once); ``UserError`` if it is wrong."""
     parsed = _parse(vault)
-    master_key = _unlock_password(parsed, password)
-    return keys_from_master(master_key, parsed.vault_id, parsed.recovery_public, parsed.encrypt_names,
-                            parsed.chunk_size)
+    return parsed.keys(_unlock_password(parsed, password))
 
 
 def load_recovery_key(pem: bytes) -> X25519PrivateKey:
@@ -219,8 +235,7 @@ def unlock_with_recovery(vault: bytes, pem: bytes) -> Keys:
         master_key = AESGCM(kv).decrypt(_unb64(wrapped, "nonce", 12), _unb64(wrapped, "ciphertext", 48), parsed.vad)
     except InvalidTag:
         raise UserError("the vault's recovery wrap does not open with this key (vault altered?)") from None
-    return keys_from_master(master_key, parsed.vault_id, parsed.recovery_public, parsed.encrypt_names,
-                            parsed.chunk_size)
+    return parsed.keys(master_key)
 
 
 def rewrap(vault: bytes, old_password: bytes, new_password: bytes, kdf: KdfParams | None = None) -> bytes:

@@ -119,11 +119,16 @@ class DeltaSource(UploadSource, Protocol):
     makes ``check`` fail, and the upload is abandoned before it commits.  ``copied``
     is told (from a worker thread) each range the remote took from ``base_rev``
     instead of reading it, so the source can account for those bytes as sent.
+    ``base_offset`` says where an unchanged range is found in ``base_rev``: the same
+    offset, unless the source moves bytes (a compressed encrypted file's chunks move
+    when an edited chunk before them changed length).
     """
 
     base_rev: str | None  # the revision the unchanged ranges equal; None: nothing known
 
     def unchanged(self, offset: int, length: int) -> bool: ...
+
+    def base_offset(self, offset: int) -> int: ...
 
     def copied(self, offset: int, length: int) -> None: ...
 

@@ -244,6 +244,9 @@ class _ResetSource:
     def unchanged(self, offset: int, length: int) -> bool:
         return isinstance(self._source, DeltaSource) and self._source.unchanged(offset, length)
 
+    def base_offset(self, offset: int) -> int:
+        return self._source.base_offset(offset) if isinstance(self._source, DeltaSource) else offset
+
     def copied(self, offset: int, length: int) -> None:
         if isinstance(self._source, DeltaSource):
             self._source.copied(offset, length)

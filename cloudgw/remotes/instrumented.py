@@ -81,6 +81,9 @@ class _CountedDeltaSource(_CountedSource):
     def unchanged(self, offset: int, length: int) -> bool:
         return self._source.unchanged(offset, length)
 
+    def base_offset(self, offset: int) -> int:
+        return self._source.base_offset(offset)
+
     def copied(self, offset: int, length: int) -> None:
         self._source.copied(offset, length)
         self._copied(length)

@@ -24,7 +24,8 @@ until the new one is complete.
 
 Delta writes: when the write replaces the very revision a ``DeltaSource``'s
 unchanged ranges are based on, every part that lies wholly in an unchanged
-range is an UploadPartCopy from the old object (pinned to that revision with
+range is an UploadPartCopy from the old object (from where the source says those
+bytes are in it, ``DeltaSource.base_offset``; pinned to that revision with
 CopySourceIfMatch where the server honours it, and guarded by the HEAD before
 CompleteMultipartUpload where it does not); only the other parts are sent.
 
@@ -241,7 +242,7 @@ class S3Remote:
             async def part(upload_id: str, number: int, off: int, length: int) -> str:
                 if delta is not None and delta.unchanged(off, length):
                     etag = await self.s3.copy_part(f"{what} (part {number}, copied)", key, expect, key, upload_id,
-                                                   number, off, length)
+                                                   number, delta.base_offset(off), length)
                     await self.s3.thread(delta.copied, off, length)
                     return etag
                 data = await self.s3.thread(source.read, off, length)

@@ -99,6 +99,9 @@ class CacheFileSource:
         first, last = offset // BLOCK_SIZE, (offset + length - 1) // BLOCK_SIZE
         return self._changed.isdisjoint(range(first, last + 1))
 
+    def base_offset(self, offset: int) -> int:
+        return offset  # a local file's unchanged bytes are where they were
+
     def copied(self, offset: int, length: int) -> None:
         # The remote took these bytes from base_rev; they equal ours, so note them as
         # sent (their CRC, from the local copy) for the lost-reply recognition.  In

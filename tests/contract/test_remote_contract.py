@@ -129,6 +129,9 @@ class EditedSource(BytesSource):
         return offset + length <= self._base_size and all(
             offset + length <= a or offset >= a + n for a, n in self._changed)
 
+    def base_offset(self, offset: int) -> int:
+        return offset
+
     def copied(self, offset: int, length: int) -> None:
         self.copies.append((offset, length))
 

@@ -87,6 +87,9 @@ class Edited(BytesSource):
         return offset + length <= self._base_size and all(offset + length <= a or offset >= a + n
                                                           for a, n in self._changed)
 
+    def base_offset(self, offset: int) -> int:
+        return offset
+
     def copied(self, offset: int, length: int) -> None:
         return None
 
