@@ -1,8 +1,10 @@
 """A cloudgw (format version 1) decoder written from docs/encryption.md alone.
 
-It imports nothing from cloudgw: only the standard library and `cryptography`.
-Every failure (bad input, failed tag, wrong key, malformed sizes) raises
-ValueError. Section references are to docs/encryption.md.
+It imports nothing from cloudgw: only the standard library, `cryptography`, and
+for the compressed layout ("Compressed files") `zstandard` and `lz4`.
+Every failure (bad input, failed tag, wrong key, malformed sizes, a payload that
+does not decompress to the chunk's exact length) raises ValueError. Section
+references are to docs/encryption.md.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ import json
 import re
 import struct
 
+import lz4.block
+import zstandard
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
@@ -27,6 +31,18 @@ CHUNK_SIZE = 65536  # C; version 1 writes only this value
 TAG = 16
 NONCE = 12
 OVERHEAD = NONCE + TAG  # 28 bytes per chunk
+
+# "Compressed files"
+FLAG_COMPRESSED = 1  # header[9], bit 0
+SIZE_FIELD = 8  # u64(P) right after the header
+PREFIX_SIZE = HEADER_SIZE + SIZE_FIELD  # 188: enough to learn P
+TABLE_ENTRIES = 4096  # chunks per table block
+TABLE_ENTRY = 16  # u32(L_i) || nonce_i
+TABLE_OVERHEAD = NONCE + 8 + TAG  # 36: nonce, u64(O_b), tag
+TABLE_AD = b"table"
+CODEC_RAW, CODEC_ZSTD, CODEC_LZ4 = 0, 1, 2
+MIN_COMPRESSED_CHUNK = NONCE + 1 + TAG  # 29: a codec byte is always sealed
+VAULT_COMPRESS = {"zstd": 1, "lz4": 2}  # the vault's `compress` -> the VAD's extra byte
 
 VAD_PREFIX = b"cloudgw-vault v1 "
 _HEX32 = re.compile(r"[0-9a-f]{32}")
@@ -135,12 +151,27 @@ class _Vault:
                 raise ValueError("vault: encrypt_names is not a boolean")
             self.encrypt_names = encrypt_names
             self.chunk_size = _int(v["chunk_size"], "chunk_size")
+            # "Compressed files": the member is absent, "zstd" or "lz4"; nothing else.
+            self.compress = None
+            if "compress" in v:
+                compress = v["compress"]
+                if not isinstance(compress, str) or compress not in VAULT_COMPRESS:
+                    raise ValueError(f"vault: unknown compress value {compress!r}")
+                self.compress = compress
         except (KeyError, TypeError) as e:
             raise ValueError(f"vault: missing or malformed member {e}") from None
         if self.chunk_size >= 1 << 32:
             raise ValueError("vault: chunk_size does not fit u32")
         self.vad = (VAD_PREFIX + vault_id.encode("ascii") + self.R
                     + struct.pack(">BI", int(self.encrypt_names), self.chunk_size))
+        if self.compress is not None:
+            self.vad += bytes([VAULT_COMPRESS[self.compress]])
+
+
+def vault_compress(vault_json: bytes) -> str | None:
+    """The vault's `compress` member ("zstd", "lz4"), None without one. Not authenticated
+    by itself: unlock_vault fails if it was changed, since it is in the VAD."""
+    return _Vault(vault_json).compress
 
 
 def unlock_vault(vault_json: bytes, password: bytes) -> bytes:
@@ -201,34 +232,72 @@ def _file_key(header: bytes, master_key: bytes | None, recovery_pem) -> bytes:
     return _gcm_open(kr, header[120:132], header[132:180], ad)
 
 
-def decrypt_file(data: bytes, master_key: bytes | None = None, recovery_pem=None) -> bytes:
-    """The plaintext of one stored file object; needs MK or the recovery private key."""
-    if (master_key is None) == (recovery_pem is None):
-        raise ValueError("give exactly one of master_key and recovery_pem")
-    data = bytes(data)
+def _check_header(data: bytes) -> bytes:
+    """The 180-byte header, its clear fields checked (the key unwrap checks the rest)."""
     if len(data) < HEADER_SIZE:
         raise ValueError("shorter than the header")
-    header = data[:HEADER_SIZE]
+    header = bytes(data[:HEADER_SIZE])
     if header[0:8] != MAGIC:
         raise ValueError("bad magic")
     if header[8] != 1:
         raise ValueError(f"unsupported format version {header[8]}")
-    if header[9] != 0:
+    if header[9] not in (0, FLAG_COMPRESSED):
         raise ValueError(f"unknown flags {header[9]:#x}")
     if header[10] != 16:
         raise ValueError(f"chunk size 2**{header[10]}: version 1 only has 2**16")
     if header[11] != 0:
         raise ValueError("reserved byte is not 0")
+    return header
+
+
+def _keys(data, master_key, recovery_pem) -> tuple[bytes, bytes, AESGCM]:
+    if (master_key is None) == (recovery_pem is None):
+        raise ValueError("give exactly one of master_key and recovery_pem")
+    header = _check_header(data)
+    return header, header[12:28], AESGCM(_file_key(header, master_key, recovery_pem))
+
+
+def file_key(data: bytes, master_key: bytes | None = None, recovery_pem=None) -> bytes:
+    """FK from a stored object's header (for tests that check what the document says of nonces)."""
+    if (master_key is None) == (recovery_pem is None):
+        raise ValueError("give exactly one of master_key and recovery_pem")
+    return _file_key(_check_header(data), master_key, recovery_pem)
+
+
+def chunk_nonce_key(fk: bytes) -> bytes:
+    """NK = HKDF(FK, no salt, info = "cloudgw v1 chunk nonce"): what synthetic nonces are keyed with."""
+    return _hkdf(fk, salt=b"", info=b"cloudgw v1 chunk nonce", length=32)
+
+
+def is_compressed(data: bytes) -> bool:
+    """Whether a stored object (or its first 180 bytes) has the compressed layout."""
+    return _check_header(data)[9] == FLAG_COMPRESSED
+
+
+def listing_size(prefix: bytes, stored_size: int) -> int | None:
+    """The plaintext size a listing shows, from the object's first 188 bytes (or more) and its
+    stored size: P in clear for a compressed file (authenticated only when the file is read),
+    plain_size(stored_size) otherwise. None if no valid object has that size."""
+    if not is_compressed(prefix):
+        return plain_size(stored_size)
+    if len(prefix) < PREFIX_SIZE:
+        raise ValueError("a compressed file's size needs its first 188 bytes")
+    P = struct.unpack(">Q", prefix[HEADER_SIZE:PREFIX_SIZE])[0]
+    n = _chunk_count(P)
+    smallest = PREFIX_SIZE + TABLE_OVERHEAD * _block_count(n) + (TABLE_ENTRY + MIN_COMPRESSED_CHUNK) * n
+    return P if stored_size >= smallest else None
+
+
+# ------------------------------------------------------ plain layout (flags 0)
+
+def _plain_chunks(data: bytes, fid: bytes, aead: AESGCM):
     expected = plain_size(len(data))
     if expected is None:
         raise ValueError(f"{len(data)} bytes is not a valid object size")
-    fid = header[12:28]
-    fk = _file_key(header, master_key, recovery_pem)
-    aead = AESGCM(fk)
     s = CHUNK_SIZE + OVERHEAD
     body = data[HEADER_SIZE:]
     count = max(1, -(-len(body) // s))
-    out = []
+    total = 0
     for i in range(count):
         stored = body[i * s:(i + 1) * s]
         last = i == count - 1
@@ -243,11 +312,191 @@ def decrypt_file(data: bytes, master_key: bytes | None = None, recovery_pem=None
             raise ValueError(f"chunk {i} is not full")
         if last and count > 1 and not plain:
             raise ValueError("empty final chunk after full ones")
-        out.append(plain)
-    result = b"".join(out)
-    if len(result) != expected:
-        raise ValueError("size mismatch")
-    return result
+        total += len(plain)
+        if last and total != expected:
+            raise ValueError("size mismatch")
+        yield plain
+
+
+# ------------------------------------------------- compressed layout (flags 1)
+
+def _chunk_count(P: int) -> int:
+    return max(1, -(-P // CHUNK_SIZE))  # n = max(1, ceil(P / C))
+
+
+def _block_count(n: int) -> int:
+    return -(-n // TABLE_ENTRIES)  # B = ceil(n / 4096)
+
+
+def _chunk_length(i: int, n: int, P: int) -> int:
+    return CHUNK_SIZE if i < n - 1 else P - (n - 1) * CHUNK_SIZE
+
+
+class _Layout:
+    """P, n, B and A of a compressed object, from its first 188 bytes."""
+
+    def __init__(self, data: bytes):
+        if len(data) < PREFIX_SIZE:
+            raise ValueError("shorter than the header and the plaintext size")
+        self.P = struct.unpack(">Q", data[HEADER_SIZE:PREFIX_SIZE])[0]
+        self.n = _chunk_count(self.P)
+        self.B = _block_count(self.n)
+        self.A = PREFIX_SIZE + TABLE_OVERHEAD * self.B + TABLE_ENTRY * self.n  # 188 + sum(36 + 16 m_b)
+        if self.A > len(data):
+            raise ValueError(f"a table for {self.P} plaintext bytes does not fit in {len(data)} bytes")
+
+    def block(self, data: bytes, fid: bytes, aead: AESGCM, b: int) -> tuple[int, int, list[tuple[int, bytes]]]:
+        """Table block b, read and authenticated on its own: (first chunk, O_b, [(L_i, nonce_i)])."""
+        first = b * TABLE_ENTRIES
+        m = min(self.n, first + TABLE_ENTRIES) - first
+        pos = PREFIX_SIZE + b * (TABLE_OVERHEAD + TABLE_ENTRY * TABLE_ENTRIES)
+        stored = data[pos:pos + TABLE_OVERHEAD + TABLE_ENTRY * m]
+        if len(stored) != TABLE_OVERHEAD + TABLE_ENTRY * m:
+            raise ValueError(f"table block {b} is cut short")
+        ad = fid + TABLE_AD + struct.pack(">QQ", b, self.P)
+        try:
+            plain = aead.decrypt(stored[:NONCE], stored[NONCE:], ad)
+        except InvalidTag:
+            raise ValueError(f"table block {b} fails authentication") from None
+        O_b = struct.unpack(">Q", plain[:8])[0]
+        entries = []
+        for j in range(m):
+            e = plain[8 + TABLE_ENTRY * j:8 + TABLE_ENTRY * (j + 1)]
+            L = struct.unpack(">I", e[:4])[0]
+            if L < MIN_COMPRESSED_CHUNK:
+                raise ValueError(f"chunk {first + j}: stored length {L} < {MIN_COMPRESSED_CHUNK}")
+            entries.append((L, e[4:]))
+        return first, O_b, entries
+
+    def open_chunk(self, data: bytes, fid: bytes, aead: AESGCM, i: int, start: int,
+                   L: int, nonce: bytes) -> tuple[int, bytes]:
+        """(codec, plaintext) of chunk i, stored at `start` with length L and the table's nonce."""
+        stored = data[start:start + L]
+        if len(stored) != L:
+            raise ValueError(f"chunk {i} runs past the end of the object")
+        if stored[:NONCE] != nonce:
+            raise ValueError(f"chunk {i} is not stored with the nonce its table entry names")
+        last = i == self.n - 1
+        ad = fid + struct.pack(">QB", i, 1 if last else 0)
+        try:
+            sealed = aead.decrypt(stored[:NONCE], stored[NONCE:], ad)
+        except InvalidTag:
+            raise ValueError(f"chunk {i} fails authentication") from None
+        want = _chunk_length(i, self.n, self.P)
+        codec, payload = sealed[0], sealed[1:]  # L >= 29: there is a codec byte
+        if codec == CODEC_RAW:
+            plain = payload
+        elif codec == CODEC_ZSTD:
+            plain = _unzstd(payload, want, i)
+        elif codec == CODEC_LZ4:
+            plain = _unlz4(payload, want, i)
+        else:
+            raise ValueError(f"chunk {i}: unknown codec {codec}")
+        if len(plain) != want:
+            raise ValueError(f"chunk {i} decompresses to {len(plain)} bytes, not {want}")
+        return codec, plain
+
+
+def _unzstd(payload: bytes, want: int, i: int) -> bytes:
+    """Exactly one zstd frame and nothing after it, decompressing to `want` bytes (never
+    more than that is produced: a frame that says or makes more is refused first)."""
+    d = zstandard.ZstdDecompressor()
+    try:
+        params = zstandard.get_frame_parameters(payload)
+        if params.content_size != zstandard.CONTENTSIZE_UNKNOWN and params.content_size != want:
+            raise ValueError(f"chunk {i}: zstd frame of {params.content_size} bytes, not {want}")
+        # Bounded: with a content size (== want) the output buffer is that size; without one,
+        # more than max(want, 1) bytes is an error.
+        plain = d.decompress(payload, max_output_size=max(want, 1))
+        rest = d.decompressobj()  # output bounded by the call above
+        rest.decompress(payload)
+        if not rest.eof or rest.unused_data:
+            raise ValueError(f"chunk {i}: not exactly one zstd frame")
+    except zstandard.ZstdError as e:
+        raise ValueError(f"chunk {i}: bad zstd frame: {e}") from None
+    return plain
+
+
+def _unlz4(payload: bytes, want: int, i: int) -> bytes:
+    try:
+        return lz4.block.decompress(payload, uncompressed_size=want)
+    except lz4.block.LZ4BlockError as e:
+        raise ValueError(f"chunk {i}: bad LZ4 block: {e}") from None
+
+
+def _compressed_plan(data: bytes, fid: bytes, aead: AESGCM) -> tuple[_Layout, list]:
+    lay = _Layout(data)
+    # The whole table first (it is small): every length, where each block says its chunks
+    # start, and where the object must end, before any chunk is opened.
+    plan = []
+    offset = 0  # from the end of the table
+    for b in range(lay.B):
+        first, O_b, entries = lay.block(data, fid, aead, b)
+        if O_b != offset:
+            raise ValueError(f"table block {b} puts its first chunk at {O_b}, not {offset}")
+        for j, (L, nonce) in enumerate(entries):
+            plan.append((first + j, lay.A + offset, L, nonce))
+            offset += L
+    if lay.A + offset != len(data):
+        raise ValueError(f"the chunks end at {lay.A + offset}, the object at {len(data)}")
+    return lay, plan
+
+
+def _compressed_chunks(data: bytes, fid: bytes, aead: AESGCM):
+    lay, plan = _compressed_plan(data, fid, aead)
+    for i, start, L, nonce in plan:
+        yield lay.open_chunk(data, fid, aead, i, start, L, nonce)[1]
+
+
+# ------------------------------------------------------------------- both
+
+def decrypt_file_to(data: bytes, out, master_key: bytes | None = None, recovery_pem=None) -> int:
+    """Write the plaintext of one stored file object to out (anything with .write), either
+    layout; returns its size. On an error out may hold the chunks before the bad one (only
+    authenticated ones); use decrypt_file for all or nothing."""
+    data = memoryview(data).toreadonly()  # no copies of a large object's slices
+    header, fid, aead = _keys(data, master_key, recovery_pem)
+    chunks = _compressed_chunks if header[9] == FLAG_COMPRESSED else _plain_chunks
+    total = 0
+    for plain in chunks(data, fid, aead):
+        out.write(plain)
+        total += len(plain)
+    return total
+
+
+def decrypt_file(data: bytes, master_key: bytes | None = None, recovery_pem=None) -> bytes:
+    """The plaintext of one stored file object (either layout); needs MK or the recovery private key."""
+    data = bytes(data)
+    header, fid, aead = _keys(data, master_key, recovery_pem)
+    chunks = _compressed_chunks if header[9] == FLAG_COMPRESSED else _plain_chunks
+    return b"".join(chunks(data, fid, aead))
+
+
+def decrypt_chunk(data: bytes, i: int, master_key: bytes | None = None, recovery_pem=None) -> bytes:
+    """Chunk i's plaintext, reading only what a random read fetches: the header, and for a
+    compressed file u64(P), table block i // 4096 and the chunk (no other block)."""
+    data = bytes(data)
+    header, fid, aead = _keys(data, master_key, recovery_pem)
+    if header[9] != FLAG_COMPRESSED:
+        raise ValueError("decrypt_chunk reads compressed files")
+    lay = _Layout(data)
+    if not 0 <= i < lay.n:
+        raise ValueError(f"no chunk {i} in a file of {lay.n}")
+    first, O_b, entries = lay.block(data, fid, aead, i // TABLE_ENTRIES)
+    start = lay.A + O_b + sum(L for L, _ in entries[:i - first])
+    L, nonce = entries[i - first]
+    return lay.open_chunk(data, fid, aead, i, start, L, nonce)[1]
+
+
+def chunk_layout(data: bytes, master_key: bytes | None = None, recovery_pem=None) -> list[tuple[int, int, int]]:
+    """A compressed file's chunks as (start, stored length, codec), after every chunk was
+    authenticated and decompressed (what tests need to see where and how chunks are stored)."""
+    data = memoryview(data).toreadonly()
+    header, fid, aead = _keys(data, master_key, recovery_pem)
+    if header[9] != FLAG_COMPRESSED:
+        raise ValueError("chunk_layout reads compressed files")
+    lay, plan = _compressed_plan(data, fid, aead)
+    return [(start, L, lay.open_chunk(data, fid, aead, i, start, L, nonce)[0]) for i, start, L, nonce in plan]
 
 
 # --------------------------------------------------------------------- names
