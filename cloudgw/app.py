@@ -54,6 +54,7 @@ from cloudgw.systemd import Notifier, watchdog_interval
 
 log = logging.getLogger(__name__)
 
+REMOTE_STATE = "remotes"  # cache_dir/remotes/NAME: what a remote keeps for itself (crypt: sizes)
 STATUS_INTERVAL = 5.0  # seconds between systemd status lines (and stop-timeout extensions)
 STOP_EXTENSION = 30.0  # each extension gives the stop this long to send the next
 CHECKSUM_DRAIN = 30.0  # at a stop, after the uploads: at most this long finishing block checksums
@@ -65,7 +66,8 @@ def _changes(count: int) -> str:
 
 
 def build_remote(config: MountConfig, observer: Observer | None = None) -> Remote:
-    return with_test_faults(open_remotes(config.remotes, Common(timeout=config.remote_timeout), observer=observer))
+    common = Common(timeout=config.remote_timeout, state_dir=config.cache_dir / REMOTE_STATE)
+    return with_test_faults(open_remotes(config.remotes, common, observer=observer))
 
 
 def with_test_faults(remote: Remote) -> Remote:

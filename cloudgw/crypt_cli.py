@@ -38,6 +38,9 @@ def add_parsers(sub: Any) -> None:
                       help="where to write the recovery private key (PEM; must not exist; written mode 0600)")
     init.add_argument("--encrypt-names", action="store_true", default=None,
                       help="also encrypt file and folder names (names then have at most 143 bytes)")
+    init.add_argument("--compress", choices=("zstd", "lz4"), default=None,
+                      help="compress files before encrypting them (zstd: smaller; lz4: faster); each 64 KiB "
+                      "that does not shrink is stored as it is. Cannot be changed later")
     init.add_argument("--kdf-memory", type=int, default=64, metavar="MiB", help="Argon2id memory (default 64)")
     init.add_argument("--kdf-iterations", type=int, default=3, help="Argon2id passes (default 3)")
     pw = csub.add_parser("passwd", help="change the password (no file is re-encrypted or uploaded)",
@@ -148,12 +151,13 @@ async def _crypt_init(args: argparse.Namespace) -> int:
             raise UserError(f"the remote already holds {what}: crypt init needs an empty remote")
         kdf = KdfParams(memory_kib=args.kdf_memory * 1024, iterations=args.kdf_iterations)
         vault, pem = await trio.to_thread.run_sync(
-            lambda: create_vault(password, encrypt_names=bool(args.encrypt_names), kdf=kdf))
+            lambda: create_vault(password, encrypt_names=bool(args.encrypt_names), kdf=kdf, compress=args.compress))
         _write_new_secret_file(args.recovery_key_out, pem)
         await remote.write(VAULT_NAME, BytesSource(vault), expect=Expect.ABSENT)
     finally:
         await remote.aclose()
     names = "contents and names" if args.encrypt_names else "contents (names stay readable)"
+    names += f", compressed with {args.compress}" if args.compress else ""
     print(f"encrypted remote ready: {names}. Keep {args.recovery_key_out} offline: it decrypts every file "
           "without the password.")
     return 0

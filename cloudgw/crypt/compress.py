@@ -87,6 +87,10 @@ def decompress(codec: int, payload: bytes, length: int, what: str) -> bytes:
             data = payload
         elif codec == ZSTD:
             data = _zstd()[1].decompress(payload, max_output_size=length)
+            rest = zstandard.ZstdDecompressor().decompressobj()  # bounded: the frame made <= length bytes
+            rest.decompress(payload)
+            if not rest.eof or rest.unused_data:
+                raise IntegrityError(f"{what}: not exactly one zstd frame")
         elif codec == LZ4:
             data = lz4.block.decompress(payload, uncompressed_size=length)
         else:

@@ -258,6 +258,8 @@ def open_table_block(header: FileHeader, block: int, plain_size: int, stored: by
         raise IntegrityError(f"{what}: chunk table block {block} does not authenticate (tampered, or the "
                              "plaintext size was changed)") from None
     starts = array("Q", [struct.unpack_from(">Q", body)[0]])
+    if block == 0 and starts[0] != 0:
+        raise IntegrityError(f"{what}: chunk table block 0 does not start at the first chunk")
     nonces = bytearray()
     for length, nonce in _ENTRY.iter_unpack(body[8:]):
         if not OVERHEAD + 1 <= length <= _MAX_STORED_CHUNK:
@@ -267,16 +269,24 @@ def open_table_block(header: FileHeader, block: int, plain_size: int, stored: by
     return TableBlock(block * TABLE_BLOCK, starts, bytes(nonces))
 
 
+def seal_body(header: FileHeader, index: int, body: bytes, last: bool) -> bytes:
+    """Chunk ``index`` of a compressed file as stored, from its codec byte and payload."""
+    return _seal(header, _ad(header.file_id, index, last), body)
+
+
 def seal_compressed_chunk(header: FileHeader, index: int, plaintext: bytes, last: bool, codec: int) -> bytes:
-    """Chunk ``index`` of a compressed file as stored: the codec byte and payload, sealed."""
+    """Chunk ``index`` of a compressed file as stored: compressed with ``codec`` if it pays, sealed."""
     used, payload = compress.compress(codec, plaintext)
-    return _seal(header, _ad(header.file_id, index, last), bytes((used,)) + payload)
+    return seal_body(header, index, bytes((used,)) + payload, last)
 
 
 def open_compressed_chunk(header: FileHeader, index: int, stored: bytes, last: bool, plain_size: int,
-                          what: str) -> bytes:
+                          nonce: bytes, what: str) -> bytes:
+    """Chunk ``index``'s plaintext; ``nonce``: what the table lists for it."""
     if not OVERHEAD + 1 <= len(stored) <= _MAX_STORED_CHUNK:
         raise IntegrityError(f"{what}: chunk {index} is truncated ({len(stored)} bytes)")
+    if stored[:NONCE] != nonce:
+        raise IntegrityError(f"{what}: chunk {index} is not the one the chunk table lists")
     try:
         body = header.aead.decrypt(stored[:NONCE], stored[NONCE:], _ad(header.file_id, index, last))
     except InvalidTag:
@@ -366,7 +376,8 @@ def _decrypt_compressed(src: BinaryIO, dst: BinaryIO, header: FileHeader, what: 
             raise IntegrityError(f"{what}: the chunk table's blocks do not follow each other")
     count = chunk_count(plain_size)
     for index in range(count):
-        _, length = blocks[index // TABLE_BLOCK].span(index)
-        dst.write(open_compressed_chunk(header, index, src.read(length), index == count - 1, plain_size, what))
+        block = blocks[index // TABLE_BLOCK]
+        dst.write(open_compressed_chunk(header, index, src.read(block.span(index)[1]), index == count - 1, plain_size,
+                                        block.nonce(index), what))
     if src.read(1):
         raise IntegrityError(f"{what}: bytes after the last chunk")

@@ -35,17 +35,23 @@ worker threads and keeps no state between reads.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 from collections import OrderedDict
+from pathlib import Path
 from typing import AsyncIterator, Callable, Collection
 
 import trio
 
+from cloudgw.crypt import compress
 from cloudgw.crypt import format as fmt
 from cloudgw.crypt import keep_secrets_out_of_core_dumps
 from cloudgw.crypt.names import NameCipher, longest_name
 from cloudgw.crypt.vault import VAULT_NAME, Keys, unlock, vault_id
+from cloudgw.remotes.crypt_compressed import (ChunkNotReproducible, CompressedDecoder, CompressingDeltaSource,
+                                              CompressingSource, measure, reuse_from)
 from cloudgw.remotes.crypt_guard import read_vault
+from cloudgw.remotes.crypt_sizes import SizeStore
 from cloudgw.errors import (IntegrityError, RemoteNameInvalid, RemoteNameTooLong, RemoteNotFound, UserError)
 from cloudgw.remotes.base import (Capabilities, Change, DeltaSource, Expect, FileAttrs, Kind, Remote, RemoteEntry,
                                   UploadSource, capabilities_at, check_path, delta_base, read_into)
@@ -53,7 +59,13 @@ from cloudgw.remotes.base import (Capabilities, Change, DeltaSource, Expect, Fil
 log = logging.getLogger(__name__)
 
 HEADER_INLINE = 1 << 20  # a first read this near the start fetches the header with the chunks
-HEADER_CACHE = 4096  # (path, rev) -> file header; ~200 bytes each
+HEADER_CACHE = 4096  # (path, rev) -> file header (and a compressed file's size); ~200 bytes each
+TABLE_CACHE = 64  # (path, rev, block) -> opened table block of a compressed file; <= 80 KiB each
+FIRST_FETCH = fmt.TABLE_START + fmt.table_block_size(fmt.TABLE_BLOCK)  # header, size and table block 0
+SIZE_PAGE = 256  # listing entries whose sizes are looked up together
+SIZE_LOOKUPS = 8  # concurrent first-188-byte reads for sizes
+
+Known = tuple[fmt.FileHeader, "int | None"]  # a file's header, and its plaintext size if compressed
 
 
 class CryptRemote:
@@ -61,13 +73,16 @@ class CryptRemote:
 
     encrypted = True  # crypt_guard.guard_plain leaves it as it is
 
-    def __init__(self, inner: Remote, password: bytes, *, label: str = "") -> None:
+    def __init__(self, inner: Remote, password: bytes, *, label: str = "", state_dir: Path | None = None) -> None:
         self.inner = inner
         self._password: bytes | None = password
         self._label = label or repr(inner)
         self._keys: Keys | None = None
         self._names: NameCipher | None = None
-        self._headers: OrderedDict[tuple[str, str], fmt.FileHeader] = OrderedDict()
+        self._codec = compress.RAW  # the vault's: new files are written compressed unless RAW
+        self._headers: OrderedDict[tuple[str, str], Known] = OrderedDict()
+        self._tables: OrderedDict[tuple[str, str, int], fmt.TableBlock] = OrderedDict()
+        self._sizes = SizeStore(state_dir / "crypt-sizes" if state_dir is not None else None)
 
     def __repr__(self) -> str:
         return f"CryptRemote({self.inner!r})"
@@ -96,6 +111,7 @@ class CryptRemote:
         """Use ``keys`` (tests, and ``check`` after the KDF)."""
         self._keys = keys
         self._names = NameCipher(keys.names_key) if keys.encrypt_names else None
+        self._codec = compress.codec_of(keys.compress)
 
     @property
     def keys(self) -> Keys:
@@ -125,12 +141,13 @@ class CryptRemote:
             return None
         return self._names.decrypt_path(stored) if self._names is not None else stored
 
-    def _out(self, entry: RemoteEntry, path: str | None = None) -> RemoteEntry:
-        """``entry`` with its local path and plaintext size (0 for an object no valid file has)."""
-        size = entry.size
-        if entry.kind is Kind.FILE:  # a size no encrypted file has: shown as stored, so reads fail (EIO)
-            plain = fmt.plain_size(entry.size)
-            size = entry.size if plain is None else plain
+    def _out(self, entry: RemoteEntry, path: str | None = None, size: int | None = None) -> RemoteEntry:
+        """``entry`` with its local path and plaintext size (``size``, or computed from the stored size)."""
+        if size is None:
+            size = entry.size
+            if entry.kind is Kind.FILE:  # a size no encrypted file has: shown as stored, so reads fail (EIO)
+                plain = fmt.plain_size(entry.size)
+                size = entry.size if plain is None else plain
         target = entry.symlink_target
         if target is not None and self._names is not None:
             target = self._names.decrypt_target(target)
@@ -154,19 +171,71 @@ class CryptRemote:
     async def stat(self, path: str) -> RemoteEntry:
         if path == VAULT_NAME:
             raise RemoteNotFound(f"{path}: not found")
-        return self._out(await self.inner.stat(self._in(path)), path)
+        return (await self._sized([(await self.inner.stat(self._in(path)), path)]))[0]
 
     async def list(self, path: str, *, recursive: bool = False) -> AsyncIterator[RemoteEntry]:
+        page: list[tuple[RemoteEntry, str | None]] = []
         async for entry in self.inner.list(self._in(path), recursive=recursive):
             local = self._out_path(entry.path)
             if local is None:
                 if entry.path != VAULT_NAME:
                     log.debug("not shown: %s (not an encrypted name)", entry.path)
                 continue
-            yield self._out(entry, local)
+            page.append((entry, local))
+            if len(page) >= SIZE_PAGE or not self._codec:
+                for out in await self._sized(page):
+                    yield out
+                page = []
+        for out in await self._sized(page):
+            yield out
+
+    # -- sizes of compressed files -----------------------------------------------------
+
+    async def _sized(self, pairs: list[tuple[RemoteEntry, str | None]]) -> list[RemoteEntry]:
+        """Each stored entry as shown at its local path.  In a vault with compression a file's
+        plaintext size is not a function of its stored size: it comes from the size store, or
+        from the file's first 188 bytes (read once per revision, ``SIZE_LOOKUPS`` at a time)."""
+        if not self._codec:
+            return [self._out(entry, path) for entry, path in pairs]
+        files = [entry for entry, _ in pairs if entry.kind is Kind.FILE]
+        sizes = await self._sizes.get_many((e.path, e.rev) for e in files if e.rev is not None)
+        misses = [e for e in files if (e.path, e.rev) not in sizes]
+        if misses:
+            limiter = trio.CapacityLimiter(SIZE_LOOKUPS)
+
+            async def lookup(entry: RemoteEntry) -> None:
+                async with limiter:
+                    size = await self._read_size(entry)
+                if size is not None:
+                    sizes[(entry.path, entry.rev)] = size
+
+            async with trio.open_nursery() as nursery:
+                for entry in misses:
+                    nursery.start_soon(lookup, entry)
+        return [self._out(entry, path, sizes.get((entry.path, entry.rev)) if entry.kind is Kind.FILE else None)
+                for entry, path in pairs]
+
+    async def _read_size(self, entry: RemoteEntry) -> int | None:
+        """The plaintext size of ``entry`` from its first bytes; None (the stored size is shown,
+        and reads fail) for an object that is not a valid encrypted file or is gone."""
+        try:
+            raw = await self.inner.read(entry.path, 0, fmt.TABLE_START, rev=entry.rev)
+            header = await trio.to_thread.run_sync(fmt.open_header, raw, self.keys, entry.path)
+            size = fmt.read_plain_size(raw[fmt.HEADER_SIZE:], entry.path) if header.compressed else None
+        except (IntegrityError, RemoteNotFound) as exc:
+            log.debug("size of %s not known: %s", entry.path, exc)
+            return None
+        self._remember(entry.path, entry.rev, header, size)
+        if size is None:  # a file in the plain layout
+            size = fmt.plain_size(entry.size)
+            if size is None:
+                return None
+        if entry.rev is not None:
+            await self._sizes.put((entry.path, entry.rev), size)
+        return size
 
     async def mkdir(self, path: str, attrs: FileAttrs = FileAttrs()) -> RemoteEntry:
-        return self._out(await self.inner.mkdir(self._in(path), attrs), path)
+        return self._out(await self.inner.mkdir(self._in(path), attrs), path)  # a folder: no size to look up
 
     async def rmdir(self, path: str) -> None:
         await self.inner.rmdir(self._in(path))
@@ -175,10 +244,10 @@ class CryptRemote:
         await self.inner.delete(self._in(path), expect=expect)
 
     async def rename(self, src: str, dst: str, *, expect: str | None = None) -> RemoteEntry:
-        return self._out(await self.inner.rename(self._in(src), self._in(dst), expect=expect), dst)
+        return (await self._sized([(await self.inner.rename(self._in(src), self._in(dst), expect=expect), dst)]))[0]
 
     async def copy(self, src: str, dst: str) -> RemoteEntry:
-        return self._out(await self.inner.copy(self._in(src), self._in(dst)), dst)
+        return (await self._sized([(await self.inner.copy(self._in(src), self._in(dst)), dst)]))[0]
 
     async def symlink(self, path: str, target: str) -> RemoteEntry:
         stored = self._names.encrypt_target(target) if self._names is not None else target
@@ -202,6 +271,8 @@ class CryptRemote:
 
     async def changes(self, cursor: str) -> tuple[list[Change], str]:
         found, cursor = await self.inner.changes(cursor)  # type: ignore[attr-defined]
+        sized = await self._sized([(c.entry, c.entry.path) for c in found if c.entry is not None])
+        sizes = {(e.path, e.rev): e.size for e in sized if e.kind is Kind.FILE}
         out = []
         for change in found:
             entry = change.entry
@@ -213,7 +284,8 @@ class CryptRemote:
                     name = self._names.decrypt_path(name) if self._names is not None else name
                 if name is None:
                     continue
-                entry = self._out(entry, name if change.path is None else None)
+                entry = self._out(entry, name if change.path is None else None,
+                                  sizes.get((entry.path, entry.rev)) if entry.kind is Kind.FILE else None)
             path = change.path
             if path is not None:
                 path = self._out_path(path)
@@ -225,26 +297,53 @@ class CryptRemote:
         return out, cursor
 
     async def aclose(self) -> None:
+        self._sizes.close()
         await self.inner.aclose()
 
     # -- headers -------------------------------------------------------------------------
 
-    def _remember(self, path: str, rev: str | None, header: fmt.FileHeader) -> None:
+    def _remember(self, path: str, rev: str | None, header: fmt.FileHeader, plain_size: int | None = None) -> None:
         if rev is None:
             return
-        self._headers[(path, rev)] = header
+        self._headers[(path, rev)] = (header, plain_size)
         self._headers.move_to_end((path, rev))
         while len(self._headers) > HEADER_CACHE:
             self._headers.popitem(last=False)
 
+    def _known(self, path: str, rev: str | None) -> Known | None:
+        return self._headers.get((path, rev)) if rev is not None else None
+
     async def _header(self, stored_path: str, rev: str | None, what: str) -> fmt.FileHeader:
-        cached = self._headers.get((stored_path, rev)) if rev is not None else None
+        cached = self._known(stored_path, rev)
         if cached is not None:
-            return cached
-        raw = await self.inner.read(stored_path, 0, fmt.HEADER_SIZE, rev=rev)
+            return cached[0]
+        raw = await self.inner.read(stored_path, 0, fmt.TABLE_START, rev=rev)
         header = await trio.to_thread.run_sync(fmt.open_header, raw, self.keys, what)
-        self._remember(stored_path, rev, header)
+        self._remember(stored_path, rev, header, fmt.read_plain_size(raw[fmt.HEADER_SIZE:], what)
+                       if header.compressed else None)
         return header
+
+    async def _table_block(self, stored_path: str, rev: str | None, known: Known, block: int, first: bytes,
+                           what: str) -> fmt.TableBlock:
+        """Table block ``block`` of a compressed file: cached, in ``first`` (the file's first bytes,
+        if they were just read), or read."""
+        header, plain_size = known
+        assert plain_size is not None
+        key = (stored_path, rev or "", block)
+        cached = self._tables.get(key) if rev is not None else None
+        if cached is not None:
+            self._tables.move_to_end(key)
+            return cached
+        start = fmt.table_block_offset(block)
+        size = fmt.table_block_size(fmt.table_block_entries(block, plain_size))
+        raw = first[start:start + size] if len(first) >= start + size else await self.inner.read(
+            stored_path, start, size, rev=rev)
+        opened = fmt.open_table_block(header, block, plain_size, raw, what)
+        if rev is not None:
+            self._tables[key] = opened
+            while len(self._tables) > TABLE_CACHE:
+                self._tables.popitem(last=False)
+        return opened
 
     # -- reads ---------------------------------------------------------------------------
 
@@ -258,9 +357,51 @@ class CryptRemote:
         if length <= 0:
             return
         stored_path = self._in(path)
+        known = self._known(stored_path, rev)
+        if self._codec or (known is not None and known[0].compressed):
+            await self._read_compressed(stored_path, path, offset, length, sink, rev, known)
+        else:
+            await self._read_plain(stored_path, path, offset, length, sink, rev, known and known[0])
+
+    async def _read_compressed(self, stored_path: str, path: str, offset: int, length: int,
+                               sink: Callable[[bytes], None], rev: str | None, known: Known | None) -> None:
+        """A read in a vault with compression: the first read of a file takes its header, size and
+        table block 0 in one request (a small file: the whole file), then the chunks wanted are
+        streamed, one request per table block they are listed in."""
+        first = b""
+        if known is None:
+            first = await self.inner.read(stored_path, 0, FIRST_FETCH, rev=rev)
+            header = await trio.to_thread.run_sync(fmt.open_header, first[:fmt.HEADER_SIZE], self.keys, path)
+            known = (header, fmt.read_plain_size(first[fmt.HEADER_SIZE:], path) if header.compressed else None)
+            self._remember(stored_path, rev, *known)
+        header, plain_size = known
+        if plain_size is None:  # a file in the plain layout
+            await self._read_plain(stored_path, path, offset, length, sink, rev, header)
+            return
+        end = min(offset + length, plain_size)
+        if offset >= end:  # past the end: still one request, so a changed ``rev`` fails as the contract says
+            if not first:
+                await self.inner.read(stored_path, fmt.HEADER_SIZE, fmt.SIZE_FIELD.size, rev=rev)
+            return
+        area = fmt.chunk_area(plain_size)
+        lo, hi = offset // fmt.CHUNK, (end - 1) // fmt.CHUNK
+        for block_index in range(lo // fmt.TABLE_BLOCK, hi // fmt.TABLE_BLOCK + 1):
+            block = await self._table_block(stored_path, rev, known, block_index, first, path)
+            a = max(lo, block_index * fmt.TABLE_BLOCK)
+            b = min(hi, (block_index + 1) * fmt.TABLE_BLOCK - 1)
+            start = area + block.span(a)[0]
+            stop = area + sum(block.span(b))
+            decoder = CompressedDecoder(header, plain_size, block, a, b, offset, end, sink, path)
+            if len(first) >= stop:
+                decoder.feed(first[start:stop])
+            else:
+                await read_into(self.inner, stored_path, start, stop - start, decoder.feed, rev=rev)
+            decoder.finish()
+
+    async def _read_plain(self, stored_path: str, path: str, offset: int, length: int, sink: Callable[[bytes], None],
+                          rev: str | None, header: fmt.FileHeader | None) -> None:
         first, last = offset // fmt.CHUNK, (offset + length - 1) // fmt.CHUNK
         start, end = fmt.chunk_offset(first), fmt.chunk_offset(last + 1) + 1  # +1: does the file go on?
-        header = self._headers.get((stored_path, rev)) if rev is not None else None
         decoder = _ChunkDecoder(first, offset, offset + length, sink, path)
         if header is None and start <= HEADER_INLINE:
             decoder.header_bytes = fmt.HEADER_SIZE
@@ -296,6 +437,8 @@ class CryptRemote:
                     attrs: FileAttrs = FileAttrs()) -> RemoteEntry:
         stored_path = self._in(path)
         delta = delta_base(source, expect) if capabilities_at(self.inner, stored_path).delta_writes else None
+        if self._codec:
+            return await self._write_compressed(path, stored_path, source, delta, expect, attrs)
         base = await self._delta_base(stored_path, delta, path) if delta is not None else None
         if base is not None:
             header, base_size = base
@@ -306,6 +449,61 @@ class CryptRemote:
         entry = await self.inner.write(stored_path, enc, expect=expect, attrs=attrs)
         self._remember(stored_path, entry.rev, header)
         return self._out(entry, path)
+
+    async def _write_compressed(self, path: str, stored_path: str, source: UploadSource, delta: DeltaSource | None,
+                                expect: Expect | str, attrs: FileAttrs) -> RemoteEntry:
+        """A write in a vault with compression: every chunk sealed once to learn the table
+        (``crypt_compressed.measure``, a worker thread), then the upload; a delta write keeps
+        the base's header and copies the chunks that sealed to what the base holds."""
+        codec = compress.RAW if compress.already_compressed(path) else self._codec
+        base = await self._compressed_base(stored_path, delta, path) if delta is not None else None
+        if base is not None:
+            header = base[0]
+        else:
+            header = await trio.to_thread.run_sync(functools.partial(fmt.new_header, self.keys, compressed=True))
+        enc: CompressingSource
+        if base is not None and delta is not None:
+            reuse = reuse_from(delta, source.size, base[1], base[2])
+            layout, _ = await trio.to_thread.run_sync(measure, source, header, codec, reuse)
+            enc = CompressingDeltaSource(source, header, layout, codec, delta, base[1], base[2])
+        else:
+            layout, kept = await trio.to_thread.run_sync(measure, source, header, codec)
+            enc = CompressingSource(source, header, layout, kept, codec)
+        try:
+            entry = await self.inner.write(stored_path, enc, expect=expect, attrs=attrs)
+        except ChunkNotReproducible as exc:
+            if base is None:
+                raise
+            log.info("%s: %s (written by another compressor version): sending the whole file", path, exc)
+            return await self._write_compressed(path, stored_path, source, None, expect, attrs)
+        self._remember(stored_path, entry.rev, header, layout.plain_size)
+        if entry.rev is not None:
+            await self._sizes.put((stored_path, entry.rev), layout.plain_size)
+        return self._out(entry, path, layout.plain_size)
+
+    async def _compressed_base(self, stored_path: str, delta: DeltaSource,
+                               path: str) -> tuple[fmt.FileHeader, int, list[fmt.TableBlock]] | None:
+        """The base revision's header, plaintext size and whole chunk table (16 bytes a chunk),
+        if the object is still at that revision and in the compressed layout."""
+        try:
+            entry = await self.inner.stat(stored_path)
+        except RemoteNotFound:
+            return None
+        if entry.rev is None or entry.rev != delta.base_rev:
+            return None
+        header = await self._header(stored_path, entry.rev, path)
+        known = self._known(stored_path, entry.rev)
+        if not header.compressed or known is None or known[1] is None:
+            return None
+        plain_size = known[1]
+        table = await self.inner.read(stored_path, fmt.TABLE_START, fmt.chunk_area(plain_size) - fmt.TABLE_START,
+                                      rev=entry.rev)
+        blocks = []
+        for block in range(fmt.table_blocks(plain_size)):
+            start = fmt.table_block_offset(block) - fmt.TABLE_START
+            size = fmt.table_block_size(fmt.table_block_entries(block, plain_size))
+            blocks.append(fmt.open_table_block(header, block, plain_size, table[start:start + size], path))
+        return header, plain_size, blocks
 
     async def _delta_base(self, stored_path: str, delta: DeltaSource,
                           path: str) -> tuple[fmt.FileHeader, int] | None:
@@ -450,6 +648,9 @@ class _EncryptingDeltaSource(_EncryptingSource):
         lo = max(offset, fmt.HEADER_SIZE)
         first, last = (lo - fmt.HEADER_SIZE) // fmt.SLOT, (end - 1 - fmt.HEADER_SIZE) // fmt.SLOT
         return all(self._chunk_unchanged(i) for i in range(first, last + 1))
+
+    def base_offset(self, offset: int) -> int:
+        return offset  # the plain layout's chunks never move
 
     def copied(self, offset: int, length: int) -> None:
         """Tell the plaintext source which of its bytes the remote took from the base: every

@@ -9,6 +9,7 @@ a vault: mounted as plain, it would show ciphertext and take plaintext.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from cloudgw.crypt import VAULT_NAME
 from cloudgw.errors import RemoteNotFound, UserError
@@ -39,13 +40,13 @@ async def read_vault(remote: Remote) -> bytes | None:
     return await remote.read(VAULT_NAME, 0, entry.size, rev=entry.rev)
 
 
-def with_crypt(remote: Remote, password: bytes | None, label: str) -> Remote:
+def with_crypt(remote: Remote, password: bytes | None, label: str, state_dir: Path | None = None) -> Remote:
     """``remote`` encrypted with ``password``; as it is without one."""
     if password is None:
         return remote
     from cloudgw.remotes.crypt import CryptRemote
 
-    return CryptRemote(remote, password, label=label)
+    return CryptRemote(remote, password, label=label, state_dir=state_dir)
 
 
 def guard_plain(remote: Remote, label: str) -> Remote:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Mapping, Protocol
 from cloudgw.remotes.base import Remote
 from cloudgw.remotes.instrumented import InstrumentedRemote, Observer
@@ -24,9 +25,16 @@ def open_remotes(specs: Mapping[str, RemoteSpec], common: Common = Common(), *,
     the mount's root; named specs become one top-level folder each.  With ``observer``
     (metrics), each remote is wrapped in an ``InstrumentedRemote`` under its name (``""``
     for the single remote), below the router, so requests are told apart per remote."""
-    remotes = {name: guard_plain(open_remote(spec.url, spec.options, common, where=spec.where),
+    remotes = {name: guard_plain(open_remote(spec.url, spec.options, _for(common, name), where=spec.where),
                                  masked_url(spec.url))
                for name, spec in specs.items()}
     if observer is not None:
         remotes = {name: InstrumentedRemote(remote, name, observer) for name, remote in remotes.items()}
     return remotes[""] if list(remotes) == [""] else RouterRemote(remotes)
+
+
+def _for(common: Common, name: str) -> Common:
+    """``common`` with a state folder of the remote's own (``_`` for the one remote at the root)."""
+    if common.state_dir is None:
+        return common
+    return dataclasses.replace(common, state_dir=common.state_dir / (name or "_"))

@@ -67,6 +67,7 @@ class Common:
     """What every remote gets from the mount's own settings, not from its options."""
 
     timeout: float = 30.0  # a request, with its retries, fails after this long (seconds)
+    state_dir: Path | None = None  # the gateway's folder for this remote's own state (None: keep none)
 
 
 @dataclass(frozen=True)
@@ -151,7 +152,7 @@ def open_remote(url: str, options: Mapping[str, Any] | None = None, common: Comm
         return with_name_rules(remote, rules)
     password = (read_secret(password_file, f"{where or 'command line'}: crypt_password_file").encode()
                 if password_file is not None else env_password())
-    return with_crypt(with_name_rules(remote, rules), password, masked_url(url))
+    return with_crypt(with_name_rules(remote, rules), password, masked_url(url), common.state_dir)
 
 
 def validate_options(kind: RemoteType, url: str, given: Mapping[str, Any], where: str) -> dict[str, Any]:

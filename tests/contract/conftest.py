@@ -311,19 +311,23 @@ def _instrumented(inner: Harness) -> Harness:
 FAST_KDF_PARAMS = dict(memory_kib=8192, iterations=1, lanes=1)  # a vault unlocks in milliseconds in tests
 
 
-def _crypt(inner: Harness, *, encrypt_names: bool = False) -> Harness:
+def _crypt(inner: Harness, *, encrypt_names: bool = False, compress: str | None = None,
+           state_dir: Path | None = None) -> Harness:
     """``CryptRemote`` over ``inner`` (a vault put on its store first); the backdoor writes
-    what another gateway with the password would (encrypted contents, and names)."""
+    what another gateway with the password would (encrypted contents, and names; compressed
+    in a vault with ``compress``)."""
     import io
 
     from cloudgw.crypt import VAULT_NAME
     from cloudgw.crypt import format as fmt
+    from cloudgw.crypt.compress import codec_of
     from cloudgw.crypt.names import NameCipher
     from cloudgw.crypt.vault import KdfParams, create_vault, unlock
     from cloudgw.remotes.crypt import CryptRemote
 
     password = uuid.uuid4().hex.encode()
-    vault, _pem = create_vault(password, encrypt_names=encrypt_names, kdf=KdfParams(**FAST_KDF_PARAMS))
+    vault, _pem = create_vault(password, encrypt_names=encrypt_names, kdf=KdfParams(**FAST_KDF_PARAMS),
+                               compress=compress)
     keys = unlock(vault, password)
     inner.put_outside(VAULT_NAME, vault)
     names = NameCipher(keys.names_key) if encrypt_names else None
@@ -333,7 +337,8 @@ def _crypt(inner: Harness, *, encrypt_names: bool = False) -> Harness:
 
     def put_outside(path: str, data: bytes) -> None:
         out = io.BytesIO()
-        fmt.encrypt_stream(io.BytesIO(data), out, fmt.new_header(keys))
+        fmt.encrypt_stream(io.BytesIO(data), out, fmt.new_header(keys, compressed=compress is not None),
+                           codec_of(compress))
         inner.put_outside(stored(path), out.getvalue())
 
     def broken() -> list[Broken]:
@@ -344,11 +349,14 @@ def _crypt(inner: Harness, *, encrypt_names: bool = False) -> Harness:
             Broken("wrong password", wrong, r"^wrong password for this encrypted remote", password.decode()),
         ]
 
-    remote = CryptRemote(inner.remote, password)
+    remote = CryptRemote(inner.remote, password, state_dir=state_dir)
     remote.unlocked(keys)
-    return Harness(f"{inner.kind}-crypt{'-names' if encrypt_names else ''}", remote, inner.base, put_outside,
+    # compressed: an edit also sends the first part (it holds the chunk table)
+    slack = 2 * fmt.SLOT + (5 * MiB if compress else 0)
+    kind = f"{inner.kind}-crypt{'-names' if encrypt_names else ''}{'-' + compress if compress else ''}"
+    return Harness(kind, remote, inner.base, put_outside,
                    lambda path: inner.leave_incomplete_upload(stored(path)), broken, inner.closes_race_window,
-                   inner.serialises_writers, inner.unique_revs, delta_slack=2 * fmt.SLOT)
+                   inner.serialises_writers, inner.unique_revs, delta_slack=slack)
 
 
 @pytest.fixture(
@@ -357,6 +365,9 @@ def _crypt(inner: Harness, *, encrypt_names: bool = False) -> Harness:
         "local-crypt-names",
         "s3-moto-crypt",
         "s3-moto-crypt-names",
+        "local-crypt-zstd",
+        "s3-moto-crypt-lz4",
+        "webdav-wsgidav-crypt-zstd",
         "webdav-wsgidav-crypt",
         "webdav-nextcloud-crypt",
         "local",
@@ -378,6 +389,12 @@ def harness(request, tmp_path: Path) -> Harness:
         return _local(tmp_path / "root")
     if kind in ("local-crypt", "local-crypt-names"):
         return _crypt(_local(tmp_path / "root"), encrypt_names=kind.endswith("-names"))
+    if kind == "local-crypt-zstd":  # sizes kept on disk, as a gateway keeps them
+        return _crypt(_local(tmp_path / "root"), compress="zstd", state_dir=tmp_path / "state")
+    if kind == "s3-moto-crypt-lz4":
+        return _crypt(_s3(request.getfixturevalue("moto_server"), ""), compress="lz4")
+    if kind == "webdav-wsgidav-crypt-zstd":
+        return _crypt(_webdav(request.getfixturevalue("wsgidav_server")), compress="zstd")
     if kind in ("s3-moto-crypt", "s3-moto-crypt-names"):
         return _crypt(_s3(request.getfixturevalue("moto_server"), ""), encrypt_names=kind.endswith("-names"))
     if kind in ("webdav-wsgidav-crypt", "webdav-nextcloud-crypt"):

@@ -42,6 +42,7 @@ TABLE_OVERHEAD = NONCE + 8 + TAG  # 36: nonce, u64(O_b), tag
 TABLE_AD = b"table"
 CODEC_RAW, CODEC_ZSTD, CODEC_LZ4 = 0, 1, 2
 MIN_COMPRESSED_CHUNK = NONCE + 1 + TAG  # 29: a codec byte is always sealed
+MAX_COMPRESSED_CHUNK = MIN_COMPRESSED_CHUNK + (1 << 16)  # a raw chunk: nothing is stored bigger
 VAULT_COMPRESS = {"zstd": 1, "lz4": 2}  # the vault's `compress` -> the VAD's extra byte
 
 VAD_PREFIX = b"cloudgw-vault v1 "
@@ -365,6 +366,8 @@ class _Layout:
             L = struct.unpack(">I", e[:4])[0]
             if L < MIN_COMPRESSED_CHUNK:
                 raise ValueError(f"chunk {first + j}: stored length {L} < {MIN_COMPRESSED_CHUNK}")
+            if L > MAX_COMPRESSED_CHUNK:
+                raise ValueError(f"chunk {first + j}: stored length {L} > {MAX_COMPRESSED_CHUNK}")
             entries.append((L, e[4:]))
         return first, O_b, entries
 
