@@ -53,7 +53,7 @@ def write_password(path: Path, password: bytes = CRYPT_PASSWORD) -> Path:
     return path
 
 
-def encrypted(plain: Backend, tmp_path: Path, *, encrypt_names: bool = False) -> Backend:
+def encrypted(plain: Backend, tmp_path: Path, *, encrypt_names: bool = False, compress: str | None = None) -> Backend:
     """``plain`` made an encrypted remote (``cloudgw crypt init``, a cheap KDF for tests)
     and mounted with its password; the view sees it as another gateway would."""
     from tests.mount.gateway import run_cli
@@ -61,7 +61,8 @@ def encrypted(plain: Backend, tmp_path: Path, *, encrypt_names: bool = False) ->
     password = write_password(tmp_path / "crypt-password")
     run_cli("crypt", "init", plain.url, "--password-file", str(password), "--recovery-key-out",
             str(tmp_path / "recovery.pem"), "--kdf-memory", "19", "--kdf-iterations", "2",
-            *(["--encrypt-names"] if encrypt_names else []), *plain.args, env=plain.env)
+            *(["--encrypt-names"] if encrypt_names else []), *(["--compress", compress] if compress else []),
+            *plain.args, env=plain.env)
     return Backend(f"{plain.name}-crypt", plain.url, plain.env, CryptView(plain.view, CRYPT_PASSWORD),
                    (*plain.args, "--crypt-password-file", str(password)))
 
@@ -126,13 +127,13 @@ def s3_gw(s3_backend: Backend, tmp_path: Path) -> Iterator[Gateway]:
     yield from _gateway(s3_backend, tmp_path)
 
 
-def counted_gateway(server: S3Server, tmp_path: Path, *,
-                    encrypt: bool = False) -> Iterator[tuple[Gateway, Backend, OutageProxy]]:
+def counted_gateway(server: S3Server, tmp_path: Path, *, encrypt: bool = False,
+                    compress: str | None = None) -> Iterator[tuple[Gateway, Backend, OutageProxy]]:
     """A gateway on S3 whose every byte to the server passes a counting proxy (not mounted yet)."""
     with outage_proxy(int(server.endpoint_url.rsplit(":", 1)[1])) as proxy:
         backend = make_backend("s3", tmp_path, server)
         if encrypt:
-            backend = encrypted(backend, tmp_path)
+            backend = encrypted(backend, tmp_path, compress=compress)
         backend.env["AWS_ENDPOINT_URL"] = proxy.endpoint_url
         gw = Gateway(backend.url, tmp_path / "mnt", tmp_path / "cache", env=backend.env, args=backend.args)
         try:

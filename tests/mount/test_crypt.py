@@ -330,3 +330,67 @@ def test_objects_copied_out_of_s3_decrypt_with_real_names_and_symlinks(tmp_path,
     run_cli("decrypt", str(copied), str(tmp_path / "out"), "--password-file", str(tmp_path / "crypt-password"))
     assert (tmp_path / "out" / "Clients" / "Acme" / "invoice.txt").read_text() == "Invoice 4711 for Acme"
     assert os.readlink(tmp_path / "out" / "Clients" / "latest") == "Acme/invoice.txt"
+
+
+def text_tree(root: Path) -> dict[str, bytes]:
+    """A share of office text: minutes, CSV exports, source code (compressible, as such files are)."""
+    files = {}
+    words = "board budget invoice quarterly meeting revenue forecast customer contract supplier".split()
+    for i in range(40):
+        line = " ".join(words[(i * 7 + k) % len(words)] for k in range(12))
+        files[f"docs/{i // 10}/minutes-{i}.txt"] = "\n".join(f"{n}: {line} {n * i}" for n in range(300)).encode()
+    files["exports/ledger.csv"] = "".join(f"{n},{n * 17 % 1000},EUR,{words[n % 10]}\n" for n in range(200000)).encode()
+    for rel, data in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes(data)
+    return files
+
+
+@pytest.fixture
+def counted_compressed(tmp_path: Path, moto_server: S3Server) -> Iterator[tuple[Gateway, Backend, OutageProxy]]:
+    """An encrypted S3 remote made with ``--compress zstd``, every byte counted by a proxy."""
+    yield from counted_gateway(moto_server, tmp_path, encrypt=True, compress="zstd")
+
+
+def test_a_compressed_vault_sends_less_reads_back_exactly_and_edits_send_two_parts(tmp_path, counted_compressed):
+    gw, backend, proxy = counted_compressed
+    gw.mount()
+    tree = text_tree(tmp_path / "tree")
+    big = b"".join(tree.values()) * 8  # ~40 MiB of text: several parts
+    shutil.copytree(tmp_path / "tree", gw.mnt / "share")
+    (gw.mnt / "share" / "archive.txt").write_bytes(big)
+    gw.sync()
+    plain = sum(map(len, tree.values())) + len(big)
+    sent = proxy.sent_to_server
+    assert sent < plain * 0.5, f"{sent} bytes sent for {plain} bytes of text"
+    # what another gateway sees: the right sizes from a listing, the same bytes
+    assert backend.view.get("share/archive.txt") == big
+    want = {f"share/{rel}": len(data) for rel, data in tree.items()} | {"share/archive.txt": len(big)}
+    assert backend.view.files() == want
+    second = gateway(backend, tmp_path, "second")
+    second.mount()
+    try:
+        assert {p.relative_to(second.mnt).as_posix(): p.stat().st_size
+                for p in second.mnt.rglob("*") if p.is_file()} == want
+        assert (second.mnt / "share" / "exports" / "ledger.csv").read_bytes() == tree["exports/ledger.csv"]
+        with open(second.mnt / "share" / "archive.txt", "rb") as f:  # a random read: one table block, a few chunks
+            f.seek(len(big) // 2 + 12345)
+            assert f.read(100_000) == big[len(big) // 2 + 12345:len(big) // 2 + 112345]
+    finally:
+        second.umount()
+        second.force_cleanup()
+    # a small edit sends the part with the edit and the first part (the chunk table), not the file
+    before = proxy.sent_to_server
+    at = len(big) // 2
+    with open(gw.mnt / "share" / "archive.txt", "r+b") as f:
+        f.seek(at)
+        f.write(b"EDITED" * 100)
+    gw.sync()
+    edited = big[:at] + b"EDITED" * 100 + big[at + 600:]
+    assert proxy.sent_to_server - before < 12 * MiB, "more than two 5 MiB parts for a 600-byte edit"
+    assert sha(backend.view.get("share/archive.txt")) == sha(edited)
+    # and the recovery key alone gets it all back, without a gateway
+    run_cli("decrypt", backend.url, str(tmp_path / "out"), "--private-key", str(tmp_path / "recovery.pem"),
+            *backend.args[:-2], env=backend.env)
+    assert (tmp_path / "out" / "share" / "archive.txt").read_bytes() == edited
+    assert (tmp_path / "out" / "share" / "exports" / "ledger.csv").read_bytes() == tree["exports/ledger.csv"]

@@ -133,8 +133,12 @@ class CryptView:
     def put(self, path: str, data: bytes) -> None:
         from cloudgw.crypt import format as fmt
 
+        from cloudgw.crypt.compress import codec_of
+
         out = io.BytesIO()
-        fmt.encrypt_stream(io.BytesIO(data), out, fmt.new_header(self.keys))
+        compressed = self.keys.compress is not None  # as a gateway of this vault writes
+        fmt.encrypt_stream(io.BytesIO(data), out, fmt.new_header(self.keys, compressed=compressed),
+                           codec_of(self.keys.compress))
         self.raw.put(path, out.getvalue())
 
     def decrypt(self, stored: bytes, what: str) -> bytes:
@@ -159,8 +163,14 @@ class CryptView:
 
         out = {}
         for path, size in self.raw.files().items():
-            if path != VAULT_NAME:
-                out[path] = size if path.endswith(".cloudgw-symlink") else fmt.plain_size(size)
+            if path == VAULT_NAME:
+                continue
+            if path.endswith(".cloudgw-symlink"):
+                out[path] = size
+            elif self.keys.compress is not None:  # the size is in the file, after the header
+                out[path] = fmt.read_plain_size(self.raw.get(path)[fmt.HEADER_SIZE:fmt.TABLE_START], path)
+            else:
+                out[path] = fmt.plain_size(size)
         return out
 
     def download(self, subdir: str, dest: Path) -> Path:
