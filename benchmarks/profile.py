@@ -56,7 +56,7 @@ AREAS = (
     ("AES-GCM (seal/open a chunk, incl. building the AESGCM object)", ("seal_chunk", "open_chunk")),
     ("cache fill (fetcher: block buffer, crc32, pwrite)", ("cloudgw/sync/fetcher.py",)),
     ("upload source (pread of the cache file, crc32 notes)", ("cloudgw/sync/uploader.py", "cloudgw/sync/unacked.py")),
-    ("encrypt/decrypt plumbing (chunk buffers, slicing, joins)", ("_ChunkDecoder", "_EncryptingSource")),
+    ("encrypt/decrypt plumbing (chunk buffers, slicing, joins)", ("ChunkDecoder", "EncryptingSource", "CompressedDecoder", "CompressingSource")),
     ("SigV4 payload hash (botocore, plain http)", ("SigV4Auth.payload",)),
     ("HTTP (botocore, urllib3, sockets)", ("botocore/", "urllib3/", "http/client.py", "socket.py")),
     ("FUSE requests (pyfuse3, fuse/, filesystem/)", ("_pyfuse3", "cloudgw/fuse/", "cloudgw/filesystem/")),

@@ -23,13 +23,22 @@ Writes: a new file gets a new header.  A ``DeltaSource`` write (a small edit
 of a large file, on a remote with ``delta_writes``) keeps the base revision's
 header and hence its key, so each unchanged chunk's stored bytes stay valid and
 the remote copies them server-side; sealing is deterministic, so parts that cut
-a chunk stay consistent (``_EncryptingSource``).  Content hashes of the inner remote are of
+a chunk stay consistent (``EncryptingSource``).  Content hashes of the inner remote are of
 ciphertext: ``hash_kind`` is None (content is compared by reading).
 
+Compression (a vault made with ``--compress``): every file is written in the
+compressed layout (``crypt_compressed``: sealed once to learn the chunk table,
+then uploaded; reads fetch one table block, then the chunks).  A listing's
+stored sizes no longer give plaintext sizes: ``_sized`` takes them from the
+size store (``crypt_sizes``, on disk in the gateway's state folder) or reads
+each unknown (file, revision)'s first 188 bytes once, ``SIZE_LOOKUPS`` at a
+time.  Files of the plain layout in such a vault read as before.
+
 Concurrency and crash behaviour are the inner remote's: a write is one inner
-write (the old object stays until the new one is complete).  The header cache
-is touched only from the trio thread; ``_EncryptingSource`` is called from
-worker threads and keeps no state between reads.
+write (the old object stays until the new one is complete).  The header and
+table caches are touched only from the trio thread; the upload sources are
+called from worker threads and keep no state between reads that a read
+changes.  A crash can lose at most remembered sizes, which are read again.
 """
 
 from __future__ import annotations
@@ -51,6 +60,7 @@ from cloudgw.crypt.vault import VAULT_NAME, Keys, unlock, vault_id
 from cloudgw.remotes.crypt_compressed import (ChunkNotReproducible, CompressedDecoder, CompressingDeltaSource,
                                               CompressingSource, measure, reuse_from)
 from cloudgw.remotes.crypt_guard import read_vault
+from cloudgw.remotes.crypt_plain import ChunkDecoder, EncryptingDeltaSource, EncryptingSource
 from cloudgw.remotes.crypt_sizes import SizeStore
 from cloudgw.errors import (IntegrityError, RemoteNameInvalid, RemoteNameTooLong, RemoteNotFound, UserError)
 from cloudgw.remotes.base import (Capabilities, Change, DeltaSource, Expect, FileAttrs, Kind, Remote, RemoteEntry,
@@ -402,7 +412,7 @@ class CryptRemote:
                           rev: str | None, header: fmt.FileHeader | None) -> None:
         first, last = offset // fmt.CHUNK, (offset + length - 1) // fmt.CHUNK
         start, end = fmt.chunk_offset(first), fmt.chunk_offset(last + 1) + 1  # +1: does the file go on?
-        decoder = _ChunkDecoder(first, offset, offset + length, sink, path)
+        decoder = ChunkDecoder(first, offset, offset + length, sink, path)
         if header is None and start <= HEADER_INLINE:
             decoder.header_bytes = fmt.HEADER_SIZE
             decoder.skip = start - fmt.HEADER_SIZE
@@ -442,10 +452,10 @@ class CryptRemote:
         base = await self._delta_base(stored_path, delta, path) if delta is not None else None
         if base is not None:
             header, base_size = base
-            enc: _EncryptingSource = _EncryptingDeltaSource(source, header, delta, base_size)  # type: ignore[arg-type]
+            enc: EncryptingSource = EncryptingDeltaSource(source, header, delta, base_size)  # type: ignore[arg-type]
         else:
             header = await trio.to_thread.run_sync(fmt.new_header, self.keys)
-            enc = _EncryptingSource(source, header)
+            enc = EncryptingSource(source, header)
         entry = await self.inner.write(stored_path, enc, expect=expect, attrs=attrs)
         self._remember(stored_path, entry.rev, header)
         return self._out(entry, path)
@@ -516,150 +526,3 @@ class CryptRemote:
         if entry.rev != delta.base_rev or base_size is None:
             return None
         return await self._header(stored_path, entry.rev, path), base_size
-
-
-class _ChunkDecoder:
-    """Stored bytes in, plaintext of [lo, hi) out, one chunk at a time.
-
-    A chunk is opened once the next byte after it has arrived (then it is not the
-    last) or the stream has ended (then it is); bytes reach ``sink`` only after
-    their chunk authenticated."""
-
-    def __init__(self, first: int, lo: int, hi: int, sink: Callable[[bytes], None], what: str) -> None:
-        self.index, self.lo, self.hi, self.sink, self.what = first, lo, hi, sink, what
-        self.header: fmt.FileHeader | None = None
-        self.header_bytes = 0  # > 0: the stream starts with the header
-        self.open_header: Callable[[bytes], fmt.FileHeader] | None = None
-        self.skip = 0  # stored bytes between the header and the first wanted chunk
-        self.received = 0
-        self.chunks_seen = 0
-        self._buf = bytearray()
-
-    def feed(self, data: bytes) -> None:
-        self.received += len(data)
-        self._buf += data
-        if self.header is None:
-            if len(self._buf) < self.header_bytes:
-                return
-            assert self.open_header is not None
-            self.header = self.open_header(bytes(self._buf[:self.header_bytes]))
-            del self._buf[:self.header_bytes]
-        if self.skip:
-            dropped = min(self.skip, len(self._buf))
-            del self._buf[:dropped]
-            self.skip -= dropped
-        while len(self._buf) > fmt.SLOT:
-            self._emit(bytes(self._buf[:fmt.SLOT]), last=False)
-            del self._buf[:fmt.SLOT]
-
-    def finish(self, ended: bool) -> None:
-        """The stream is over; ``ended``: it stopped short, so the file ends in the buffer."""
-        if self.header is None:
-            if ended:
-                raise IntegrityError(f"{self.what}: shorter than an encrypted file's header")
-            return
-        if ended and self._buf:
-            self._emit(bytes(self._buf), last=True)
-        self._buf.clear()  # not ended: only the byte after the last wanted chunk
-
-    def _emit(self, stored: bytes, last: bool) -> None:
-        assert self.header is not None
-        plain = fmt.open_chunk(self.header, self.index, stored, last, self.what)
-        base = self.index * fmt.CHUNK
-        self.index += 1
-        self.chunks_seen += 1
-        lo, hi = max(self.lo - base, 0), min(self.hi - base, len(plain))
-        if lo < hi:
-            self.sink(plain[lo:hi])
-
-
-class _EncryptingSource:
-    """``source`` as stored: header, then chunks sealed as they are read (from worker threads).
-
-    Sealing is deterministic (``format.seal_chunk``: the nonce is derived from the
-    file key, the index and the plaintext), so a remote may read the source as
-    often and in whatever pieces it likes -- a part boundary inside a chunk, a
-    retried part, a WebDAV upload that reads once to hash and once to send --
-    and every read of a chunk gives the same bytes.  No state is kept between
-    reads: memory is the remote's read size, whatever the file's size.
-    """
-
-    def __init__(self, source: UploadSource, header: fmt.FileHeader) -> None:
-        self.source, self.header = source, header
-        self.plain_size = source.size
-        self.size = fmt.stored_size(source.size)
-
-    def check(self) -> None:
-        self.source.check()
-
-    def read(self, offset: int, length: int) -> bytes:
-        end = min(offset + length, self.size)
-        out = []
-        if offset < fmt.HEADER_SIZE:
-            out.append(self.header.raw[offset:min(end, fmt.HEADER_SIZE)])
-        if end > fmt.HEADER_SIZE:
-            lo = max(offset, fmt.HEADER_SIZE)
-            first, last = (lo - fmt.HEADER_SIZE) // fmt.SLOT, (end - 1 - fmt.HEADER_SIZE) // fmt.SLOT
-            for index in range(first, last + 1):
-                start = fmt.chunk_offset(index)
-                out.append(self._seal(index)[max(lo - start, 0):end - start])
-        return b"".join(out)
-
-    def _stored_len(self, index: int) -> int:
-        return fmt.chunk_length(index, self.plain_size) + fmt.OVERHEAD
-
-    def _seal(self, index: int) -> bytes:
-        want = fmt.chunk_length(index, self.plain_size)
-        plain = self.source.read(index * fmt.CHUNK, want)
-        if len(plain) != want:  # the file shrank under us: check() fails before the commit
-            return b"\0" * (want + fmt.OVERHEAD)
-        return fmt.seal_chunk(self.header, index, plain, last=index == fmt.chunk_count(self.plain_size) - 1)
-
-
-class _EncryptingDeltaSource(_EncryptingSource):
-    """An encrypting source that is also a ``DeltaSource``: a stored range is unchanged when
-    every chunk it touches is unchanged in plaintext, has the same length and the same
-    last-chunk marker as in the base revision, whose header (and so key) it reuses.
-
-    Such a chunk sealed again is byte for byte what the base revision holds (sealing is
-    deterministic), so a part the remote copies may end inside a chunk whose rest the
-    remote reads from us: the two pieces match without fetching anything.
-    """
-
-    def __init__(self, source: UploadSource, header: fmt.FileHeader, delta: DeltaSource, base_size: int) -> None:
-        super().__init__(source, header)
-        self.delta, self.base_size = delta, base_size
-        self.base_rev = delta.base_rev
-
-    def _chunk_unchanged(self, index: int) -> bool:
-        new_len = fmt.chunk_length(index, self.plain_size)
-        new_last = index == fmt.chunk_count(self.plain_size) - 1
-        old_last = index == fmt.chunk_count(self.base_size) - 1
-        if new_len != fmt.chunk_length(index, self.base_size) or new_last != old_last:
-            return False
-        return self.delta.unchanged(index * fmt.CHUNK, new_len) if new_len else new_last
-
-    def unchanged(self, offset: int, length: int) -> bool:
-        if length <= 0 or offset + length > self.size:
-            return False
-        end = offset + length
-        if end <= fmt.HEADER_SIZE:
-            return True
-        lo = max(offset, fmt.HEADER_SIZE)
-        first, last = (lo - fmt.HEADER_SIZE) // fmt.SLOT, (end - 1 - fmt.HEADER_SIZE) // fmt.SLOT
-        return all(self._chunk_unchanged(i) for i in range(first, last + 1))
-
-    def base_offset(self, offset: int) -> int:
-        return offset  # the plain layout's chunks never move
-
-    def copied(self, offset: int, length: int) -> None:
-        """Tell the plaintext source which of its bytes the remote took from the base: every
-        chunk the copied range touches (a chunk copied in pieces by two parts is never read,
-        and must still count as sent)."""
-        lo, hi = max(offset, fmt.HEADER_SIZE), offset + length
-        if hi <= lo:
-            return
-        first, last = (lo - fmt.HEADER_SIZE) // fmt.SLOT, (hi - 1 - fmt.HEADER_SIZE) // fmt.SLOT
-        for index in range(first, last + 1):
-            if fmt.chunk_length(index, self.plain_size):
-                self.delta.copied(index * fmt.CHUNK, fmt.chunk_length(index, self.plain_size))

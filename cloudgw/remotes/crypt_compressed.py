@@ -227,7 +227,7 @@ class CompressingDeltaSource(CompressingSource):
         return offset + self._shift(self.layout.chunk_at(offset))
 
     def copied(self, offset: int, length: int) -> None:
-        """Every chunk the copied range touches counts as sent (see ``crypt._EncryptingDeltaSource``)."""
+        """Every chunk the copied range touches counts as sent (see ``crypt_plain.EncryptingDeltaSource``)."""
         for index in range(self.layout.chunk_at(offset), self.layout.chunk_at(offset + length - 1) + 1):
             want = fmt.chunk_length(index, self.layout.plain_size)
             if want:

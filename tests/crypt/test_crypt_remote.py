@@ -21,7 +21,8 @@ from cloudgw.crypt import format as fmt
 from cloudgw.crypt.vault import KdfParams, create_vault, unlock
 from cloudgw.errors import IntegrityError
 from cloudgw.remotes.base import BytesSource
-from cloudgw.remotes.crypt import CryptRemote, _EncryptingDeltaSource, _EncryptingSource
+from cloudgw.remotes.crypt import CryptRemote
+from cloudgw.remotes.crypt_plain import EncryptingDeltaSource, EncryptingSource
 from cloudgw.remotes.local import LocalRemote
 
 PASSWORD = b"property-test"
@@ -66,7 +67,7 @@ async def test_random_ranges_read_back_exactly(tmp_path, size, reads, seed):
 @given(size=sizes, cuts=st.lists(st.integers(0, 6 * C), max_size=8), seed=st.integers(0, 2**32))
 def test_a_stored_object_read_in_any_pieces_is_one_object(size, cuts, seed):
     data = random.Random(seed).randbytes(size)
-    source = _EncryptingSource(BytesSource(data), fmt.new_header(KEYS))
+    source = EncryptingSource(BytesSource(data), fmt.new_header(KEYS))
     bounds = sorted({0, source.size, *(c for c in cuts if c < source.size)})
     pieces = list(zip(bounds, bounds[1:]))
     random.Random(seed).shuffle(pieces)  # parallel parts come in any order
@@ -111,7 +112,7 @@ def test_a_delta_write_cut_into_any_parts_decrypts_to_the_new_content(base_size,
         if at < len(data):
             data[at:at + n] = rng.randbytes(len(data[at:at + n]))
             changed.append((at, n))
-    source = _EncryptingDeltaSource(Edited(bytes(data), min(base_size, len(data)), changed), header,
+    source = EncryptingDeltaSource(Edited(bytes(data), min(base_size, len(data)), changed), header,
                                     Edited(bytes(data), min(base_size, len(data)), changed), base_size)
     # a remote with fixed-size parts: copies a part whose range is unchanged, reads the others
     out = []
