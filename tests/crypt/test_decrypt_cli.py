@@ -255,7 +255,7 @@ CLOUDGW_FILES = {
 }
 
 
-async def make_cloud(tmp_path: Path, *, encrypt_names: bool) -> tuple[Path, Path, Path]:
+async def make_cloud(tmp_path: Path, *, encrypt_names: bool, compress: str | None = None) -> tuple[Path, Path, Path]:
     """(the remote's folder, password file, recovery key file): ``cloudgw crypt init``, then the
     files written through CryptRemote over that folder, as a gateway would."""
     from cloudgw.remotes.base import BytesSource
@@ -267,7 +267,7 @@ async def make_cloud(tmp_path: Path, *, encrypt_names: bool) -> tuple[Path, Path
     password = secret_file(tmp_path / "password", CLOUDGW_PASSWORD)
     proc = run_cli("crypt", "init", f"file://{cloud}", "--password-file", password, "--recovery-key-out", key,
                    "--kdf-memory", "19", "--kdf-iterations", "2", *(["--encrypt-names"] if encrypt_names else []),
-                   cwd=tmp_path)
+                   *(["--compress", compress] if compress else []), cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     remote = CryptRemote(LocalRemote(cloud), CLOUDGW_PASSWORD)
     try:
@@ -330,6 +330,25 @@ async def test_cloudgw_tree_with_recovery_key_alone(encrypt_names: bool, tmp_pat
     stored = stored_names(cloud)
     assert all(stored[name] != name for name in CLOUDGW_FILES) == encrypt_names
     assert tree(tmp_path / "out") == {stored[name]: data for name, data in CLOUDGW_FILES.items()}
+
+
+@pytest.mark.parametrize("compress", ["zstd", "lz4"])
+async def test_cloudgw_compressed_tree_with_password_and_with_the_recovery_key_alone(compress: str,
+                                                                                   tmp_path: Path) -> None:
+    from cloudgw.crypt import format as fmt
+
+    cloud, password, key = await make_cloud(tmp_path, encrypt_names=True, compress=compress)
+    stored = [p for p in cloud.rglob("*") if p.is_file() and p.name != VAULT_NAME]
+    assert stored and all(p.read_bytes()[9] == fmt.FLAG_COMPRESSED for p in stored)  # the compressed layout
+    downloaded = tmp_path / "downloaded"
+    shutil.copytree(cloud, downloaded)
+    proc = decrypt(downloaded, tmp_path / "out", "--password-file", password, cwd=tmp_path)
+    assert_ok(proc, len(CLOUDGW_FILES))
+    assert tree(tmp_path / "out") == CLOUDGW_FILES
+    proc = decrypt(copy_without_vault(cloud, tmp_path / "no-vault"), tmp_path / "out-key", "--private-key", key,
+                   cwd=tmp_path)
+    assert_ok(proc, len(CLOUDGW_FILES))
+    assert sorted(tree(tmp_path / "out-key").values()) == sorted(CLOUDGW_FILES.values())
 
 
 async def test_cloudgw_password_needs_the_vault_and_the_right_password(tmp_path: Path) -> None:

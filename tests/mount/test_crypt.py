@@ -283,8 +283,9 @@ def test_a_small_edit_of_a_large_encrypted_file_sends_one_part(counted_crypt):
     assert len(stored) == fmt.stored_size(size) and bytes(edit) not in stored
 
 
-def test_kill9_mid_upload_of_an_encrypted_file_loses_nothing(tmp_path, mounted, moto_server):
-    backend = encrypted(make_backend("s3", tmp_path, moto_server), tmp_path)
+@pytest.mark.parametrize("compress", [None, "zstd"])
+def test_kill9_mid_upload_of_an_encrypted_file_loses_nothing(tmp_path, mounted, moto_server, compress):
+    backend = encrypted(make_backend("s3", tmp_path, moto_server), tmp_path, compress=compress)
     gw = gateway(backend, tmp_path, "k")
     mounted.append(gw)
     data = os.urandom(20 * MiB + 5)  # multipart
