@@ -46,6 +46,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
+import math
 from collections import OrderedDict
 from pathlib import Path
 from typing import AsyncIterator, Callable, Collection
@@ -72,6 +73,7 @@ HEADER_INLINE = 1 << 20  # a first read this near the start fetches the header w
 HEADER_CACHE = 4096  # (path, rev) -> file header (and a compressed file's size); ~200 bytes each
 TABLE_CACHE = 64  # (path, rev, block) -> opened table block of a compressed file; <= 80 KiB each
 FIRST_FETCH = fmt.TABLE_START + fmt.table_block_size(fmt.TABLE_BLOCK)  # header, size and table block 0
+PIECE = 1 << 20  # plaintext handed to a streamed read's sink at a time (at most)
 SIZE_PAGE = 256  # listing entries whose sizes are looked up together
 SIZE_LOOKUPS = 8  # concurrent first-188-byte reads for sizes
 
@@ -405,7 +407,7 @@ class CryptRemote:
             if len(first) >= stop:
                 decoder.feed(first[start:stop])
             else:
-                await read_into(self.inner, stored_path, start, stop - start, decoder.feed, rev=rev)
+                await self._decode_stream(stored_path, start, stop - start, rev, decoder, sink)
             decoder.finish()
 
     async def _read_plain(self, stored_path: str, path: str, offset: int, length: int, sink: Callable[[bytes], None],
@@ -417,18 +419,71 @@ class CryptRemote:
             decoder.header_bytes = fmt.HEADER_SIZE
             decoder.skip = start - fmt.HEADER_SIZE
             decoder.open_header = lambda raw: fmt.open_header(raw, self.keys, path)
-            await read_into(self.inner, stored_path, 0, end, decoder.feed, rev=rev)
+            await self._decode_stream(stored_path, 0, end, rev, decoder, sink)
             if decoder.header is not None:
                 self._remember(stored_path, rev, decoder.header)
         else:
             decoder.header = header or await self._header(stored_path, rev, path)
-            await read_into(self.inner, stored_path, start, end - start, decoder.feed, rev=rev)
+            await self._decode_stream(stored_path, start, end - start, rev, decoder, sink)
         ended = decoder.received < end - (0 if decoder.header_bytes else start)
         decoder.finish(ended)
         if decoder.chunks_seen == 0 and first == 0:
             raise IntegrityError(f"{path}: no chunk after the header (the file was cut short)")
         if decoder.chunks_seen == 0 and first > 0:
             await self._check_ends_before(stored_path, first, rev, decoder.header, path)
+
+    async def _decode_stream(self, stored_path: str, start: int, length: int, rev: str | None,
+                             decoder: ChunkDecoder | CompressedDecoder, sink: Callable[[bytes], None]) -> None:
+        """Stream stored bytes [start, start + length) through ``decoder``, one worker-thread call
+        per piece that arrived, while the remote receives the next piece; the plaintext of
+        each piece reaches ``sink`` in the trio thread as one piece.
+
+        Decryption so overlaps the network and stays off the thread that answers FUSE.
+        Memory: the pieces received but not decoded yet -- none while decryption keeps up
+        with the network, at most the request (a fetcher run, 32 MiB) when it does not.
+        The decoder is touched by one thread at a time (each call is awaited)."""
+        send, receive = trio.open_memory_channel[bytes](math.inf)
+        decoded: list[bytes] = []
+        decoder.sink = decoded.append
+
+        def decode(data: bytes) -> list[bytes]:
+            """``data`` decoded, as pieces of up to ``PIECE`` (chunks joined: one copy, here)."""
+            decoder.feed(data)
+            out, run, size = [], [], 0
+            for chunk in decoded:
+                if size + len(chunk) > PIECE and run:
+                    out.append(b"".join(run))
+                    run, size = [], 0
+                run.append(chunk)
+                size += len(chunk)
+            if run:
+                out.append(run[0] if len(run) == 1 else b"".join(run))
+            decoded.clear()
+            return out
+
+        failed: list[Exception] = []  # the first failure, raised as it is (no exception group)
+
+        async def fetch(scope: trio.CancelScope) -> None:
+            try:
+                async with send:
+                    await read_into(self.inner, stored_path, start, length, send.send_nowait, rev=rev)
+            except Exception as exc:
+                failed.append(exc)
+                scope.cancel()
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(fetch, nursery.cancel_scope)
+            try:
+                async with receive:
+                    async for data in receive:
+                        for plain in await trio.to_thread.run_sync(decode, data):
+                            sink(plain)
+            except Exception as exc:
+                failed.append(exc)
+                nursery.cancel_scope.cancel()
+        decoder.sink = sink  # what ``finish`` still emits goes straight out
+        if failed:
+            raise failed[0]
 
     async def _check_ends_before(self, stored_path: str, index: int, rev: str | None,
                                  header: fmt.FileHeader | None, path: str) -> None:
