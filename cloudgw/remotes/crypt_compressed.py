@@ -246,19 +246,22 @@ class CompressedDecoder:
 
     def feed(self, data: bytes) -> None:
         self._buf += data
-        while self.index <= self.last:
-            length = self.block.span(self.index)[1]
-            if len(self._buf) < length:
-                return
-            stored = bytes(self._buf[:length])
-            del self._buf[:length]
-            plain = fmt.open_compressed_chunk(self.header, self.index, stored, _last(self.index, self.count),
-                                              self.plain_size, self.block.nonce(self.index), self.what)
-            base = self.index * fmt.CHUNK
-            self.index += 1
-            lo, hi = max(self.lo - base, 0), min(self.hi - base, len(plain))
-            if lo < hi:
-                self.sink(plain[lo:hi])
+        done = 0  # chunks are opened from views of the buffer, which is compacted once
+        with memoryview(self._buf) as view:
+            while self.index <= self.last:
+                length = self.block.span(self.index)[1]
+                if len(self._buf) - done < length:
+                    break
+                with view[done:done + length] as stored:  # released here: the buffer can be resized
+                    plain = fmt.open_compressed_chunk(self.header, self.index, stored, _last(self.index, self.count),
+                                                      self.plain_size, self.block.nonce(self.index), self.what)
+                done += length
+                base = self.index * fmt.CHUNK
+                self.index += 1
+                lo, hi = max(self.lo - base, 0), min(self.hi - base, len(plain))
+                if lo < hi:
+                    self.sink(plain[lo:hi])
+        del self._buf[:done]
 
     def finish(self) -> None:
         if self.index <= self.last:

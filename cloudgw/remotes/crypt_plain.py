@@ -46,9 +46,13 @@ class ChunkDecoder:
             dropped = min(self.skip, len(self._buf))
             del self._buf[:dropped]
             self.skip -= dropped
-        while len(self._buf) > fmt.SLOT:
-            self._emit(bytes(self._buf[:fmt.SLOT]), last=False)
-            del self._buf[:fmt.SLOT]
+        done = 0  # chunks are opened from views of the buffer, which is compacted once
+        with memoryview(self._buf) as view:
+            while len(self._buf) - done > fmt.SLOT:
+                with view[done:done + fmt.SLOT] as stored:  # released here: the buffer can be resized
+                    self._emit(stored, last=False)
+                done += fmt.SLOT
+        del self._buf[:done]
 
     def finish(self, ended: bool) -> None:
         """The stream is over; ``ended``: it stopped short, so the file ends in the buffer."""
@@ -60,7 +64,7 @@ class ChunkDecoder:
             self._emit(bytes(self._buf), last=True)
         self._buf.clear()  # not ended: only the byte after the last wanted chunk
 
-    def _emit(self, stored: bytes, last: bool) -> None:
+    def _emit(self, stored: bytes | memoryview, last: bool) -> None:
         assert self.header is not None
         plain = fmt.open_chunk(self.header, self.index, stored, last, self.what)
         base = self.index * fmt.CHUNK
