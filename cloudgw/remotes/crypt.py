@@ -72,6 +72,7 @@ log = logging.getLogger(__name__)
 HEADER_INLINE = 1 << 20  # a first read this near the start fetches the header with the chunks
 HEADER_CACHE = 4096  # (path, rev) -> file header (and a compressed file's size); ~200 bytes each
 TABLE_CACHE = 64  # (path, rev, block) -> opened table block of a compressed file; <= 80 KiB each
+FIRST_INLINE = 4 << 20  # a first read within this many bytes of the start fetches its chunks with the table
 FIRST_FETCH = fmt.TABLE_START + fmt.table_block_size(fmt.TABLE_BLOCK)  # header, size and table block 0
 PIECE = 1 << 20  # plaintext handed to a streamed read's sink at a time (at most)
 SIZE_PAGE = 256  # listing entries whose sizes are looked up together
@@ -378,11 +379,15 @@ class CryptRemote:
     async def _read_compressed(self, stored_path: str, path: str, offset: int, length: int,
                                sink: Callable[[bytes], None], rev: str | None, known: Known | None) -> None:
         """A read in a vault with compression: the first read of a file takes its header, size and
-        table block 0 in one request (a small file: the whole file), then the chunks wanted are
-        streamed, one request per table block they are listed in."""
+        table block 0 in one request -- with the chunks wanted too when they are among the first
+        ``FIRST_INLINE`` bytes (their stored form is no larger than the raw chunks'), so a small
+        file or the start of a file costs one request -- then the chunks wanted are streamed,
+        one request per table block they are listed in."""
         first = b""
         if known is None:
-            first = await self.inner.read(stored_path, 0, FIRST_FETCH, rev=rev)
+            wanted = offset + length <= FIRST_INLINE
+            first = await self.inner.read(stored_path, 0, FIRST_FETCH + (
+                fmt.chunk_count(offset + length) * (fmt.CHUNK + fmt.OVERHEAD + 1) if wanted else 0), rev=rev)
             header = await trio.to_thread.run_sync(fmt.open_header, first[:fmt.HEADER_SIZE], self.keys, path)
             known = (header, fmt.read_plain_size(first[fmt.HEADER_SIZE:], path) if header.compressed else None)
             self._remember(stored_path, rev, *known)
@@ -405,7 +410,7 @@ class CryptRemote:
             stop = area + sum(block.span(b))
             decoder = CompressedDecoder(header, plain_size, block, a, b, offset, end, sink, path)
             if len(first) >= stop:
-                decoder.feed(first[start:stop])
+                await trio.to_thread.run_sync(decoder.feed, first[start:stop])
             else:
                 await self._decode_stream(stored_path, start, stop - start, rev, decoder, sink)
             decoder.finish()

@@ -219,3 +219,16 @@ async def test_chunks_another_compressor_made_are_never_mixed_in_the_file_is_sen
         assert await fresh.read("doc.txt", 0, len(data) + 1, rev=entry.rev) == bytes(data)
     finally:
         await remote.aclose()
+
+
+@pytest.mark.parametrize("data", [text(3 * MiB), os.urandom(3 * MiB)], ids=["text", "noise"])
+async def test_the_first_read_of_the_start_of_a_file_is_one_request(tmp_path, data):
+    """Header, size, chunk table and the chunks wanted in one ranged read (a fetcher's first
+    block of a file); the next read uses the cached table."""
+    root = tmp_path / "root"
+    entry = await on_local(root).write("f", BytesSource(data))
+    observer = CountingObserver()
+    fresh = crypt(InstrumentedRemote(LocalRemote(root), "x", observer))
+    assert await fresh.read("f", 0, MiB, rev=entry.rev) == data[:MiB]
+    assert await fresh.read("f", MiB, MiB, rev=entry.rev) == data[MiB:2 * MiB]
+    assert [op for _, op, _ in observer.requests] == ["read", "read"]
