@@ -410,7 +410,7 @@ class CryptRemote:
             stop = area + sum(block.span(b))
             decoder = CompressedDecoder(header, plain_size, block, a, b, offset, end, sink, path)
             if len(first) >= stop:
-                await trio.to_thread.run_sync(decoder.feed, first[start:stop])
+                decoder.feed(first[start:stop])  # in the trio thread: the sink (the fetcher) must be called here
             else:
                 await self._decode_stream(stored_path, start, stop - start, rev, decoder, sink)
             decoder.finish()
