@@ -53,10 +53,10 @@ import zipfile
 from pathlib import Path
 from xml.sax.saxutils import escape
 
-from benchmarks.gateways import pids_with_args
+from benchmarks.gateways import alive, pids_with_args
 from benchmarks.proxy import CountingProxy
 from benchmarks.report import machine_description
-from benchmarks.workloads import cpu_seconds, drop_caches
+from benchmarks.workloads import cpu_seconds, drop_caches, status_kib
 
 log = logging.getLogger("compression")
 ROOT = Path(__file__).resolve().parent.parent
@@ -263,7 +263,7 @@ class Mount:
         return self.proxy.snapshot()
 
     def peak_rss_mib(self) -> float:
-        return max((_status_kib(p, "VmHWM") for p in self.pids), default=0) / 1024
+        return max((status_kib(p, "VmHWM") for p in self.pids), default=0) / 1024
 
     def sync(self) -> None:
         run([CLOUDGW, "sync", str(self.mnt), "--wait", "--timeout", "900"], env=self.env, timeout=960)
@@ -276,7 +276,7 @@ class Mount:
     def umount(self) -> None:
         run([CLOUDGW, "umount", str(self.mnt), "--timeout", "300"], env=self.env, timeout=400)
         deadline = time.monotonic() + 60
-        while any(_alive(p) for p in self.pids):
+        while any(alive(p) for p in self.pids):
             if time.monotonic() > deadline:
                 raise RuntimeError("daemon did not exit after umount")
             time.sleep(0.05)
@@ -284,7 +284,7 @@ class Mount:
     def abort(self) -> None:
         """Kill the daemon and detach the mount at once."""
         for pid in self.pids:
-            if _alive(pid):
+            if alive(pid):
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
         subprocess.run(["fusermount3", "-u", "-z", str(self.mnt)], capture_output=True)
@@ -297,7 +297,7 @@ class Mount:
         if os.path.ismount(self.mnt):
             subprocess.run(["fusermount3", "-u", "-z", str(self.mnt)], capture_output=True)
         for pid in self.pids:
-            if _alive(pid):
+            if alive(pid):
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
         if self.proxy is not None:
@@ -306,23 +306,6 @@ class Mount:
 
     def __exit__(self, *exc: object) -> None:
         self.cleanup()
-
-
-def _status_kib(pid: int, field: str) -> int:
-    with contextlib.suppress(OSError, ValueError, IndexError):
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1])
-    return 0
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def run(argv: list[str], env: dict | None = None, timeout: float = 600) -> str:
@@ -395,11 +378,11 @@ def guarded(gw: "Mount", fn, what: str):  # noqa: ANN001, ANN201
     t = threading.Thread(target=target, daemon=True, name=what)
     t.start()
     last, since = _progress[0], time.monotonic()
-    while t.is_alive():
+    while t.isalive():
         t.join(1)
         if _progress[0] != last:
             last, since = _progress[0], time.monotonic()
-        elif t.is_alive() and time.monotonic() - since > STALL_S:
+        elif t.isalive() and time.monotonic() - since > STALL_S:
             spy = Path(sys.executable).with_name("py-spy")
             dump = gw.mnt.parent / f"stall-{gw.prefix}.txt"
             if spy.exists() and gw.pids:

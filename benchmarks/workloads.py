@@ -119,7 +119,7 @@ def cpu_seconds(pids: list[int]) -> float:
     return total / CLOCK_TICKS
 
 
-def _status_kib(pid: int, field_name: str) -> int:
+def status_kib(pid: int, field_name: str) -> int:
     try:
         with open(f"/proc/{pid}/status") as f:
             for line in f:
@@ -163,7 +163,7 @@ class Phase:
 
     def _sample(self) -> None:
         while not self._stop.wait(0.05):
-            self._sampled = max(self._sampled, sum(_status_kib(p, "VmRSS") for p in self.pids))
+            self._sampled = max(self._sampled, sum(status_kib(p, "VmRSS") for p in self.pids))
 
     def _expire(self) -> None:
         self.timed_out = True
@@ -192,7 +192,7 @@ class Phase:
 
     def __exit__(self, exc_type, exc, tb) -> None:  # noqa: ANN001
         self._timer.cancel()
-        hwm = sum(_status_kib(p, "VmHWM") for p in self.pids)
+        hwm = sum(status_kib(p, "VmHWM") for p in self.pids)
         self._stop.set()
         self._sampler.join()
         self.peak_rss_kib = max(hwm, self._sampled)
