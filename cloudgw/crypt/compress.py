@@ -86,11 +86,7 @@ def decompress(codec: int, payload: bytes, length: int, what: str) -> bytes:
         if codec == RAW:
             data = payload
         elif codec == ZSTD:
-            data = _zstd()[1].decompress(payload, max_output_size=length)
-            rest = zstandard.ZstdDecompressor().decompressobj()  # bounded: the frame made <= length bytes
-            rest.decompress(payload)
-            if not rest.eof or rest.unused_data:
-                raise IntegrityError(f"{what}: not exactly one zstd frame")
+            data = _unzstd(payload, length, what)
         elif codec == LZ4:
             data = lz4.block.decompress(payload, uncompressed_size=length)
         else:
@@ -99,4 +95,21 @@ def decompress(codec: int, payload: bytes, length: int, what: str) -> bytes:
         raise IntegrityError(f"{what}: a compressed chunk does not decompress") from None
     if len(data) != length:
         raise IntegrityError(f"{what}: a chunk decompresses to {len(data)} bytes, not {length}")
+    return data
+
+
+def _unzstd(payload: bytes, length: int, what: str) -> bytes:
+    """Exactly one zstd frame, decompressing to at most ``length`` bytes.  Frames that state
+    their size (cloudgw writes them so) are decompressed once, bounded by that size (libzstd
+    refuses a frame that makes more); a frame without one is first decompressed with
+    ``length`` as the bound, then again to find where it ends."""
+    stated = zstandard.get_frame_parameters(payload).content_size
+    if stated not in (zstandard.CONTENTSIZE_UNKNOWN, length):
+        raise IntegrityError(f"{what}: a zstd frame of {stated} bytes where {length} were expected")
+    if stated == zstandard.CONTENTSIZE_UNKNOWN:
+        _zstd()[1].decompress(payload, max_output_size=length)
+    frame = _zstd()[1].decompressobj()
+    data = frame.decompress(payload)
+    if not frame.eof or frame.unused_data:
+        raise IntegrityError(f"{what}: not exactly one zstd frame")
     return data

@@ -18,6 +18,7 @@ nothing that matters: a size missing after a crash is read again.
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 from pathlib import Path
 from typing import Iterable
@@ -36,9 +37,14 @@ class SizeStore:
     def __init__(self, directory: Path | None = None) -> None:
         self._directory = directory
         self._disk = None
+        self._opening = threading.Lock()
         self._memory: OrderedDict[Key, int] = OrderedDict()
 
     def _cache(self):  # noqa: ANN202 -- diskcache is imported only for a gateway with compression
+        with self._opening:  # worker threads: the first two lookups must not open it twice
+            return self._open()
+
+    def _open(self):  # noqa: ANN202
         if self._disk is None and self._directory is not None:
             import diskcache
 
