@@ -45,6 +45,7 @@ from cloudgw.metadata.store import MetadataStore
 from cloudgw.remotes.base import Remote
 from cloudgw.remotes.instrumented import Observer
 from cloudgw.remotes.open import open_remotes
+from cloudgw.remotes.health import HealthBoard
 from cloudgw.remotes.registry import Common
 from cloudgw.remotes.router import RouterRemote
 from cloudgw.sync.context import SyncContext
@@ -65,8 +66,8 @@ def _changes(count: int) -> str:
     return f"{count} change" if count == 1 else f"{count} changes"
 
 
-def build_remote(config: MountConfig, observer: Observer | None = None) -> Remote:
-    common = Common(timeout=config.remote_timeout, state_dir=config.cache_dir / REMOTE_STATE)
+def build_remote(config: MountConfig, observer: Observer | None = None, health: HealthBoard | None = None) -> Remote:
+    common = Common(timeout=config.remote_timeout, state_dir=config.cache_dir / REMOTE_STATE, health=health)
     return with_test_faults(open_remotes(config.remotes, common, observer=observer))
 
 
@@ -161,6 +162,7 @@ class Gateway:
         self._drained: bool | None = None
         self._stopping = False  # a stop (signal, umount, unmount) has begun
         self.notifier = Notifier.from_environment()
+        self.health = HealthBoard()  # remotes report "login required" / "throttled" here (cloudgw status)
 
     async def run(self, ready: Callable[[], None] = lambda: None) -> None:
         config = self.config
@@ -169,7 +171,8 @@ class Gateway:
             from cloudgw.metrics import Metrics
             metrics = Metrics(config.remotes)
             metrics.listen(config.metrics_addr)  # before anything else: a port in use is a UserError
-        remote = build_remote(config, metrics)
+        health = self.health
+        remote = build_remote(config, metrics, health)
         await remote.check()
         lock_fd = lock_cache_dir(config.cache_dir)
         os.chmod(config.cache_dir, 0o700)
@@ -206,6 +209,7 @@ class Gateway:
         control = ControlServer(config.mountpoint, lambda req, reply: self._control(engine, req, reply))
         control_sock = control.bind()
         self.engine = engine
+        health.on_recovered(lambda name: engine.retry_failed())  # (remotes clear conditions in the trio thread)
         mounted = False
         try:
             pyfuse3.init(ops, str(config.mountpoint), fuse_options(config))
@@ -322,7 +326,8 @@ class Gateway:
     async def _control(self, engine: SyncEngine, req: dict[str, Any], reply: Callable[[dict], Awaitable[None]]) -> None:
         op = req.get("op")
         if op == "status":
-            await reply({**engine.status(), **(queue_files(engine) if req.get("files") else {})})
+            await reply({**engine.status(), "remotes": self.health.snapshot(),
+                         **(queue_files(engine) if req.get("files") else {})})
         elif op == "sync":
             engine.sync_now()
             if not req.get("wait"):

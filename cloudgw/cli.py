@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import NoReturn
 
-from cloudgw import __version__, crypt_cli
+from cloudgw import __version__, crypt_cli, login_cli
 from cloudgw.config import (
     MountConfig,
     RemoteSpec,
@@ -97,6 +97,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="read every remote file (an encrypted remote authenticates each chunk): slow, thorough")
     f.add_argument("--json", action="store_true", help="machine-readable output")
     crypt_cli.add_parsers(sub)
+    login_cli.add_parser(sub)
     return p
 
 
@@ -267,6 +268,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     print(f"conflicts:  {status['conflicts']}")
     for c in status["recent_conflicts"]:
         print(f"  {c['path']} -> remote version kept as {c['copy']}")
+    for name, c in sorted(status.get("remotes", {}).items()):
+        until = f" until {time.strftime('%H:%M:%S', time.localtime(c['until']))}" if c.get("until") else ""
+        print(f"remote {name or '(root)'}: {c['state']}{until}" + (f" ({c['detail']})" if c.get("detail") else ""))
     when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(last)) if last else "never"
     print(f"last poll:  {when}" + (f" (last error: {status['last_poll_error']})" if status.get("last_poll_error") else ""))
     for e in status["errors"][-5:]:
@@ -348,7 +352,7 @@ def cmd_fsck(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     commands = {"mount": cmd_mount, "sync": cmd_sync, "status": cmd_status, "umount": cmd_umount, "fsck": cmd_fsck,
-                "crypt": crypt_cli.cmd_crypt, "decrypt": crypt_cli.cmd_decrypt}
+                "crypt": crypt_cli.cmd_crypt, "decrypt": crypt_cli.cmd_decrypt, "login": login_cli.cmd_login}
     try:
         return commands[args.command](args)
     except UserError as exc:

@@ -22,6 +22,8 @@
         │                           never cached, never returned as data
         └── TransientRemoteError    timeouts, 5xx, throttling: worth retrying;
             └── RemoteUnavailable   retries exhausted / remote down (EIO)
+                └── LoginRequired   the cloud's sign-in is gone (revoked or expired refresh
+                                    token): EACCES until ``cloudgw login``; uploads wait
 
 Lower layers raise these; only ``cloudgw.fuse`` turns them into FUSE errors.
 """
@@ -107,3 +109,10 @@ class TransientRemoteError(RemoteError):
 
 class RemoteUnavailable(TransientRemoteError):
     """Retries were exhausted: the remote is down or unreachable right now."""
+
+
+class LoginRequired(RemoteUnavailable):
+    """The remote's sign-in no longer works (refresh token revoked or expired, never signed
+    in): nothing is retried until someone runs ``cloudgw login`` again."""
+
+    errno = _errno.EACCES

@@ -66,3 +66,16 @@ def nextcloud_server() -> Iterator[DavServer]:
 
     with start_wsgidav(nextcloud=True) as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def graph_server(tmp_path_factory) -> Iterator:  # noqa: ANN001
+    """The fake Microsoft identity platform + Graph (tests/servers/graph), signed in once
+    (``graph_server.token_template``: a token file to copy per test)."""
+    from tests.graph_support import sign_in
+    from tests.servers.graph.server import start_graph
+
+    with start_graph() as server:
+        server.token_template = tmp_path_factory.mktemp("graph") / "token.json"
+        sign_in(server, server.token_template)
+        yield server

@@ -34,7 +34,7 @@ def open_remotes(specs: Mapping[str, RemoteSpec], common: Common = Common(), *,
 
 
 def _for(common: Common, name: str) -> Common:
-    """``common`` with a state folder of the remote's own (``_`` for the one remote at the root)."""
-    if common.state_dir is None:
-        return common
-    return dataclasses.replace(common, state_dir=common.state_dir / (name or "_"))
+    """``common`` with the remote's name and a state folder of its own (``_`` for the one
+    remote at the root)."""
+    state_dir = common.state_dir / (name or "_") if common.state_dir is not None else None
+    return dataclasses.replace(common, state_dir=state_dir, name=name)

@@ -48,6 +48,15 @@ class QuickXorHash:
         self._row = row
         self._tail = bytes(view[whole:])
 
+    def copy(self) -> QuickXorHash:
+        """A hash of the same bytes so far that goes on independently (as ``hashlib``'s ``copy``)."""
+        twin = QuickXorHash()
+        twin._row, twin._tail, twin._length = self._row, self._tail, self._length
+        return twin
+
+    def hexdigest(self) -> str:
+        return self.digest().hex()
+
     def digest(self) -> bytes:
         row = (self._row ^ int.from_bytes(self._tail, "little")).to_bytes(WIDTH, "little")
         value = 0

@@ -27,6 +27,7 @@ from typing import Any, Callable, Mapping
 from cloudgw.errors import UserError
 from cloudgw.remotes.base import Remote
 from cloudgw.remotes.crypt_guard import env_password, with_crypt
+from cloudgw.remotes.health import HealthBoard
 from cloudgw.remotes.mapped import with_name_rules
 from cloudgw.remotes.names import NameRules
 
@@ -35,6 +36,8 @@ _REMOTES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("cloudgw.remotes.local", ("file:///abs/path",)),
     ("cloudgw.remotes.s3", ("s3://bucket[/prefix]",)),
     ("cloudgw.remotes.webdav", ("webdav://host[:port]/path", "webdavs://host[:port]/path")),
+    ("cloudgw.remotes.onedrive", ("onedrive://me/path", "onedrive://drives/DRIVE_ID/path",
+                                  "sharepoint://host/sites/SITE/LIBRARY/path")),
 )
 
 
@@ -68,6 +71,8 @@ class Common:
 
     timeout: float = 30.0  # a request, with its retries, fails after this long (seconds)
     state_dir: Path | None = None  # the gateway's folder for this remote's own state (None: keep none)
+    name: str = ""  # the remote's name in the config (``""``: the one remote at the root)
+    health: HealthBoard | None = None  # where the remote says it is throttled or needs a login (cloudgw status)
 
 
 @dataclass(frozen=True)
@@ -136,13 +141,7 @@ def open_remote(url: str, options: Mapping[str, Any] | None = None, common: Comm
     options and environment say (the remote's raw objects).
     """
     kind = remote_type(url)
-    try:
-        parts = urllib.parse.urlsplit(url)
-    except ValueError:
-        raise bad_url(url) from None
-    if (parts.query and not kind.query_allowed) or parts.fragment:
-        raise bad_url(url, "no ?query or #fragment allowed")
-    where_url = RemoteURL(url, parts.scheme.lower(), parts.netloc, parts.path)
+    where_url = parse_remote_url(url, kind)
     values = validate_options(kind, url, options or {}, where)
     common_values = {o.key: values.pop(o.key) for o in COMMON_OPTIONS}
     remote = kind.build(where_url, values, common)
@@ -153,6 +152,17 @@ def open_remote(url: str, options: Mapping[str, Any] | None = None, common: Comm
     password = (read_secret(password_file, f"{where or 'command line'}: crypt_password_file").encode()
                 if password_file is not None else env_password())
     return with_crypt(with_name_rules(remote, rules), password, masked_url(url), common.state_dir)
+
+
+def parse_remote_url(url: str, kind: RemoteType) -> RemoteURL:
+    """``url`` split into its parts (no network); a ``UserError`` for what no remote takes."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:
+        raise bad_url(url) from None
+    if (parts.query and not kind.query_allowed) or parts.fragment:
+        raise bad_url(url, "no ?query or #fragment allowed")
+    return RemoteURL(url, parts.scheme.lower(), parts.netloc, parts.path)
 
 
 def validate_options(kind: RemoteType, url: str, given: Mapping[str, Any], where: str) -> dict[str, Any]:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import email.utils
+import time
+
 from cloudgw.errors import RemoteError, RemoteUnsupported
 
 
@@ -19,3 +22,17 @@ def remote_error(cls: type[RemoteError], err: int | None, message: str) -> Remot
     if err is not None:
         exc.errno = err
     return exc
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    """An HTTP ``Retry-After`` value (seconds or an HTTP date) as seconds from now; None if absent or bad."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        return max(0.0, email.utils.parsedate_to_datetime(value).timestamp() - time.time())
+    except (TypeError, ValueError):
+        return None

@@ -11,13 +11,11 @@ client's auth object only: never in a URL, a log line or an error message.
 
 from __future__ import annotations
 
-import email.utils
 import netrc
 import os
 import errno
 import logging
 import ssl
-import time
 import urllib.parse
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -29,7 +27,7 @@ from cloudgw.errors import (PreconditionFailed, UserError, RemoteError, RemoteNo
                             RemoteUnsupported, TransientRemoteError)
 from cloudgw.remotes.registry import check_secret_file
 from cloudgw.remotes.retry import with_retries
-from cloudgw.remotes.util import remote_error
+from cloudgw.remotes.util import remote_error, retry_after_seconds
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -37,19 +35,6 @@ T = TypeVar("T")
 # httpx logs every request at INFO; the daemon's log is for cloudgw's own lines.
 for _name in ("httpx", "httpcore"):
     logging.getLogger(_name).setLevel(logging.WARNING)
-
-
-def _retry_after(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        return max(0.0, email.utils.parsedate_to_datetime(value).timestamp() - time.time())
-    except (TypeError, ValueError):
-        return None
 
 
 def status_error(status: int, what: str, headers: Mapping[str, str] | None = None) -> RemoteError:
@@ -69,7 +54,7 @@ def status_error(status: int, what: str, headers: Mapping[str, str] | None = Non
     if status == 501:
         return RemoteUnsupported(message)
     if status >= 500 or status in (408, 423, 429):
-        return TransientRemoteError(message, _retry_after((headers or {}).get("retry-after")))
+        return TransientRemoteError(message, retry_after_seconds((headers or {}).get("retry-after")))
     return RemoteError(message)
 
 

@@ -169,6 +169,12 @@ class SyncEngine:
         self.queue.flush()
         self._tombstone_kick.set()
 
+    def retry_failed(self) -> None:
+        """Retry now what failed (a remote is reachable or signed in again), without
+        waiting for the backoff; what waits for its write-back delay keeps waiting."""
+        self.queue.flush([f.key for f in self.queue.snapshot().failed])
+        self._tombstone_kick.set()
+
     def pending(self) -> int:
         queued, uploading, _ = self.queue.counts()
         return queued + uploading + self.tombstones.pending()

@@ -233,6 +233,52 @@ def _webdav(server: DavServer) -> Harness:
                    broken, unique_revs=server.name == "apache")
 
 
+GRAPH_FRAGMENT = 3 * 327680  # upload-session fragments of 960 KiB: BIG files take several
+
+
+def make_graph(server: Any, folder: str, state_dir: Path, token_file: Path, **options: Any) -> Remote:
+    """A remote on ``folder`` of the fake's /me drive, built as the registry builds it (with
+    the OneDrive name rules around it)."""
+    from cloudgw.remotes.registry import Common, open_remote
+    from tests.graph_support import graph_options
+
+    return open_remote(f"onedrive://me/{folder}", graph_options(server, token_file, chunk_size=GRAPH_FRAGMENT,
+                                                                 **options),
+                       Common(timeout=10.0, state_dir=state_dir), crypt=False)
+
+
+def _graph(server: Any, tmp_path: Path) -> Harness:
+    """A remote on a fresh folder of the fake Graph drive; the backdoor changes the drive as
+    Office 365 or another PC would."""
+    from cloudgw.remotes.graph_upload import SessionRecord, SessionRecords
+    from tests.graph_support import signed_in_copy
+
+    folder = f"t-{uuid.uuid4().hex[:12]}"
+    server.backdoor.mkdir(folder)
+    token = signed_in_copy(server.token_template, tmp_path / "graph-token.json")
+    state = tmp_path / "graph-state"
+
+    def put_outside(path: str, data: bytes) -> None:
+        server.backdoor.put(f"{folder}/{path}", data)
+
+    def leave_incomplete_upload(path: str) -> None:  # a session record our crashed process left, long expired
+        SessionRecords(state / "upload-sessions").save(SessionRecord(path, f"{server.authority_url}/_pre/upload/gone",
+                                                                     BIG_SESSION, "any", created=1.0, expires=2.0))
+
+    def broken() -> list[Broken]:
+        return [
+            Broken("missing folder", make_graph(server, f"missing-{uuid.uuid4().hex[:8]}", state, token),
+                   r"no such drive or folder"),
+            Broken("not signed in", make_graph(server, folder, state, tmp_path / "nobody.json"),
+                   r"login required: not signed in.*run 'cloudgw login"),
+        ]
+
+    return Harness("graph", make_graph(server, folder, state, token), "", put_outside, leave_incomplete_upload, broken)
+
+
+BIG_SESSION = 20 * MiB
+
+
 def _router(inner: Harness) -> Harness:
     remote = RouterRemote({"mnt": inner.remote})
 
@@ -381,6 +427,7 @@ def _crypt(inner: Harness, *, encrypt_names: bool = False, compress: str | None 
         "webdav-apache",
         "webdav-wsgidav",
         "webdav-nextcloud",
+        "graph",
     ]
 )
 def harness(request, tmp_path: Path) -> Harness:
@@ -412,6 +459,8 @@ def harness(request, tmp_path: Path) -> Harness:
         return _s3(request.getfixturevalue("moto_server"), "")
     if kind == "s3-moto-prefix":
         return _s3(request.getfixturevalue("moto_server"), "pre/fix")
+    if kind == "graph":
+        return _graph(request.getfixturevalue("graph_server"), tmp_path)
     if kind.startswith("webdav-"):
         return _webdav(request.getfixturevalue(f"{kind.removeprefix('webdav-')}_server"))
     bucket = request.getfixturevalue("swift_bucket")
@@ -420,7 +469,7 @@ def harness(request, tmp_path: Path) -> Harness:
 
 @pytest.fixture
 async def h(harness: Harness) -> Harness:
-    if harness.kind in ("webdav-nextcloud", "webdav-nextcloud-crypt"):  # as a mount does first: learns checksums, chunked uploads
+    if harness.kind in ("webdav-nextcloud", "webdav-nextcloud-crypt", "graph"):  # as a mount does first: learns checksums, chunked uploads; finds the drive
         await harness.remote.check()
     try:
         yield harness
