@@ -63,6 +63,9 @@ def _parser() -> argparse.ArgumentParser:
     m.add_argument("--path-style", action="store_true", default=None, help="S3 path-style addressing")
     m.add_argument("--crypt-password-file", type=Path, default=None,
                    help="password of an encrypted remote (cloudgw crypt init); or CLOUDGW_CRYPT_PASSWORD")
+    m.add_argument("--remote-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="an option of the remote, as in a [remotes.NAME] table (e.g. client_id=..., "
+                   "token_file=/etc/cloudgw/onedrive.json); repeatable; not with --config")
     m.add_argument("--metrics-addr", default=None, metavar="HOST:PORT",
                    help="serve Prometheus metrics at http://HOST:PORT/metrics (PORT alone: on 127.0.0.1)")
     m.add_argument("--foreground", "-f", action="store_true", help="stay in the foreground, log to stderr")
@@ -106,6 +109,23 @@ def _default_cache_dir(mountpoint: Path) -> Path:
     return base / os.path.realpath(mountpoint).strip("/").replace("/", "_")
 
 
+def _remote_options(pairs: list[str]) -> dict[str, object]:
+    """``KEY=VALUE`` pairs as a remote's options: VALUE as a TOML value where it is one
+    (``true``, ``10485760``, ``"text"``), else as text."""
+    import tomllib
+
+    options: dict[str, object] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise UserError(f"--remote-option {pair!r}: use KEY=VALUE")
+        try:
+            options[key.strip()] = tomllib.loads(f"v = {value}")["v"]
+        except tomllib.TOMLDecodeError:
+            options[key.strip()] = value
+    return options
+
+
 def mount_config(args: argparse.Namespace) -> MountConfig:
     doc: dict = {}
     if args.config is not None:
@@ -123,6 +143,8 @@ def mount_config(args: argparse.Namespace) -> MountConfig:
         if not given and not (isinstance(mountpoint_text, str) and mountpoint_text.startswith("/")):
             raise UserError(f"config file {args.config}: mountpoint must be an absolute path, e.g. \"/srv/cloud\"")
         remotes = remotes_from_toml(doc, args.config)
+        if args.remote_option:
+            raise UserError(f"--remote-option with --config: set the option in the remote's section of {args.config}")
         if args.crypt_password_file is not None:
             if len(remotes) != 1:
                 raise UserError("--crypt-password-file with several remotes: set crypt_password_file in the "
@@ -143,6 +165,7 @@ def mount_config(args: argparse.Namespace) -> MountConfig:
         mountpoint_text = args.mountpoint
         given = {"endpoint_url": args.endpoint_url, "region": args.region, "path_style": args.path_style,
                  "crypt_password_file": str(args.crypt_password_file) if args.crypt_password_file else None}
+        given.update(_remote_options(args.remote_option))
         remotes = {"": RemoteSpec(args.remote, {k: v for k, v in given.items() if v is not None})}
         cache, sync = {}, {}
 

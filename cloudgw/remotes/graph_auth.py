@@ -177,10 +177,6 @@ class GraphAuth:
             self._signed_in = False
             raise LoginRequired(message)
 
-    def drop_token(self) -> None:
-        """The server refused the access token (401): the next call gets a new one."""
-        self._token = None
-
     # -- cloudgw login ------------------------------------------------------------------
 
     def device_login(self, out: TextIO, *, exit_condition: Callable[[dict], bool] | None = None) -> str:

@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 THROTTLED = "throttled"
 DEFAULT_PAUSE = 10.0  # seconds, for a 429/503 without Retry-After
+WARN_EVERY = 60.0  # seconds between WARNING lines about one throttling storm
 
 for _name in ("httpx", "httpcore"):
     logging.getLogger(_name).setLevel(logging.WARNING)
@@ -85,6 +86,7 @@ class GraphHttp:
         self.retry_deadline = retry_deadline
         self.health, self.name = health, name
         self.paused_until = 0.0  # trio clock: no request is sent before
+        self._warned_at = -WARN_EVERY
         verify: ssl.SSLContext | bool = True
         if ca_file is not None:
             verify = ssl.create_default_context(cafile=str(ca_file))
@@ -109,8 +111,11 @@ class GraphHttp:
         if until > self.paused_until:
             self.paused_until = until
             wall = time.time() + pause
-            log.warning("remote %s: throttled (%d); pausing every request for %.0f s",
-                        self.name or "(root)", resp.status_code, pause)
+            quiet = trio.current_time() - self._warned_at < WARN_EVERY  # a storm is said once a minute
+            if not quiet:
+                self._warned_at = trio.current_time()
+            log.log(logging.INFO if quiet else logging.WARNING, "remote %s: throttled (%d); pausing every request"
+                    " for %.0f s", self.name or "(root)", resp.status_code, pause)
             if self.health is not None:
                 self.health.report(self.name, THROTTLED, f"the server asked to wait {pause:.0f} s", until=wall)
 
@@ -130,8 +135,8 @@ class GraphHttp:
         for attempt in (1, 2):
             await self.gate()
             sent = dict(headers or {})
-            if auth:
-                sent["Authorization"] = f"Bearer {await self.auth.token()}"
+            if auth:  # after a 401: a new token, not msal's cached one (the server may have revoked it early)
+                sent["Authorization"] = f"Bearer {await self.auth.token(force_refresh=attempt == 2)}"
             try:
                 resp = await self.client.request(method, self.url(url), headers=sent, json=json, content=content)
             except httpx.HTTPError as exc:
@@ -142,8 +147,7 @@ class GraphHttp:
             elif self.health is not None and self.paused_until <= trio.current_time():
                 self.health.clear(self.name, THROTTLED)
             if resp.status_code == 401 and auth and attempt == 1:
-                self.auth.drop_token()  # expired or revoked early: one more try with a fresh one
-                continue
+                continue  # expired or revoked early: one more try with a fresh one
             return resp
         return resp
 

@@ -438,9 +438,35 @@ class OneDriveRemote:
             if page.get("@odata.nextLink"):
                 url = page["@odata.nextLink"]
             elif page.get("@odata.deltaLink"):
-                return found, str(page["@odata.deltaLink"])
+                return await self._with_ctags(found), str(page["@odata.deltaLink"])
             else:
                 raise RemoteError("delta: a page with neither nextLink nor deltaLink")
+
+    async def _with_ctags(self, found: list[Change]) -> list[Change]:
+        """OneDrive for Business leaves the cTag out of delta items: read those items again
+        (concurrently), so that a rename or move made elsewhere is not taken for a content
+        change (which would drop the cache).  One request per changed file on Business."""
+        missing = [i for i, c in enumerate(found) if c.entry is not None and c.entry.kind is not Kind.DIR
+                   and c.entry.rev is None and c.id]
+        limiter = trio.CapacityLimiter(8)
+
+        async def fetch(index: int) -> None:
+            change = found[index]
+            async with limiter:
+                try:
+                    item = await self.http.get_json("delta: read a changed item",
+                                                    f"{self.drive}/items/{change.id}?$select={SELECT}")
+                except RemoteNotFound:
+                    found[index] = Change(None, id=change.id, parent_id=change.parent_id)
+                    return
+            assert change.entry is not None
+            found[index] = dataclasses.replace(change, entry=dataclasses.replace(
+                change.entry, rev=item.get("cTag") or item.get("eTag"), size=int(item.get("size") or 0)))
+
+        async with trio.open_nursery() as nursery:
+            for index in missing:
+                nursery.start_soon(fetch, index)
+        return found
 
     def _change(self, item: dict) -> Change | None:
         item_id = item.get("id")

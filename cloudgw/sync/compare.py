@@ -19,8 +19,9 @@ import trio
 
 from cloudgw.errors import PreconditionFailed, RemoteNotFound, TransientRemoteError
 from cloudgw.remotes.base import Remote, RemoteEntry, UploadSource, capabilities_at
+from cloudgw.remotes.quickxor import QuickXorHash
 
-HASHES = {"md5": hashlib.md5, "sha1": hashlib.sha1, "sha256": hashlib.sha256}
+HASHES = {"md5": hashlib.md5, "sha1": hashlib.sha1, "sha256": hashlib.sha256, "quickxor": QuickXorHash}
 
 COMPARE_CHUNK = 4 << 20  # bytes per read when comparing whole objects
 

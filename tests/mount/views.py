@@ -7,6 +7,7 @@ import io
 import os
 import shutil
 from pathlib import Path
+from typing import Iterator
 
 MiB = 1 << 20
 
@@ -178,6 +179,65 @@ class CryptView:
         for path in dest.rglob("*"):
             if path.is_file() and not path.is_symlink() and not path.name.endswith(".cloudgw-symlink"):
                 path.write_bytes(self.decrypt(path.read_bytes(), str(path)))
+        return dest
+
+    def sha256(self, path: str) -> str:
+        return hashlib.sha256(self.get(path)).hexdigest()
+
+
+class GraphView:
+    """A folder of the fake Graph drive: another client (Office 365, another PC) changes it
+    through the fake's back door; names are as stored (OneDrive lookalikes)."""
+
+    def __init__(self, server, folder: str) -> None:  # noqa: ANN001 (tests.servers.graph.GraphServer)
+        self.server, self.folder = server, folder
+        self.backdoor = server.backdoor
+
+    def _p(self, path: str) -> str:
+        return f"{self.folder}/{path}" if path else self.folder
+
+    def put(self, path: str, data: bytes) -> None:
+        self.backdoor.put(self._p(path), data)
+
+    def get(self, path: str) -> bytes:
+        return self.backdoor.read(self._p(path))
+
+    def delete(self, path: str) -> None:
+        self.backdoor.delete(self._p(path))
+
+    def move(self, src: str, dst: str) -> dict:
+        return self.backdoor.move(self._p(src), self._p(dst))
+
+    def item(self, path: str) -> dict | None:
+        return self.backdoor.item(self._p(path))
+
+    def _walk(self, top: str = "") -> Iterator[tuple[str, dict]]:
+        """(path, driveItem) of everything below ``top``, folders included."""
+        folders = [top]
+        while folders:
+            folder = folders.pop()
+            for name in self.backdoor.list(self._p(folder)):
+                path = f"{folder}/{name}" if folder else name
+                item = self.backdoor.item(self._p(path))
+                if item is None:
+                    continue
+                if "folder" in item:
+                    folders.append(path)
+                yield path, item
+
+    def files(self) -> dict[str, int]:
+        return {path: int(item["size"]) for path, item in self._walk() if "folder" not in item}
+
+    def download(self, subdir: str, dest: Path) -> Path:
+        dest.mkdir(parents=True)
+        top = subdir.strip("/")
+        for path, item in self._walk(top):
+            target = dest / path[len(top) + 1:] if top else dest / path
+            if "folder" in item:
+                target.mkdir(parents=True, exist_ok=True)
+            else:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(self.get(path))
         return dest
 
     def sha256(self, path: str) -> str:
