@@ -127,6 +127,8 @@ def _remote_options(pairs: list[str]) -> dict[str, object]:
 
 
 def mount_config(args: argparse.Namespace) -> MountConfig:
+    from cloudgw.remotes.registry import default_poll_interval
+
     doc: dict = {}
     if args.config is not None:
         given = [p for p in (args.remote, args.mountpoint) if p is not None]
@@ -190,7 +192,8 @@ def mount_config(args: argparse.Namespace) -> MountConfig:
         cache_max_age=parse_duration(max_age, "cache max age") if max_age is not None else None,
         cache_min_free=parse_size(pick(args.cache_min_free, cache.get("min_free"), "1G"), "cache free-space reserve"),
         write_back=parse_duration(pick(args.write_back, sync.get("write_back"), 5), "write-back delay"),
-        poll_interval=parse_duration(pick(args.poll_interval, sync.get("poll_interval"), 60), "poll interval"),
+        poll_interval=parse_duration(pick(args.poll_interval, sync.get("poll_interval"),
+                                          default_poll_interval([s.url for s in remotes.values()])), "poll interval"),
         upload_concurrency=concurrency,
         remote_timeout=parse_duration(pick(args.remote_timeout, sync.get("remote_timeout"), 30), "remote timeout"),
         drain_timeout=parse_duration(pick(args.drain_timeout, sync.get("drain_timeout"), 60), "drain timeout"),

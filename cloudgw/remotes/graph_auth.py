@@ -169,9 +169,10 @@ class GraphAuth:
             why = str(result.get("error_description") or error).splitlines()[0]
             if error not in (*_SIGN_IN_GONE, "no_account", "no_token"):  # network, 5xx, 429: retried
                 raise TransientRemoteError(f"sign-in {self.authority}: {why}")
-            message = f"{LOGIN_REQUIRED}: {why}; run '{self.login_hint}'"
+            detail = f"{why}; run '{self.login_hint}'"
+            message = f"{LOGIN_REQUIRED}: {detail}"
             if self.health is not None:
-                self.health.report(self.name, LOGIN_REQUIRED, message)
+                self.health.report(self.name, LOGIN_REQUIRED, detail)
             if self._signed_in:  # said once, when a working sign-in stops working
                 log.warning("remote %s: %s", self.name or "(root)", message)
             self._signed_in = False

@@ -565,5 +565,6 @@ REMOTE_TYPE = RemoteType(
     ),
     build=_build,
     names=ONEDRIVE,
+    poll_interval=15.0,  # an idle poll is one delta request: 5,760 a day
     extra={"login": login},
 )

@@ -82,6 +82,9 @@ class RemoteType:
     options: tuple[Option, ...]
     build: Callable[[RemoteURL, dict[str, Any], Common], Remote]
     query_allowed: bool = False  # whether the URL may carry ?query (none does today)
+    # seconds between polls when the mount does not say: a change feed makes an idle poll one
+    # request, so it can be short (None: the mount's default, 60 s)
+    poll_interval: float | None = None
     # names the remote cannot store (``cloudgw.remotes.names``): fixed rules, or a function of the
     # validated options; rules that map names put a ``MappedNamesRemote`` around the remote
     names: NameRules | Callable[[dict[str, Any]], NameRules | None] | None = None
@@ -125,6 +128,12 @@ def remote_type(url: str) -> RemoteType:
         if any(scheme_of(form) == scheme for form in forms):
             return importlib.import_module(module).REMOTE_TYPE
     raise bad_url(url)
+
+
+def default_poll_interval(urls: list[str], fallback: float = 60.0) -> float:
+    """The poll interval for a mount of ``urls`` that sets none: the longest any of them
+    wants (one poll loop serves them all; a listed remote must not be listed every 15 s)."""
+    return max((remote_type(url).poll_interval or fallback for url in urls), default=fallback)
 
 
 def option_keys(url: str) -> set[str]:

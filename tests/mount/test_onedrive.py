@@ -225,3 +225,34 @@ def test_login_mistakes_are_one_line_errors(graph_server, tmp_path):  # noqa: AN
     s3.write_text('[remotes.b]\nurl = "s3://bucket"\n')
     proc = run_cli("login", "--config", str(s3), check=False)
     assert proc.returncode == 2 and "needs no login" in proc.stderr
+
+
+def test_a_folder_moved_in_from_outside_the_mount_shows_its_content(od, graph_server):  # noqa: ANN001
+    gw, view = od, od.backend.view
+    outside = f"outside-{view.folder}"
+    graph_server.backdoor.put(f"{outside}/sub/x.txt", b"made before it was moved in")
+    gw.poll()
+    assert os.listdir(gw.mnt) == []  # elsewhere in the drive: not ours
+    graph_server.backdoor.move(outside, f"{view.folder}/moved-in")
+    gw.poll()
+    wait_for(lambda: (gw.mnt / "moved-in").exists())
+    assert (gw.mnt / "moved-in" / "sub" / "x.txt").read_bytes() == b"made before it was moved in"
+
+
+def test_names_onedrive_cannot_hold_are_mapped_or_refused(od):  # noqa: ANN001
+    gw, view = od, od.backend.view
+    odd = ["Q3: plan?.txt", "desktop.ini", "trailing dot.", "~$lock.docx", "CON"]
+    for name in odd:
+        (gw.mnt / name).write_text(name)
+    (gw.mnt / "Report.txt").write_text("one")
+    with pytest.raises(FileExistsError):
+        (gw.mnt / "report.txt").write_text("a case-only twin")  # the same name for OneDrive
+    with pytest.raises(OSError) as err:
+        (gw.mnt / ("d" * 200) / ("e" * 210)).mkdir(parents=True)  # over 400 characters as a path
+    assert err.value.errno == 36  # ENAMETOOLONG
+    gw.sync()
+    stored = set(view.files())
+    assert len(stored) == len(odd) + 1 and not stored & set(odd)  # each under a name OneDrive takes
+    assert sorted(os.listdir(gw.mnt)) == sorted([*odd, "Report.txt"] + ["d" * 200])
+    for name in odd:
+        assert (gw.mnt / name).read_text() == name
