@@ -79,3 +79,15 @@ def graph_server(tmp_path_factory) -> Iterator:  # noqa: ANN001
         server.token_template = tmp_path_factory.mktemp("graph") / "token.json"
         sign_in(server, server.token_template)
         yield server
+
+
+@pytest.fixture(scope="session")
+def personal_graph_server(tmp_path_factory) -> Iterator:  # noqa: ANN001
+    """The same fake as a personal OneDrive (cTags everywhere, short drive ids)."""
+    from tests.graph_support import sign_in
+    from tests.servers.graph.server import start_graph
+
+    with start_graph(drive_type="personal") as server:
+        server.token_template = tmp_path_factory.mktemp("graph-personal") / "token.json"
+        sign_in(server, server.token_template)
+        yield server

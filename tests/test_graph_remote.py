@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import uuid
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 import trio
@@ -17,7 +17,7 @@ from cloudgw.errors import UserError
 from cloudgw.remotes import graph_upload
 from cloudgw.remotes.base import BytesSource, Expect, Kind
 from cloudgw.remotes.registry import Common, open_remote
-from tests.graph_support import graph_options, sign_in, signed_in_copy
+from tests.graph_support import graph_options, signed_in_copy
 
 FRAGMENT = 327680
 
@@ -41,16 +41,6 @@ async def od(graph_server: Any, tmp_path: Path) -> Any:
         await remote.aclose()
 
 
-@pytest.fixture(scope="module")
-def personal_server(tmp_path_factory: Any) -> Iterator[Any]:
-    from tests.servers.graph.server import start_graph
-
-    with start_graph(drive_type="personal") as server:
-        server.token_template = tmp_path_factory.mktemp("personal") / "token.json"
-        sign_in(server, server.token_template)
-        yield server
-
-
 async def test_a_sharepoint_library_is_found_by_its_name(graph_server: Any, tmp_path: Path):
     library = graph_server.library_drive_ids["Documents"]
     graph_server.backdoor.put("Projects/plan.txt", b"team plan", drive=library)
@@ -69,18 +59,18 @@ async def test_a_sharepoint_library_is_found_by_its_name(graph_server: Any, tmp_
     await remote.aclose()
 
 
-async def test_a_personal_drive_round_trip_and_feed(personal_server: Any, tmp_path: Path):
+async def test_a_personal_drive_round_trip_and_feed(personal_graph_server: Any, tmp_path: Path):
     """Personal OneDrive: cTags everywhere (also in delta: no extra reads), other ids."""
-    personal_server.backdoor.mkdir("Docs")
-    remote = remote_at(personal_server, "onedrive://me/Docs", tmp_path)
+    personal_graph_server.backdoor.mkdir("Docs")
+    remote = remote_at(personal_graph_server, "onedrive://me/Docs", tmp_path)
     try:
         await remote.check()
         cursor = await remote.change_cursor()
         written = await remote.write("a/b.txt", BytesSource(b"hello"), expect=Expect.ABSENT)
-        personal_server.backdoor.move("Docs/a/b.txt", "Docs/a/c.txt")
-        personal_server.counters.reset()
+        personal_graph_server.backdoor.move("Docs/a/b.txt", "Docs/a/c.txt")
+        personal_graph_server.counters.reset()
         changes, _ = await remote.changes(cursor)
-        assert personal_server.counters.requests == {"delta": 1}
+        assert personal_graph_server.counters.requests == {"delta": 1}
         moved = [c for c in changes if c.id == written.id][-1]
         assert moved.entry is not None and moved.entry.name == "c.txt" and moved.entry.rev == written.rev
     finally:

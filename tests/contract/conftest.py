@@ -273,7 +273,8 @@ def _graph(server: Any, tmp_path: Path) -> Harness:
                    r"login required: not signed in.*run 'cloudgw login"),
         ]
 
-    return Harness("graph", make_graph(server, folder, state, token), "", put_outside, leave_incomplete_upload, broken)
+    return Harness(f"graph-{server.drive_type}", make_graph(server, folder, state, token), "", put_outside,
+                   leave_incomplete_upload, broken)
 
 
 BIG_SESSION = 20 * MiB
@@ -427,7 +428,9 @@ def _crypt(inner: Harness, *, encrypt_names: bool = False, compress: str | None 
         "webdav-apache",
         "webdav-wsgidav",
         "webdav-nextcloud",
-        "graph",
+        "graph-business",
+        "graph-personal",
+        "graph-business-crypt-names",
     ]
 )
 def harness(request, tmp_path: Path) -> Harness:
@@ -459,8 +462,12 @@ def harness(request, tmp_path: Path) -> Harness:
         return _s3(request.getfixturevalue("moto_server"), "")
     if kind == "s3-moto-prefix":
         return _s3(request.getfixturevalue("moto_server"), "pre/fix")
-    if kind == "graph":
+    if kind == "graph-business":
         return _graph(request.getfixturevalue("graph_server"), tmp_path)
+    if kind == "graph-business-crypt-names":  # encrypted names on a case-insensitive drive
+        return _crypt(_graph(request.getfixturevalue("graph_server"), tmp_path), encrypt_names=True)
+    if kind == "graph-personal":
+        return _graph(request.getfixturevalue("personal_graph_server"), tmp_path)
     if kind.startswith("webdav-"):
         return _webdav(request.getfixturevalue(f"{kind.removeprefix('webdav-')}_server"))
     bucket = request.getfixturevalue("swift_bucket")
@@ -469,7 +476,8 @@ def harness(request, tmp_path: Path) -> Harness:
 
 @pytest.fixture
 async def h(harness: Harness) -> Harness:
-    if harness.kind in ("webdav-nextcloud", "webdav-nextcloud-crypt", "graph"):  # as a mount does first: learns checksums, chunked uploads; finds the drive
+    if harness.kind in ("webdav-nextcloud", "webdav-nextcloud-crypt") or harness.kind.startswith("graph"):
+        # as a mount does first: learns checksums, chunked uploads (Nextcloud); finds the drive (Graph)
         await harness.remote.check()
     try:
         yield harness

@@ -11,6 +11,7 @@ waiting uploads without a remount."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import subprocess
@@ -213,6 +214,9 @@ def test_a_revoked_sign_in_waits_for_cloudgw_login_and_loses_nothing(graph_serve
     finally:
         gw.force_cleanup()
     assert not gw.bad_log_lines()
+    cache = json.loads(token.read_text())  # secrets never reach the (DEBUG) log: tokens, pre-authenticated URLs
+    secrets = [v["secret"] for kind in ("AccessToken", "RefreshToken") for v in cache[kind].values()]
+    assert secrets and not any(secret in gw.log() for secret in secrets) and "/_pre/" not in gw.log()
 
 
 def test_login_mistakes_are_one_line_errors(graph_server, tmp_path):  # noqa: ANN001
