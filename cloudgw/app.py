@@ -45,7 +45,7 @@ from cloudgw.metadata.store import MetadataStore
 from cloudgw.remotes.base import Remote
 from cloudgw.remotes.instrumented import Observer
 from cloudgw.remotes.open import open_remotes
-from cloudgw.remotes.health import HealthBoard
+from cloudgw.remotes.health import LOGIN_REQUIRED, HealthBoard
 from cloudgw.remotes.registry import Common
 from cloudgw.remotes.router import RouterRemote
 from cloudgw.sync.context import SyncContext
@@ -209,7 +209,9 @@ class Gateway:
         control = ControlServer(config.mountpoint, lambda req, reply: self._control(engine, req, reply))
         control_sock = control.bind()
         self.engine = engine
-        health.on_recovered(lambda name: engine.retry_failed())  # (remotes clear conditions in the trio thread)
+        # signed in again: what waited is retried now (a throttle's end is not: each upload's own backoff
+        # spreads them out, instead of a burst that invites the next throttle)
+        health.on_recovered(lambda name, state: engine.retry_failed() if state == LOGIN_REQUIRED else None)
         mounted = False
         try:
             pyfuse3.init(ops, str(config.mountpoint), fuse_options(config))

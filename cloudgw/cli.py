@@ -23,6 +23,7 @@ from cloudgw.config import (
     parse_duration,
     parse_listen_addr,
     parse_size,
+    remote_options,
     remotes_from_toml,
     section,
 )
@@ -109,23 +110,6 @@ def _default_cache_dir(mountpoint: Path) -> Path:
     return base / os.path.realpath(mountpoint).strip("/").replace("/", "_")
 
 
-def _remote_options(pairs: list[str]) -> dict[str, object]:
-    """``KEY=VALUE`` pairs as a remote's options: VALUE as a TOML value where it is one
-    (``true``, ``10485760``, ``"text"``), else as text."""
-    import tomllib
-
-    options: dict[str, object] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
-            raise UserError(f"--remote-option {pair!r}: use KEY=VALUE")
-        try:
-            options[key.strip()] = tomllib.loads(f"v = {value}")["v"]
-        except tomllib.TOMLDecodeError:
-            options[key.strip()] = value
-    return options
-
-
 def mount_config(args: argparse.Namespace) -> MountConfig:
     from cloudgw.remotes.registry import default_poll_interval
 
@@ -167,7 +151,7 @@ def mount_config(args: argparse.Namespace) -> MountConfig:
         mountpoint_text = args.mountpoint
         given = {"endpoint_url": args.endpoint_url, "region": args.region, "path_style": args.path_style,
                  "crypt_password_file": str(args.crypt_password_file) if args.crypt_password_file else None}
-        given.update(_remote_options(args.remote_option))
+        given.update(remote_options(args.remote_option))
         remotes = {"": RemoteSpec(args.remote, {k: v for k, v in given.items() if v is not None})}
         cache, sync = {}, {}
 

@@ -159,6 +159,21 @@ def check_cache_dir(path: Path) -> None:
         raise UserError(f"cache dir {path} is not writable ({exc.strerror}): choose another with --cache-dir") from None
 
 
+def remote_options(pairs: list[str]) -> dict[str, object]:
+    """``KEY=VALUE`` pairs as a remote's options: VALUE as a TOML value where it is one
+    (``true``, ``10485760``, ``"text"``), else as text."""
+    options: dict[str, object] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise UserError(f"--remote-option {pair!r}: use KEY=VALUE")
+        try:
+            options[key.strip()] = tomllib.loads(f"v = {value}")["v"]
+        except tomllib.TOMLDecodeError:
+            options[key.strip()] = value
+    return options
+
+
 def load_toml(path: Path) -> dict[str, Any]:
     try:
         with open(path, "rb") as f:

@@ -5,6 +5,7 @@ view of items outside the mounted folder."""
 
 from __future__ import annotations
 
+import errno
 import os
 import uuid
 from pathlib import Path
@@ -13,7 +14,7 @@ from typing import Any
 import pytest
 import trio
 
-from cloudgw.errors import UserError
+from cloudgw.errors import RemoteError, RemoteUnavailable, UserError
 from cloudgw.remotes import graph_upload
 from cloudgw.remotes.base import BytesSource, Expect, Kind
 from cloudgw.remotes.registry import Common, open_remote
@@ -152,3 +153,67 @@ async def test_a_missing_sign_in_is_a_clear_error(graph_server: Any, tmp_path: P
     with pytest.raises(UserError, match="readable by others"):
         await remote.check()
     await remote.aclose()
+
+
+async def test_delete_never_takes_a_folder_with_it(od: Any, graph_server: Any):
+    await od.write("d/a.txt", BytesSource(b"a"))
+    with pytest.raises(RemoteError) as err:
+        await od.delete("d")
+    assert err.value.errno == errno.EISDIR
+    assert graph_server.backdoor.read(f"{od.folder}/d/a.txt") == b"a"
+
+
+async def test_rename_replaces_a_file_in_one_request_and_a_symlink_of_that_name(od: Any, graph_server: Any):
+    await od.write("a.txt", BytesSource(b"new"))
+    await od.write("b.txt", BytesSource(b"old"))
+    await od.symlink("c", "target")
+    graph_server.counters.reset()
+    await od.rename("a.txt", "b.txt")
+    assert graph_server.counters.get("patch") == 1 and graph_server.counters.get("delete") == 0
+    assert graph_server.backdoor.list(od.folder) == ["b.txt", "c.cloudgw-symlink"]
+    assert graph_server.backdoor.read(f"{od.folder}/b.txt") == b"new"
+    await od.rename("b.txt", "c")  # a file onto a symlink's name: one name, one object
+    assert graph_server.backdoor.list(od.folder) == ["c"]
+    assert [(e.path, e.kind) async for e in od.list("")] == [("c", Kind.FILE)]
+
+
+async def test_the_mtime_of_a_version_someone_saved_meanwhile_is_left_alone(od: Any, graph_server: Any):
+    entry = await od.write("r.txt", BytesSource(b"ours"))
+    ours = graph_server.backdoor.item(f"{od.folder}/r.txt")
+    graph_server.backdoor.put(f"{od.folder}/r.txt", b"theirs, saved right after")
+    await od.inner.set_mtime(ours, 1_600_000_000 * 10**9)  # (as our upload does right after its PUT)
+    theirs = await od.stat("r.txt")
+    assert theirs.rev != entry.rev and theirs.mtime_ns != 1_600_000_000 * 10**9
+    assert graph_server.backdoor.read(f"{od.folder}/r.txt") == b"theirs, saved right after"
+
+
+@pytest.mark.allow_warnings("throttled (429); pausing every request for 600 s")
+async def test_a_long_throttle_fails_requests_at_once_instead_of_holding_them(od: Any, graph_server: Any):
+    graph_server.throttle(1, retry_after=600)
+    start = trio.current_time()
+    with pytest.raises(RemoteUnavailable):
+        await od.stat("x")
+    with pytest.raises(RemoteUnavailable, match=r"throttled until \d\d:\d\d:\d\d"):
+        await od.stat("y")
+    assert trio.current_time() - start < 60  # not the 600 s the server asked for
+    od.inner.http.paused_until = 0.0  # (the test's remote is used no further)
+
+
+def test_a_refresh_never_writes_over_a_new_login(tmp_path: Path):
+    from cloudgw.remotes.graph_auth import GraphAuth
+
+    token = tmp_path / "t.json"
+    token.write_text("old sign-in")
+    token.chmod(0o600)
+    auth = GraphAuth("cid", "https://localhost/common", token)
+    auth._file_id = (0, 0, 0)  # what the daemon read before 'cloudgw login' replaced the file
+
+    class Refreshed:
+        has_state_changed = True
+
+        def serialize(self) -> str:
+            return "a refresh of the old sign-in"
+
+    auth._cache = Refreshed()
+    auth._save()
+    assert token.read_text() == "old sign-in"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import stat
+import time
 
 import pytest
 
@@ -80,14 +81,17 @@ def test_entries_from_drive_items():
 
 def test_health_board_reports_and_recovers():
     board, recovered = HealthBoard(), []
-    board.on_recovered(recovered.append)
+    board.on_recovered(lambda name, state: recovered.append((name, state)))
+    board.report("docs", "throttled", until=time.time() + 60)
     board.report("docs", "login required", "run cloudgw login")
     board.report("photos", "throttled", until=1.0)  # already over: not shown
-    assert set(board.snapshot()) == {"docs"}
-    board.clear("docs", "throttled")  # another condition: stays
-    assert recovered == [] and "docs" in board.snapshot()
-    board.clear("docs")
-    assert recovered == ["docs"] and board.snapshot() == {}
+    snap = board.snapshot()
+    assert set(snap) == {"docs"} and snap["docs"]["state"] == "login required" and snap["docs"]["also"] == ["throttled"]
+    board.clear("docs", "throttled")  # the throttle ends: still signed out
+    assert recovered == [("docs", "throttled")] and board.snapshot()["docs"]["state"] == "login required"
+    board.clear("docs", "login required")
+    board.clear("docs", "login required")  # (told once)
+    assert recovered == [("docs", "throttled"), ("docs", "login required")] and board.snapshot() == {}
 
 
 def test_session_records_are_private_and_per_path(tmp_path):

@@ -15,7 +15,11 @@ when ``cloudgw login`` rewrote it, the next call reloads it and the remote works
 without a remount (uploads that waited are retried: ``HealthBoard.on_recovered``).
 
 Concurrency: msal is blocking; its calls run in a worker thread, one at a time (a
-``trio.Lock``), so concurrent requests needing a refresh cause one refresh.  The
+``trio.Lock``), so concurrent requests needing a refresh cause one refresh; requests
+refused with 401 at once cause one refresh too (``refresh_if``).  The daemon's
+read-refresh-write and ``cloudgw login``'s write take an ``flock`` on ``token_file.lock``,
+and the daemon never writes over a file that changed since it read it: a new sign-in
+always wins over a refresh of the old one.  The
 access token is also kept in memory until 5 minutes before it expires, so the hot
 path takes no thread hop.  Secrets never reach a log line or an error message.
 
@@ -27,17 +31,18 @@ environment (``trust_env=False``).
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import logging
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Callable, TextIO
+from typing import Any, Callable, Iterator, TextIO
 
 import trio
 
 from cloudgw.errors import LoginRequired, RemoteError, TransientRemoteError, UserError
-from cloudgw.remotes.health import HealthBoard
+from cloudgw.remotes.health import LOGIN_REQUIRED, HealthBoard
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +50,6 @@ log = logging.getLogger(__name__)
 # openid and profile itself and refuses them here.
 SCOPES = ["Files.ReadWrite.All", "Sites.ReadWrite.All"]
 EARLY_REFRESH = 300.0  # seconds before expiry an access token is no longer used (msal's own margin)
-LOGIN_REQUIRED = "login required"
 
 # Errors of a token request that mean the sign-in itself is gone (RFC 6749 5.2 and the
 # identity platform's own): only a new login helps.
@@ -122,14 +126,21 @@ class GraphAuth:
         return (st.st_ino, st.st_size, st.st_mtime_ns) != self._file_id
 
     def _save(self) -> None:
-        if self._cache is not None and self._cache.has_state_changed:
+        """Write msal's changes (a rotated refresh token) back -- unless ``cloudgw login``
+        replaced the file meanwhile: its newer sign-in wins and is loaded next time."""
+        if self._cache is not None and self._cache.has_state_changed and not self._file_changed():
             write_token_file(self.token_file, self._cache.serialize())
             st = os.stat(self.token_file)
             self._file_id = (st.st_ino, st.st_size, st.st_mtime_ns)
             self._cache.has_state_changed = False
 
     def _acquire(self, force_refresh: bool) -> dict[str, Any]:
-        """One silent acquisition (worker thread); the result or an error dict."""
+        """One silent acquisition (worker thread), under the token file's lock; the result
+        or an error dict."""
+        with token_file_lock(self.token_file):
+            return self._acquire_locked(force_refresh)
+
+    def _acquire_locked(self, force_refresh: bool) -> dict[str, Any]:
         import msal
         import requests
 
@@ -147,13 +158,23 @@ class GraphAuth:
             self._save()
         return result or {"error": "no_token", "error_description": "no token in the cache for these permissions"}
 
-    async def token(self, *, force_refresh: bool = False) -> str:
-        """A valid access token; ``LoginRequired`` when only a new login can give one."""
-        if not force_refresh and self._token is not None and trio.current_time() < self._token_expires:
+    async def token(self, *, refresh_if: str | None = None) -> str:
+        """A valid access token; ``LoginRequired`` when only a new login can give one.
+        ``refresh_if``: a token the server refused (401): if it is still the current one,
+        msal is made to refresh (its cache would hand out the same token); if another
+        request already got a new one meanwhile, that one is used (one refresh, not N)."""
+        def cached() -> bool:
+            return (self._token is not None and trio.current_time() < self._token_expires
+                    and (refresh_if is None or self._token != refresh_if))
+
+        if cached():
+            assert self._token is not None
             return self._token
         async with self._lock:
-            if not force_refresh and self._token is not None and trio.current_time() < self._token_expires:
+            if cached():
+                assert self._token is not None
                 return self._token
+            force_refresh = refresh_if is not None and self._token in (None, refresh_if)
             result = await trio.to_thread.run_sync(self._acquire, force_refresh)
             if "access_token" in result:
                 self._token = result["access_token"]
@@ -195,7 +216,8 @@ class GraphAuth:
         result = app.acquire_token_by_device_flow(flow, **kwargs)
         if "access_token" not in result:
             raise UserError(f"sign-in failed: {_why(result)}")
-        write_token_file(self.token_file, cache.serialize())
+        with token_file_lock(self.token_file):
+            write_token_file(self.token_file, cache.serialize())
         claims = result.get("id_token_claims") or {}
         return str(claims.get("preferred_username") or claims.get("name") or "the account")
 
@@ -203,6 +225,20 @@ class GraphAuth:
 def _why(result: dict) -> str:
     text = str(result.get("error_description") or result.get("error") or "no answer").splitlines()[0]
     return f"{result.get('error', 'error')}: {text}" if result.get("error") and result.get("error") not in text else text
+
+
+@contextlib.contextmanager
+def token_file_lock(path: Path) -> Iterator[None]:
+    """An exclusive ``flock`` on ``PATH.lock``: the daemon's refresh (read, refresh, write
+    back) and ``cloudgw login``'s write never interleave, so a new sign-in is never
+    overwritten by a refresh of the old one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path.with_name(path.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 def write_token_file(path: Path, text: str) -> None:

@@ -29,15 +29,14 @@ import httpx
 import trio
 
 from cloudgw.errors import (CursorExpired, PreconditionFailed, RemoteError, RemoteExists, RemoteNotFound,
-                            RemotePermissionDenied, TransientRemoteError)
+                            RemotePermissionDenied, RemoteUnavailable, TransientRemoteError)
 from cloudgw.remotes.graph_auth import GraphAuth
-from cloudgw.remotes.health import HealthBoard
+from cloudgw.remotes.health import THROTTLED, HealthBoard
 from cloudgw.remotes.retry import with_retries
 from cloudgw.remotes.util import remote_error, retry_after_seconds
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-THROTTLED = "throttled"
 DEFAULT_PAUSE = 10.0  # seconds, for a 429/503 without Retry-After
 WARN_EVERY = 60.0  # seconds between WARNING lines about one throttling storm
 
@@ -101,7 +100,14 @@ class GraphHttp:
     # -- the throttle gate --------------------------------------------------------------
 
     async def gate(self) -> None:
-        while (wait := self.paused_until - trio.current_time()) > 0:
+        """Wait while the remote is paused; a pause longer than the remote's timeout fails at
+        once (EIO, "throttled until ..."), as a request would after its retries: a reader is
+        not held for the ten minutes a server may ask for."""
+        wait = self.paused_until - trio.current_time()
+        if wait > self.retry_deadline:
+            until = time.strftime("%H:%M:%S", time.localtime(time.time() + wait))
+            raise RemoteUnavailable(f"remote {self.name or '(root)'} is throttled until {until}")
+        if wait > 0:
             await trio.sleep(wait)
 
     def _throttled(self, resp: httpx.Response) -> None:
@@ -132,11 +138,14 @@ class GraphHttp:
 
     async def _send(self, what: str, method: str, url: str, *, headers: Mapping[str, str] | None, json: Any,
                     content: Any, auth: bool) -> httpx.Response:
+        refused: str | None = None
         for attempt in (1, 2):
             await self.gate()
             sent = dict(headers or {})
+            token = ""
             if auth:  # after a 401: a new token, not msal's cached one (the server may have revoked it early)
-                sent["Authorization"] = f"Bearer {await self.auth.token(force_refresh=attempt == 2)}"
+                token = await self.auth.token(refresh_if=refused)
+                sent["Authorization"] = f"Bearer {token}"
             try:
                 resp = await self.client.request(method, self.url(url), headers=sent, json=json, content=content)
             except httpx.HTTPError as exc:
@@ -147,7 +156,8 @@ class GraphHttp:
             elif self.health is not None and self.paused_until <= trio.current_time():
                 self.health.clear(self.name, THROTTLED)
             if resp.status_code == 401 and auth and attempt == 1:
-                continue  # expired or revoked early: one more try with a fresh one
+                refused = token  # expired or revoked early: one more try with a fresh one
+                continue
             return resp
         return resp
 

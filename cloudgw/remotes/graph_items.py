@@ -75,12 +75,15 @@ def mtime_of(item: dict) -> int:
 
 def entry_of(path: str, item: dict) -> RemoteEntry | None:
     """The entry for ``item`` found at ``path``; None for what the mount does not show
-    (OneNote notebooks and other packages, remote items shared from other drives)."""
+    (OneNote notebooks and other packages, remote items shared from other drives, folders
+    named like symlink objects)."""
+    name = path.rsplit("/", 1)[-1]
     if "folder" in item:
+        if is_link_object(name):
+            return None  # a folder under a reserved name: not ours, not shown (stat says ENOENT too)
         return RemoteEntry(path, Kind.DIR, 0, mtime_of(item), None, id=item.get("id"))
     if "file" not in item:
         return None
-    name = path.rsplit("/", 1)[-1]
     kind = Kind.SYMLINK if is_link_object(name) else Kind.FILE
     if kind is Kind.SYMLINK:
         path = path[: len(path) - len(name)] + link_name(name)

@@ -16,9 +16,12 @@ a revision -> ``If-Match`` (412 -> ``PreconditionFailed``) with ``replace``; ``E
 -> ``replace``.  The server enforces both at the commit.
 
 Content identity: the quickXorHash of the bytes sent is computed while they go out and
-compared with the one Graph reports for the new item; a difference means the server
-stored something else: the write is repeated (conditional on the revision it made), up
-to ``HASH_ATTEMPTS`` times, and never reported as done.
+compared with the one Graph reports in the commit's own answer; a difference means the
+server stored something else: the write is repeated (``If-Match`` the version it made),
+up to ``HASH_ATTEMPTS`` times, and never reported as done -- except for Office files and
+PDFs on Business/SharePoint drives, which SharePoint rewrites on purpose.  The mtime of a
+simple upload is set afterwards with ``If-Match`` the commit's eTag: a version someone
+saved in between is never touched (it keeps the server's time then).
 
 Resuming (crash behaviour): before each fragment is sent, a record is written
 (``SessionRecords``: one JSON file per session, mode 0600 -- the upload URL is a
@@ -31,7 +34,11 @@ network), the upload continues from there.  Anything else (another size or expec
 a changed prefix, an expired session) starts a new session.  Within one process a
 fragment that failed (timeout, 5xx, broken connection) is resolved the same way: the
 session is asked where it stands and the upload continues, so an outage costs at most
-one fragment.
+one fragment; failures back off (full jitter), and without progress for the remote's
+timeout the upload fails (``RemoteUnavailable``) and is retried by the engine later.
+Before the last fragment the expectation is checked once more with a read (Graph
+documents ``If-Match`` for ``createUploadSession`` only), so a change made elsewhere
+while a large upload ran (or before it resumed) is a conflict, not an overwrite.
 """
 
 from __future__ import annotations
@@ -48,13 +55,14 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from cloudgw.crashpoints import crash_point
-from cloudgw.errors import (PreconditionFailed, RemoteError, RemoteExists, RemoteNotFound, TransientRemoteError,
-                            UserError)
+from cloudgw.errors import (PreconditionFailed, RemoteError, RemoteExists, RemoteNotFound, RemoteUnavailable,
+                            TransientRemoteError, UserError)
 from cloudgw.remotes.base import Expect, FileAttrs, UploadSource
 from cloudgw.remotes.graph_auth import write_token_file
 from cloudgw.remotes.graph_http import graph_error
 from cloudgw.remotes.graph_items import format_time, hex_hash, item_url, parse_time
 from cloudgw.remotes.quickxor import QuickXorHash
+from cloudgw.remotes.retry import backoff_delay
 
 if TYPE_CHECKING:
     from cloudgw.remotes.onedrive import OneDriveRemote
@@ -66,6 +74,10 @@ FRAGMENT_UNIT = 320 << 10  # fragments are multiples of 320 KiB ...
 FRAGMENT_MAX = 60 << 20  # ... and below 60 MiB
 HASH_ATTEMPTS = 3
 READ_CHUNK = 4 << 20  # a resumed prefix is re-hashed this much at a time
+# SharePoint (and OneDrive for Business) store Office files and PDFs with their own metadata
+# added: the stored hash and size differ from what was sent, by design (rclone documents it too)
+REWRITTEN_BY_SHAREPOINT = frozenset({"docx", "docm", "dotx", "xlsx", "xlsm", "xltx", "pptx", "pptm", "potx",
+                                     "doc", "xls", "ppt", "pdf"})
 
 
 def checked_fragment_size(size: int) -> int:
@@ -160,20 +172,30 @@ class SessionRecords:
 
 async def upload(remote: OneDriveRemote, path: str, source: UploadSource, expect: Expect | str,
                  attrs: FileAttrs) -> dict:
-    """Store ``source`` at ``path``; the new driveItem.  See the module docstring."""
+    """Store ``source`` at ``path``; the new driveItem (as our own commit answered: never a
+    re-read, which could describe someone else's later version).  See the module docstring."""
     what = f"upload {remote.display(path)}"
     for attempt in range(1, HASH_ATTEMPTS + 1):
         if source.size <= SIMPLE_MAX:
-            item, digest = await _simple(remote, path, source, expect, attrs, what)
+            item, digest = await _simple(remote, path, source, expect, what)
         else:
             item, digest = await _session(remote, path, source, expect, attrs, what)
         theirs = hex_hash(item)
         if theirs is None or theirs == digest:
-            return item
+            break
+        if remote.drive_type != "personal" and path.rsplit(".", 1)[-1].lower() in REWRITTEN_BY_SHAREPOINT:
+            log.info("%s: SharePoint rewrote the file as it stores it (its Office metadata): hash and size differ "
+                     "from the bytes sent, as expected", what)
+            break
         log.warning("%s: the server's quickXorHash differs from the bytes sent (attempt %d); sending again",
                     what, attempt)
-        expect = item.get("cTag") or item.get("eTag") or expect  # replace exactly what we just made
-    raise TransientRemoteError(f"{what}: the stored content's hash differs from what was sent, {HASH_ATTEMPTS} times")
+        expect = item.get("eTag") or expect  # replace exactly the version we just made, nothing newer
+    else:
+        raise TransientRemoteError(f"{what}: the stored content's hash differs from what was sent, "
+                                   f"{HASH_ATTEMPTS} times")
+    if attrs.mtime_ns is not None and source.size <= SIMPLE_MAX:  # (sessions carry fileSystemInfo themselves)
+        item = await remote.set_mtime(item, attrs.mtime_ns)
+    return item
 
 
 def _read_all(source: UploadSource) -> tuple[bytes, str]:
@@ -185,7 +207,7 @@ def _read_all(source: UploadSource) -> tuple[bytes, str]:
 
 
 async def _simple(remote: OneDriveRemote, path: str, source: UploadSource, expect: Expect | str,
-                  attrs: FileAttrs, what: str) -> tuple[dict, str]:
+                  what: str) -> tuple[dict, str]:
     data, digest = await remote.thread(_read_all, source)
     behaviour, headers = conditions(expect)
     url = item_url(remote.drive, remote.root_id, path, "content") + f"?@microsoft.graph.conflictBehavior={behaviour}"
@@ -203,8 +225,6 @@ async def _simple(remote: OneDriveRemote, path: str, source: UploadSource, expec
         item = await remote.http.retried(what, put)
     except RemoteError as exc:
         raise refused(exc, expect, what) from None
-    if attrs.mtime_ns is not None:
-        item = await remote.set_mtime(item, attrs.mtime_ns)
     return item, digest
 
 
@@ -224,6 +244,7 @@ async def _session(remote: OneDriveRemote, path: str, source: UploadSource, expe
     progress = await _resume(remote, path, source, expect, what) or await _create(remote, path, source, expect,
                                                                                    attrs, what)
     records, record = remote.sessions, progress.record
+    failures, stalled_since = 0, trio.current_time()
     try:
         while True:
             start = record.acked
@@ -237,13 +258,22 @@ async def _session(remote: OneDriveRemote, path: str, source: UploadSource, expe
             await remote.thread(records.save, record)
             if end == source.size:
                 await remote.thread(source.check)
+                await _still_expected(remote, path, expect, what)  # Graph documents If-Match at creation only
             try:
                 item = await _fragment(remote, record, start, data, what)
-            except TransientRemoteError:
-                await _realign(remote, progress, sha, qx, what)  # the session says where it stands; or raises
+            except TransientRemoteError as exc:
+                failures += 1
+                waited = trio.current_time() - stalled_since
+                if waited > remote.http.retry_deadline:
+                    raise RemoteUnavailable(f"{what}: no progress for {waited:.0f} s ({failures} failures): {exc}") \
+                        from exc
+                await trio.sleep(max(backoff_delay(failures, base=0.2, cap=5.0), exc.retry_after or 0.0))
+                if await _realign(remote, progress, data, what):  # the session says where it stands; or raises
+                    failures, stalled_since = 0, trio.current_time()
                 continue
             except RemoteError as exc:
                 raise refused(exc, expect, what) from None
+            failures, stalled_since = 0, trio.current_time()
             progress.sha, progress.qx = sha, qx
             record.acked, record.acked_sha = end, record.sending_sha
             if item is not None:
@@ -260,7 +290,20 @@ async def _session(remote: OneDriveRemote, path: str, source: UploadSource, expe
         raise
 
 
-def _update(hashes: tuple[Any, QuickXorHash], data: bytes) -> None:
+async def _still_expected(remote: OneDriveRemote, path: str, expect: Expect | str, what: str) -> None:
+    """Right before the commit: what is at ``path`` is still what ``expect`` says (the
+    server is asked to enforce it too; this closes the window to one request)."""
+    if expect is Expect.ANY:
+        return
+    item = await remote.item(path)
+    if expect is Expect.ABSENT:
+        if item is not None:
+            raise PreconditionFailed(f"{what}: something is already there")
+    elif item is None or expect not in (item.get("cTag"), item.get("eTag")):
+        raise PreconditionFailed(f"{what}: changed meanwhile (expected revision {expect})")
+
+
+def _update(hashes: tuple[Any, ...], data: bytes) -> None:
     for h in hashes:
         h.update(data)
 
@@ -295,17 +338,21 @@ async def _status(remote: OneDriveRemote, record: SessionRecord, what: str) -> i
         return None
 
 
-async def _realign(remote: OneDriveRemote, progress: _Progress, sha: Any, qx: QuickXorHash, what: str) -> None:
-    """After a fragment failed: continue from where the session stands, if we can."""
+async def _realign(remote: OneDriveRemote, progress: _Progress, data: bytes, what: str) -> bool:
+    """After a fragment failed: continue from where the session stands (anywhere from the
+    acknowledged offset to the end of the fragment in flight: Graph may keep part of a
+    fragment); True if it got further.  Anything else raises: the upload starts over."""
     record = progress.record
     at = await _status(remote, record, what)
+    if at is None or not record.acked <= at <= record.sending:
+        raise TransientRemoteError(f"{what}: the upload session lost its place (at {at}); starting again")
     if at == record.acked:
-        return  # resend the fragment
-    if at == record.sending:  # it did arrive
-        progress.sha, progress.qx = sha, qx
-        record.acked, record.acked_sha = record.sending, record.sending_sha
-        return
-    raise TransientRemoteError(f"{what}: the upload session lost its place (at {at}); starting again")
+        return False  # resend the fragment
+    sha, qx = progress.sha.copy(), progress.qx.copy()
+    await remote.thread(_update, (sha, qx), data[: at - record.acked])
+    progress.sha, progress.qx = sha, qx
+    record.acked, record.acked_sha = at, sha.hexdigest()
+    return True
 
 
 async def _create(remote: OneDriveRemote, path: str, source: UploadSource, expect: Expect | str,
@@ -338,7 +385,12 @@ def _expires(text: str | None) -> float:
 
 async def _resume(remote: OneDriveRemote, path: str, source: UploadSource, expect: Expect | str,
                   what: str) -> _Progress | None:
-    """The session a crashed or failed earlier upload of the same bytes left, where it stands."""
+    """The session a crashed or failed earlier upload of the same bytes left, where it stands.
+
+    The server may stand anywhere from the acknowledged offset to the end of the fragment
+    that was in flight.  The local prefix up to there is read back and hashed: it must
+    equal what was recorded (up to ``acked``; up to ``sending`` when the server has more),
+    so the server holds a prefix of exactly the bytes we hash now."""
     record = await remote.thread(remote.sessions.load, path)
     if record is None:
         return None
@@ -346,25 +398,32 @@ async def _resume(remote: OneDriveRemote, path: str, source: UploadSource, expec
         await _cancel(remote, record)
         return None
     at = await _status(remote, record, what)
-    wanted = {record.acked: record.acked_sha, record.sending: record.sending_sha}
-    if at is None or at not in wanted or at >= source.size:
+    if at is None or not record.acked <= at <= record.sending or at >= source.size:
         await _cancel(remote, record)
         return None
     sha, qx = hashlib.sha256(), QuickXorHash()
-    await remote.thread(_hash_prefix, source, at, (sha, qx))
-    if sha.hexdigest() != wanted[at]:
+    await remote.thread(_hash_prefix, source, 0, record.acked, (sha, qx))
+    same = sha.hexdigest() == record.acked_sha
+    if same and at > record.acked:
+        at_sha, at_qx = sha.copy(), qx.copy()
+        await remote.thread(_hash_prefix, source, record.acked, at, (at_sha, at_qx))
+        rest = at_sha.copy()
+        await remote.thread(_hash_prefix, source, at, record.sending, (rest,))
+        same = rest.hexdigest() == record.sending_sha
+        sha, qx = at_sha, at_qx
+    if not same:
         log.info("%s: the file changed since the interrupted upload; starting again", what)
         await _cancel(remote, record)
         return None
-    record.acked, record.acked_sha = at, wanted[at]
-    record.sending, record.sending_sha = at, wanted[at]
+    record.acked, record.acked_sha = at, sha.hexdigest()
+    record.sending, record.sending_sha = at, record.acked_sha
     log.info("%s: resuming an interrupted upload at byte %d of %d", what, at, source.size)
     return _Progress(record, sha, qx)
 
 
-def _hash_prefix(source: UploadSource, length: int, hashes: tuple[Any, QuickXorHash]) -> None:
-    for offset in range(0, length, READ_CHUNK):
-        _update(hashes, source.read(offset, min(READ_CHUNK, length - offset)))
+def _hash_prefix(source: UploadSource, start: int, end: int, hashes: tuple[Any, ...]) -> None:
+    for offset in range(start, end, READ_CHUNK):
+        _update(hashes, source.read(offset, min(READ_CHUNK, end - offset)))
 
 
 async def _cancel(remote: OneDriveRemote, record: SessionRecord) -> None:

@@ -26,38 +26,50 @@ class Condition:
     since: float = 0.0
 
 
+LOGIN_REQUIRED = "login required"
+THROTTLED = "throttled"
+SEVERITY = (LOGIN_REQUIRED, THROTTLED)  # what ``snapshot`` shows first when a remote has several
+
+
 class HealthBoard:
-    """The conditions of a gateway's remotes, by remote name (``""``: the only remote)."""
+    """The conditions of a gateway's remotes, by remote name (``""``: the only remote) and
+    condition: a remote can be throttled and signed out at once, and the end of one does
+    not hide the other."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._conditions: dict[str, Condition] = {}
-        self._listeners: list[Callable[[str], None]] = []
+        self._conditions: dict[tuple[str, str], Condition] = {}
+        self._listeners: list[Callable[[str, str], None]] = []
 
     def report(self, name: str, state: str, detail: str = "", until: float | None = None) -> None:
         with self._lock:
-            old = self._conditions.get(name)
-            since = old.since if old is not None and old.state == state else time.time()
-            self._conditions[name] = Condition(state, detail, until, since)
+            old = self._conditions.get((name, state))
+            since = old.since if old is not None else time.time()
+            self._conditions[(name, state)] = Condition(state, detail, until, since)
 
-    def clear(self, name: str, state: str | None = None) -> None:
-        """``name`` is well again (of ``state`` only, when given)."""
+    def clear(self, name: str, state: str) -> None:
+        """``name`` is out of condition ``state``; listeners are told (trio thread)."""
         with self._lock:
-            old = self._conditions.get(name)
-            if old is None or (state is not None and old.state != state):
+            if self._conditions.pop((name, state), None) is None:
                 return
-            del self._conditions[name]
             listeners = list(self._listeners)
         for listener in listeners:
-            listener(name)
+            listener(name, state)
 
-    def on_recovered(self, listener: Callable[[str], None]) -> None:
+    def on_recovered(self, listener: Callable[[str, str], None]) -> None:
         with self._lock:
             self._listeners.append(listener)
 
     def snapshot(self) -> dict[str, dict]:
-        """JSON-ready: conditions still in force (a throttle whose time is up is not)."""
+        """JSON-ready, per remote: its most severe condition still in force (a throttle whose
+        time is up is not), with ``also``: the others' states."""
         now = time.time()
         with self._lock:
-            return {name: {"state": c.state, "detail": c.detail, "until": c.until, "since": c.since}
-                    for name, c in self._conditions.items() if c.until is None or c.until > now}
+            live = [(name, c) for (name, _), c in self._conditions.items() if c.until is None or c.until > now]
+        shown: dict[str, dict] = {}
+        for name, c in sorted(live, key=lambda nc: SEVERITY.index(nc[1].state) if nc[1].state in SEVERITY else 99):
+            if name in shown:
+                shown[name]["also"].append(c.state)
+            else:
+                shown[name] = {"state": c.state, "detail": c.detail, "until": c.until, "since": c.since, "also": []}
+        return shown

@@ -32,6 +32,7 @@ last fragment and resume after a crash).  ``rename`` is one PATCH, also of a fol
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import errno
 import logging
@@ -52,7 +53,7 @@ from cloudgw.remotes.graph_auth import GraphAuth
 from cloudgw.remotes.graph_http import GraphHttp
 from cloudgw.remotes.graph_items import SELECT, entry_of, format_time, item_url, quote_path
 from cloudgw.remotes.names import ONEDRIVE
-from cloudgw.remotes.registry import Common, Option, RemoteType, RemoteURL
+from cloudgw.remotes.registry import Common, Option, RemoteType, RemoteURL, masked_url
 from cloudgw.remotes.symlinks import decode_target, encode_target, is_link_object, link_object
 from cloudgw.remotes.util import remote_error, split_path
 
@@ -225,15 +226,17 @@ class OneDriveRemote:
     async def read_into(self, path: str, offset: int, length: int, sink: Callable[[bytes], None], *,
                         rev: str | None = None) -> None:
         """One ranged GET of the download URL, streamed to ``sink``; a body that breaks is
-        asked for again from where it broke (same revision: the URL is bound to it, and a
-        new URL is asked for with ``If-Match``)."""
+        asked for again from where it broke, through the same URL (it is bound to the
+        version it was made for, so the sink never gets bytes of two versions).  A URL
+        refused meanwhile (expired: about an hour) is replaced by a new one only when
+        ``rev`` pins the version (``If-Match``); else the read fails (``PreconditionFailed``)."""
         what = f"read {self.display(path)}"
         split_path(path)
         if length <= 0:
             if rev is not None:
                 await self._download_url(path, rev, what)  # checks the revision
             return
-        state = _Stream(offset, offset + length)
+        state = _Stream(offset, offset, offset + length)
         while not state.done:
             start = state.pos
             try:
@@ -244,12 +247,16 @@ class OneDriveRemote:
 
     async def _stretch(self, path: str, rev: str | None, state: _Stream, sink: Callable[[bytes], None],
                        what: str) -> None:
-        url = await self._download_url(path, rev, what)
-        async with self.http.stream(what, url, {"Range": f"bytes={state.pos}-{state.end - 1}"}) as resp:
+        if state.url is None:
+            state.url = await self._download_url(path, rev, what)
+        async with self.http.stream(what, state.url, {"Range": f"bytes={state.pos}-{state.end - 1}"}) as resp:
             if resp.status_code == 416:  # at or past the end of the file
                 state.done = True
                 return
             if resp.status_code in (401, 403, 404, 410):  # the URL expired, or its version is gone
+                state.url = None
+                if rev is None and state.pos > state.start:
+                    raise PreconditionFailed(f"{what}: the download link expired or the file changed during the read")
                 raise TransientRemoteError(f"{what}: the download URL was refused ({resp.status_code})")
             if resp.status_code not in (200, 206):
                 raise TransientRemoteError(f"{what}: {resp.status_code}")
@@ -273,15 +280,31 @@ class OneDriveRemote:
         return self.entry(path, await self._with_ctag(path, item))
 
     async def _with_ctag(self, path: str, item: dict) -> dict:
+        """``item`` (our commit's answer) with its cTag, which OneDrive for Business leaves out
+        of some answers: read again by id, and believed only if it is still our version
+        (same eTag); else the eTag is the revision (the next poll sees what changed)."""
         if item.get("cTag") or "folder" in item:
             return item
-        again = await self.item(path)  # OneDrive for Business leaves it out of some answers
-        return again if again is not None else item
+        try:
+            again = await self.http.get_json(f"stat {self.display(path)}",
+                                             f"{self.drive}/items/{item['id']}?$select={SELECT}")
+        except RemoteNotFound:
+            again = None
+        if again is not None and again.get("eTag") == item.get("eTag") and again.get("cTag"):
+            return again
+        return {**item, "cTag": item.get("eTag")}
 
     async def set_mtime(self, item: dict, mtime_ns: int) -> dict:
+        """Set ``fileSystemInfo`` of exactly the version ``item`` (``If-Match`` its eTag); a
+        version saved meanwhile by someone else is left alone and ``item`` returned."""
         what = f"set the modification time of {item.get('name')}"
         body = {"fileSystemInfo": {"lastModifiedDateTime": format_time(mtime_ns)}}
-        resp = await self.http.call(what, "PATCH", f"{self.drive}/items/{item['id']}", ok=(200,), json=body)
+        headers = {"If-Match": item["eTag"]} if item.get("eTag") else {}
+        try:
+            resp = await self.http.call(what, "PATCH", f"{self.drive}/items/{item['id']}", ok=(200,), json=body,
+                                        headers=headers)
+        except (PreconditionFailed, RemoteNotFound):
+            return item
         return resp.json()
 
     def _leaf(self, path: str, what: str) -> str:
@@ -327,45 +350,64 @@ class OneDriveRemote:
         await self.http.call(what, "DELETE", f"{self.drive}/items/{item['id']}", ok=(204, 404), headers=headers)
 
     async def delete(self, path: str, *, expect: str | None = None) -> None:
+        """Delete the file (or symlink object) at ``path``, by id and ``If-Match`` (``expect``,
+        else the eTag just read): never a folder, which Graph would delete with everything
+        in it (EISDIR)."""
         self._leaf(path, "delete")
         what = f"delete {self.display(path)}"
-        headers = {"If-Match": expect} if expect else {}
-        for target in (path, link_object(path)):
-            try:
-                await self.http.call(what, "DELETE", self.url(target), ok=(204,), headers=headers)
-                return
-            except RemoteNotFound:
-                if expect is not None and target == path and await self.item(link_object(path)) is None:
-                    return
-                continue
-        # absent: fine (idempotent)
+        item = await self.item(path)
+        if item is None:
+            item = await self.item(link_object(path))
+            if item is None or "file" not in item:
+                return  # absent: fine (idempotent)
+        if "folder" in item:
+            raise remote_error(RemoteError, errno.EISDIR, f"{what}: a folder (rmdir removes folders)")
+        if expect is not None and expect not in (item.get("cTag"), item.get("eTag")):
+            raise PreconditionFailed(f"{what}: expected revision {expect}, found {item.get('cTag')}")
+        await self._delete_item(item, expect or item.get("eTag"), what)
 
     async def rename(self, src: str, dst: str, *, expect: str | None = None) -> RemoteEntry:
+        """One PATCH (name and parent), replacing a file at ``dst`` in the same request
+        (``conflictBehavior=replace``); an empty folder at ``dst`` is deleted first (``If-Match``
+        its tag: on Business a folder's tags do not change with its entries, so an entry
+        created in that moment would go with it).  A symlink's other representation at
+        ``dst`` (``dst`` vs ``dst.cloudgw-symlink``) is deleted after the move succeeded."""
         self._leaf(src, "rename")
         self._leaf(dst, "rename")
         what = f"rename {self.display(src)} -> {self.display(dst)}"
+        plain_dst = dst
         item = await self.item(src)
-        link = item is None
-        if link:
+        if item is None:
             item = await self.item(link_object(src))
-            if item is None:
+            if item is None or "file" not in item:
                 raise RemoteNotFound(f"{what}: no such file or directory")
             src, dst = link_object(src), link_object(dst)
-        assert item is not None
         if expect is not None and expect not in (item.get("cTag"), item.get("eTag")):
             raise PreconditionFailed(f"{what}: expected revision {expect}")
         parent_path, _, name = dst.rpartition("/")
         parent = await self.mkdir(parent_path)
+        body: dict[str, Any] = {"name": name, "parentReference": {"id": parent.id}}
         existing = await self.item(dst)
         if existing is not None and existing["id"] != item["id"]:
             if "folder" in existing:
+                if "folder" not in item:
+                    raise remote_error(RemoteError, errno.EISDIR, f"{what}: the target is a folder")
                 async for _ in self.children(dst):
                     raise RemoteNotEmpty(f"{what}: the target is a folder that is not empty")
-            await self._delete_item(existing, None, what)  # rename replaces the target (contract)
-        body = {"name": name, "parentReference": {"id": parent.id}}
+                await self._delete_item(existing, existing.get("cTag") or existing.get("eTag"), what)
+            elif "folder" in item:
+                raise remote_error(RemoteError, errno.ENOTDIR, f"{what}: the target is a file")
+            else:
+                body["@microsoft.graph.conflictBehavior"] = "replace"
         headers = {"If-Match": expect} if expect else {}
         resp = await self.http.call(what, "PATCH", f"{self.drive}/items/{item['id']}", ok=(200,), json=body,
                                     headers=headers)
+        if "file" in item:
+            other_path = plain_dst if dst != plain_dst else link_object(plain_dst)
+            other = await self.item(other_path)
+            if other is not None and "file" in other:
+                with contextlib.suppress(PreconditionFailed):
+                    await self._delete_item(other, other.get("eTag"), what)
         return self.entry(dst, resp.json())
 
     async def copy(self, src: str, dst: str) -> RemoteEntry:
@@ -487,8 +529,10 @@ class OneDriveRemote:
 
 @dataclasses.dataclass
 class _Stream:
+    start: int
     pos: int
     end: int
+    url: str | None = None  # the download URL of the version being read (pre-authenticated: never logged)
     done: bool = False
 
 
@@ -521,9 +565,9 @@ def place_of(url: RemoteURL) -> Place:
         if url.netloc == "drives" and parts:
             return Place("drive", drive_id=parts[0], folder="/".join(parts[1:]))
         raise url.bad("use onedrive://me/PATH or onedrive://drives/DRIVE_ID/PATH")
-    if not url.netloc or len(parts) < 3 or parts[0] != "sites":
-        raise url.bad("use sharepoint://HOST/sites/SITE/LIBRARY/PATH")
-    return Place("site", host=url.netloc, site=f"sites/{parts[1]}", library=parts[2], folder="/".join(parts[3:]))
+    if not url.netloc or len(parts) < 3 or parts[0] not in ("sites", "teams"):
+        raise url.bad("use sharepoint://HOST/sites/SITE/LIBRARY/PATH (or /teams/TEAM/... for a Teams site)")
+    return Place("site", host=url.netloc, site=f"{parts[0]}/{parts[1]}", library=parts[2], folder="/".join(parts[3:]))
 
 
 def auth_for(url: RemoteURL, options: dict[str, Any], common: Common) -> GraphAuth:
@@ -532,7 +576,8 @@ def auth_for(url: RemoteURL, options: dict[str, Any], common: Common) -> GraphAu
     if options.get("token_file") is None:
         raise UserError("token_file is not set: say where 'cloudgw login' keeps the sign-in (mode 600)")
     authority = f"{options['authority_url'].rstrip('/')}/{options['tenant']}"
-    hint = f"cloudgw login --config CONFIG {common.name}" if common.name else "cloudgw login --config CONFIG NAME"
+    hint = (f"cloudgw login --config CONFIG {common.name}" if common.name else
+            f"cloudgw login {masked_url(url.text)} --remote-option ... (the mount's options)")
     return GraphAuth(options["client_id"], authority, options["token_file"], ca_file=options.get("ca_file"),
                      health=common.health, name=common.name, login_hint=hint)
 

@@ -294,14 +294,15 @@ def test_mount_failure_is_one_line_and_exit_32(tmp_path: Path):
 
 def test_every_cloudgw_mount_option_has_an_fstab_key():
     """A new ``cloudgw mount --option`` needs its fstab key in ``cloudgw.fstab``
-    (--foreground does not belong in fstab: mount(8) waits for the helper; --read-only is ``ro``)."""
+    (--foreground does not belong in fstab: mount(8) waits for the helper; --read-only is ``ro``;
+    --remote-option: a remote's own options go in its config file, ``config=FILE``)."""
     import re
 
     from cloudgw.fstab import FLAGS, OPTIONS
     from tests.mount.gateway import run_cli
 
     usage = run_cli("mount", "--help").stdout
-    long_options = set(re.findall(r"--([a-z][a-z-]+)", usage)) - {"help", "foreground", "read-only"}
+    long_options = set(re.findall(r"--([a-z][a-z-]+)", usage)) - {"help", "foreground", "read-only", "remote-option"}
     assert long_options, usage
     keys = set(OPTIONS) | set(FLAGS)
     assert {o.replace("-", "_") for o in long_options} <= keys

@@ -21,6 +21,7 @@ from typing import Iterator
 import pytest
 import requests
 
+from tests.graph_support import sign_in
 from tests.mount.conftest import _gateway, make_graph_backend
 from tests.mount.gateway import CLOUDGW, Gateway, run_cli
 from tests.mount.util import wait_for
@@ -213,6 +214,7 @@ def test_a_revoked_sign_in_waits_for_cloudgw_login_and_loses_nothing(graph_serve
         gw.umount()
     finally:
         gw.force_cleanup()
+        sign_in(graph_server, graph_server.token_template)  # the revocation took the session's sign-in too
     assert not gw.bad_log_lines()
     cache = json.loads(token.read_text())  # secrets never reach the (DEBUG) log: tokens, pre-authenticated URLs
     secrets = [v["secret"] for kind in ("AccessToken", "RefreshToken") for v in cache[kind].values()]
@@ -222,7 +224,9 @@ def test_a_revoked_sign_in_waits_for_cloudgw_login_and_loses_nothing(graph_serve
 def test_login_mistakes_are_one_line_errors(graph_server, tmp_path):  # noqa: ANN001
     config = _config(tmp_path, graph_server, "Documents", tmp_path / "t.json")
     for args, message in [(("--config", str(config), "photos"), "has no [remotes.photos]"),
-                          (("--config", str(tmp_path / "missing.toml")), "does not exist")]:
+                          (("--config", str(tmp_path / "missing.toml")), "does not exist"),
+                          ((), "say which remote"),
+                          (("onedrive://me", "--remote-option", "token_file=/x"), "client_id is not set")]:
         proc = run_cli("login", *args, check=False)
         assert proc.returncode == 2 and message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
     s3 = tmp_path / "s3.toml"
