@@ -12,7 +12,8 @@ import pytest
 from cloudgw.errors import UserError
 from cloudgw.remotes.base import Kind
 from cloudgw.remotes.graph_items import entry_of, format_time, item_url, parse_time
-from cloudgw.remotes.graph_upload import SessionRecord, SessionRecords, checked_fragment_size
+from cloudgw.remotes.graph_upload import checked_fragment_size
+from cloudgw.remotes.upload_sessions import SessionRecord, SessionRecords
 from cloudgw.remotes.health import HealthBoard
 from cloudgw.remotes.onedrive import Place
 from cloudgw.remotes.registry import open_remote

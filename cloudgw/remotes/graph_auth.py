@@ -35,7 +35,6 @@ import fcntl
 import json
 import logging
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Callable, Iterator, TextIO
 
@@ -43,6 +42,7 @@ import trio
 
 from cloudgw.errors import LoginRequired, RemoteError, TransientRemoteError, UserError
 from cloudgw.remotes.health import LOGIN_REQUIRED, HealthBoard
+from cloudgw.remotes.util import write_private_file
 
 log = logging.getLogger(__name__)
 
@@ -129,7 +129,7 @@ class GraphAuth:
         """Write msal's changes (a rotated refresh token) back -- unless ``cloudgw login``
         replaced the file meanwhile: its newer sign-in wins and is loaded next time."""
         if self._cache is not None and self._cache.has_state_changed and not self._file_changed():
-            write_token_file(self.token_file, self._cache.serialize())
+            write_private_file(self.token_file, self._cache.serialize())
             st = os.stat(self.token_file)
             self._file_id = (st.st_ino, st.st_size, st.st_mtime_ns)
             self._cache.has_state_changed = False
@@ -217,7 +217,7 @@ class GraphAuth:
         if "access_token" not in result:
             raise UserError(f"sign-in failed: {_why(result)}")
         with token_file_lock(self.token_file):
-            write_token_file(self.token_file, cache.serialize())
+            write_private_file(self.token_file, cache.serialize())
         claims = result.get("id_token_claims") or {}
         return str(claims.get("preferred_username") or claims.get("name") or "the account")
 
@@ -239,28 +239,6 @@ def token_file_lock(path: Path) -> Iterator[None]:
         yield
     finally:
         os.close(fd)
-
-
-def write_token_file(path: Path, text: str) -> None:
-    """Replace ``path`` with ``text`` atomically, mode 0600 from the first byte (a temp in
-    the same folder, fsync'ed, renamed over it)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)  # mkstemp: mode 0600
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 def signed_in(token_file: Path) -> bool:

@@ -44,12 +44,9 @@ while a large upload ran (or before it resumed) is a conflict, not an overwrite.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
-import os
 import time
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -58,11 +55,11 @@ from cloudgw.crashpoints import crash_point
 from cloudgw.errors import (PreconditionFailed, RemoteError, RemoteExists, RemoteNotFound, RemoteUnavailable,
                             TransientRemoteError, UserError)
 from cloudgw.remotes.base import Expect, FileAttrs, UploadSource
-from cloudgw.remotes.graph_auth import write_token_file
 from cloudgw.remotes.graph_http import graph_error
 from cloudgw.remotes.graph_items import format_time, hex_hash, item_url, parse_time
 from cloudgw.remotes.quickxor import QuickXorHash
 from cloudgw.remotes.retry import backoff_delay
+from cloudgw.remotes.upload_sessions import SessionRecord
 
 if TYPE_CHECKING:
     from cloudgw.remotes.onedrive import OneDriveRemote
@@ -106,65 +103,6 @@ def refused(exc: RemoteError, expect: Expect | str, what: str) -> RemoteError:
     if isinstance(exc, RemoteNotFound) and isinstance(expect, str):
         return PreconditionFailed(f"{what}: the revision expected is gone")
     return exc
-
-
-# -- records of sessions in flight -----------------------------------------------------
-
-
-@dataclass
-class SessionRecord:
-    path: str
-    url: str  # pre-authenticated: a secret
-    size: int
-    expect: str
-    acked: int = 0  # bytes the server has confirmed
-    acked_sha: str = ""  # SHA-256 of the source's bytes [0, acked)
-    sending: int = 0  # end of the fragment in flight (== acked when none)
-    sending_sha: str = ""
-    created: float = 0.0
-    expires: float = 0.0  # wall clock; 0: unknown
-
-
-class SessionRecords:
-    """One JSON file per upload session in flight, in the remote's state folder."""
-
-    def __init__(self, folder: Path | None) -> None:
-        self.folder = folder
-
-    def _file(self, path: str) -> Path:
-        assert self.folder is not None
-        return self.folder / (hashlib.sha256(path.encode("utf-8", "surrogateescape")).hexdigest()[:32] + ".json")
-
-    def load(self, path: str) -> SessionRecord | None:
-        if self.folder is None:
-            return None
-        try:
-            record = SessionRecord(**json.loads(self._file(path).read_text()))
-        except (OSError, ValueError, TypeError):
-            return None
-        return record if record.path == path else None
-
-    def save(self, record: SessionRecord) -> None:
-        if self.folder is not None:
-            write_token_file(self._file(record.path), json.dumps(asdict(record)))
-
-    def drop(self, path: str) -> None:
-        if self.folder is not None:
-            try:
-                os.unlink(self._file(path))
-            except FileNotFoundError:
-                pass
-
-    def all(self) -> list[SessionRecord]:
-        if self.folder is None or not self.folder.is_dir():
-            return []
-        found = []
-        for file in sorted(self.folder.glob("*.json")):
-            try:
-                found.append(SessionRecord(**json.loads(file.read_text())))
-            except (OSError, ValueError, TypeError):
-                file.unlink(missing_ok=True)
-        return found
 
 
 # -- uploads ---------------------------------------------------------------------------

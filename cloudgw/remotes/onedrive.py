@@ -55,6 +55,7 @@ from cloudgw.remotes.graph_items import SELECT, entry_of, format_time, item_url,
 from cloudgw.remotes.names import ONEDRIVE
 from cloudgw.remotes.registry import Common, Option, RemoteType, RemoteURL, masked_url
 from cloudgw.remotes.symlinks import decode_target, encode_target, is_link_object, link_object
+from cloudgw.remotes.upload_sessions import SessionRecords
 from cloudgw.remotes.util import remote_error, split_path
 
 log = logging.getLogger(__name__)
@@ -93,7 +94,7 @@ class OneDriveRemote:
         self.http = http
         self.fragment_size = graph_upload.checked_fragment_size(fragment_size)
         self.stale_upload_age = stale_upload_age
-        self.sessions = graph_upload.SessionRecords(state_dir / SESSIONS if state_dir is not None else None)
+        self.sessions = SessionRecords(state_dir / SESSIONS if state_dir is not None else None)
         self.drive = ""  # "/drives/ID", found by check()
         self.drive_type = ""
         self.root_id = ""

@@ -250,7 +250,7 @@ def make_graph(server: Any, folder: str, state_dir: Path, token_file: Path, **op
 def _graph(server: Any, tmp_path: Path) -> Harness:
     """A remote on a fresh folder of the fake Graph drive; the backdoor changes the drive as
     Office 365 or another PC would."""
-    from cloudgw.remotes.graph_upload import SessionRecord, SessionRecords
+    from cloudgw.remotes.upload_sessions import SessionRecord, SessionRecords
     from tests.graph_support import signed_in_copy
 
     folder = f"t-{uuid.uuid4().hex[:12]}"
