@@ -196,7 +196,7 @@ async def test_a_long_throttle_fails_requests_at_once_instead_of_holding_them(od
     with pytest.raises(RemoteUnavailable, match=r"throttled until \d\d:\d\d:\d\d"):
         await od.stat("y")
     assert trio.current_time() - start < 60  # not the 600 s the server asked for
-    od.inner.http.paused_until = 0.0  # (the test's remote is used no further)
+    od.inner.http.throttle.paused_until = 0.0  # (the test's remote is used no further)
 
 
 def test_a_refresh_never_writes_over_a_new_login(tmp_path: Path):

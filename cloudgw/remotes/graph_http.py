@@ -1,11 +1,8 @@
 """HTTP for the Graph remotes: one ``httpx.AsyncClient``, the bearer token, the throttle
 gate, retries and the one map from Graph's answers to cloudgw errors.
 
-Throttling: a 429 or 503 with ``Retry-After`` pauses the *whole remote* until then (every
-request waits at the gate before it is sent, uploads and reads alike), because Graph
-throttles an app per user and tenant, not per request: hammering on with the other
-requests only extends the penalty.  The pause shows on the health board ("throttled
-until ...").  The request that was refused is retried by ``with_retries`` after at least
+Throttling: a 429 or 503 with ``Retry-After`` pauses the *whole remote* until then
+(``cloudgw.remotes.throttle``: every request waits at the gate, uploads and reads alike).  The request that was refused is retried by ``with_retries`` after at least
 ``Retry-After``.
 
 Auth: ``Authorization: Bearer`` on Graph API requests only; the pre-authenticated URLs
@@ -20,25 +17,22 @@ from __future__ import annotations
 import errno
 import logging
 import ssl
-import time
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, AsyncIterator, Awaitable, Callable, Collection, Mapping, TypeVar
 
 import httpx
-import trio
 
 from cloudgw.errors import (CursorExpired, PreconditionFailed, RemoteError, RemoteExists, RemoteNotFound,
-                            RemotePermissionDenied, RemoteUnavailable, TransientRemoteError)
+                            RemotePermissionDenied, TransientRemoteError)
 from cloudgw.remotes.graph_auth import GraphAuth
-from cloudgw.remotes.health import THROTTLED, HealthBoard
+from cloudgw.remotes.health import HealthBoard
 from cloudgw.remotes.retry import with_retries
+from cloudgw.remotes.throttle import ThrottleGate
 from cloudgw.remotes.util import remote_error, retry_after_seconds
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-DEFAULT_PAUSE = 10.0  # seconds, for a 429/503 without Retry-After
-WARN_EVERY = 60.0  # seconds between WARNING lines about one throttling storm
 
 for _name in ("httpx", "httpcore"):
     logging.getLogger(_name).setLevel(logging.WARNING)
@@ -84,8 +78,7 @@ class GraphHttp:
         self.auth = auth
         self.retry_deadline = retry_deadline
         self.health, self.name = health, name
-        self.paused_until = 0.0  # trio clock: no request is sent before
-        self._warned_at = -WARN_EVERY
+        self.throttle = ThrottleGate(name, health, retry_deadline)
         verify: ssl.SSLContext | bool = True
         if ca_file is not None:
             verify = ssl.create_default_context(cafile=str(ca_file))
@@ -97,33 +90,8 @@ class GraphHttp:
     def url(self, api_path: str) -> str:
         return api_path if api_path.startswith("https://") or api_path.startswith("http://") else self.graph_url + api_path
 
-    # -- the throttle gate --------------------------------------------------------------
-
     async def gate(self) -> None:
-        """Wait while the remote is paused; a pause longer than the remote's timeout fails at
-        once (EIO, "throttled until ..."), as a request would after its retries: a reader is
-        not held for the ten minutes a server may ask for."""
-        wait = self.paused_until - trio.current_time()
-        if wait > self.retry_deadline:
-            until = time.strftime("%H:%M:%S", time.localtime(time.time() + wait))
-            raise RemoteUnavailable(f"remote {self.name or '(root)'} is throttled until {until}")
-        if wait > 0:
-            await trio.sleep(wait)
-
-    def _throttled(self, resp: httpx.Response) -> None:
-        pause = retry_after_seconds(resp.headers.get("retry-after"))
-        pause = DEFAULT_PAUSE if pause is None else pause
-        until = trio.current_time() + pause
-        if until > self.paused_until:
-            self.paused_until = until
-            wall = time.time() + pause
-            quiet = trio.current_time() - self._warned_at < WARN_EVERY  # a storm is said once a minute
-            if not quiet:
-                self._warned_at = trio.current_time()
-            log.log(logging.INFO if quiet else logging.WARNING, "remote %s: throttled (%d); pausing every request"
-                    " for %.0f s", self.name or "(root)", resp.status_code, pause)
-            if self.health is not None:
-                self.health.report(self.name, THROTTLED, f"the server asked to wait {pause:.0f} s", until=wall)
+        await self.throttle.wait()
 
     # -- requests -----------------------------------------------------------------------
 
@@ -152,9 +120,9 @@ class GraphHttp:
                 kind = "cannot connect" if isinstance(exc, httpx.ConnectError) else type(exc).__name__
                 raise TransientRemoteError(f"{what}: {kind}") from exc
             if resp.status_code in (429, 503):
-                self._throttled(resp)
-            elif self.health is not None and self.paused_until <= trio.current_time():
-                self.health.clear(self.name, THROTTLED)
+                self.throttle.pause(retry_after_seconds(resp.headers.get("retry-after")), str(resp.status_code))
+            else:
+                self.throttle.answered()
             if resp.status_code == 401 and auth and attempt == 1:
                 refused = token  # expired or revoked early: one more try with a fresh one
                 continue
@@ -193,7 +161,7 @@ class GraphHttp:
         try:
             async with self.client.stream("GET", self.url(url), headers=sent) as resp:
                 if resp.status_code in (429, 503):
-                    self._throttled(resp)
+                    self.throttle.pause(retry_after_seconds(resp.headers.get("retry-after")), str(resp.status_code))
                 yield resp
         except httpx.HTTPError as exc:
             raise TransientRemoteError(f"{what}: {type(exc).__name__}") from exc
