@@ -370,6 +370,30 @@ def test_docs_export_limit_and_export_links(g):
     assert r.status_code == 200 and len(r.content) > 10 * 1024 * 1024  # exportLinks have no 10 MB limit
 
 
+
+@pytest.mark.parametrize("kind,mime,main", [
+    ("document", "application/vnd.openxmlformats-officedocument.wordprocessingml.document", "word/document.xml"),
+    ("spreadsheet", "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", "xl/worksheets/sheet1.xml"),
+    ("presentation", "application/vnd.openxmlformats-officedocument.presentationml.presentation",
+     "ppt/slides/slide1.xml"),
+])
+def test_office_exports_are_ooxml_packages_with_the_text(g, kind, mime, main):
+    import xml.dom.minidom
+    import zipfile
+
+    svc = drive(g)
+    doc = g.backdoor.create_doc("root", "Plan", kind=kind, text="first line\nsecond <&> line")
+    data = svc.files().export(fileId=doc["id"], mimeType=mime).execute()
+    z = zipfile.ZipFile(io.BytesIO(data))
+    assert z.testzip() is None and {"[Content_Types].xml", "_rels/.rels", main} <= set(z.namelist())
+    for name in z.namelist():
+        xml.dom.minidom.parseString(z.read(name))  # well-formed
+    text = z.read(main).decode()
+    assert "first line" in text and "second &lt;&amp;&gt; line" in text
+    assert svc.files().export(fileId=doc["id"], mimeType=mime).execute() == data  # deterministic
+    g.backdoor.edit_doc(doc["id"], "changed")
+    assert svc.files().export(fileId=doc["id"], mimeType=mime).execute() != data
+
 # -- changes, shared drives ------------------------------------------------------------------------
 def test_changes_collapse_trash_remove_and_paging(g):
     svc = drive(g)

@@ -11,6 +11,7 @@ import secrets
 import time
 from dataclasses import dataclass, field
 
+from . import ooxml
 from .errors import DriveError, invalid, not_found
 
 FOLDER = "application/vnd.google-apps.folder"
@@ -283,10 +284,13 @@ class Store:
 
     # -- views -------------------------------------------------------------------------------
     def export(self, f: File, mime: str) -> bytes:
-        """Deterministic bytes from the doc's text, kind, target format and version."""
+        """Deterministic bytes from the doc's text, kind, target format and version: a minimal
+        OOXML zip for docx/xlsx/pptx (``ooxml.py``), else a header line and the text."""
         kind = f.doc_kind
-        header = f"[{kind} {f.id} exported as {mime}, version {f.version}]\n"
-        return header.encode() + (f.doc_text or "").encode()
+        header = f"[{kind} {f.id} exported as {mime}, version {f.version}]"
+        if mime in ooxml.BUILDERS:  # .docx, .xlsx, .pptx: a minimal OOXML package holding the same lines
+            return ooxml.BUILDERS[mime]([header, *(f.doc_text or "").split("\n")])
+        return (header + "\n").encode() + (f.doc_text or "").encode()
 
     def export_links(self, f: File, root_url: str) -> dict[str, str]:
         kind = f.doc_kind
