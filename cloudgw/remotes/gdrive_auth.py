@@ -132,12 +132,17 @@ class DriveAuth:
                 self._file_id = (st.st_ino, st.st_size, st.st_mtime_ns)
             return {"token": creds.token}
 
-    async def token(self) -> str:
-        """A valid access token; ``LoginRequired`` when only a new sign-in can give one."""
+    async def token(self, *, refresh: bool = False) -> str:
+        """A valid access token; ``LoginRequired`` when only a new sign-in can give one.
+        ``refresh``: the server refused the current one (401): get another."""
         creds = self._credentials
-        if creds is not None and creds.valid and not _expiring(creds) and not self._file_changed():
+        refused = creds.token if refresh and creds is not None else None
+        if not refresh and creds is not None and creds.valid and not _expiring(creds) and not self._file_changed():
             return creds.token
         async with self._lock:
+            creds = self._credentials
+            if refused is not None and creds is not None and creds.token == refused:
+                creds.token = None  # one refresh per refused token, however many callers saw it
             result = await trio.to_thread.run_sync(self._refresh)
         if "token" in result:
             if not self._signed_in:

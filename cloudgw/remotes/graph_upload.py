@@ -59,7 +59,7 @@ from cloudgw.remotes.graph_http import graph_error
 from cloudgw.remotes.graph_items import format_time, hex_hash, item_url, parse_time
 from cloudgw.remotes.quickxor import QuickXorHash
 from cloudgw.remotes.retry import backoff_delay
-from cloudgw.remotes.upload_sessions import SessionRecord
+from cloudgw.remotes.upload_sessions import SessionRecord, resume_hashes
 
 if TYPE_CHECKING:
     from cloudgw.remotes.onedrive import OneDriveRemote
@@ -70,7 +70,6 @@ SIMPLE_MAX = 4 << 20  # Graph: PUT .../content takes files up to 4 MiB
 FRAGMENT_UNIT = 320 << 10  # fragments are multiples of 320 KiB ...
 FRAGMENT_MAX = 60 << 20  # ... and below 60 MiB
 HASH_ATTEMPTS = 3
-READ_CHUNK = 4 << 20  # a resumed prefix is re-hashed this much at a time
 # SharePoint (and OneDrive for Business) store Office files and PDFs with their own metadata
 # added: the stored hash and size differ from what was sent, by design (rclone documents it too)
 REWRITTEN_BY_SHAREPOINT = frozenset({"docx", "docm", "dotx", "xlsx", "xlsm", "xltx", "pptx", "pptm", "potx",
@@ -323,12 +322,8 @@ def _expires(text: str | None) -> float:
 
 async def _resume(remote: OneDriveRemote, path: str, source: UploadSource, expect: Expect | str,
                   what: str) -> _Progress | None:
-    """The session a crashed or failed earlier upload of the same bytes left, where it stands.
-
-    The server may stand anywhere from the acknowledged offset to the end of the fragment
-    that was in flight.  The local prefix up to there is read back and hashed: it must
-    equal what was recorded (up to ``acked``; up to ``sending`` when the server has more),
-    so the server holds a prefix of exactly the bytes we hash now."""
+    """The session a crashed or failed earlier upload of the same bytes left, where it stands
+    (``upload_sessions.resume_hashes``)."""
     record = await remote.thread(remote.sessions.load, path)
     if record is None:
         return None
@@ -339,29 +334,13 @@ async def _resume(remote: OneDriveRemote, path: str, source: UploadSource, expec
     if at is None or not record.acked <= at <= record.sending or at >= source.size:
         await _cancel(remote, record)
         return None
-    sha, qx = hashlib.sha256(), QuickXorHash()
-    await remote.thread(_hash_prefix, source, 0, record.acked, (sha, qx))
-    same = sha.hexdigest() == record.acked_sha
-    if same and at > record.acked:
-        at_sha, at_qx = sha.copy(), qx.copy()
-        await remote.thread(_hash_prefix, source, record.acked, at, (at_sha, at_qx))
-        rest = at_sha.copy()
-        await remote.thread(_hash_prefix, source, at, record.sending, (rest,))
-        same = rest.hexdigest() == record.sending_sha
-        sha, qx = at_sha, at_qx
-    if not same:
+    hashes = await remote.thread(resume_hashes, record, source, at, (QuickXorHash(),))
+    if hashes is None:
         log.info("%s: the file changed since the interrupted upload; starting again", what)
         await _cancel(remote, record)
         return None
-    record.acked, record.acked_sha = at, sha.hexdigest()
-    record.sending, record.sending_sha = at, record.acked_sha
     log.info("%s: resuming an interrupted upload at byte %d of %d", what, at, source.size)
-    return _Progress(record, sha, qx)
-
-
-def _hash_prefix(source: UploadSource, start: int, end: int, hashes: tuple[Any, ...]) -> None:
-    for offset in range(start, end, READ_CHUNK):
-        _update(hashes, source.read(offset, min(READ_CHUNK, end - offset)))
+    return _Progress(record, hashes[0], hashes[1])
 
 
 async def _cancel(remote: OneDriveRemote, record: SessionRecord) -> None:

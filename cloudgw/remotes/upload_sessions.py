@@ -7,7 +7,7 @@ upload was made under, and SHA-256 digests of the source's prefix up to the offs
 server confirmed (``acked``) and up to the end of the piece in flight (``sending``).
 After a crash the next upload of the same path finds the record, asks the session where
 it stands, and continues only if the local bytes up to there still have the recorded
-digest (see ``graph_upload._resume``).
+digest (``resume_hashes``).
 
 One JSON file per path (named by a hash of it) in the remote's state folder, replaced
 atomically and mode 0600 from the first byte: a session URL is a credential (anyone who
@@ -21,6 +21,7 @@ import json
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from cloudgw.remotes.util import write_private_file
 
@@ -79,3 +80,42 @@ class SessionRecords:
             except (OSError, ValueError, TypeError):
                 file.unlink(missing_ok=True)
         return found
+
+
+READ_CHUNK = 4 << 20  # a resumed prefix is re-hashed this much at a time
+
+
+def hash_prefix(source: Any, start: int, end: int, hashes: tuple[Any, ...]) -> None:
+    """Feed ``source``'s bytes [start, end) to every hash of ``hashes`` (worker thread)."""
+    for offset in range(start, end, READ_CHUNK):
+        data = source.read(offset, min(READ_CHUNK, end - offset))
+        for h in hashes:
+            h.update(data)
+
+
+def resume_hashes(record: SessionRecord, source: Any, at: int, extra: tuple[Any, ...]) -> tuple[Any, ...] | None:
+    """Whether an interrupted session that now stands at byte ``at`` may go on with
+    ``source`` (worker thread: reads the local prefix back, no network).
+
+    The server may stand anywhere from the acknowledged offset to the end of the piece that
+    was in flight.  The local bytes up to there must have the recorded digest (up to
+    ``acked``; up to ``sending`` when the server has more), so the server holds a prefix of
+    exactly the bytes hashed now.  Returns (SHA-256, *``extra``) fed with [0, at) and moves
+    the record to ``at``; None: start a new session."""
+    if not record.acked <= at <= record.sending:
+        return None
+    hashes = (hashlib.sha256(), *extra)
+    hash_prefix(source, 0, record.acked, hashes)
+    if hashes[0].hexdigest() != record.acked_sha:
+        return None
+    if at > record.acked:
+        at_hashes = tuple(h.copy() for h in hashes)
+        hash_prefix(source, record.acked, at, at_hashes)
+        rest = at_hashes[0].copy()
+        hash_prefix(source, at, record.sending, (rest,))
+        if rest.hexdigest() != record.sending_sha:
+            return None
+        hashes = at_hashes
+    record.acked, record.acked_sha = at, hashes[0].hexdigest()
+    record.sending, record.sending_sha = at, record.acked_sha
+    return hashes
