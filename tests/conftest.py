@@ -91,3 +91,19 @@ def personal_graph_server(tmp_path_factory) -> Iterator:  # noqa: ANN001
         server.token_template = tmp_path_factory.mktemp("graph-personal") / "token.json"
         sign_in(server, server.token_template)
         yield server
+
+
+@pytest.fixture(scope="session")
+def gdrive_server(tmp_path_factory) -> Iterator:  # noqa: ANN001
+    """The fake Google OAuth 2.0 + Drive v3 (tests/servers/gdrive), signed in once
+    (``gdrive_server.token_template``: a token file to copy per test;
+    ``gdrive_server.client_secret_path``: the "Desktop app" client JSON, mode 0600)."""
+    from tests.gdrive_support import client_secrets, sign_in
+    from tests.servers.gdrive.server import start_gdrive
+
+    home = tmp_path_factory.mktemp("gdrive")
+    with start_gdrive() as server:
+        server.client_secret_path = client_secrets(server, home / "client_secret.json")
+        server.token_template = home / "token.json"
+        sign_in(server, server.token_template, server.client_secret_path)
+        yield server

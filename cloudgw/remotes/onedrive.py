@@ -591,8 +591,9 @@ def _build(url: RemoteURL, options: dict[str, Any], common: Common) -> OneDriveR
     return OneDriveRemote(place, http, state_dir=common.state_dir, fragment_size=options["chunk_size"])
 
 
-def login(url: RemoteURL, options: dict[str, Any], common: Common, out: Any) -> str:
-    """``cloudgw login``: the device-code flow for this remote's account (blocking)."""
+def login(url: RemoteURL, options: dict[str, Any], common: Common, out: Any, *, no_browser: bool = False) -> str:
+    """``cloudgw login``: the device-code flow for this remote's account (blocking; it needs no
+    browser on this machine, so ``no_browser`` changes nothing)."""
     place_of(url)
     return auth_for(url, options, common).device_login(out)
 

@@ -3,7 +3,8 @@
 Every remote runs on a real store: a temp directory, moto (a fresh bucket per
 test, with and without a key prefix), Swift's s3api (marked ``swift``), a
 router with a local remote mounted as ``mnt``, and WebDAV on Apache mod_dav_fs,
-wsgidav and wsgidav's Nextcloud emulation (a fresh folder per test).  A harness also has a
+wsgidav and wsgidav's Nextcloud emulation, and the fakes of Microsoft Graph and Google
+Drive (tests/servers/graph, tests/servers/gdrive) (a fresh folder per test).  A harness also has a
 ``backdoor`` to change the store behind the remote's back (another client
 writing, a crash leaving an incomplete upload) and a list of deliberately
 broken configurations for ``check()``.
@@ -57,7 +58,7 @@ class Broken:
 
 @dataclass
 class Harness:
-    kind: str  # "local", "s3", "router" or "webdav-<server>"
+    kind: str  # "local", "s3", "router", "webdav-<server>", "graph-<type>" or "gdrive"
     remote: Remote
     base: str  # the test area inside the remote: "" (or the mount name for the router)
     put_outside: Callable[[str, bytes], None]  # write behind the remote's back
@@ -278,6 +279,50 @@ def _graph(server: Any, tmp_path: Path) -> Harness:
 
 
 BIG_SESSION = 20 * MiB
+GDRIVE_CHUNK = 4 * 262144  # resumable chunks of 1 MiB: BIG files take several
+
+
+def make_gdrive(server: Any, folder: str, state_dir: Path, token_file: Path, **options: Any) -> Remote:
+    """A remote on ``folder`` of the fake's My Drive, built as the registry builds it (with
+    the Drive name rules around it)."""
+    from cloudgw.remotes.registry import Common, open_remote
+    from tests.gdrive_support import gdrive_options
+
+    return open_remote(f"gdrive://my-drive/{folder}", gdrive_options(server, token_file, chunk_size=GDRIVE_CHUNK,
+                                                                      **options),
+                       Common(timeout=10.0, state_dir=state_dir), crypt=False)
+
+
+def _gdrive(server: Any, tmp_path: Path) -> Harness:
+    """A remote on a fresh folder of the fake's My Drive; the backdoor changes the drive as the
+    Drive web UI or another user would (by path: create or upload a new version, folders made
+    as needed).  Drive has no conditional requests: nothing closes the check-then-write window."""
+    from cloudgw.remotes.upload_sessions import SessionRecord, SessionRecords
+    from tests import gdrive_support
+
+    folder = f"t-{uuid.uuid4().hex[:12]}"
+    server.backdoor.create_folder("root", folder)
+    token = gdrive_support.signed_in_copy(server.token_template, tmp_path / "gdrive-token.json")
+    state = tmp_path / "gdrive-state"
+
+    def put_outside(path: str, data: bytes) -> None:
+        gdrive_support.put(server.backdoor, f"{folder}/{path}", data)
+
+    def leave_incomplete_upload(path: str) -> None:  # a session record our crashed process left, long expired
+        gone = f"{server.root_url}upload/drive/v3/files?uploadType=resumable&upload_id=gone-{uuid.uuid4().hex}"
+        SessionRecords(state / "upload-sessions").save(SessionRecord(path, gone, BIG_SESSION, "any", created=1.0,
+                                                                     expires=2.0))
+
+    def broken() -> list[Broken]:
+        return [
+            Broken("missing folder", make_gdrive(server, f"missing-{uuid.uuid4().hex[:8]}", state, token),
+                   r"no such folder"),
+            Broken("not signed in", make_gdrive(server, folder, state, tmp_path / "nobody.json"),
+                   r"login required: not signed in.*run 'cloudgw login"),
+        ]
+
+    return Harness("gdrive", make_gdrive(server, folder, state, token), "", put_outside, leave_incomplete_upload,
+                   broken, closes_race_window=False)
 
 
 def _router(inner: Harness) -> Harness:
@@ -431,6 +476,8 @@ def _crypt(inner: Harness, *, encrypt_names: bool = False, compress: str | None 
         "graph-business",
         "graph-personal",
         "graph-business-crypt-names",
+        "gdrive",
+        "gdrive-crypt-names",
     ]
 )
 def harness(request, tmp_path: Path) -> Harness:
@@ -468,6 +515,10 @@ def harness(request, tmp_path: Path) -> Harness:
         return _crypt(_graph(request.getfixturevalue("graph_server"), tmp_path), encrypt_names=True)
     if kind == "graph-personal":
         return _graph(request.getfixturevalue("personal_graph_server"), tmp_path)
+    if kind == "gdrive":
+        return _gdrive(request.getfixturevalue("gdrive_server"), tmp_path)
+    if kind == "gdrive-crypt-names":
+        return _crypt(_gdrive(request.getfixturevalue("gdrive_server"), tmp_path), encrypt_names=True)
     if kind.startswith("webdav-"):
         return _webdav(request.getfixturevalue(f"{kind.removeprefix('webdav-')}_server"))
     bucket = request.getfixturevalue("swift_bucket")
@@ -476,8 +527,9 @@ def harness(request, tmp_path: Path) -> Harness:
 
 @pytest.fixture
 async def h(harness: Harness) -> Harness:
-    if harness.kind in ("webdav-nextcloud", "webdav-nextcloud-crypt") or harness.kind.startswith("graph"):
-        # as a mount does first: learns checksums, chunked uploads (Nextcloud); finds the drive (Graph)
+    if harness.kind in ("webdav-nextcloud", "webdav-nextcloud-crypt") or harness.kind.startswith(("graph", "gdrive")):
+        # as a mount does first: learns checksums, chunked uploads (Nextcloud); finds the drive (Graph),
+        # the folder's id (Drive)
         await harness.remote.check()
     try:
         yield harness

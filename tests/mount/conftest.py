@@ -11,7 +11,7 @@ from typing import Iterator
 import pytest
 
 from tests.mount.gateway import Gateway
-from tests.mount.views import CryptView, DavView, FileView, GraphView, S3View
+from tests.mount.views import CryptView, DavView, FileView, GDriveView, GraphView, S3View
 from tests.servers import DavServer, S3Server
 from tests.servers.proxy import OutageProxy, outage_proxy
 
@@ -19,7 +19,7 @@ _buckets = itertools.count()
 
 # The backends of the core mount files (test_basics.py, test_programs.py): the others
 # run on file:// and S3 only (``backend`` below), so WebDAV does not double their time.
-CORE_BACKENDS = ["file", "s3", "s3-crypt", "webdav-apache", "webdav-wsgidav", "graph"]
+CORE_BACKENDS = ["file", "s3", "s3-crypt", "webdav-apache", "webdav-wsgidav", "graph", "gdrive"]
 CRYPT_PASSWORD = b"correct horse battery staple"
 
 
@@ -28,7 +28,7 @@ class Backend:
     name: str  # "file", the S3 server's name ("moto", "swift") or "webdav-<server>"
     url: str
     env: dict[str, str]
-    view: FileView | S3View | CryptView | GraphView
+    view: FileView | S3View | CryptView | GraphView | GDriveView
     args: tuple[str, ...] = ()  # extra arguments of ``cloudgw mount``
 
 
@@ -89,11 +89,30 @@ def make_graph_backend(server, tmp_path: Path, *extra_options: str) -> Backend: 
                    (*args, *(a for o in extra_options for a in ("--remote-option", o))))
 
 
+GDRIVE_CHUNK = 4 * 262144  # resumable chunks of 1 MiB in mount tests
+
+
+def make_gdrive_backend(server, tmp_path: Path, *extra_options: str) -> Backend:  # noqa: ANN001
+    """A fresh folder of the fake Google Drive's My Drive, signed in (a copy of the session's
+    token file), every option on the command line (``--remote-option``)."""
+    from tests.gdrive_support import gdrive_options, signed_in_copy
+
+    folder = f"mount-{next(_buckets)}"
+    server.backdoor.create_folder("root", folder)
+    token = signed_in_copy(server.token_template, tmp_path / "gdrive-token.json")
+    options = gdrive_options(server, token, chunk_size=GDRIVE_CHUNK)
+    args = tuple(a for k, v in options.items() for a in ("--remote-option", f"{k}={v}"))
+    return Backend("gdrive", f"gdrive://my-drive/{folder}", {}, GDriveView(server, folder),
+                   (*args, *(a for o in extra_options for a in ("--remote-option", o))))
+
+
 def backend_for(request, tmp_path: Path) -> Backend:  # noqa: ANN001
     """The backend named by ``request.param`` (one of CORE_BACKENDS)."""
     kind = request.param
     if kind == "graph":
         return make_graph_backend(request.getfixturevalue("graph_server"), tmp_path)
+    if kind == "gdrive":
+        return make_gdrive_backend(request.getfixturevalue("gdrive_server"), tmp_path)
     if kind.startswith("webdav-"):
         return make_dav_backend(request.getfixturevalue(f"{kind.removeprefix('webdav-')}_server"), tmp_path)
     return make_backend(kind, tmp_path, request.getfixturevalue("moto_server") if kind.startswith("s3") else None)

@@ -242,3 +242,93 @@ class GraphView:
 
     def sha256(self, path: str) -> str:
         return hashlib.sha256(self.get(path)).hexdigest()
+
+
+class GDriveView:
+    """A folder of the fake Google Drive's My Drive: another user (the Drive web UI) changes it
+    through the fake's back door.  Paths are stored names (of duplicates, the oldest); what
+    ``files`` and ``download`` give is named as the mount names it (``gdrive_names``: serial
+    suffixes for duplicates), and holds files with bytes only (no Docs, no shortcuts)."""
+
+    def __init__(self, server, folder: str) -> None:  # noqa: ANN001 (tests.servers.gdrive.GDriveServer)
+        from tests.gdrive_support import folder_id
+
+        self.server, self.folder = server, folder
+        self.backdoor = server.backdoor
+        self.folder_id = folder_id(self.backdoor, folder)
+
+    def item(self, path: str) -> dict | None:
+        """The files resource at ``path`` (None if there is none)."""
+        from tests.gdrive_support import lookup
+
+        return lookup(self.backdoor, path, self.folder_id)
+
+    def id(self, path: str) -> str:
+        found = self.item(path)
+        if found is None:
+            raise FileNotFoundError(path)
+        return found["id"]
+
+    def dir_id(self, path: str) -> str:
+        """The id of the folder at ``path`` (made with its parents if missing)."""
+        from tests.gdrive_support import folder_id
+
+        return folder_id(self.backdoor, path, self.folder_id)
+
+    def put(self, path: str, data: bytes) -> dict:
+        from tests.gdrive_support import put
+
+        return put(self.backdoor, path, data, self.folder_id)
+
+    def get(self, path: str) -> bytes:
+        return self.backdoor.read(self.id(path))
+
+    def delete(self, path: str) -> None:
+        """Deleted for good (not trashed): see ``trash``."""
+        self.backdoor.delete(self.id(path))
+
+    def trash(self, path: str) -> None:
+        self.backdoor.trash(self.id(path))
+
+    def rename(self, path: str, name: str) -> dict:
+        return self.backdoor.rename(self.id(path), name)
+
+    def move(self, path: str, folder: str) -> dict:
+        """Into the folder at ``folder`` (made if missing), keeping the name."""
+        return self.backdoor.move(self.id(path), self.dir_id(folder))
+
+    def _walk(self, top: str = "") -> Iterator[tuple[str, dict]]:
+        """(path as the mount names it, files resource) of everything below ``top``."""
+        from cloudgw.remotes.gdrive_names import FOLDER_MIME, Child, display_names
+
+        folders = [(top, self.dir_id(top) if top else self.folder_id)]
+        while folders:
+            path, fid = folders.pop()
+            children = self.backdoor.children(fid)
+            names = display_names(Child(c["id"], c["name"], c["mimeType"], c["createdTime"]) for c in children)
+            for child in children:
+                sub = f"{path}/{names[child['id']]}" if path else names[child["id"]]
+                if child["mimeType"] == FOLDER_MIME:
+                    folders.append((sub, child["id"]))
+                yield sub, child
+
+    def files(self) -> dict[str, int]:
+        """path -> size of every file with bytes of its own."""
+        return {path: int(res["size"]) for path, res in self._walk() if "size" in res}
+
+    def download(self, subdir: str, dest: Path) -> Path:
+        from cloudgw.remotes.gdrive_names import FOLDER_MIME
+
+        dest.mkdir(parents=True)
+        top = subdir.strip("/")
+        for path, res in self._walk(top):
+            target = dest / path[len(top) + 1:] if top else dest / path
+            if res["mimeType"] == FOLDER_MIME:
+                target.mkdir(parents=True, exist_ok=True)
+            elif "size" in res:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(self.backdoor.read(res["id"]))
+        return dest
+
+    def sha256(self, path: str) -> str:
+        return hashlib.sha256(self.get(path)).hexdigest()
