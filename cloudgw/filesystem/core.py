@@ -16,6 +16,7 @@ the sync engine.
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import time
 from collections import Counter
@@ -25,7 +26,9 @@ from cloudgw.errors import RemoteError
 from cloudgw.filesystem.ports import FsError, SyncPort, name_too_long
 from cloudgw.metadata.model import ROOT_INO, FileState, Inode
 from cloudgw.metadata.store import MetadataStore
-from cloudgw.remotes.base import Kind
+from cloudgw.remotes.base import READ_ONLY_REV, Kind
+
+log = logging.getLogger(__name__)
 
 STATE_XATTR = "user.cloudgw.state"
 RENAME_NOREPLACE = 1
@@ -55,6 +58,7 @@ class Namespace:
         self.fixed_root = fixed_root  # several remotes as top-level folders: the root is not ours to change
         self.lookups: Counter[int] = Counter()  # kernel lookup counts
         self.open_count: Counter[int] = Counter()  # open file handles per inode
+        self._read_only_said: set[int] = set()
 
     # -- helpers ----------------------------------------------------------------------
 
@@ -69,6 +73,16 @@ class Namespace:
             raise FsError(errno.EROFS)
         if self.fixed_root and ROOT_INO in parents:
             raise FsError(errno.EPERM)
+
+    def content_writable(self, inode: Inode) -> None:
+        """EACCES for content the remote cannot replace (``READ_ONLY_REV``: exported Google
+        Docs); said once per file in the log, since the program that tried may not say why."""
+        if inode.remote_rev is not None and inode.remote_rev.startswith(READ_ONLY_REV):
+            if inode.ino not in self._read_only_said:
+                self._read_only_said.add(inode.ino)
+                log.warning("%s: read-only (an exported document: edit it in its cloud, or save a copy under "
+                            "another name)", inode.remote_path or inode.name)
+            raise FsError(errno.EACCES)
 
     async def _listed_dir(self, ino: int) -> Inode:
         directory = self.inode(ino)

@@ -100,6 +100,7 @@ class DataOps:
         writable = (flags & os.O_ACCMODE) != os.O_RDONLY
         if writable:
             self.ns._writable()
+            self.ns.content_writable(inode)
         handle = self._open_handle(inode, writable)
         if flags & os.O_TRUNC and writable and inode.size != 0:
             await self.truncate(ino, 0)
@@ -218,6 +219,7 @@ class DataOps:
         inode = self.ns.inode(ino)
         if inode.kind is not Kind.FILE:
             raise FsError(errno.EISDIR if inode.is_dir else errno.EINVAL)
+        self.ns.content_writable(inode)
         entry = self._entry_for(inode)
         fd = self.cache.open_fd(entry)
         try:

@@ -12,6 +12,11 @@ changes (S3: the ETag; file://: inode+size+mtime+ctime).  They are what makes
 "never overwrite a remote change silently" possible: writes, reads and deletes
 can be made conditional on the revision the caller last saw.
 
+A revision starting with ``READ_ONLY_REV`` marks content the remote shows but cannot
+replace (a Google Doc shown as its exported .docx): the filesystem refuses to open such
+a file for writing or to truncate it (EACCES), so no edit is accepted that could never
+be uploaded.  Renaming and deleting it stay possible.
+
 Concurrency: every method may be called concurrently from many trio tasks.
 Crash behaviour: ``write`` either leaves the old object in place or the new one,
 never a torn mix (single PUT, multipart completed only after ``source.check()``,
@@ -24,6 +29,9 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 from typing import AsyncIterator, Callable, Collection, Protocol, runtime_checkable
+
+
+READ_ONLY_REV = "ro:"  # prefix of the revisions of read-only content (see the module docstring)
 
 
 class Kind(enum.Enum):

@@ -38,6 +38,7 @@ _REMOTES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("cloudgw.remotes.webdav", ("webdav://host[:port]/path", "webdavs://host[:port]/path")),
     ("cloudgw.remotes.onedrive", ("onedrive://me/path", "onedrive://drives/DRIVE_ID/path",
                                   "sharepoint://host/sites/SITE/LIBRARY/path")),
+    ("cloudgw.remotes.gdrive", ("gdrive://my-drive/path", "gdrive://shared/DRIVE/path")),
 )
 
 
