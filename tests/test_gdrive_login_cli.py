@@ -48,6 +48,16 @@ def _sign_in_url(proc: subprocess.Popen) -> tuple[str, str]:
             return found.group(1), seen
 
 
+def _finish(proc: subprocess.Popen, answer: str = "") -> tuple[str, str]:
+    """Give the command ``answer`` on its standard input, wait for it: (the rest of stdout, stderr).
+    (Not ``communicate``: it reads the pipe's descriptor, past what ``readline`` buffered.)"""
+    assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+    proc.stdin.write(answer)
+    proc.stdin.close()
+    proc.wait(timeout=60)
+    return proc.stdout.read(), proc.stderr.read()
+
+
 def _signed_in(token: Path) -> None:
     assert stat.S_IMODE(os.stat(token).st_mode) == 0o600
     saved = json.loads(token.read_text())
@@ -63,7 +73,7 @@ def test_login_with_a_browser_on_this_machine(gdrive_server, tmp_path: Path):  #
         with requests.Session() as browser:  # the browser follows the redirect to the command's local server
             browser.trust_env = False
             assert browser.get(url, timeout=30).status_code == 200
-        out, err = proc.communicate(timeout=60)
+        out, err = _finish(proc)
     finally:
         proc.kill()
     assert proc.returncode == 0, err
@@ -79,7 +89,7 @@ def test_login_without_a_browser_reads_the_pasted_address(gdrive_server, tmp_pat
         gdrive_server.approve_next()
         address = browser_redirect(url)  # on another device: a page that does not load there
         assert address.startswith("http://localhost")
-        out, err = proc.communicate(address + "\n", timeout=60)
+        out, err = _finish(proc, address + "\n")
     finally:
         proc.kill()
     assert proc.returncode == 0, err
