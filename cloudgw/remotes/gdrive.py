@@ -45,6 +45,7 @@ duplicate), never neither.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 import errno
@@ -71,7 +72,7 @@ from cloudgw.remotes.gdrive_upload import Target, Uploader, checked_chunk_size
 from cloudgw.remotes.registry import Common, Option, RemoteType, RemoteURL, masked_url
 from cloudgw.remotes.symlinks import decode_target, encode_target, is_link_object, link_name, link_object
 from cloudgw.remotes.upload_sessions import SessionRecords
-from cloudgw.remotes.util import remote_error, split_path
+from cloudgw.remotes.util import PathLocks, remote_error, split_path
 
 log = logging.getLogger(__name__)
 
@@ -140,6 +141,7 @@ class GDriveRemote:
         self._shown: dict[str, dict[str, str]] = {}  # folder id -> {id: display name} as last reported
         self._placed: dict[str, str] = {}  # file id -> the folder it was last listed in
         self._warned_read_only: set[str] = set()
+        self._locks = PathLocks()  # writers of one path (and creators of one folder) take turns
 
     def __repr__(self) -> str:
         return f"GDriveRemote({self.place.describe()!r})"
@@ -249,7 +251,14 @@ class GDriveRemote:
         listing = await self._list_folder(parent_id, f"find {self.display(path)}")
         file = listing.find(name)
         if file is None and create:
-            return (await self._make_folder(parent_id, path, name))["id"]
+            async with self._locks.locked("\0dir:" + path):  # one folder, not one per concurrent writer
+                found = self._folders.get(path)
+                if found is not None:
+                    return found
+                listing = await self._list_folder(parent_id, f"find {self.display(path)}")
+                file = listing.find(name)
+                if file is None:
+                    return (await self._make_folder(parent_id, path, name))["id"]
         if file is None or file["mimeType"] != FOLDER_MIME:
             raise RemoteNotFound(f"{self.display(path)}: no such folder")
         self._folders[path] = file["id"]
@@ -411,7 +420,8 @@ class GDriveRemote:
     async def write(self, path: str, source: UploadSource, *, expect: Expect | str = Expect.ANY,
                     attrs: FileAttrs = FileAttrs()) -> RemoteEntry:
         name = self._leaf(path, "write")
-        return await self._write(path, name, source, expect, attrs, link=False)
+        async with self._locks.locked(path):
+            return await self._write(path, name, source, expect, attrs, link=False)
 
     async def _write(self, path: str, name: str, source: UploadSource, expect: Expect | str, attrs: FileAttrs, *,
                      link: bool) -> RemoteEntry:
@@ -475,6 +485,10 @@ class GDriveRemote:
         what = f"mkdir {self.display(path)}"
         parent_path, _, name = path.rpartition("/")
         parent_id = await self._folder_id(parent_path, create=True)
+        async with self._locks.locked("\0dir:" + path):
+            return await self._mkdir(path, name, parent_id, what)
+
+    async def _mkdir(self, path: str, name: str, parent_id: str, what: str) -> RemoteEntry:
         listing = await self._list_folder(parent_id, what)
         existing = listing.find(name)
         if existing is not None:
@@ -524,15 +538,17 @@ class GDriveRemote:
     async def delete(self, path: str, *, expect: str | None = None) -> None:
         """Trash (or delete) the file or symlink at ``path``; never a folder (EISDIR)."""
         self._leaf(path, "delete")
+        async with self._locks.locked(path):
+            await self._delete(path, expect)
+
+    async def _delete(self, path: str, expect: str | None) -> None:
         what = f"delete {self.display(path)}"
         try:
             _, _, file = await self._lookup(path, what)
         except RemoteNotFound:
             file = None
         if file is None:
-            if expect is not None:
-                raise PreconditionFailed(f"{what}: expected revision {expect}, found nothing")
-            return
+            return  # absent: fine (idempotent), also with an expectation
         if file["mimeType"] == FOLDER_MIME:
             raise remote_error(RemoteError, errno.EISDIR, f"{what}: a folder (rmdir removes folders)")
         if expect is not None and self.rev_of(file) != expect:
@@ -545,6 +561,13 @@ class GDriveRemote:
         ``dst`` first.  A Doc keeps its Drive name without the export extension."""
         self._leaf(src, "rename")
         dst_name = self._leaf(dst, "rename")
+        first, second = sorted((src, dst))
+        async with self._locks.locked(first), contextlib.AsyncExitStack() as stack:
+            if second != first:
+                await stack.enter_async_context(self._locks.locked(second))
+            return await self._rename(src, dst, dst_name, expect)
+
+    async def _rename(self, src: str, dst: str, dst_name: str, expect: str | None) -> RemoteEntry:
         what = f"rename {self.display(src)} -> {self.display(dst)}"
         src_parent, _, file = await self._lookup(src, what)
         if file is None:
@@ -603,8 +626,9 @@ class GDriveRemote:
     async def symlink(self, path: str, target: str) -> RemoteEntry:
         name = self._leaf(path, "symlink")
         try:
-            entry = await self._write(path, name, BytesSource(encode_target(target)), Expect.ABSENT, FileAttrs(),
-                                      link=True)
+            async with self._locks.locked(path):
+                entry = await self._write(path, name, BytesSource(encode_target(target)), Expect.ABSENT,
+                                          FileAttrs(), link=True)
         except PreconditionFailed:
             raise RemoteExists(f"symlink {self.display(path)}: already exists") from None
         return dataclasses.replace(entry, kind=Kind.SYMLINK, symlink_target=target)

@@ -8,6 +8,9 @@ import os
 import tempfile
 import time
 from pathlib import Path
+from typing import AsyncIterator
+
+import trio
 
 from cloudgw.errors import RemoteError, RemoteUnsupported
 
@@ -62,3 +65,24 @@ def write_private_file(path: Path, text: str) -> None:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+class PathLocks:
+    """One trio lock per path, held only while someone uses it: serialises the writers of
+    one path in remotes whose server cannot (check-then-write: the check and the commit
+    of two writers must not interleave).  Trio tasks only."""
+
+    def __init__(self) -> None:
+        self._locks: dict[str, list] = {}
+
+    @contextlib.asynccontextmanager
+    async def locked(self, path: str) -> AsyncIterator[None]:
+        slot = self._locks.setdefault(path, [trio.Lock(), 0])
+        slot[1] += 1
+        try:
+            async with slot[0]:
+                yield
+        finally:
+            slot[1] -= 1
+            if slot[1] == 0:
+                del self._locks[path]

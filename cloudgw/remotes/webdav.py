@@ -43,12 +43,11 @@ first 403 switches to walking with Depth 1).
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import errno
 import urllib.parse
 from pathlib import Path
-from typing import Any, AsyncIterator, Callable, Collection
+from typing import Any, AsyncContextManager, AsyncIterator, Callable, Collection
 
 import httpx
 import trio
@@ -59,7 +58,7 @@ from cloudgw.remotes import webdav_chunked, webdav_io, webdav_list, webdav_moves
 from cloudgw.remotes.base import BytesSource, Capabilities, Expect, FileAttrs, Kind, RemoteEntry, UploadSource
 from cloudgw.remotes.registry import Common, Option, RemoteType, RemoteURL, bad_url, read_secret
 from cloudgw.remotes.symlinks import decode_target, encode_target, is_link_object, link_name, link_object
-from cloudgw.remotes.util import remote_error, split_path
+from cloudgw.remotes.util import PathLocks, remote_error, split_path
 from cloudgw.remotes.webdav_http import DavHttp, netrc_credentials, status_error
 from cloudgw.remotes.webdav_io import TMP_PREFIX, is_stale, join, parent_of, tmp_tag
 from cloudgw.remotes.webdav_xml import PROPFIND_BODY, PROPFIND_HEADERS, Prop, parse_multistatus, rev_of
@@ -87,7 +86,7 @@ class WebDavRemote:
         self.proppatch_mtime: bool | None = None  # None: not tried yet
         self.depth_infinity: bool | None = None  # None: not tried yet
         self._limiter = trio.CapacityLimiter(max_threads)
-        self._locks: dict[str, list] = {}
+        self._locks = PathLocks()
 
     def __repr__(self) -> str:
         return f"WebDavRemote({self.http.display('')!r})"
@@ -106,17 +105,8 @@ class WebDavRemote:
                                     f" {TMP_PREFIX} are reserved")
         return path
 
-    @contextlib.asynccontextmanager
-    async def locked(self, path: str) -> AsyncIterator[None]:
-        slot = self._locks.setdefault(path, [trio.Lock(), 0])
-        slot[1] += 1
-        try:
-            async with slot[0]:
-                yield
-        finally:
-            slot[1] -= 1
-            if slot[1] == 0:
-                del self._locks[path]
+    def locked(self, path: str) -> AsyncContextManager[None]:
+        return self._locks.locked(path)
 
     def rel(self, href_path: str) -> str | None:
         """The contract path of a reply's href (None: not below our root)."""
