@@ -17,6 +17,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import io
+import json
 import os
 import re
 import subprocess
@@ -27,7 +28,7 @@ from typing import Iterator
 import pytest
 
 from tests.mount.conftest import GDRIVE_CHUNK, _gateway, make_gdrive_backend
-from tests.mount.gateway import Gateway, run_cli
+from tests.mount.gateway import CLOUDGW, Gateway, run_cli
 from tests.mount.util import wait_for
 
 pytestmark = pytest.mark.mount
@@ -201,6 +202,50 @@ def test_a_google_doc_reads_as_a_docx_and_refuses_writes(gd, gdrive_server):  # 
     assert os.stat(path).st_size == len(path.read_bytes())
 
 
+def test_export_formats_choose_how_docs_show(gdrive_server, tmp_path):  # noqa: ANN001
+    gw = _gateway_with(gdrive_server, tmp_path, "export_formats=drawing=pdf")
+    view, backdoor = gw.backend.view, gdrive_server.backdoor
+    backdoor.create_doc(view.folder_id, "Sketch", kind="drawing", text="a circle")
+    backdoor.create_doc(view.folder_id, "Deck", kind="presentation", text="slide one")
+    try:
+        gw.mount()
+        assert _listing(gw) == ["Deck.pptx", "Sketch.pdf"]  # the others keep their defaults
+        assert b"a circle" in (gw.mnt / "Sketch.pdf").read_bytes()
+        deck = zipfile.ZipFile(io.BytesIO((gw.mnt / "Deck.pptx").read_bytes()))
+        assert "slide one" in deck.read("ppt/slides/slide1.xml").decode()
+        gw.umount()
+    finally:
+        gw.force_cleanup()
+    assert not gw.bad_log_lines()
+
+
+def test_a_shared_drive_by_name(gdrive_server, tmp_path):  # noqa: ANN001
+    from tests.gdrive_support import gdrive_options, signed_in_copy
+
+    backdoor = gdrive_server.backdoor
+    name = f"Team {tmp_path.name[-12:]}"
+    drive = backdoor.create_shared_drive(name)
+    folder = backdoor.create_folder("root", "Projects", drive=drive)
+    backdoor.create_file(folder["id"], "plan.txt", b"made by a colleague", drive=drive)
+    token = signed_in_copy(gdrive_server.token_template, tmp_path / "token.json")
+    args = tuple(a for k, v in gdrive_options(gdrive_server, token).items() for a in ("--remote-option", f"{k}={v}"))
+    gw = Gateway(f"gdrive://shared/{name}/Projects", tmp_path / "mnt", tmp_path / "cache", args=args)
+    try:
+        gw.mount()
+        assert (gw.mnt / "plan.txt").read_bytes() == b"made by a colleague"
+        (gw.mnt / "sub").mkdir()
+        (gw.mnt / "sub" / "ours.txt").write_text("written through the mount")
+        gw.sync()
+        sub = [f for f in backdoor.children(folder["id"]) if f["name"] == "sub"]
+        assert len(sub) == 1 and sub[0]["driveId"] == drive
+        ours = backdoor.find(sub[0]["id"], "ours.txt")
+        assert len(ours) == 1 and backdoor.read(ours[0]["id"]) == b"written through the mount"
+        gw.umount()
+    finally:
+        gw.force_cleanup()
+    assert not gw.bad_log_lines()
+
+
 def test_a_shortcut_is_a_symlink_to_its_target(gd, gdrive_server):  # noqa: ANN001
     gw, view, backdoor = gd, gd.backend.view, gdrive_server.backdoor
     target = view.put("docs/plan.txt", b"the plan")
@@ -272,11 +317,12 @@ def test_a_file_changed_on_the_web_while_edited_here_keeps_both(gdrive_server, t
     assert not gw.bad_log_lines()
 
 
-def test_a_rate_limit_storm_pauses_the_remote_and_loses_nothing(gd, gdrive_server):  # noqa: ANN001
+@pytest.mark.parametrize("status,reason", [(403, "userRateLimitExceeded"), (429, "rateLimitExceeded")])
+def test_a_rate_limit_storm_pauses_the_remote_and_loses_nothing(gd, gdrive_server, status, reason):  # noqa: ANN001
     gw, view = gd, gd.backend.view
     gw.expected_warnings += [r"throttled \(", r"upload .* failed", r"gave up after"]
     assert _listing(gw) == []  # (listed before the storm)
-    gdrive_server.rate_limit(10**6, retry_after=2)  # every Drive request: 403 userRateLimitExceeded
+    gdrive_server.rate_limit(10**6, status=status, reason=reason, retry_after=2)  # every Drive request
     files = {f"f{i}.txt": os.urandom(1000 + i) for i in range(5)}
     try:
         for name, body in files.items():
@@ -354,3 +400,55 @@ def test_with_trash_false_deletes_are_permanent(gdrive_server, tmp_path):  # noq
     finally:
         gw.force_cleanup()
     assert not gw.bad_log_lines()
+
+
+# -- sign-in ------------------------------------------------------------------------------------------
+
+
+def test_a_revoked_sign_in_waits_for_cloudgw_login_and_loses_nothing(gdrive_server, tmp_path):  # noqa: ANN001
+    from tests.gdrive_support import AUTH_URL, browser_redirect, gdrive_options, sign_in
+
+    gw = _gateway_with(gdrive_server, tmp_path)
+    view, token = gw.backend.view, tmp_path / "gdrive-token.json"  # the file the backend's options name
+    gw.expected_warnings += [r"login required", r"poll failed", r"upload .* failed"]
+    try:
+        gw.mount()
+        (gw.mnt / "before.txt").write_text("uploaded while signed in")
+        gw.sync()
+        gdrive_server.revoke()  # the user removed the app's access, or changed the password
+        gdrive_server.expire_access_tokens()
+        (gw.mnt / "waiting.txt").write_text("written while nobody is signed in")
+        status = wait_for(lambda: (s := gw.status()).get("remotes", {}).get("", {}).get("state") == "login required"
+                          and s, timeout=30)
+        assert "cloudgw login" in status["remotes"][""]["detail"]
+        assert view.item("waiting.txt") is None
+
+        config = tmp_path / "drive.toml"
+        options = gdrive_options(gdrive_server, token)
+        config.write_text("\n".join(["[remotes.drive]", f'url = "{gw.remote_url}"',
+                                     *(f'{k} = "{v}"' for k, v in options.items())]) + "\n")
+        proc = subprocess.Popen([CLOUDGW, "login", "--config", str(config), "--no-browser", "drive"],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                env={**os.environ, "OAUTHLIB_INSECURE_TRANSPORT": "1"})
+        try:
+            assert proc.stdout is not None and proc.stdin is not None
+            while not (found := AUTH_URL.search(line := proc.stdout.readline())):
+                assert line, "no sign-in URL"
+            gdrive_server.approve_next()
+            proc.stdin.write(browser_redirect(found.group(1)) + "\n")
+            proc.stdin.close()
+            assert proc.wait(timeout=60) == 0, proc.stderr.read() if proc.stderr else ""
+        finally:
+            proc.kill()
+        assert oct(os.stat(token).st_mode & 0o777) == "0o600"
+        # no remount: the daemon reads the new sign-in at its next request and retries what waited
+        wait_for(lambda: view.item("waiting.txt") is not None, timeout=60)
+        assert view.get("waiting.txt") == b"written while nobody is signed in"
+        wait_for(lambda: gw.status()["remotes"] == {})
+        gw.umount()
+    finally:
+        gw.force_cleanup()
+        sign_in(gdrive_server, gdrive_server.token_template, gdrive_server.client_secret_path)  # revoked too
+    assert not gw.bad_log_lines()
+    saved = json.loads(token.read_text())  # secrets never reach the (DEBUG) log
+    assert saved["refresh_token"] not in gw.log() and "upload_id=" not in gw.log()
