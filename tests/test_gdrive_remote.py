@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import trio
 
-from cloudgw.errors import PreconditionFailed, RemotePermissionDenied, RemoteUnavailable
+from cloudgw.errors import CursorExpired, PreconditionFailed, RemotePermissionDenied, RemoteUnavailable
 from cloudgw.remotes.base import BytesSource, Expect, Kind
 from cloudgw.remotes.health import THROTTLED, HealthBoard
 from cloudgw.remotes.registry import Common, open_remote
@@ -240,3 +240,37 @@ async def test_a_service_account_acting_for_a_user(gdrive_server: Any, tmp_path:
         assert await remote.read("hello", 0, 100) == b"from the service account"
     finally:
         await remote.aclose()
+
+
+async def test_a_mount_of_several_remotes_follows_their_feeds(gdrive_server: Any, tmp_path: Path):
+    """A config file makes a router: it has a feed when every remote has one; a file moved
+    between two mounted folders of one drive (one id space) leaves the first before it
+    appears in the second."""
+    from cloudgw.remotes.router import RouterRemote
+
+    back = gdrive_server.backdoor
+    folders = {name: f"t-{uuid.uuid4().hex[:12]}" for name in ("a", "b")}
+    ids = {name: back.create_folder("root", folder)["id"] for name, folder in folders.items()}
+    remotes = {name: make(gdrive_server, tmp_path / name, folder) for name, folder in folders.items()}
+    router = RouterRemote(remotes)
+    await router.check()
+    try:
+        assert router.capabilities.change_feed
+        cursor = await router.change_cursor()
+        sub = back.create_folder(ids["a"], "sub")
+        moving = back.create_file(sub["id"], "f.txt", b"f")
+        changes, cursor = await router.changes(cursor)
+        by_id = {c.id: c for c in changes}
+        assert by_id[sub["id"]].path == "a/sub"  # directly below a remote's folder: by path
+        assert by_id[moving["id"]].parent_id == sub["id"] and by_id[moving["id"]].path is None
+        back.move(moving["id"], ids["b"])  # from one mounted folder to the other, in the cloud
+        changes, cursor = await router.changes(cursor)
+        assert [(c.id, c.path, c.entry is None) for c in changes] == [
+            (moving["id"], None, True), (moving["id"], "b/f.txt", False)]
+        gdrive_server.counters.reset()
+        assert (await router.changes(cursor))[0] == []
+        assert sum(gdrive_server.counters.requests.values()) == 2  # one per remote when idle
+        with pytest.raises(CursorExpired):
+            await RouterRemote({"a": remotes["a"]}).changes(cursor)  # the configuration changed
+    finally:
+        await router.aclose()

@@ -7,6 +7,16 @@ EOPNOTSUPP.  Renaming or copying between two remotes raises
 ``RemoteUnsupported`` with errno EXDEV, the errno that makes ``mv`` fall back
 to copy + delete, as between two filesystems.
 
+Change feeds: when every remote has one (Graph ``delta``, Drive ``changes``), the router
+has one too, so a mount made from a config file polls with one request per remote when
+idle instead of listing everything.  Its cursor is a JSON object of the remotes' cursors;
+a cursor that does not name exactly the configured remotes (the configuration changed) is
+expired: everything is listed again.  An item directly below a remote's folder is placed
+by its path (``NAME/name``), deeper ones by their parent's id.  Ids pass through as the
+remotes give them: two remotes on one account (two folders of one drive) share an id
+space, so the removals of every remote come first -- a file moved from one mounted folder
+to the other in the cloud is gone from the first before it appears in the second.
+
 Concurrency and crash behaviour are those of the remote a path lands on; the
 router keeps no state besides the mapping.
 """
@@ -15,13 +25,14 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import json
 import time
 from typing import AsyncIterator, Callable, Collection
 
 import trio
 
-from cloudgw.errors import RemoteNotFound, RemoteUnsupported, UserError
-from cloudgw.remotes.base import (Capabilities, Expect, FileAttrs, Kind, Remote, RemoteEntry, UploadSource, capabilities_at,
+from cloudgw.errors import CursorExpired, RemoteNotFound, RemoteUnsupported, UserError
+from cloudgw.remotes.base import (Capabilities, Change, Expect, FileAttrs, Kind, Remote, RemoteEntry, UploadSource, capabilities_at,
                                   check_path, read_into)
 
 
@@ -91,6 +102,9 @@ class RouterRemote:
     def _out(name: str, entry: RemoteEntry) -> RemoteEntry:
         return dataclasses.replace(entry, path=f"{name}/{entry.path}" if entry.path else name)
 
+    def _top(self, name: str) -> RemoteEntry:
+        return RemoteEntry(name, Kind.DIR, mtime_ns=self._since)
+
     def check_path(self, path: str) -> None:
         """The name rules of the remote ``path`` lies on (the top level is fixed: nothing to check)."""
         name, _, rest = path.partition("/")
@@ -110,7 +124,7 @@ class RouterRemote:
             return RemoteEntry("", Kind.DIR, mtime_ns=self._since)
         name, remote, rest = self._route(path, "stat")
         if not rest:
-            return RemoteEntry(name, Kind.DIR, mtime_ns=self._since)
+            return self._top(name)
         return self._out(name, await remote.stat(rest))
 
     async def list(self, path: str, *, recursive: bool = False) -> AsyncIterator[RemoteEntry]:
@@ -120,7 +134,7 @@ class RouterRemote:
                 yield self._out(name, entry)
             return
         for name, remote in self.mounts.items():
-            yield RemoteEntry(name, Kind.DIR, mtime_ns=self._since)
+            yield self._top(name)
             if recursive:
                 async for entry in remote.list("", recursive=True):
                     yield self._out(name, entry)
@@ -190,6 +204,37 @@ class RouterRemote:
             mine = [p.partition("/")[2] for p in paths if p.partition("/")[0] == name and "/" in p]
             total += await remote.abort_incomplete_uploads(mine)
         return total
+
+    # -- the change feed (``base.ChangeFeedRemote``; used when ``capabilities.change_feed``) --
+
+    async def change_cursor(self) -> str:
+        cursors = {}
+        for name, remote in self.mounts.items():
+            cursors[name] = await remote.change_cursor()  # type: ignore[attr-defined]
+        return json.dumps(cursors, sort_keys=True)
+
+    async def changes(self, cursor: str) -> tuple[list[Change], str]:
+        try:
+            cursors = json.loads(cursor)
+        except ValueError:
+            cursors = None
+        if not isinstance(cursors, dict) or set(cursors) != set(self.mounts):
+            raise CursorExpired("the remotes of this mount changed since the last poll")
+        removals: list[Change] = []
+        present: list[Change] = []
+        for name, remote in self.mounts.items():
+            items, cursors[name] = await remote.changes(cursors[name])  # type: ignore[attr-defined]
+            for item in items:
+                (removals if item.entry is None else present).append(self._change_out(name, item))
+        return removals + present, json.dumps(cursors, sort_keys=True)
+
+    def _change_out(self, name: str, item: Change) -> Change:
+        entry = item.entry
+        if item.path is not None:
+            return Change(self._out(name, entry) if entry is not None else None, path=f"{name}/{item.path}")
+        if item.parent_id is None and entry is not None:  # directly below the remote's folder
+            return Change(entry, path=f"{name}/{entry.name}", id=item.id)
+        return Change(entry, id=item.id, parent_id=item.parent_id)
 
     async def aclose(self) -> None:
         with trio.CancelScope(shield=True):

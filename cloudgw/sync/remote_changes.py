@@ -63,12 +63,23 @@ class RemoteChanges:
         ``listed``: a new directory's children come in this same poll (a full listing)."""
         store = self.ctx.store
         inode = store.by_remote_path(entry.path)
+        changed = 0
+        if inode is not None and entry.id is not None and inode.remote_id not in (None, entry.id):
+            # another item has this name now (Drive's numbered duplicates move up when an older
+            # one goes): what we showed here went away, the item is followed by its id
+            if inode.needs_sync or inode.state.has_unsynced_data:
+                self.skipped.add(entry.path)
+                return 0  # local changes pending: the upload's conditional write decides
+            changed = self.gone(inode)
+            inode = None
         if inode is None and entry.id is not None:
             moved = store.by_remote_id(entry.id)
             if moved is not None and moved.remote_path not in (None, entry.path):
-                return self._moved(moved, entry)
+                return changed + self._moved(moved, entry)
         if inode is None:
-            return self._new(entry, listed=listed)
+            return changed + self._new(entry, listed=listed)
+        if entry.id is not None and inode.remote_id is None:
+            store.update(inode, remote_id=entry.id)  # learnt (a remote that gained ids)
         return self._content(inode, entry)
 
     def _new(self, entry: RemoteEntry, *, listed: bool) -> int:
