@@ -77,7 +77,7 @@ def test_login_with_a_browser_on_this_machine(gdrive_server, tmp_path: Path):  #
     finally:
         proc.kill()
     assert proc.returncode == 0, err
-    assert "signed in" in out and str(token) in out
+    assert f"signed in as {gdrive_server.user}" in out and str(token) in out
     _signed_in(token)
 
 

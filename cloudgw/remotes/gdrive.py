@@ -911,7 +911,9 @@ def _build(url: RemoteURL, options: dict[str, Any], common: Common) -> GDriveRem
 def login(url: RemoteURL, options: dict[str, Any], common: Common, out: Any, *, no_browser: bool = False) -> str:
     """``cloudgw login``: Google's sign-in for installed apps (blocking)."""
     place_of(url)
-    return auth_for(url, options, common).login(out, no_browser=no_browser)
+    auth = auth_for(url, options, common)
+    auth.login(out, no_browser=no_browser)
+    return auth.account(options["api_url"])
 
 
 REMOTE_TYPE = RemoteType(

@@ -216,6 +216,21 @@ class DriveAuth:
         return str(self.token_file)
 
 
+    def account(self, api_url: str) -> str:
+        """Who is signed in (``about.user.emailAddress``), for ``cloudgw login``'s last line;
+        the token file's path when Drive does not say (blocking)."""
+        from google.auth.transport.requests import AuthorizedSession
+
+        try:
+            creds = self._load()
+            with AuthorizedSession(creds) as session:
+                answer = session.get(api_url.rstrip("/") + "/about", params={"fields": "user(emailAddress)"},
+                                     timeout=30)
+            return str(answer.json()["user"]["emailAddress"])
+        except Exception:  # noqa: BLE001 -- only a courtesy: the sign-in itself is done
+            return str(self.token_file)
+
+
 def _expiring(creds: Any) -> bool:
     import datetime
 
