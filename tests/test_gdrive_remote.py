@@ -274,3 +274,14 @@ async def test_a_mount_of_several_remotes_follows_their_feeds(gdrive_server: Any
             await RouterRemote({"a": remotes["a"]}).changes(cursor)  # the configuration changed
     finally:
         await router.aclose()
+
+
+async def test_names_drive_allows_are_shown_and_given_back(drive: Any, gdrive_server: Any):
+    back = gdrive_server.backdoor
+    back.create_file(drive.folder_id, "a/b", b"slash")
+    back.create_file(drive.folder_id, ".", b"dot")
+    assert {"a\u2215b", "\uff0e"} <= set(await names(drive))
+    assert await drive.read("a\u2215b", 0, 10) == b"slash"
+    await drive.write("x\u2215y", BytesSource(b"made here"))
+    assert [f["name"] for f in back.children(drive.folder_id) if f["name"].startswith("x")] == ["x/y"]
+    assert "x\u2215y" in await names(drive)

@@ -300,6 +300,23 @@ class GDriveRemote:
         return RemoteEntry(path, kind, size, mtime, self.rev_of(file), FileAttrs(mtime_ns=mtime), id=file["id"],
                            hash=file.get("md5Checksum") if kind is Kind.FILE else None)
 
+    async def _export_all(self, listing: Listing, folder: str) -> None:
+        """Export the folder's Docs not kept yet, a few at a time (their sizes are listed)."""
+        docs = [f for f in listing.files.values() if f["mimeType"] in self.formats
+                and self.exports.size(f["id"], str(f.get("modifiedTime", "")), self.formats[f["mimeType"]][1]) is None]
+        if len(docs) < 2:
+            return
+        limiter = trio.CapacityLimiter(4)
+
+        async def export(file: dict) -> None:
+            async with limiter:
+                await self.exports.get(self.http, file, *self.formats[file["mimeType"]],
+                                       what=f"export {self.display(folder)}/{listing.names[file['id']]}")
+
+        async with trio.open_nursery() as nursery:
+            for file in docs:
+                nursery.start_soon(export, file)
+
     async def stat(self, path: str) -> RemoteEntry:
         if not split_path(path):
             return RemoteEntry("", Kind.DIR, 0, 0, None, id=self.root_id)
@@ -320,6 +337,7 @@ class GDriveRemote:
             folder, folder_id = folders.pop()
             listing = await self._list_folder(folder_id, f"list {self.display(folder)}")
             self._shown[folder_id] = dict(listing.names)
+            await self._export_all(listing, folder)
             for file_id, name in sorted(listing.names.items(), key=lambda item: item[1]):
                 child = f"{folder}/{name}" if folder else name
                 entry = await self._entry(child, listing.files[file_id])
