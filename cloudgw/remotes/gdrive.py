@@ -471,9 +471,11 @@ class GDriveRemote:
                 if now.get("trashed") or (expect is not Expect.ANY and self.rev_of(
                         {"mimeType": "", **now}) != expected_rev):
                     raise PreconditionFailed(f"{what}: changed elsewhere meanwhile")
-            elif expect is Expect.ABSENT:
-                again = await self._list_folder(parent_id, what)
-                if again.find(name) is not None:
+            elif expect is Expect.ABSENT:  # one small query, not the folder again
+                query = (f"name = '{_quoted(drive_name)}' and '{_quoted(parent_id)}' in parents and trashed = false")
+                again = await self.http.api(what, lambda s: s.files().list(
+                    q=query, pageSize=1, fields="files(id)", spaces="drive", **self._corpus()))
+                if again.get("files"):
                     raise PreconditionFailed(f"{what}: created elsewhere meanwhile")
 
         key = path + ("\0link" if link else "")
