@@ -53,6 +53,9 @@ MAX_BACKOFF = 64.0
 
 for _name in ("googleapiclient.discovery_cache", "googleapiclient.discovery", "httpx", "httpcore"):
     logging.getLogger(_name).setLevel(logging.WARNING)
+# googleapiclient warns of every throttling answer itself ("Encountered 403 Forbidden with reason
+# userRateLimitExceeded"), also with num_retries=0; the gate says it once a minute instead
+logging.getLogger("googleapiclient.http").setLevel(logging.ERROR)
 
 
 class DriveFailure(Exception):
