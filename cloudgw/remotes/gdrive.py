@@ -353,8 +353,13 @@ class GDriveRemote:
 
     async def _current(self, path: str, rev: str | None, what: str) -> dict:
         """The file at ``path`` now, at revision ``rev`` if given (else ``PreconditionFailed``)."""
-        _, _, file = await self._lookup(path, what)
+        try:
+            _, _, file = await self._lookup(path, what)
+        except RemoteNotFound:
+            file = None
         if file is None or file["mimeType"] == FOLDER_MIME:
+            if rev is not None:  # the revision expected is gone (as a change made elsewhere)
+                raise PreconditionFailed(f"{what}: expected revision {rev}, but it is gone")
             raise RemoteNotFound(f"{what}: no such file")
         if rev is not None and self.rev_of(file) != rev:
             raise PreconditionFailed(f"{what}: changed (expected revision {rev})")
@@ -373,6 +378,15 @@ class GDriveRemote:
         exported copy."""
         what = f"read {self.display(path)}"
         split_path(path)
+        try:
+            await self._read_into(path, offset, length, sink, rev, what)
+        except RemoteNotFound:
+            if rev is None:
+                raise
+            raise PreconditionFailed(f"{what}: expected revision {rev}, but it is gone (deleted meanwhile)") from None
+
+    async def _read_into(self, path: str, offset: int, length: int, sink: Callable[[bytes], None], rev: str | None,
+                         what: str) -> None:
         file = await self._current(path, rev, what)
         mime = file["mimeType"]
         if mime.startswith(GOOGLE_APPS):
