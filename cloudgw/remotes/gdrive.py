@@ -51,7 +51,6 @@ import datetime
 import errno
 import logging
 import tempfile
-import threading
 import time
 import urllib.parse
 from pathlib import Path
@@ -72,7 +71,7 @@ from cloudgw.remotes.gdrive_upload import Target, Uploader, checked_chunk_size
 from cloudgw.remotes.registry import Common, Option, RemoteType, RemoteURL, masked_url
 from cloudgw.remotes.symlinks import decode_target, encode_target, is_link_object, link_name, link_object
 from cloudgw.remotes.upload_sessions import SessionRecords
-from cloudgw.remotes.util import PathLocks, remote_error, split_path
+from cloudgw.remotes.util import PathLocks, SpooledSource, remote_error, split_path
 
 log = logging.getLogger(__name__)
 
@@ -654,7 +653,7 @@ class GDriveRemote:
             raise RemoteUnsupported(f"copy {self.display(src)}: not a file")
         with tempfile.TemporaryFile() as spool:
             await self.read_into(src, 0, entry.size, spool.write, rev=entry.rev)
-            return await self.write(dst, _FileSource(spool, entry.size), expect=Expect.ANY,
+            return await self.write(dst, SpooledSource(spool, entry.size), expect=Expect.ANY,
                                     attrs=FileAttrs(mtime_ns=entry.mtime_ns or None))
 
     async def symlink(self, path: str, target: str) -> RemoteEntry:
@@ -823,22 +822,6 @@ class GDriveRemote:
 
     async def aclose(self) -> None:
         await self.http.aclose()
-
-
-class _FileSource:
-    """An UploadSource over a spooled temporary file (``copy``)."""
-
-    def __init__(self, f: Any, size: int) -> None:
-        self._f, self.size = f, size
-        self._lock = threading.Lock()
-
-    def read(self, offset: int, length: int) -> bytes:
-        with self._lock:
-            self._f.seek(offset)
-            return self._f.read(length)
-
-    def check(self) -> None:
-        return None
 
 
 def _read_slice(path: Path, offset: int, length: int) -> bytes:

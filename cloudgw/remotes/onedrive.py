@@ -37,7 +37,6 @@ import dataclasses
 import errno
 import logging
 import tempfile
-import threading
 import time
 import urllib.parse
 from pathlib import Path
@@ -56,7 +55,7 @@ from cloudgw.remotes.names import ONEDRIVE
 from cloudgw.remotes.registry import Common, Option, RemoteType, RemoteURL, masked_url
 from cloudgw.remotes.symlinks import decode_target, encode_target, is_link_object, link_object
 from cloudgw.remotes.upload_sessions import SessionRecords
-from cloudgw.remotes.util import remote_error, split_path
+from cloudgw.remotes.util import SpooledSource, remote_error, split_path
 
 log = logging.getLogger(__name__)
 
@@ -419,7 +418,7 @@ class OneDriveRemote:
         target_path = link_object(dst) if entry.kind is Kind.SYMLINK else dst
         with tempfile.TemporaryFile() as spool:  # never the whole file in memory
             await self.read_into(source_path, 0, entry.size, spool.write, rev=entry.rev)
-            item = await graph_upload.upload(self, target_path, _FileSource(spool, entry.size), Expect.ANY,
+            item = await graph_upload.upload(self, target_path, SpooledSource(spool, entry.size), Expect.ANY,
                                              FileAttrs(mtime_ns=entry.mtime_ns or None))
         return self.entry(target_path, await self._with_ctag(target_path, item))
 
@@ -535,22 +534,6 @@ class _Stream:
     end: int
     url: str | None = None  # the download URL of the version being read (pre-authenticated: never logged)
     done: bool = False
-
-
-class _FileSource:
-    """An UploadSource over a spooled temporary file (``copy``)."""
-
-    def __init__(self, f: Any, size: int) -> None:
-        self._f, self.size = f, size
-        self._lock = threading.Lock()
-
-    def read(self, offset: int, length: int) -> bytes:
-        with self._lock:
-            self._f.seek(offset)
-            return self._f.read(length)
-
-    def check(self) -> None:
-        return None
 
 
 # -- the registry's entry --------------------------------------------------------------
