@@ -80,6 +80,8 @@ async def test_an_idle_poll_is_one_request(drive: Any, gdrive_server: Any):
     changes, again = await drive.changes(cursor)
     assert changes == [] and again == cursor
     assert sum(gdrive_server.counters.requests.values()) == 1
+    with pytest.raises(CursorExpired):  # a token Drive no longer takes: the engine lists everything again
+        await drive.changes("9" + cursor + "0")
 
 
 async def test_moves_in_and_out_of_the_mounted_folder(drive: Any, gdrive_server: Any):

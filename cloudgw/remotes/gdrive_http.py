@@ -36,7 +36,7 @@ from typing import Any, AsyncIterator, Awaitable, Callable, Mapping, TypeVar
 import httpx
 import trio
 
-from cloudgw.errors import (RemoteError, RemoteNotFound, RemotePermissionDenied, RemoteUnavailable,
+from cloudgw.errors import (CursorExpired, RemoteError, RemoteNotFound, RemotePermissionDenied, RemoteUnavailable,
                             TransientRemoteError)
 from cloudgw.remotes.gdrive_auth import DriveAuth
 from cloudgw.remotes.health import HealthBoard
@@ -61,26 +61,28 @@ logging.getLogger("googleapiclient.http").setLevel(logging.ERROR)
 class DriveFailure(Exception):
     """An error answer, before it is mapped (status, Google's reason, message, Retry-After)."""
 
-    def __init__(self, status: int, reason: str, message: str, retry_after: float | None) -> None:
+    def __init__(self, status: int, reason: str, message: str, retry_after: float | None, location: str = "") -> None:
         super().__init__(f"{status} {reason}")
         self.status, self.reason, self.message, self.retry_after = status, reason, message, retry_after
+        self.location = location  # the parameter Google names as the culprit (``pageToken``)
 
 
 def failure_of(status: int, body: bytes | str, retry_after: str | None) -> DriveFailure:
     """Google's JSON error format (``{"error": {"code", "message", "errors": [{"reason"}]}}``)."""
-    reason = message = ""
+    reason = message = location = ""
     try:
         error = json.loads(body or b"{}").get("error", {})
         if isinstance(error, dict):
             message = str(error.get("message", ""))
             first = (error.get("errors") or [{}])[0]
             reason = str(first.get("reason", "")) if isinstance(first, dict) else ""
+            location = str(first.get("location", "")) if isinstance(first, dict) else ""
         else:  # the token endpoint's {"error": "invalid_grant"}
             reason = str(error)
     except (ValueError, AttributeError, TypeError):
         pass
     return DriveFailure(status, reason, message.splitlines()[0][:200] if message else "",
-                        retry_after_seconds(retry_after))
+                        retry_after_seconds(retry_after), location)
 
 
 def drive_error(failure: DriveFailure, what: str) -> RemoteError:
@@ -89,6 +91,8 @@ def drive_error(failure: DriveFailure, what: str) -> RemoteError:
     message = f"{what}: {status} {reason or 'error'}" + (f" ({failure.message})" if failure.message else "")
     if status == 404:
         return RemoteNotFound(message)
+    if status == 400 and failure.location == "pageToken":  # a changes token Drive no longer takes
+        return CursorExpired(message)
     if reason == "storageQuotaExceeded":
         return remote_error(RemoteError, errno.ENOSPC, message + " (the drive is full)")
     if status == 429 or reason in RATE_REASONS or status >= 500 or status == 408:
