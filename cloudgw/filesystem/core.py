@@ -396,8 +396,15 @@ class Namespace:
         return inode.state.value
 
     def listxattr(self, ino: int) -> list[str]:
-        self.inode(ino)
-        return [STATE_XATTR, *self.store.list_xattrs(ino)]
+        """The file's own attributes only.  ``user.cloudgw.state`` is virtual: readable by
+        name, never listed, so ``cp -a``/``rsync -aX`` do not copy a stale "dirty" label into
+        every backup made from the mount.  Symlinks and special files list nothing: Linux
+        refuses ``user.*`` on them (a listed name that then reads ENODATA made ``rsync -aX``
+        fail with exit code 23)."""
+        inode = self.inode(ino)
+        if inode.kind not in (Kind.FILE, Kind.DIR):
+            return []
+        return self.store.list_xattrs(ino)
 
     def setxattr(self, ino: int, name: str, value: bytes) -> None:
         self._writable()

@@ -298,8 +298,13 @@ def test_rsync_round_trip(gw, tmp_path: Path):
     src, out = tmp_path / "src", tmp_path / "out"
     _rsync_tree(src)
     dest = gw.mnt / "tree"
-    run("rsync", "-a", f"{src}/", f"{dest}/")
-    run("rsync", "-a", f"{dest}/", f"{out}/")
+    os.setxattr(src / "etc" / "conf.ini", "user.origin", b"backup test")
+    run("rsync", "-aX", f"{src}/", f"{dest}/")
+    run("rsync", "-aX", f"{dest}/", f"{out}/")  # out of a tree with symlinks: exit 0 (was 23)
+    copied = {p.relative_to(out).as_posix(): os.listxattr(p, follow_symlinks=False) for p in out.rglob("*")}
+    assert copied["etc/conf.ini"] == ["user.origin"]  # the user's own attribute, and only it:
+    assert not [rel for rel, names in copied.items() if rel != "etc/conf.ini" and names]  # no cloudgw state
+    assert os.getxattr(dest / "etc" / "conf.ini", "user.cloudgw.state") in (b"dirty", b"clean")  # still by name
 
     assert run("diff", "-r", "--no-dereference", src, out) == ""
     assert _full_stats(out) == _full_stats(src)
