@@ -287,3 +287,70 @@ async def test_names_drive_allows_are_shown_and_given_back(drive: Any, gdrive_se
     await drive.write("x\u2215y", BytesSource(b"made here"))
     assert [f["name"] for f in back.children(drive.folder_id) if f["name"].startswith("x")] == ["x/y"]
     assert "x\u2215y" in await names(drive)
+
+
+async def test_after_a_restart_a_departure_still_renumbers_the_duplicates(drive: Any, gdrive_server: Any,
+                                                                         tmp_path: Path):
+    back = gdrive_server.backdoor
+    older = back.create_file(drive.folder_id, "report.pdf", b"A", created="2026-01-01T00:00:00.000Z")
+    newer = back.create_file(drive.folder_id, "report.pdf", b"B", created="2026-02-01T00:00:00.000Z")
+    again = make(gdrive_server, tmp_path / "again", "", url=f"gdrive://my-drive/{drive.place.folder}")
+    await again.check()  # a new process: remembers nothing of what it listed
+    try:
+        cursor = await again.change_cursor()
+        back.trash(older["id"])
+        changes, _ = await again.changes(cursor)
+        assert [(c.id, c.entry.path if c.entry else None) for c in changes] == [
+            (older["id"], None), (newer["id"], "report.pdf")]
+    finally:
+        await again.aclose()
+
+
+@pytest.mark.allow_warnings("not shown, its export failed")
+async def test_a_doc_that_does_not_export_is_left_out_not_the_folder(drive: Any, gdrive_server: Any,
+                                                                    monkeypatch: pytest.MonkeyPatch):
+    from cloudgw.errors import RemoteUnsupported
+
+    back = gdrive_server.backdoor
+    bad = back.create_doc(drive.folder_id, "Broken", "document", text="x")
+    back.create_doc(drive.folder_id, "Fine", "document", text="y")
+    back.create_file(drive.folder_id, "plain.txt", b"p")
+    real_get = drive.exports.get
+
+    async def refuse(http: Any, file: dict, *args: Any, **kwargs: Any) -> Any:
+        if file["id"] == bad["id"]:
+            raise RemoteUnsupported("Drive does not export this file")
+        return await real_get(http, file, *args, **kwargs)
+
+    monkeypatch.setattr(drive.exports, "get", refuse)
+    cursor = await drive.change_cursor()
+    assert set(await names(drive)) == {"Fine.docx", "plain.txt"}
+    back.create_file(drive.folder_id, "later.txt", b"l")
+    changes, _ = await drive.changes(cursor)
+    assert {c.entry.path for c in changes if c.entry} >= {"later.txt", "Fine.docx"}
+
+
+@pytest.mark.allow_warnings("daily upload limit")
+async def test_the_daily_cap_in_the_middle_of_a_session_waits_and_resumes(drive: Any, gdrive_server: Any,
+                                                                          caplog: pytest.LogCaptureFixture):
+    data = os.urandom(6 * MiB)
+
+    class CapAfterTwoChunks(BytesSource):
+        def read(self, offset: int, length: int) -> bytes:
+            if offset == 2 * CHUNK:
+                gdrive_server.upload_quota_exceeded(True)
+            return super().read(offset, length)
+
+    try:
+        gdrive_server.counters.reset()
+        with pytest.raises(RemoteUnavailable, match="upload quota exceeded"):
+            await drive.write("big", CapAfterTwoChunks(data))
+        assert gdrive_server.counters["upload_chunk"] == 2  # two stored, then the cap:
+        assert len([r for r in caplog.records if "daily upload limit" in r.getMessage()]) == 1  # not tried again
+    finally:
+        gdrive_server.upload_quota_exceeded(False)
+    drive.http.uploads_paused_until = 0.0  # (as when quota_pause has passed)
+    gdrive_server.counters.reset()
+    entry = await drive.write("big", BytesSource(data))
+    assert entry.hash == hashlib.md5(data).hexdigest()
+    assert gdrive_server.counters["upload_session"] == 0 and gdrive_server.counters.bytes_uploaded == len(data) - 2 * CHUNK

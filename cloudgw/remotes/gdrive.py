@@ -137,9 +137,10 @@ class GDriveRemote:
             stable_ids=True)
         self._folders: dict[str, str] = {}  # mount path -> folder id
         self._parents: dict[str, str | None] = {}  # folder id -> its parent's id (ancestry)
-        self._shown: dict[str, dict[str, str]] = {}  # folder id -> {id: display name} as last reported
         self._placed: dict[str, str] = {}  # file id -> the folder it was last listed in
         self._warned_read_only: set[str] = set()
+        self._export_failed: set[str] = set()  # Docs whose failed export was said (once each)
+        self._folders_generation = 0  # bumped when the feed drops the folder cache
         self._locks = PathLocks()  # writers of one path (and creators of one folder) take turns
 
     def __repr__(self) -> str:
@@ -245,10 +246,13 @@ class GDriveRemote:
         found = self._folders.get(path)
         if found is not None:
             return found
+        generation = self._folders_generation
         parent_path, _, name = path.rpartition("/")
         parent_id = await self._folder_id(parent_path, create=create)
         listing = await self._list_folder(parent_id, f"find {self.display(path)}")
         file = listing.find(name)
+        if generation != self._folders_generation:  # the feed dropped the cache meanwhile: look again
+            return await self._folder_id(path, create=create)
         if file is None and create:
             async with self._locks.locked("\0dir:" + path):  # one folder, not one per concurrent writer
                 found = self._folders.get(path)
@@ -309,12 +313,27 @@ class GDriveRemote:
 
         async def export(file: dict) -> None:
             async with limiter:
-                await self.exports.get(self.http, file, *self.formats[file["mimeType"]],
-                                       what=f"export {self.display(folder)}/{listing.names[file['id']]}")
+                with contextlib.suppress(RemoteError):  # said and skipped by _listed_entry
+                    await self.exports.get(self.http, file, *self.formats[file["mimeType"]],
+                                           what=f"export {self.display(folder)}/{listing.names[file['id']]}")
 
         async with trio.open_nursery() as nursery:
             for file in docs:
                 nursery.start_soon(export, file)
+
+    async def _listed_entry(self, path: str, file: dict) -> RemoteEntry | None:
+        """``_entry`` for a listing or the feed: a Doc Drive does not export (now) is left out
+        with one WARNING instead of failing the whole listing -- it shows once an export
+        works (the next listing of its folder, or its next change)."""
+        try:
+            return await self._entry(path, file)
+        except RemoteError as exc:
+            if file["mimeType"] not in self.formats:
+                raise
+            if file["id"] not in self._export_failed:
+                self._export_failed.add(file["id"])
+                log.warning("%s: not shown, its export failed: %s", self.display(path), exc)
+            return None
 
     async def stat(self, path: str) -> RemoteEntry:
         if not split_path(path):
@@ -335,11 +354,10 @@ class GDriveRemote:
         while folders:
             folder, folder_id = folders.pop()
             listing = await self._list_folder(folder_id, f"list {self.display(folder)}")
-            self._shown[folder_id] = dict(listing.names)
             await self._export_all(listing, folder)
             for file_id, name in sorted(listing.names.items(), key=lambda item: item[1]):
                 child = f"{folder}/{name}" if folder else name
-                entry = await self._entry(child, listing.files[file_id])
+                entry = await self._listed_entry(child, listing.files[file_id])
                 if entry is None:
                     continue
                 if entry.kind is Kind.DIR:
@@ -763,22 +781,28 @@ class GDriveRemote:
         return await self._changes_of(latest), new_cursor
 
     async def _changes_of(self, latest: dict[str, dict]) -> list[Change]:
-        """Removals first, then what the touched folders now show (renumbered duplicates too)."""
+        """Removals first, then every child of each folder a change touched, with the names
+        the folder shows now: a duplicate renumbered because another file came or went is
+        reported too (a rename, same id).  All children, not only those whose name changed:
+        what was reported before is not remembered (it may not have been applied: a crash,
+        a failed poll), so the engine compares (an unchanged child costs it one lookup)."""
         removals: list[Change] = []
         touched: set[str] = set()
         for file_id, change in latest.items():
             file = change.get("file")
+            parents = (file or {}).get("parents") or []
             if file is not None and file.get("mimeType") == FOLDER_MIME:
                 self._folders = {"": self.root_id}  # a folder renamed, moved or gone: paths are looked up again
-                parents = file.get("parents") or []
+                self._folders_generation += 1
                 self._parents[file_id] = parents[0] if parents else None
             old_parent = self._placed.get(file_id)
             if old_parent is not None:
-                touched.add(old_parent)
+                touched.add(old_parent)  # the duplicates it leaves may move up
             if change.get("removed") or file is None or file.get("trashed"):
                 removals.append(Change(None, id=file_id))
+                if parents:
+                    touched.add(parents[0])  # (trashed: Drive still says where it was)
                 continue
-            parents = file.get("parents") or []
             if parents and await self._inside(parents[0]):
                 touched.add(parents[0])
             else:
@@ -791,14 +815,12 @@ class GDriveRemote:
                 listing = await self._list_folder(folder_id, "changes: list a changed folder")
             except RemoteNotFound:
                 continue
-            before = self._shown.get(folder_id)
-            self._shown[folder_id] = dict(listing.names)
+            await self._export_all(listing, "(changes)")
             parent_id = None if folder_id == self.root_id else folder_id
             for file_id, name in listing.names.items():
-                if file_id in latest or before is None or before.get(file_id) != name:
-                    entry = await self._entry(name, listing.files[file_id])
-                    if entry is not None:
-                        found.append(Change(entry, id=file_id, parent_id=parent_id))
+                entry = await self._listed_entry(name, listing.files[file_id])
+                if entry is not None:
+                    found.append(Change(entry, id=file_id, parent_id=parent_id))
         return removals + found
 
     async def _inside(self, folder_id: str) -> bool:
@@ -894,13 +916,20 @@ def export_formats(text: str | None) -> dict[str, tuple[str, str]]:
         mime = GOOGLE_APPS + kind.strip()
         extension = extension.strip().lower()
         known = EXPORT_MIME.get(extension)
-        if mime not in formats or known is None:
-            raise UserError(f"export_formats {item!r}: use KIND=EXTENSION with KIND one of document, spreadsheet, "
-                            f"presentation, drawing and EXTENSION one of {', '.join(sorted(EXPORT_MIME))}")
+        allowed = EXPORTABLE.get(kind.strip(), ())
+        if mime not in formats or known is None or extension not in allowed:
+            raise UserError(f"export_formats {item!r}: use KIND=EXTENSION: "
+                            + "; ".join(f"{k} = {'|'.join(v)}" for k, v in EXPORTABLE.items()))
         formats[mime] = (known, extension)
     return formats
 
 
+EXPORTABLE = {  # what Drive exports each editor type to (Drive: "Export MIME types for Google Workspace documents")
+    "document": ("docx", "odt", "pdf", "txt"),
+    "spreadsheet": ("xlsx", "ods", "pdf"),
+    "presentation": ("pptx", "odp", "pdf", "txt"),
+    "drawing": ("svg", "pdf", "png"),
+}
 EXPORT_MIME = {
     "docx": gdrive_names.EXPORT_FORMATS[GOOGLE_APPS + "document"][0],
     "xlsx": gdrive_names.EXPORT_FORMATS[GOOGLE_APPS + "spreadsheet"][0],

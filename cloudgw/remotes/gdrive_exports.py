@@ -64,11 +64,15 @@ class ExportStore:
             if not link:
                 raise RemoteUnsupported(f"{what}: Drive does not export this file as {mime_type}")
             part = target.with_name(target.name + ".part")
-            try:
+
+            async def download() -> None:  # whole, again from the start when it breaks
                 with open(part, "wb") as out:
                     async with http.stream(what, link, {}) as resp:
                         async for chunk in resp.aiter_bytes(PIECE):
                             out.write(chunk)
+
+            try:
+                await http.retried(what, download)
                 os.replace(part, target)
             finally:
                 part.unlink(missing_ok=True)

@@ -37,6 +37,7 @@ remote's timeout the upload fails (``RemoteUnavailable``) and the engine retries
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
@@ -49,7 +50,8 @@ from typing import Any, Awaitable, Callable
 import trio
 
 from cloudgw.crashpoints import crash_point
-from cloudgw.errors import PreconditionFailed, RemoteError, RemoteUnavailable, TransientRemoteError, UserError
+from cloudgw.errors import (PreconditionFailed, RemoteError, RemotePermissionDenied, RemoteUnavailable,
+                            TransientRemoteError, UserError)
 from cloudgw.remotes.base import UploadSource
 from cloudgw.remotes.gdrive_http import DriveHttp
 from cloudgw.remotes.retry import backoff_delay
@@ -99,8 +101,9 @@ class Uploader:
         for attempt in range(1, HASH_ATTEMPTS + 1):
             if source.size <= SIMPLE_MAX:
                 item, md5 = await self._multipart(target, source, what, still_expected)
-            else:
-                item, md5 = await self._resumable(key, target, source, expect, what, still_expected)
+            else:  # a recorded session is resumed only for the same expectation *and* target file
+                bound = f"{expect}|{target.file_id or 'new in ' + target.parent_id}"
+                item, md5 = await self._resumable(key, target, source, bound, what, still_expected)
             stored = item.get("md5Checksum")
             if stored is None or stored == md5:
                 return item
@@ -177,6 +180,8 @@ class Uploader:
                     await still_expected()  # Drive has no conditional writes: closes the window to one request
                 try:
                     item = await self._chunk(record, start, data, what)
+                except RemoteUnavailable:
+                    raise  # the daily upload cap (or a pause past the timeout): the session waits, recorded
                 except TransientRemoteError as exc:
                     failures += 1
                     waited = trio.current_time() - stalled_since
@@ -234,8 +239,11 @@ class Uploader:
             resp = await self.http.send(what, "PUT", record.url, headers=headers, content=data, auth=False,
                                         upload=True)
         except RemoteError as exc:
-            if isinstance(exc, (RemoteUnavailable, TransientRemoteError)):
-                raise
+            if isinstance(exc, (TransientRemoteError, RemotePermissionDenied)) or \
+                    getattr(exc, "errno", None) == errno.ENOSPC:
+                raise  # (RemoteUnavailable is transient too) a full drive stays ENOSPC
+            # a 4xx on a chunk: the session and we disagree (Drive's 400 "wrong offset");
+            # the session is asked where it stands
             raise TransientRemoteError(f"{what}: the chunk was refused ({exc})") from None
         if resp.status_code == 308:
             stored = _stored(resp)

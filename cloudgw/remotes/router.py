@@ -32,8 +32,8 @@ from typing import AsyncIterator, Callable, Collection
 import trio
 
 from cloudgw.errors import CursorExpired, RemoteNotFound, RemoteUnsupported, UserError
-from cloudgw.remotes.base import (Capabilities, Change, Expect, FileAttrs, Kind, Remote, RemoteEntry, UploadSource, capabilities_at,
-                                  check_path, read_into)
+from cloudgw.remotes.base import (Capabilities, Change, Expect, FileAttrs, Kind, Remote, RemoteEntry, UploadSource,
+                                  capabilities_at, check_path, read_into)
 
 
 def _conservative(caps: list[Capabilities]) -> Capabilities:
