@@ -33,10 +33,11 @@ import logging
 import posixpath
 import time
 from dataclasses import dataclass, field
+from typing import Callable, TypeVar
 
 from cloudgw.crashpoints import crash_point
 from cloudgw.errors import CursorExpired
-from cloudgw.metadata.model import ROOT_INO, Inode
+from cloudgw.metadata.model import ROOT_INO
 from cloudgw.remotes.base import Change, ChangeFeedRemote, Kind, RemoteEntry
 from cloudgw.sync.context import SyncContext
 from cloudgw.sync.lister import DirectoryLister
@@ -45,6 +46,7 @@ from cloudgw.sync.remote_changes import RemoteChanges
 log = logging.getLogger(__name__)
 
 CURSOR_KEY = "change_cursor"
+T = TypeVar("T")
 
 
 @dataclass
@@ -132,7 +134,9 @@ class Poller:
     def _apply(self, snapshot: Snapshot, epoch: int, *, cursor: str | None = None) -> PollResult:
         ctx, store = self.ctx, self.ctx.store
         changes = RemoteChanges(ctx, epoch)
-        entries = sorted(snapshot.entries.values(), key=lambda e: e.path.count("/"))
+        changes.relocated = {e.id for e in snapshot.entries.values() if e.id is not None}
+        entries = self._vacating_first(sorted(snapshot.entries.values(), key=lambda e: e.path.count("/")),
+                                       lambda e: e.path, lambda e: e.id)
         crash_point("poll-before-apply")
         changed = 0
         with store.transaction():
@@ -199,7 +203,9 @@ class Poller:
         latest: dict[str, Change] = {}
         for item in items:
             latest[item.id or item.path or ""] = item
-        pending = sorted(latest.values(), key=lambda c: (c.path or "").count("/"))
+        changes.relocated = {item.id for item in latest.values() if item.id is not None}
+        pending = self._vacating_first(sorted(latest.values(), key=lambda c: (c.path or "").count("/")),
+                                       self._feed_target, lambda c: c.id if c.entry is not None else None)
         changed = 0
         crash_point("poll-before-apply")
         with store.transaction():
@@ -221,6 +227,50 @@ class Poller:
             store.set_kv(CURSOR_KEY, cursor)
         ctx.journal.prune(epoch)
         return PollResult(changed, changes.wants_sync)
+
+    def _feed_target(self, item: Change) -> str | None:
+        """Where a feed item will be placed, if its parent is placed already (else None)."""
+        if item.entry is None or item.path is not None:
+            return item.path
+        store = self.ctx.store
+        parent = store.by_remote_id(item.parent_id) if item.parent_id else store.get(ROOT_INO)
+        if parent is None or parent.remote_path is None:
+            return None
+        return posixpath.join(parent.remote_path, item.entry.name) if parent.remote_path else item.entry.name
+
+    def _vacating_first(self, items: list[T], target: Callable[[T], str | None],
+                        item_id: Callable[[T], str | None]) -> list[T]:
+        """``items`` ordered so that one taking a path we hold comes after the item of this
+        poll that moves the holder away: Drive's numbered duplicates shift together when one
+        comes or goes (``report (1).pdf`` becomes ``report.pdf`` as ``report.pdf`` leaves, or
+        the other way round), and a name must be free before it is taken, or the holder would
+        be taken for gone (a new inode, its cache lost).  Otherwise the order stays; a cycle
+        (two names swapped) keeps the given order."""
+        store = self.ctx.store
+        index = {item_id(item): n for n, item in enumerate(items) if item_id(item) is not None}
+        follows: dict[int, int] = {}
+        for n, item in enumerate(items):
+            path = target(item)
+            holder = store.by_remote_path(path) if path is not None else None
+            if holder is None or holder.remote_id is None or holder.remote_id == item_id(item):
+                continue
+            first = index.get(holder.remote_id)
+            if first is not None and first != n:
+                follows[n] = first
+        if not follows:
+            return items
+        ordered: list[T] = []
+        done: set[int] = set()
+        for n in range(len(items)):
+            chain: list[int] = []
+            m: int | None = n
+            while m is not None and m not in done and m not in chain:
+                chain.append(m)
+                m = follows.get(m)
+            for k in reversed(chain):
+                done.add(k)
+                ordered.append(items[k])
+        return ordered
 
     def _apply_item(self, changes: RemoteChanges, item: Change) -> int | None:
         """Apply one feed item: how many local entries changed; None if its parent is not

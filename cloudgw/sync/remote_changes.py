@@ -42,6 +42,9 @@ class RemoteChanges:
         # remote paths whose change this poll left alone because our own sync is changing
         # them: a pruned poll must look at their folders again (their revs are not stored)
         self.skipped: set[str] = set()
+        # ids this poll places at another path or removes (the poller fills it in): only an
+        # item we hold that is among them gives up its path to another id
+        self.relocated: set[str] = set()
 
     def ours(self, path: str) -> bool:
         """Whether our own sync may be changing ``path`` (its view in this poll may be stale)."""
@@ -64,9 +67,13 @@ class RemoteChanges:
         store = self.ctx.store
         inode = store.by_remote_path(entry.path)
         changed = 0
-        if inode is not None and entry.id is not None and inode.remote_id not in (None, entry.id):
-            # another item has this name now (Drive's numbered duplicates move up when an older
-            # one goes): what we showed here went away, the item is followed by its id
+        if inode is not None and entry.id is not None and inode.remote_id not in (None, entry.id) and (
+                inode.remote_id in self.relocated or self._held_elsewhere(entry.id, inode)):
+            # another item has this name now, and one of the two moves: what we showed here is
+            # elsewhere in this poll, or the newcomer is an item we show at another path (Drive's
+            # numbered duplicates shift together).  Each follows its own id.  (An id that merely
+            # changed -- a file replaced by a server-side MOVE, a new id nobody else had -- stays
+            # a content change of the same inode, below.)
             if inode.needs_sync or inode.state.has_unsynced_data:
                 self.skipped.add(entry.path)
                 return 0  # local changes pending: the upload's conditional write decides
@@ -78,9 +85,13 @@ class RemoteChanges:
                 return changed + self._moved(moved, entry)
         if inode is None:
             return changed + self._new(entry, listed=listed)
-        if entry.id is not None and inode.remote_id is None:
-            store.update(inode, remote_id=entry.id)  # learnt (a remote that gained ids)
+        if entry.id is not None and inode.remote_id != entry.id:
+            store.update(inode, remote_id=entry.id)  # learnt, or replaced under the same name
         return self._content(inode, entry)
+
+    def _held_elsewhere(self, remote_id: str, here: Inode) -> bool:
+        other = self.ctx.store.by_remote_id(remote_id)
+        return other is not None and other.ino != here.ino
 
     def _new(self, entry: RemoteEntry, *, listed: bool) -> int:
         parent = self.parent_of(entry.path)

@@ -150,6 +150,38 @@ def test_files_sharing_a_name_get_serial_suffixes_that_stay_put(gdrive_server, t
     assert not gw.bad_log_lines()
 
 
+@pytest.mark.parametrize("first_poll", ["feed", "listing"])
+def test_numbered_duplicates_that_shift_keep_their_inodes_and_caches(gdrive_server, tmp_path, first_poll):  # noqa: ANN001
+    """One leaves: the younger ones move up; an older one arrives: they move down.  Each
+    stays the same file here (inode, cached data), whether the poll reads the feed or lists
+    everything (the first poll after a mount)."""
+    gw = _gateway_with(gdrive_server, tmp_path)
+    view, backdoor = gw.backend.view, gdrive_server.backdoor
+    made = {tag: backdoor.create_file(view.folder_id, "report.pdf", tag.encode(), created=_at(10 + i))
+            for i, tag in enumerate("ABC")}
+    elsewhere = backdoor.create_folder("root", f"elsewhere-{tmp_path.name}")
+    older = backdoor.create_file(elsewhere["id"], "report.pdf", b"0", created=_at(1))
+    try:
+        gw.mount()
+        ino = {(gw.mnt / n).read_bytes(): os.stat(gw.mnt / n).st_ino for n in _listing(gw)}  # cached, too
+        if first_poll == "feed":
+            gw.poll()  # the feed's starting point
+        backdoor.trash(made["B"]["id"])
+        gw.poll()
+        wait_for(lambda: _listing(gw) == ["report (1).pdf", "report.pdf"])
+        assert os.stat(gw.mnt / "report (1).pdf").st_ino == ino[b"C"]
+        backdoor.move(older["id"], view.folder_id)  # older than all: takes the plain name
+        gw.poll()
+        wait_for(lambda: _listing(gw) == ["report (1).pdf", "report (2).pdf", "report.pdf"])
+        now = {(gw.mnt / n).read_bytes(): os.stat(gw.mnt / n).st_ino for n in _listing(gw)}
+        assert (now[b"A"], now[b"C"]) == (ino[b"A"], ino[b"C"])
+        assert (gw.mnt / "report (1).pdf").read_bytes() == b"A" and (gw.mnt / "report.pdf").read_bytes() == b"0"
+        gw.umount()
+    finally:
+        gw.force_cleanup()
+    assert not gw.bad_log_lines()
+
+
 def test_a_file_and_a_folder_of_one_name_both_appear(gd, gdrive_server):  # noqa: ANN001
     gw, view, backdoor = gd, gd.backend.view, gdrive_server.backdoor
     backdoor.create_file(view.folder_id, "Photos", b"an old file", created=_at(1))
