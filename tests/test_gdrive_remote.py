@@ -354,3 +354,16 @@ async def test_the_daily_cap_in_the_middle_of_a_session_waits_and_resumes(drive:
     entry = await drive.write("big", BytesSource(data))
     assert entry.hash == hashlib.md5(data).hexdigest()
     assert gdrive_server.counters["upload_session"] == 0 and gdrive_server.counters.bytes_uploaded == len(data) - 2 * CHUNK
+
+
+async def test_a_shifted_name_still_means_the_file_it_showed(drive: Any, gdrive_server: Any):
+    back = gdrive_server.backdoor
+    a, b, c = (back.create_file(drive.folder_id, "report.pdf", tag, created=f"2026-01-0{i + 1}T00:00:00.000Z")
+               for i, tag in enumerate((b"A", b"B", b"C")))
+    shown = await names(drive)
+    c_rev = shown["report (2).pdf"].rev
+    back.trash(a["id"])  # elsewhere: B is now "report.pdf", C "report (1).pdf" -- not polled yet
+    moved = await drive.rename("report (2).pdf", "final.pdf", expect=c_rev)  # what the mount showed
+    assert moved.id == c["id"] and back.get(c["id"])["name"] == "final.pdf"
+    await drive.delete("report (1).pdf", expect=shown["report (1).pdf"].rev)  # B, now shown as report.pdf
+    assert back.get(b["id"])["trashed"]

@@ -595,16 +595,30 @@ class GDriveRemote:
     async def _delete(self, path: str, expect: str | None) -> None:
         what = f"delete {self.display(path)}"
         try:
-            _, _, file = await self._lookup(path, what)
+            _, listing, file = await self._lookup(path, what)
         except RemoteNotFound:
-            file = None
-        if file is None:
             return  # absent: fine (idempotent), also with an expectation
+        file = self._expected(listing, file, expect)
+        if file is None:
+            return
         if file["mimeType"] == FOLDER_MIME:
             raise remote_error(RemoteError, errno.EISDIR, f"{what}: a folder (rmdir removes folders)")
         if expect is not None and self.rev_of(file) != expect:
             raise PreconditionFailed(f"{what}: expected revision {expect}, found {self.rev_of(file)}")
         await self._remove(file, what)
+
+    def _expected(self, listing: Listing, file: dict | None, expect: str | None) -> dict | None:
+        """The file an operation conditional on ``expect`` means: the one shown at the name,
+        or -- when that one has another revision -- the sibling that has ``expect``.  Numbered
+        duplicates shift when one of them goes elsewhere, and until the next poll the mount
+        still shows the old numbers: ``mv 'report (1).pdf' x`` must move the file it showed
+        as ``report (1).pdf``, not the one that moved up into that name."""
+        if expect is None or (file is not None and self.rev_of(file) == expect):
+            return file
+        for sibling in listing.files.values():
+            if self.rev_of(sibling) == expect and sibling["mimeType"] != FOLDER_MIME:
+                return sibling
+        return file  # (then: PreconditionFailed, as for a file changed elsewhere; or not found)
 
     async def rename(self, src: str, dst: str, *, expect: str | None = None) -> RemoteEntry:
         """One PATCH (name, and parents when the folder changes); a file shown at ``dst`` is
@@ -620,7 +634,8 @@ class GDriveRemote:
 
     async def _rename(self, src: str, dst: str, dst_name: str, expect: str | None) -> RemoteEntry:
         what = f"rename {self.display(src)} -> {self.display(dst)}"
-        src_parent, _, file = await self._lookup(src, what)
+        src_parent, src_listing, file = await self._lookup(src, what)
+        file = self._expected(src_listing, file, expect)
         if file is None:
             raise RemoteNotFound(f"{what}: no such file or directory")
         if expect is not None and self.rev_of(file) != expect:
