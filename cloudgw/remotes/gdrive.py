@@ -815,6 +815,7 @@ class GDriveRemote:
                 touched.add(old_parent)  # the duplicates it leaves may move up
             if change.get("removed") or file is None or file.get("trashed"):
                 removals.append(Change(None, id=file_id))
+                self.exports.drop(file_id)
                 if parents:
                     touched.add(parents[0])  # (trashed: Drive still says where it was)
                 continue

@@ -13,7 +13,9 @@ whole one (``*.part`` leftovers are removed when the store opens).  Without a st
 folder (tests, ``cloudgw decrypt``-style one-shot uses) a temporary folder is used.
 
 Concurrency: one export per file at a time (a trio lock per id); reads of a finished copy
-need no lock (it is never rewritten, only replaced by another name).
+need no lock (it is never rewritten, only replaced by another name).  Copies of Docs the
+feed reports removed are deleted; the store is not counted in the cache's size limits
+(a drive with many large Docs: see the README's limits).
 """
 
 from __future__ import annotations
@@ -80,6 +82,13 @@ class ExportStore:
                 if old != target and not old.name.endswith(".part"):
                     old.unlink(missing_ok=True)
         return target
+
+
+    def drop(self, file_id: str) -> None:
+        """Forget a Doc's copies (it was removed or trashed on Drive)."""
+        for old in self.folder.glob(f"{_safe(file_id)}.*"):
+            old.unlink(missing_ok=True)
+        self._locks.pop(file_id, None)
 
 
 def _safe(file_id: str) -> str:
