@@ -250,6 +250,8 @@ class Poller:
         index = {item_id(item): n for n, item in enumerate(items) if item_id(item) is not None}
         follows: dict[int, int] = {}
         for n, item in enumerate(items):
+            if item_id(item) is None:  # (remotes without ids: no lookup per listed entry)
+                continue
             path = target(item)
             holder = store.by_remote_path(path) if path is not None else None
             if holder is None or holder.remote_id is None or holder.remote_id == item_id(item):
