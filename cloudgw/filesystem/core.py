@@ -59,6 +59,7 @@ class Namespace:
         self.lookups: Counter[int] = Counter()  # kernel lookup counts
         self.open_count: Counter[int] = Counter()  # open file handles per inode
         self._read_only_said: set[int] = set()
+        self._privileged: set[int] | None = None  # see _privileged_inos
 
     # -- helpers ----------------------------------------------------------------------
 
@@ -376,10 +377,27 @@ class Namespace:
 
     # -- extended attributes ------------------------------------------------------------------
 
+    # Namespaces kept (in the metadata store, on this gateway; no remote holds them):
+    # ``user.*`` for everyone, ``security.*`` and ``trusted.*`` for root (the kernel checks
+    # who may set them) -- Samba's ``acl_xattr`` keeps Windows ACLs in ``security.NTACL``.
+    # ``system.*`` (POSIX ACLs) is refused: the kernel would need FUSE_POSIX_ACL to honour them.
+    KEPT_NAMESPACES = ("user.", "security.", "trusted.")
+    PRIVILEGED = ("security.", "trusted.")
+
+    def _privileged_inos(self) -> set[int]:
+        """Inodes holding a ``security.*``/``trusted.*`` attribute (loaded once): the kernel asks
+        for ``security.capability`` before every write, and almost always the answer is "none"
+        -- given here without a query."""
+        if self._privileged is None:
+            self._privileged = set()
+            for prefix in self.PRIVILEGED:
+                self._privileged |= self.store.inos_with_xattrs(prefix)
+        return self._privileged
+
     def getxattr(self, ino: int, name: str) -> bytes:
         if not name.startswith("user."):
-            # the kernel asks for security.capability before every write: answer without SQL
-            raise FsError(errno.ENODATA)
+            if not name.startswith(self.PRIVILEGED) or ino not in self._privileged_inos():
+                raise FsError(errno.ENODATA)
         inode = self.inode(ino)
         if name == STATE_XATTR:
             return self.state_of(inode).encode()
@@ -398,22 +416,25 @@ class Namespace:
     def listxattr(self, ino: int) -> list[str]:
         """The file's own attributes only.  ``user.cloudgw.state`` is virtual: readable by
         name, never listed, so ``cp -a``/``rsync -aX`` do not copy a stale "dirty" label into
-        every backup made from the mount.  Symlinks and special files list nothing: Linux
-        refuses ``user.*`` on them (a listed name that then reads ENODATA made ``rsync -aX``
+        every backup made from the mount.  Symlinks and special files list no ``user.*``:
+        Linux refuses them there (a listed name that then reads ENODATA made ``rsync -aX``
         fail with exit code 23)."""
         inode = self.inode(ino)
+        names = self.store.list_xattrs(ino)
         if inode.kind not in (Kind.FILE, Kind.DIR):
-            return []
-        return self.store.list_xattrs(ino)
+            names = [n for n in names if not n.startswith("user.")]
+        return names
 
     def setxattr(self, ino: int, name: str, value: bytes) -> None:
         self._writable()
         self.inode(ino)
         if name == STATE_XATTR:
             raise FsError(errno.EPERM)
-        if not name.startswith("user."):
+        if not name.startswith(self.KEPT_NAMESPACES):
             raise FsError(errno.EOPNOTSUPP)
         self.store.set_xattr(ino, name, value)
+        if name.startswith(self.PRIVILEGED):
+            self._privileged_inos().add(ino)
 
     def removexattr(self, ino: int, name: str) -> None:
         self._writable()

@@ -400,6 +400,11 @@ class MetadataStore:
     def list_xattrs(self, ino: int) -> list[str]:
         return [r[0] for r in self._exec("SELECT name FROM xattrs WHERE ino = ? ORDER BY name", (ino,))]
 
+    def inos_with_xattrs(self, prefix: str) -> set[int]:
+        """The inodes holding an attribute whose name starts with ``prefix``."""
+        return {r[0] for r in self._exec("SELECT DISTINCT ino FROM xattrs WHERE substr(name, 1, ?) = ?",
+                                         (len(prefix), prefix))}
+
     def set_xattr(self, ino: int, name: str, value: bytes) -> None:
         self._exec("INSERT OR REPLACE INTO xattrs (ino, name, value) VALUES (?, ?, ?)", (ino, name, value))
 
