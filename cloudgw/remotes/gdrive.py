@@ -303,7 +303,7 @@ class GDriveRemote:
         return RemoteEntry(path, kind, size, mtime, self.rev_of(file), FileAttrs(mtime_ns=mtime), id=file["id"],
                            hash=file.get("md5Checksum") if kind is Kind.FILE else None)
 
-    async def _export_all(self, listing: Listing, folder: str) -> None:
+    async def _export_all(self, listing: Listing, folder: str | None) -> None:
         """Export the folder's Docs not kept yet, a few at a time (their sizes are listed)."""
         docs = [f for f in listing.files.values() if f["mimeType"] in self.formats
                 and self.exports.size(f["id"], str(f.get("modifiedTime", "")), self.formats[f["mimeType"]][1]) is None]
@@ -314,8 +314,9 @@ class GDriveRemote:
         async def export(file: dict) -> None:
             async with limiter:
                 with contextlib.suppress(RemoteError):  # said and skipped by _listed_entry
-                    await self.exports.get(self.http, file, *self.formats[file["mimeType"]],
-                                           what=f"export {self.display(folder)}/{listing.names[file['id']]}")
+                    name = listing.names[file["id"]]
+                    where = self.display(f"{folder}/{name}" if folder else name) if folder is not None else name
+                    await self.exports.get(self.http, file, *self.formats[file["mimeType"]], what=f"export {where}")
 
         async with trio.open_nursery() as nursery:
             for file in docs:
@@ -831,7 +832,7 @@ class GDriveRemote:
                 listing = await self._list_folder(folder_id, "changes: list a changed folder")
             except RemoteNotFound:
                 continue
-            await self._export_all(listing, "(changes)")
+            await self._export_all(listing, None)
             parent_id = None if folder_id == self.root_id else folder_id
             for file_id, name in listing.names.items():
                 entry = await self._listed_entry(name, listing.files[file_id])
