@@ -74,7 +74,6 @@ def start_moto(*, auth: bool = True) -> Iterator[S3Server]:
 
     Its own log goes to a file in a temp dir (shown if it fails to start).
     """
-    bindir = Path(sys.executable).parent
     port = free_port()
     endpoint = f"http://127.0.0.1:{port}"
     with tempfile.TemporaryDirectory(prefix="cloudgw-moto-") as tmp:
@@ -82,9 +81,11 @@ def start_moto(*, auth: bool = True) -> Iterator[S3Server]:
         env = dict(os.environ)
         for var in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_PROFILE"):
             env.pop(var, None)
+        env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2])  # (tests.servers.moto_atomic)
         with open(log_path, "wb") as log:
             proc = subprocess.Popen(
-                [str(bindir / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+                # moto_server, with S3's atomic conditional writes (see moto_atomic)
+                [sys.executable, "-m", "tests.servers.moto_atomic", "-H", "127.0.0.1", "-p", str(port)],
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
