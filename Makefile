@@ -9,7 +9,7 @@ APT_GET := DEBIAN_FRONTEND=noninteractive apt-get -y -q -o Dpkg::Use-Pty=0
 SYSTEM_PACKAGES := fuse3 libfuse3-dev pkg-config gcc python3-dev python3-venv \
                    git rsync sqlite3 tar attr
 
-.PHONY: run test deps deps-test deps-bench system-deps bench clean-demo model-long soak
+.PHONY: run test deps deps-test deps-bench system-deps bench clean-demo model-long soak stress
 
 system-deps:
 	@missing=""; for p in $(SYSTEM_PACKAGES); do \
@@ -64,6 +64,10 @@ bench: deps-bench
 clean-demo:
 	-fusermount3 -u $(DEMO)/mnt 2>/dev/null
 	rm -rf $(DEMO)
+
+# Randomized stress runs kept out of `make test` (marker "stress"; see the tests' docstrings).
+stress: deps-test
+	$(BIN)/pytest -q -p no:cacheprovider -m stress
 
 # Long model-based run (hypothesis stateful over a real mount): CLOUDGW_MODEL_EXAMPLES examples.
 model-long: deps
