@@ -143,6 +143,11 @@ class DataOps:
         inode, entry = h.inode, h.entry
         if entry.fetch_limit > offset:
             await self._fill_partial_blocks(h, offset, len(data))
+        # data_version moves before the bytes do (and again below): an upload reads the cache
+        # file from a worker thread, which can run while pwrite holds no GIL, and its check()
+        # before the commit must fail if it may have read any of these bytes -- else a torn
+        # mix of two versions reaches the remote (seen in the two-gateway stress test)
+        inode.data_version += 1
         written = self._pwrite(h.fd, data, offset)
         self._mark_written_blocks(entry, offset, written)
         if not h.wrote or not inode.state.has_unsynced_data or inode.state is FileState.UPLOADING:
@@ -226,6 +231,7 @@ class DataOps:
             if 0 < size < entry.fetch_limit and size % BLOCK_SIZE and entry.missing(size - 1, 1):
                 await self.sync.fetch(inode, entry, size - 1, 1)
             entry.limit_fetch(size)
+            inode.data_version += 1  # before the bytes change (see ``write``)
             os.ftruncate(fd, size)
         finally:
             self.cache.release(entry)
