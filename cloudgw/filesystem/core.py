@@ -193,7 +193,13 @@ class Namespace:
             changes["atime_ns"] = atime_ns
         if mtime_ns is not None:
             changes["mtime_ns"] = mtime_ns
+        if inode.kind.is_special and (mode is not None or uid is not None or gid is not None):
+            # its marker on the remote carries mode and owner: rewritten (``Uploader._sync_special``)
+            changes.update(state=FileState.DIRTY, needs_sync=True)
         self.store.update(inode, **changes)
+        if inode.kind.is_special and inode.state is FileState.DIRTY:
+            self.sync.content_changed(inode)
+            self.sync.closed(inode)
         return inode
 
     async def readdir(self, ino: int, after_ino: int, limit: int = 1000) -> list[Inode]:
@@ -241,6 +247,23 @@ class Namespace:
             child = self.store.create(
                 parent=directory.ino, name=name, kind=Kind.SYMLINK, mode=0o777, uid=uid, gid=gid,
                 size=len(target.encode("utf-8", "surrogateescape")), target=target,
+                state=FileState.DIRTY, needs_sync=True,
+            )
+            self._touch_dir(directory)
+        self.sync.content_changed(child)
+        self.sync.closed(child)
+        self.remember(child.ino)
+        return child
+
+    async def mknod(self, parent: int, name: str, kind: Kind, mode: int, rdev: int, uid: int, gid: int) -> Inode:
+        """A FIFO, socket or device node (the kernel checked who may make devices).  The
+        kernel serves its opens itself; here it is a name with attributes, sent to the
+        remote as its marker (``cloudgw.remotes.specials``) like a new symlink."""
+        directory = await self._new_child_dir(parent, name)
+        with self.store.transaction():
+            child = self.store.create(
+                parent=directory.ino, name=name, kind=kind, mode=mode, uid=uid, gid=gid,
+                rdev=rdev if kind in (Kind.CHAR_DEVICE, Kind.BLOCK_DEVICE) else 0,
                 state=FileState.DIRTY, needs_sync=True,
             )
             self._touch_dir(directory)

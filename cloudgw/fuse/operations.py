@@ -23,6 +23,7 @@ from cloudgw.errors import RemoteError
 from cloudgw.filesystem import FileSystem, FsError
 from cloudgw.filesystem.ports import Event, Invalidate, InvalidateEntry
 from cloudgw.metadata.model import ROOT_INO, Inode
+from cloudgw.remotes import specials
 from cloudgw.remotes.base import Kind
 
 log = logging.getLogger(__name__)
@@ -112,6 +113,8 @@ class FuseOperations(pyfuse3.Operations):
         a.st_atime_ns = inode.atime_ns
         a.st_mtime_ns = inode.mtime_ns
         a.st_ctime_ns = inode.ctime_ns
+        if inode.rdev:
+            a.st_rdev = inode.rdev
         return a
 
     # -- names and attributes ---------------------------------------------------------------
@@ -199,8 +202,12 @@ class FuseOperations(pyfuse3.Operations):
 
     @_mapped
     async def mknod(self, parent_inode: int, name: bytes, mode: int, rdev: int, ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
+        kind = specials.kind_of_mode(mode)
+        if kind is not None:  # FIFO, socket (bind), character or block device
+            return self._attr(await self.ns.mknod(parent_inode, _name(name), kind, mode & 0o7777, rdev,
+                                                  ctx.uid, ctx.gid))
         if not stat.S_ISREG(mode):
-            raise FsError(errno.EPERM)
+            raise FsError(errno.EINVAL)
         handle = await self.data.create(parent_inode, _name(name), mode, os.O_WRONLY, ctx.uid, ctx.gid)
         self.data.release(handle.fh)
         return self._attr(handle.inode)

@@ -90,7 +90,9 @@ def check_transition(ino: int, old: FileState, new: FileState) -> None:
         raise IllegalTransition(f"inode {ino}: {old.name} -> {new.name} is not in the state table")
 
 
-KIND_TYPE_BITS = {Kind.FILE: stat_mod.S_IFREG, Kind.DIR: stat_mod.S_IFDIR, Kind.SYMLINK: stat_mod.S_IFLNK}
+KIND_TYPE_BITS = {Kind.FILE: stat_mod.S_IFREG, Kind.DIR: stat_mod.S_IFDIR, Kind.SYMLINK: stat_mod.S_IFLNK,
+                  Kind.FIFO: stat_mod.S_IFIFO, Kind.SOCKET: stat_mod.S_IFSOCK, Kind.CHAR_DEVICE: stat_mod.S_IFCHR,
+                  Kind.BLOCK_DEVICE: stat_mod.S_IFBLK}
 
 
 @dataclass(slots=True, weakref_slot=True)
@@ -116,6 +118,7 @@ class Inode:
     data_version: int  # bumped by every write/truncate: detects changes during upload
     needs_sync: bool  # something (content, placement, existence) awaits the sync engine
     remote_id: str | None = None  # the remote's stable item id where it has ids: a move made elsewhere stays a move
+    rdev: int = 0  # device number of a character or block device
 
     @property
     def st_mode(self) -> int:

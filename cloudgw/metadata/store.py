@@ -63,6 +63,7 @@ CREATE TABLE IF NOT EXISTS inodes (
     data_version INTEGER NOT NULL,
     needs_sync INTEGER NOT NULL,
     remote_id TEXT,
+    rdev INTEGER NOT NULL DEFAULT 0,
     UNIQUE (parent, name)
 );
 CREATE INDEX IF NOT EXISTS inodes_remote_path ON inodes (remote_path);
@@ -108,9 +109,10 @@ def _row_to_inode(row: tuple) -> Inode:
     kernel looks up after dropping its caches, so it is on the LOOKUP hot path.
     """
     (ino, parent, name, kind, mode, uid, gid, size, mtime_ns, ctime_ns, atime_ns, target, state,
-     remote_path, remote_rev, listed, data_version, needs_sync, remote_id) = row
+     remote_path, remote_rev, listed, data_version, needs_sync, remote_id, rdev) = row
     return Inode(ino, parent, name, _KINDS[kind], mode, uid, gid, size, mtime_ns, ctime_ns, atime_ns, target,
-                 _STATES[state], remote_path, remote_rev, bool(listed), data_version, bool(needs_sync), remote_id)
+                 _STATES[state], remote_path, remote_rev, bool(listed), data_version, bool(needs_sync), remote_id,
+                 rdev)
 
 
 def _to_sql(name: str, value: Any) -> Any:
@@ -354,15 +356,16 @@ class MetadataStore:
         listed: bool = False,
         needs_sync: bool = False,
         remote_id: str | None = None,
+        rdev: int = 0,
     ) -> Inode:
         now = time.time_ns()
         mtime = now if mtime_ns is None else mtime_ns
         cur = self._exec(_INSERT, _new_row(parent, name, kind, mode, uid, gid, size, mtime, now, target, state,
-                                           remote_path, remote_rev, listed, needs_sync, remote_id))
+                                           remote_path, remote_rev, listed, needs_sync, remote_id, rdev))
         ino = cur.lastrowid
         assert ino is not None
         inode = Inode(ino, parent, name, kind, mode & 0o7777, uid, gid, size, mtime, now, mtime, target,
-                      state, remote_path, remote_rev, listed, 0, needs_sync, remote_id)
+                      state, remote_path, remote_rev, listed, 0, needs_sync, remote_id, rdev)
         self._live[ino] = self._held[ino] = inode
         return inode
 
@@ -474,21 +477,21 @@ class MetadataStore:
         with self.transaction():
             self._db.executemany(_INSERT, (
                 _new_row(parent, c.name, c.kind, c.mode, c.uid, c.gid, c.size, c.mtime_ns, now, c.target, c.state,
-                         c.remote_path, c.remote_rev, remote_id=c.remote_id) for c in children))
+                         c.remote_path, c.remote_rev, remote_id=c.remote_id, rdev=c.rdev) for c in children))
 
 
 _INSERT = ("INSERT INTO inodes (parent, name, kind, mode, uid, gid, size, mtime_ns, ctime_ns, atime_ns,"
-           " target, state, remote_path, remote_rev, listed, data_version, needs_sync, remote_id)"
-           " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?)")
+           " target, state, remote_path, remote_rev, listed, data_version, needs_sync, remote_id, rdev)"
+           " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?)")
 
 
 def _new_row(parent: int | None, name: str, kind: Kind, mode: int, uid: int, gid: int, size: int, mtime_ns: int,
              now: int, target: str | None, state: FileState, remote_path: str | None, remote_rev: str | None,
-             listed: bool = False, needs_sync: bool = False, remote_id: str | None = None) -> tuple:
+             listed: bool = False, needs_sync: bool = False, remote_id: str | None = None, rdev: int = 0) -> tuple:
     """The values of ``_INSERT`` for a new inode: permission bits only, changed now,
     last accessed when last modified."""
     return (parent, name, kind.value, mode & 0o7777, uid, gid, size, mtime_ns, now, mtime_ns, target, state.value,
-            remote_path, remote_rev, int(listed), int(needs_sync), remote_id)
+            remote_path, remote_rev, int(listed), int(needs_sync), remote_id, rdev)
 
 
 def _migrate(db: sqlite3.Connection) -> None:
@@ -496,6 +499,8 @@ def _migrate(db: sqlite3.Connection) -> None:
     columns = {row[1] for row in db.execute("PRAGMA table_info(inodes)")}
     if columns and "remote_id" not in columns:
         db.execute("ALTER TABLE inodes ADD COLUMN remote_id TEXT")
+    if columns and "rdev" not in columns:
+        db.execute("ALTER TABLE inodes ADD COLUMN rdev INTEGER NOT NULL DEFAULT 0")
 
 
 def _generation(db: sqlite3.Connection) -> int:
@@ -532,3 +537,4 @@ class NewChild(NamedTuple):
     remote_path: str
     remote_rev: str | None
     remote_id: str | None = None
+    rdev: int = 0

@@ -35,9 +35,24 @@ READ_ONLY_REV = "ro:"  # prefix of the revisions of read-only content (see the m
 
 
 class Kind(enum.Enum):
+    """What an entry is.  The special kinds (FIFO ... BLOCK_DEVICE) exist in the local tree
+    only: at this contract a special file is a symlink to a marker target (see
+    ``cloudgw.remotes.specials``), so every remote holds one the way it holds symlinks."""
+
     FILE = "file"
     DIR = "dir"
     SYMLINK = "symlink"
+    FIFO = "fifo"
+    SOCKET = "socket"
+    CHAR_DEVICE = "chardev"
+    BLOCK_DEVICE = "blockdev"
+
+    @property
+    def is_special(self) -> bool:
+        return self in _SPECIAL_KINDS
+
+
+_SPECIAL_KINDS = frozenset({Kind.FIFO, Kind.SOCKET, Kind.CHAR_DEVICE, Kind.BLOCK_DEVICE})
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,10 @@ writers in this process; a program writing the directory directly can still
 change the file between the second check and the rename (a window of a few
 system calls), which is why ``Capabilities.conditional_write`` is False.
 
+Special files are real: a FIFO, socket or device node here is listed as a symlink to its
+marker, and ``symlink`` of a marker makes one (``cloudgw.remotes.specials``).  Device nodes
+need root (CAP_MKNOD), as anywhere.
+
 Every blocking os call runs in ``trio.to_thread.run_sync`` with this remote's
 ``CapacityLimiter``.
 
@@ -56,7 +60,7 @@ from cloudgw.remotes.local_ops import (
     map_oserror,
     read_umask,
 )
-from cloudgw.remotes import names
+from cloudgw.remotes import names, specials
 from cloudgw.remotes.registry import Common, Option, RemoteType, RemoteURL
 from cloudgw.remotes.util import remote_error, split_path
 
@@ -388,8 +392,8 @@ class LocalRemote:
         s = self._leaf(src, "copy")
         self._leaf(dst, "copy")
         st = await self._run(f"copy {src!r}", os.lstat, s)
-        if st_.S_ISLNK(st.st_mode):
-            target = await self._run(f"copy {src!r}", os.readlink, s)
+        if st_.S_ISLNK(st.st_mode) or (special := specials.of_stat(st)) is not None:
+            target = await self._run(f"copy {src!r}", os.readlink, s) if st_.S_ISLNK(st.st_mode) else special.marker()
             await self.delete(dst)
             return await self.symlink(dst, target)
         if not st_.S_ISREG(st.st_mode):
@@ -403,13 +407,22 @@ class LocalRemote:
             os.close(fd)
 
     async def symlink(self, path: str, target: str) -> RemoteEntry:
+        """A symlink, or -- for a special-file marker (``cloudgw.remotes.specials``) -- the real
+        FIFO, socket or device node, with the marker's mode and (where we may) owner."""
         p = self._leaf(path, "symlink")
+        special = specials.parse(target)
 
         def do() -> RemoteEntry:
             os.makedirs(os.path.dirname(p), exist_ok=True)
-            os.symlink(target, p)
+            if special is None:
+                os.symlink(target, p)
+            else:
+                os.mknod(p, special.st_mode, special.rdev)
+                os.chmod(p, special.mode)  # (mknod applied our umask)
+                with contextlib.suppress(PermissionError):  # not root: ours, as any file we write
+                    os.chown(p, special.uid, special.gid, follow_symlinks=False)
             fsync_dir(os.path.dirname(p))
-            entry = entry_of(path, os.lstat(p), target)
+            entry = entry_of(path, os.lstat(p), None if special else target)
             assert entry is not None
             return entry
 
@@ -417,7 +430,14 @@ class LocalRemote:
             return await self._run(f"symlink {path!r}", do)
 
     async def readlink(self, path: str) -> str:
-        return await self._run(f"readlink {path!r}", os.readlink, self._leaf(path, "readlink"))
+        """The target of a symlink; a special file's marker."""
+        p = self._leaf(path, "readlink")
+
+        def do() -> str:
+            special = specials.of_stat(os.lstat(p))
+            return special.marker() if special is not None else os.readlink(p)
+
+        return await self._run(f"readlink {path!r}", do)
 
     async def abort_incomplete_uploads(self, paths: Collection[str] = ()) -> int:
         """Remove ``.cloudgw-tmp-*`` files older than ``stale_tmp_age`` (by ctime,

@@ -20,6 +20,7 @@ from cloudgw.errors import (
     RemotePermissionDenied,
     RemoteUnsupported,
 )
+from cloudgw.remotes import specials
 from cloudgw.remotes.base import Expect, FileAttrs, Kind, RemoteEntry
 from cloudgw.remotes.util import remote_error
 
@@ -55,7 +56,10 @@ def entry_of(path: str, st: os.stat_result, target: str | None = None) -> Remote
         return RemoteEntry(path, Kind.FILE, st.st_size, st.st_mtime_ns, local_rev(st), attrs)
     if st_.S_ISLNK(mode):
         return RemoteEntry(path, Kind.SYMLINK, st.st_size, st.st_mtime_ns, local_rev(st), attrs, target)
-    return None  # fifo, socket, device: not something a cloud can hold
+    special = specials.of_stat(st)
+    if special is not None:  # a FIFO, socket or device: a symlink to its marker at the contract
+        return RemoteEntry(path, Kind.SYMLINK, 0, st.st_mtime_ns, local_rev(st), attrs, special.marker())
+    return None
 
 
 def read_umask() -> int:

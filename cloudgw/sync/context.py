@@ -23,6 +23,7 @@ from cloudgw.cache.files import CacheFiles
 from cloudgw.filesystem.ports import MAX_NAME, Invalidate, InvalidateEntry, Orphaned, name_too_long
 from cloudgw.metadata.model import FileState, Inode
 from cloudgw.metadata.store import MetadataStore, NewChild
+from cloudgw.remotes import specials
 from cloudgw.remotes.base import Kind, Remote, RemoteEntry
 from cloudgw.sync.unacked import UnackedWrites
 
@@ -182,6 +183,12 @@ class SyncContext:
     def new_child(self, entry: RemoteEntry) -> NewChild:
         """The row of the local inode for a remote entry (attributes the remote does not
         keep default to the mount's owner and usual modes)."""
+        special = specials.parse(entry.symlink_target) if entry.kind is Kind.SYMLINK else None
+        if special is not None:  # a FIFO, socket or device, held as a symlink to its marker
+            return NewChild(name=entry.name, kind=special.kind, mode=special.mode, uid=special.uid, gid=special.gid,
+                            size=0, mtime_ns=entry.attrs.mtime_ns or entry.mtime_ns, target=None,
+                            state=FileState.CLEAN, remote_path=entry.path, remote_rev=entry.rev,
+                            remote_id=entry.id, rdev=special.rdev)
         attrs = entry.attrs
         return NewChild(
             name=entry.name,

@@ -1,4 +1,4 @@
-"""Making the remote follow one local inode: upload, move, mkdir, symlink.
+"""Making the remote follow one local inode: upload, move, mkdir, symlink, special file.
 
 ``reconcile(ino)`` is the write-back queue's upload callable.  It is idempotent:
 it compares the inode's local path and state with its placement on the remote
@@ -53,6 +53,7 @@ from cloudgw.crashpoints import crash_point
 from cloudgw.errors import (CloudgwError, PreconditionFailed, RemoteError, RemoteExists, RemoteNotEmpty, RemoteNotFound,
                             SourceChanged, TransientRemoteError)
 from cloudgw.metadata.model import FileState, Inode
+from cloudgw.remotes import specials
 from cloudgw.remotes.base import Expect, FileAttrs, Kind, RemoteEntry, capabilities_at
 from cloudgw.sync.compare import COMPARE_CHUNK, holds_same_bytes, read_exact
 from cloudgw.sync.context import SyncContext
@@ -172,6 +173,8 @@ class Uploader:
                 return await self._sync_dir(inode, path)
             elif inode.kind is Kind.SYMLINK:
                 await self._sync_symlink(inode, path)
+            elif inode.kind.is_special:
+                await self._sync_special(inode, path)
             elif inode.state.has_unsynced_data or inode.remote_path is None:
                 await self._upload(inode, path)
             elif inode.remote_path != path:
@@ -586,15 +589,34 @@ class Uploader:
             return entry
         raise RemoteExists(f"{path}: the remote has another entry of that name; it stays")
 
-    async def _sync_symlink(self, inode: Inode, path: str) -> None:
+    async def _sync_special(self, inode: Inode, path: str) -> None:
+        """A FIFO, socket or device: the symlink to its marker (``remotes.specials``).
+
+        A chmod or chown made it DIRTY: its marker at the same path is deleted (unconditionally:
+        a marker holds no data) and made anew.  Crash or failure between the two: the inode
+        stays DIRTY and the redo deletes (idempotent) and makes it; a poll meanwhile finds the
+        marker gone from an inode with changes pending, which keeps it.  Renamed: made at the
+        new path, the old one tombstoned, as a symlink."""
+        if inode.remote_path == path:
+            if not inode.state.has_unsynced_data:
+                self.ctx.store.update(inode, needs_sync=False)
+                return
+            await self.ctx.remote.delete(path)
+            self.ctx.journal.touch(path)
+        special = specials.Special(inode.kind, inode.mode, inode.uid, inode.gid, inode.rdev)
+        await self._sync_symlink(inode, path, special.marker())
+
+    async def _sync_symlink(self, inode: Inode, path: str, target: str | None = None) -> None:
+        """Make the symlink (``target``: what it points to, by default the inode's own target)."""
         ctx, store = self.ctx, self.ctx.store
+        target = (inode.target or "") if target is None else target
         if inode.state is FileState.DIRTY:  # a new symlink: made on the remote like an upload
             store.update(inode, state=FileState.UPLOADING)
         try:
             try:
-                result = await ctx.remote.symlink(path, inode.target or "")
+                result = await ctx.remote.symlink(path, target)
             except RemoteExists:
-                result = await self._own_symlink(path, inode.target or "")
+                result = await self._own_symlink(path, target)
         except BaseException:
             if inode.state is FileState.UPLOADING:
                 store.update(inode, state=FileState.DIRTY)
