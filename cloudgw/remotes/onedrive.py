@@ -196,14 +196,19 @@ class OneDriveRemote:
         folders = [path]
         while folders:
             folder = folders.pop()
-            async for item in self.children(folder):
-                child = f"{folder}/{item['name']}" if folder else str(item["name"])
-                entry = entry_of(child, item)
-                if entry is None:
-                    continue
-                if entry.kind is Kind.DIR and recursive:
-                    folders.append(child)
-                yield entry
+            try:
+                async for item in self.children(folder):
+                    child = f"{folder}/{item['name']}" if folder else str(item["name"])
+                    entry = entry_of(child, item)
+                    if entry is None:
+                        continue
+                    if entry.kind is Kind.DIR and recursive:
+                        folders.append(child)
+                    yield entry
+            except RemoteNotFound:
+                if folder != path:
+                    continue  # a subfolder removed while we walked (as file:// does)
+                raise
 
     # -- reading content ----------------------------------------------------------------
 
@@ -341,8 +346,11 @@ class OneDriveRemote:
             return
         if "folder" not in found:
             raise remote_error(RemoteError, errno.ENOTDIR, f"rmdir {self.display(path)}: not a folder")
-        async for _ in self.children(path):
-            raise RemoteNotEmpty(f"rmdir {self.display(path)}: not empty")
+        try:
+            async for _ in self.children(path):
+                raise RemoteNotEmpty(f"rmdir {self.display(path)}: not empty")
+        except RemoteNotFound:
+            return  # removed meanwhile (by its parent's removal, or elsewhere): gone is what we wanted
         await self._delete_item(found, found.get("eTag"), f"rmdir {self.display(path)}")
 
     async def _delete_item(self, item: dict, if_match: str | None, what: str) -> None:

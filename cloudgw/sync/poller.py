@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from typing import Callable, TypeVar
 
 from cloudgw.crashpoints import crash_point
-from cloudgw.errors import CursorExpired
+from cloudgw.errors import CursorExpired, RemoteNotFound
 from cloudgw.metadata.model import ROOT_INO
 from cloudgw.remotes.base import Change, ChangeFeedRemote, Kind, RemoteEntry
 from cloudgw.sync.context import SyncContext
@@ -112,15 +112,21 @@ class Poller:
         todo = [""]
         while todo:
             directory = todo.pop()
-            async for entry in remote.list(directory):
-                if not self.ctx.shown(entry):
-                    continue
-                snapshot.entries[entry.path] = entry
-                if entry.kind is Kind.DIR:
-                    known = store.by_remote_path(entry.path)
-                    if known is not None and known.listed and (entry.rev is None or entry.rev != known.remote_rev):
-                        todo.append(entry.path)
-                        snapshot.dir_revs[entry.path] = entry.rev
+            try:
+                async for entry in remote.list(directory):
+                    if not self.ctx.shown(entry):
+                        continue
+                    snapshot.entries[entry.path] = entry
+                    if entry.kind is Kind.DIR:
+                        known = store.by_remote_path(entry.path)
+                        if known is not None and known.listed and (entry.rev is None or entry.rev != known.remote_rev):
+                            todo.append(entry.path)
+                            snapshot.dir_revs[entry.path] = entry.rev
+            except RemoteNotFound:
+                if not directory:
+                    raise
+                snapshot.dir_revs.pop(directory, None)  # not complete: nothing below is judged,
+                continue  # and its revision is not taken as seen (it was removed after its parent's listing)
             snapshot.complete.add(directory)  # type: ignore[union-attr]
         return snapshot
 

@@ -39,6 +39,7 @@ from cloudgw.errors import (
     TransientRemoteError,
     UserError,
 )
+from cloudgw.remotes import specials
 from cloudgw.remotes.base import BytesSource, Expect, FileAttrs, Kind, RemoteEntry, read_into
 from cloudgw.remotes.local import LocalRemote
 from cloudgw.remotes.local_ops import map_oserror
@@ -663,6 +664,26 @@ async def test_symlinks(h: Harness):
     with pytest.raises(RemoteError) as info:
         await h.remote.readlink(h.p("plain"))
     assert info.value.errno == errno.EINVAL
+
+
+async def test_special_file_markers_round_trip(h: Harness):
+    """A special file is a symlink to its marker at the contract (``remotes.specials``): every
+    remote gives the marker back whole -- the NUL it starts with included -- from readlink, and
+    from stat and listings where they carry targets; file:// makes the real FIFO."""
+    fifo = specials.Special(Kind.FIFO, 0o640, 0, 0, 0).marker()
+    null = specials.Special(Kind.CHAR_DEVICE, 0o666, 0, 5, os.makedev(1, 3)).marker()
+    await h.remote.symlink(h.p("pipe"), fifo)
+    await h.remote.symlink(h.p("dev/null"), null)
+    assert await h.remote.readlink(h.p("pipe")) == fifo
+    assert specials.parse(await h.remote.readlink(h.p("dev/null"))) == specials.Special(
+        Kind.CHAR_DEVICE, 0o666, 0, 5, os.makedev(1, 3))
+    for entry in [await h.remote.stat(h.p("pipe"))] + [e async for e in h.remote.list(h.base, recursive=True)]:
+        assert entry.kind in (Kind.SYMLINK, Kind.DIR)
+        assert entry.symlink_target in (None, fifo, null)  # where known without a read: whole
+    await h.remote.rename(h.p("pipe"), h.p("dev/fifo"))
+    assert await h.remote.readlink(h.p("dev/fifo")) == fifo
+    await h.remote.delete(h.p("dev/fifo"))
+    assert await kinds(h, h.p("dev")) == {h.p("dev/null"): Kind.SYMLINK}
 
 
 async def test_unicode_and_spaces_in_names(h: Harness):
