@@ -7,7 +7,7 @@ BIN     := $(VENV)/bin
 DEMO    := $(CURDIR)/demo
 APT_GET := DEBIAN_FRONTEND=noninteractive apt-get -y -q -o Dpkg::Use-Pty=0
 SYSTEM_PACKAGES := fuse3 libfuse3-dev pkg-config gcc python3-dev python3-venv \
-                   git rsync sqlite3 tar attr
+                   git rsync sqlite3 tar attr acl
 
 .PHONY: run test deps deps-test deps-bench system-deps bench clean-demo model-long soak stress
 

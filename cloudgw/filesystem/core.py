@@ -23,6 +23,7 @@ from collections import Counter
 
 from cloudgw.cache.files import CacheFiles
 from cloudgw.errors import RemoteError
+from cloudgw.filesystem import acl
 from cloudgw.filesystem.ports import FsError, SyncPort, name_too_long
 from cloudgw.metadata.model import ROOT_INO, FileState, Inode
 from cloudgw.metadata.store import MetadataStore
@@ -59,7 +60,7 @@ class Namespace:
         self.lookups: Counter[int] = Counter()  # kernel lookup counts
         self.open_count: Counter[int] = Counter()  # open file handles per inode
         self._read_only_said: set[int] = set()
-        self._privileged: set[int] | None = None  # see _privileged_inos
+        self._rare: set[int] | None = None  # see _rare_inos
 
     # -- helpers ----------------------------------------------------------------------
 
@@ -196,7 +197,10 @@ class Namespace:
         if inode.kind.is_special and (mode is not None or uid is not None or gid is not None):
             # its marker on the remote carries mode and owner: rewritten (``Uploader._sync_special``)
             changes.update(state=FileState.DIRTY, needs_sync=True)
-        self.store.update(inode, **changes)
+        with self.store.transaction():
+            if mode is not None:
+                self._chmod_acl(inode, mode)
+            self.store.update(inode, **changes)
         if inode.kind.is_special and inode.state is FileState.DIRTY:
             self.sync.content_changed(inode)
             self.sync.closed(inode)
@@ -236,6 +240,7 @@ class Namespace:
                 parent=directory.ino, name=name, kind=Kind.DIR, mode=mode, uid=uid, gid=gid,
                 state=FileState.CLEAN, listed=True, needs_sync=True,
             )
+            self._inherit_acl(directory, child)
             self._touch_dir(directory)
         self.sync.placement_changed([child])
         self.remember(child.ino)
@@ -249,6 +254,7 @@ class Namespace:
                 size=len(target.encode("utf-8", "surrogateescape")), target=target,
                 state=FileState.DIRTY, needs_sync=True,
             )
+            self._inherit_acl(directory, child)
             self._touch_dir(directory)
         self.sync.content_changed(child)
         self.sync.closed(child)
@@ -266,6 +272,7 @@ class Namespace:
                 rdev=rdev if kind in (Kind.CHAR_DEVICE, Kind.BLOCK_DEVICE) else 0,
                 state=FileState.DIRTY, needs_sync=True,
             )
+            self._inherit_acl(directory, child)
             self._touch_dir(directory)
         self.sync.content_changed(child)
         self.sync.closed(child)
@@ -279,6 +286,7 @@ class Namespace:
                 parent=directory.ino, name=name, kind=Kind.FILE, mode=mode, uid=uid, gid=gid,
                 state=FileState.DIRTY, needs_sync=True,
             )
+            self._inherit_acl(directory, child)
             self._touch_dir(directory)
         self.cache.new_local(child.ino)
         self.sync.content_changed(child)
@@ -402,24 +410,24 @@ class Namespace:
 
     # Namespaces kept (in the metadata store, on this gateway; no remote holds them):
     # ``user.*`` for everyone, ``security.*`` and ``trusted.*`` for root (the kernel checks
-    # who may set them) -- Samba's ``acl_xattr`` keeps Windows ACLs in ``security.NTACL``.
-    # ``system.*`` (POSIX ACLs) is refused: the kernel would need FUSE_POSIX_ACL to honour them.
+    # who may set them) -- Samba's ``acl_xattr`` keeps Windows ACLs in ``security.NTACL`` --
+    # and the POSIX ACLs (``acl``: the kernel validates them and checks access with them).
     KEPT_NAMESPACES = ("user.", "security.", "trusted.")
-    PRIVILEGED = ("security.", "trusted.")
+    RARE = ("security.", "trusted.", "system.posix_acl_")  # answered "none" from memory: see _rare_inos
 
-    def _privileged_inos(self) -> set[int]:
-        """Inodes holding a ``security.*``/``trusted.*`` attribute (loaded once): the kernel asks
-        for ``security.capability`` before every write, and almost always the answer is "none"
-        -- given here without a query."""
-        if self._privileged is None:
-            self._privileged = set()
-            for prefix in self.PRIVILEGED:
-                self._privileged |= self.store.inos_with_xattrs(prefix)
-        return self._privileged
+    def _rare_inos(self) -> set[int]:
+        """Inodes holding a ``security.*``/``trusted.*`` attribute or an ACL (loaded once): the
+        kernel asks for ``security.capability`` before every write and for the access ACL on
+        permission checks, and almost always the answer is "none" -- given here without a query."""
+        if self._rare is None:
+            self._rare = set()
+            for prefix in self.RARE:
+                self._rare |= self.store.inos_with_xattrs(prefix)
+        return self._rare
 
     def getxattr(self, ino: int, name: str) -> bytes:
         if not name.startswith("user."):
-            if not name.startswith(self.PRIVILEGED) or ino not in self._privileged_inos():
+            if not name.startswith(self.RARE) or ino not in self._rare_inos():
                 raise FsError(errno.ENODATA)
         inode = self.inode(ino)
         if name == STATE_XATTR:
@@ -450,21 +458,59 @@ class Namespace:
 
     def setxattr(self, ino: int, name: str, value: bytes) -> None:
         self._writable()
-        self.inode(ino)
+        inode = self.inode(ino)
         if name == STATE_XATTR:
             raise FsError(errno.EPERM)
-        if not name.startswith(self.KEPT_NAMESPACES):
+        changes: dict = {"ctime_ns": time.time_ns()}
+        if name in acl.NAMES:
+            try:
+                entries = acl.parse(value)
+            except acl.BadAcl:
+                raise FsError(errno.EINVAL) from None
+            if name == acl.ACCESS:  # the mode follows; an ACL the mode says alone is not kept (as ext4)
+                changes["mode"] = acl.mode_with(inode.mode, entries)
+                if acl.is_minimal(entries):
+                    with self.store.transaction():
+                        self.store.remove_xattr(ino, name)
+                        self.store.update(inode, **changes)
+                    return
+        elif not name.startswith(self.KEPT_NAMESPACES):
             raise FsError(errno.EOPNOTSUPP)
-        self.store.set_xattr(ino, name, value)
-        if name.startswith(self.PRIVILEGED):
-            self._privileged_inos().add(ino)
+        with self.store.transaction():
+            self.store.set_xattr(ino, name, value)
+            self.store.update(inode, **changes)
+        if name.startswith(self.RARE):
+            self._rare_inos().add(ino)
 
     def removexattr(self, ino: int, name: str) -> None:
         self._writable()
         if name == STATE_XATTR:
             raise FsError(errno.EPERM)
-        if not self.store.remove_xattr(ino, name):
-            raise FsError(errno.ENODATA)
+        inode = self.inode(ino)
+        with self.store.transaction():
+            if not self.store.remove_xattr(ino, name):
+                raise FsError(errno.ENODATA)
+            self.store.update(inode, ctime_ns=time.time_ns())
+
+    def _chmod_acl(self, inode: Inode, mode: int) -> None:
+        """chmod of an entry with an access ACL: its owner, mask and other entries follow."""
+        if inode.ino in self._rare_inos() and (value := self.store.get_xattr(inode.ino, acl.ACCESS)) is not None:
+            self.store.set_xattr(inode.ino, acl.ACCESS, acl.encode(acl.chmod(acl.parse(value), mode)))
+
+    def _inherit_acl(self, directory: Inode, child: Inode) -> None:
+        """A new entry in a directory with a default ACL gets it (inside the create's transaction)."""
+        if directory.ino not in self._rare_inos() or child.kind is Kind.SYMLINK:
+            return
+        default = self.store.get_xattr(directory.ino, acl.DEFAULT)
+        if default is None:
+            return
+        entries, mode = acl.inherited(acl.parse(default), child.mode)
+        self.store.update(child, mode=mode)
+        if not acl.is_minimal(entries):
+            self.store.set_xattr(child.ino, acl.ACCESS, acl.encode(entries))
+        if child.is_dir:
+            self.store.set_xattr(child.ino, acl.DEFAULT, default)
+        self._rare_inos().add(child.ino)
 
     def statfs(self) -> os.statvfs_result:
         """The cache disk's figures: what can be written right now without waiting."""

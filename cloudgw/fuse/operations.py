@@ -80,6 +80,10 @@ class FuseOperations(pyfuse3.Operations):
     # answers ESTALE to every file handle whose inode it no longer caches (after a remount),
     # instead of sending LOOKUP "." for it (see ``Namespace._dot_lookup``).
     supports_dot_lookup = True
+    # POSIX ACLs: the kernel checks access against system.posix_acl_access (read through
+    # getxattr, cached by the kernel) and validates what setfacl sends; the mode/ACL
+    # bookkeeping ext4 does itself is in ``cloudgw.filesystem.acl``.
+    enable_acl = True
 
     def __init__(self, fs: FileSystem, *, attr_timeout: float = 60.0) -> None:
         super().__init__()
