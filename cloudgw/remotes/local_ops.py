@@ -102,11 +102,12 @@ def fsync_dir(d: str) -> None:
 
 
 def apply_attrs(fd: int, attrs: FileAttrs) -> None:
-    if attrs.mode is not None:
-        os.fchmod(fd, attrs.mode & 0o7777)
+    """Owner first, then mode: a chown clears the setuid and setgid bits (Linux, even as root)."""
     if attrs.uid is not None or attrs.gid is not None:
         with contextlib.suppress(PermissionError):  # best effort unless we are root
             os.fchown(fd, -1 if attrs.uid is None else attrs.uid, -1 if attrs.gid is None else attrs.gid)
+    if attrs.mode is not None:
+        os.fchmod(fd, attrs.mode & 0o7777)
     if attrs.mtime_ns is not None:
         os.utime(fd, ns=(time.time_ns(), attrs.mtime_ns))
 

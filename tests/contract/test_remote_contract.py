@@ -536,6 +536,9 @@ async def test_attrs_round_trip(h: Harness):
     d = await h.remote.mkdir(h.p("dir"), FileAttrs(mode=0o750))
     assert d.kind is Kind.DIR
     assert (await h.remote.stat(h.p("dir"))).attrs.mode == 0o750
+    setuid = FileAttrs(mode=0o4755, uid=os.getuid(), gid=os.getgid(), mtime_ns=1_600_000_000_000_000_000)
+    await put(h, h.p("sudo"), b"\x7fELF", attrs=setuid)  # (a chown after the chmod would clear the bit)
+    assert (await h.remote.stat(h.p("sudo"))).attrs == setuid
 
 
 async def test_mkdir(h: Harness):
