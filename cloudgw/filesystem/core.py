@@ -18,6 +18,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import stat
 import time
 from collections import Counter
 
@@ -225,6 +226,16 @@ class Namespace:
         self._check_remote_name(directory, name)
         return directory
 
+    @staticmethod
+    def _new_owner(directory: Inode, kind: Kind, mode: int, gid: int) -> tuple[int, int]:
+        """Mode and group of a new entry, as Linux's ``inode_init_owner``: in a set-group-ID
+        directory it takes the directory's group, and a new directory keeps the bit."""
+        if directory.mode & stat.S_ISGID:
+            gid = directory.gid
+            if kind is Kind.DIR:
+                mode |= stat.S_ISGID
+        return mode, gid
+
     def _check_remote_name(self, directory: Inode, name: str, moving: Inode | None = None) -> None:
         """Refuse now a name the remote cannot hold even mapped (EINVAL, ENAMETOOLONG) or a
         case-only twin on a case-insensitive remote (EEXIST): never a doomed upload."""
@@ -235,6 +246,7 @@ class Namespace:
 
     async def mkdir(self, parent: int, name: str, mode: int, uid: int, gid: int) -> Inode:
         directory = await self._new_child_dir(parent, name)
+        mode, gid = self._new_owner(directory, Kind.DIR, mode, gid)
         with self.store.transaction():
             child = self.store.create(
                 parent=directory.ino, name=name, kind=Kind.DIR, mode=mode, uid=uid, gid=gid,
@@ -248,6 +260,7 @@ class Namespace:
 
     async def symlink(self, parent: int, name: str, target: str, uid: int, gid: int) -> Inode:
         directory = await self._new_child_dir(parent, name)
+        _, gid = self._new_owner(directory, Kind.SYMLINK, 0o777, gid)
         with self.store.transaction():
             child = self.store.create(
                 parent=directory.ino, name=name, kind=Kind.SYMLINK, mode=0o777, uid=uid, gid=gid,
@@ -266,6 +279,7 @@ class Namespace:
         kernel serves its opens itself; here it is a name with attributes, sent to the
         remote as its marker (``cloudgw.remotes.specials``) like a new symlink."""
         directory = await self._new_child_dir(parent, name)
+        mode, gid = self._new_owner(directory, kind, mode, gid)
         with self.store.transaction():
             child = self.store.create(
                 parent=directory.ino, name=name, kind=kind, mode=mode, uid=uid, gid=gid,
@@ -281,6 +295,7 @@ class Namespace:
 
     async def create_file(self, parent: int, name: str, mode: int, uid: int, gid: int) -> Inode:
         directory = await self._new_child_dir(parent, name)
+        mode, gid = self._new_owner(directory, Kind.FILE, mode, gid)
         with self.store.transaction():
             child = self.store.create(
                 parent=directory.ino, name=name, kind=Kind.FILE, mode=mode, uid=uid, gid=gid,
@@ -302,9 +317,10 @@ class Namespace:
     # -- removal ---------------------------------------------------------------------------
 
     def _detach(self, inode: Inode) -> None:
-        """Take ``inode`` out of the tree (inside a transaction); reap it if unreferenced."""
+        """Take ``inode`` out of the tree (inside a transaction); reap it if unreferenced.
+        Its ctime moves (its link count did), as an open handle's fstat shows."""
         self.sync.removed(inode)
-        self.store.update(inode, parent=None, name=f".deleted-{inode.ino}", needs_sync=False)
+        self.store.update(inode, parent=None, name=f".deleted-{inode.ino}", needs_sync=False, ctime_ns=time.time_ns())
         self.reap_if_unused(inode.ino)
 
     async def unlink(self, parent: int, name: str) -> None:

@@ -18,6 +18,7 @@ import errno
 import itertools
 from typing import Callable
 import os
+import stat
 import time
 from dataclasses import dataclass
 
@@ -93,7 +94,11 @@ class DataOps:
             self.writers[inode.ino] = self.writers.get(inode.ino, 0) + 1
         return handle
 
-    async def open(self, ino: int, flags: int) -> Handle:
+    async def open(self, ino: int, flags: int, uid: int = 0) -> Handle:
+        """``uid``: the caller's.  open(O_TRUNC) comes here alone (the kernel sends no SETATTR
+        for it: FUSE's atomic O_TRUNC), so what a truncate does is done here: the times move even
+        for an empty file, and a caller other than root clears set-user-ID (and an executable
+        file's set-group-ID), as Linux's ``should_remove_suid``."""
         inode = self.ns.inode(ino)
         if inode.kind is not Kind.FILE:
             raise FsError(errno.EISDIR if inode.is_dir else errno.EINVAL)
@@ -102,8 +107,14 @@ class DataOps:
             self.ns._writable()
             self.ns.content_writable(inode)
         handle = self._open_handle(inode, writable)
-        if flags & os.O_TRUNC and writable and inode.size != 0:
-            await self.truncate(ino, 0)
+        if flags & os.O_TRUNC and writable:
+            if inode.size != 0:
+                await self.truncate(ino, 0)
+            else:
+                now = time.time_ns()
+                self.store.update(inode, mtime_ns=now, ctime_ns=now)
+            if uid != 0 and (kept := _without_privileges(inode.mode)) != inode.mode:
+                self.store.update(inode, mode=kept, ctime_ns=time.time_ns())
         return handle
 
     async def create(self, parent: int, name: str, mode: int, flags: int, uid: int, gid: int) -> Handle:
@@ -285,3 +296,11 @@ class DataOps:
                 if inode.state.has_unsynced_data and inode.parent is not None:
                     self.sync.closed(inode)
         self.ns.reap_if_unused(inode.ino)
+
+
+def _without_privileges(mode: int) -> int:
+    """``mode`` after a change by someone other than root: set-user-ID goes, and set-group-ID
+    where the group may execute (without it, the bit means mandatory locking)."""
+    if mode & stat.S_ISGID and mode & stat.S_IXGRP:
+        mode &= ~stat.S_ISGID
+    return mode & ~stat.S_ISUID

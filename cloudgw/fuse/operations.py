@@ -109,6 +109,8 @@ class FuseOperations(pyfuse3.Operations):
         a.st_mode = inode.st_mode
         if inode.kind is Kind.DIR:
             a.st_nlink = 2
+        elif inode.parent is None and inode.ino != ROOT_INO:
+            a.st_nlink = 0  # unlinked, only still open
         a.st_uid = inode.uid
         a.st_gid = inode.gid
         a.st_size = size = inode.size
@@ -220,7 +222,7 @@ class FuseOperations(pyfuse3.Operations):
 
     @_mapped
     async def open(self, inode: int, flags: int, ctx: pyfuse3.RequestContext) -> pyfuse3.FileInfo:
-        handle = await self.data.open(inode, flags)
+        handle = await self.data.open(inode, flags, ctx.uid)
         return pyfuse3.FileInfo(fh=handle.fh, keep_cache=True)
 
     @_mapped

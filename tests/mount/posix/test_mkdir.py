@@ -68,8 +68,6 @@ def test_mkdir_refusals_and_their_errno(gw):
     assert os.listdir(root_only) == [] and os.listdir(closed) == []
 
 
-@pytest.mark.xfail(strict=True, reason="Namespace.mkdir/create_file/symlink give every new entry the creator's gid "
-                   "(ctx.gid) and the mode as sent: a set-group-ID parent hands down neither its group nor S_ISGID")
 def test_entries_made_in_a_setgid_directory_take_its_group(gw):
     d = workdir(gw.mnt)
     shared = d / "shared"

@@ -128,9 +128,6 @@ def test_open_refusals_and_their_errno(gw):
     assert not os.path.exists(root_only / "new")
 
 
-@pytest.mark.xfail(strict=True, reason="open(O_TRUNC) of an empty file leaves mtime and ctime: with libfuse's default "
-                   "FUSE_CAP_ATOMIC_O_TRUNC the kernel sends no SETATTR for it, and DataOps.open only truncates (and "
-                   "stamps the times) when inode.size != 0")
 def test_truncating_open_of_an_empty_file_moves_its_times(gw):
     d = workdir(gw.mnt)
     f = d / "stamp"

@@ -82,10 +82,6 @@ def test_truncate_refusals_and_set_id_bits_cleared_by_other_users(gw):
     assert mode(f) == 0o777
 
 
-@pytest.mark.xfail(strict=True, reason="open(O_TRUNC) by another user keeps S_ISUID/S_ISGID: with libfuse's default "
-                   "FUSE_CAP_ATOMIC_O_TRUNC the kernel sends no SETATTR for it (fuse_do_setattr returns early on "
-                   "ATTR_OPEN, dropping the mode change that clears them), and DataOps.open truncates without clearing "
-                   "them")
 def test_truncating_open_by_another_user_clears_setuid_and_setgid(gw):
     d = workdir(gw.mnt)
     f = d / "f"

@@ -91,8 +91,6 @@ def test_unlink_refusals_and_their_errno(gw):
     assert os.path.isdir(d / "dir") and (d / "f").read_bytes() == b"x"
 
 
-@pytest.mark.xfail(strict=True, reason="FuseOperations._attr reports st_nlink 1 for every non-directory, also for "
-                   "one unlinked (or replaced by rename) that is only still open (Inode.parent is None)")
 def test_an_unlinked_open_file_shows_no_links(gw):
     d = workdir(gw.mnt)
     write(d / "b", b"B")
@@ -110,8 +108,6 @@ def test_an_unlinked_open_file_shows_no_links(gw):
         os.close(fd2)
 
 
-@pytest.mark.xfail(strict=True, reason="Namespace._detach (unlink, rmdir, rename over a file) takes the inode out of "
-                   "the tree without moving its ctime")
 def test_unlink_moves_the_ctime_of_the_file(gw):
     d = workdir(gw.mnt)
     fd = os.open(d / "f", os.O_RDWR | os.O_CREAT, 0o644)
