@@ -200,7 +200,7 @@ class Gateway:
         engine = SyncEngine(ctx, SyncSettings(write_back_delay=config.write_back, poll_interval=config.poll_interval,
                                               upload_concurrency=config.upload_concurrency),
                             make_room=evictor.make_room)
-        fs = FileSystem(store, cache, engine, read_only=config.read_only,
+        fs = FileSystem(store, cache, engine, read_only=config.read_only, acls=config.acl,
                         fixed_root=remote.capabilities.fixed_root, make_room=evictor.make_room)
         ops = FuseOperations(fs)
         if metrics is not None:

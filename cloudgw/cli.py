@@ -71,6 +71,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="serve Prometheus metrics at http://HOST:PORT/metrics (PORT alone: on 127.0.0.1)")
     m.add_argument("--foreground", "-f", action="store_true", help="stay in the foreground, log to stderr")
     m.add_argument("--read-only", action="store_true", help="mount read-only")
+    m.add_argument("--acl", action="store_true",
+                   help="honour POSIX ACLs (setfacl/getfacl; kept on this gateway); every permission check of "
+                   "another user's file then asks the daemon (see the README)")
     m.add_argument("-o", dest="options", action="append", default=[], help="extra FUSE options, comma separated")
     m.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
 
@@ -184,6 +187,7 @@ def mount_config(args: argparse.Namespace) -> MountConfig:
         metrics_addr=_metrics_addr(pick(args.metrics_addr, section(doc, "metrics", args.config, {"addr"}).get("addr"),
                                         None)),
         read_only=args.read_only,
+        acl=args.acl,
         fuse_options=options,
         foreground=args.foreground,
     )

@@ -122,6 +122,7 @@ class MountConfig:
     poll_interval: float = 60.0
     upload_concurrency: int = 4
     read_only: bool = False
+    acl: bool = False  # POSIX ACLs honoured (--acl)
     fuse_options: tuple[str, ...] = ()
     foreground: bool = False
     drain_timeout: float = 60.0

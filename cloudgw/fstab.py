@@ -64,7 +64,7 @@ OPTIONS: dict[str, str] = {
     "endpoint_url": "--endpoint-url",
     "region": "--region",
 }
-FLAGS: dict[str, str] = {"path_style": "--path-style"}  # bare key, or =yes/no
+FLAGS: dict[str, str] = {"path_style": "--path-style", "acl": "--acl"}  # bare key, or =yes/no
 FUSE_FLAGS = frozenset({"nosuid", "suid", "nodev", "dev", "noexec", "exec"})  # real mount flags: passed on
 # mount(8)'s and systemd's own options, meaningless to the filesystem: ignored
 IGNORED = frozenset({

@@ -17,8 +17,8 @@ class FileSystem:
     """The whole filesystem: ``ns`` for names and attributes, ``data`` for file I/O."""
 
     def __init__(self, store: MetadataStore, cache: CacheFiles, sync: SyncPort, *, read_only: bool = False,
-                 fixed_root: bool = False, make_room: Callable[[int], int] | None = None) -> None:
-        self.ns = Namespace(store, cache, sync, read_only=read_only, fixed_root=fixed_root)
+                 fixed_root: bool = False, acls: bool = False, make_room: Callable[[int], int] | None = None) -> None:
+        self.ns = Namespace(store, cache, sync, read_only=read_only, fixed_root=fixed_root, acls=acls)
         self.data = DataOps(self.ns, make_room)
 
     def handle_event(self, event: Event) -> Event | None:

@@ -52,12 +52,13 @@ class Namespace:
     """Names, attributes and extended attributes."""
 
     def __init__(self, store: MetadataStore, cache: CacheFiles, sync: SyncPort, *, read_only: bool = False,
-                 fixed_root: bool = False) -> None:
+                 fixed_root: bool = False, acls: bool = False) -> None:
         self.store = store
         self.cache = cache
         self.sync = sync
         self.read_only = read_only
         self.fixed_root = fixed_root  # several remotes as top-level folders: the root is not ours to change
+        self.acls = acls  # POSIX ACLs honoured (mount --acl: the kernel then checks access with them)
         self.lookups: Counter[int] = Counter()  # kernel lookup counts
         self.open_count: Counter[int] = Counter()  # open file handles per inode
         self._read_only_said: set[int] = set()
@@ -427,7 +428,9 @@ class Namespace:
     # Namespaces kept (in the metadata store, on this gateway; no remote holds them):
     # ``user.*`` for everyone, ``security.*`` and ``trusted.*`` for root (the kernel checks
     # who may set them) -- Samba's ``acl_xattr`` keeps Windows ACLs in ``security.NTACL`` --
-    # and the POSIX ACLs (``acl``: the kernel validates them and checks access with them).
+    # and, with ``acls`` (mount --acl), the POSIX ACLs (``acl``: the kernel validates them and checks
+    # access with them).  Without it they are refused (EOPNOTSUPP) and stored ones are hidden: an ACL
+    # the kernel would not enforce must not look as if it were.
     KEPT_NAMESPACES = ("user.", "security.", "trusted.")
     RARE = ("security.", "trusted.", "system.posix_acl_")  # answered "none" from memory: see _rare_inos
 
@@ -443,7 +446,7 @@ class Namespace:
 
     def getxattr(self, ino: int, name: str) -> bytes:
         if not name.startswith("user."):
-            if not name.startswith(self.RARE) or ino not in self._rare_inos():
+            if not name.startswith(self.RARE) or ino not in self._rare_inos() or (name in acl.NAMES and not self.acls):
                 raise FsError(errno.ENODATA)
         inode = self.inode(ino)
         if name == STATE_XATTR:
@@ -470,6 +473,8 @@ class Namespace:
         names = self.store.list_xattrs(ino)
         if inode.kind not in (Kind.FILE, Kind.DIR):
             names = [n for n in names if not n.startswith("user.")]
+        if not self.acls:
+            names = [n for n in names if n not in acl.NAMES]
         return names
 
     def setxattr(self, ino: int, name: str, value: bytes) -> None:
@@ -479,6 +484,8 @@ class Namespace:
             raise FsError(errno.EPERM)
         changes: dict = {"ctime_ns": time.time_ns()}
         if name in acl.NAMES:
+            if not self.acls:
+                raise FsError(errno.EOPNOTSUPP)
             try:
                 entries = acl.parse(value)
             except acl.BadAcl:
@@ -510,12 +517,12 @@ class Namespace:
 
     def _chmod_acl(self, inode: Inode, mode: int) -> None:
         """chmod of an entry with an access ACL: its owner, mask and other entries follow."""
-        if inode.ino in self._rare_inos() and (value := self.store.get_xattr(inode.ino, acl.ACCESS)) is not None:
+        if self.acls and inode.ino in self._rare_inos() and (value := self.store.get_xattr(inode.ino, acl.ACCESS)):
             self.store.set_xattr(inode.ino, acl.ACCESS, acl.encode(acl.chmod(acl.parse(value), mode)))
 
     def _inherit_acl(self, directory: Inode, child: Inode) -> None:
         """A new entry in a directory with a default ACL gets it (inside the create's transaction)."""
-        if directory.ino not in self._rare_inos() or child.kind is Kind.SYMLINK:
+        if not self.acls or directory.ino not in self._rare_inos() or child.kind is Kind.SYMLINK:
             return
         default = self.store.get_xattr(directory.ino, acl.DEFAULT)
         if default is None:

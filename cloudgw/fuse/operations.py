@@ -80,10 +80,12 @@ class FuseOperations(pyfuse3.Operations):
     # answers ESTALE to every file handle whose inode it no longer caches (after a remount),
     # instead of sending LOOKUP "." for it (see ``Namespace._dot_lookup``).
     supports_dot_lookup = True
-    # POSIX ACLs: the kernel checks access against system.posix_acl_access (read through
-    # getxattr, cached by the kernel) and validates what setfacl sends; the mode/ACL
-    # bookkeeping ext4 does itself is in ``cloudgw.filesystem.acl``.
-    enable_acl = True
+    # POSIX ACLs (mount --acl, set per instance below): the kernel then checks access against
+    # system.posix_acl_access and validates what setfacl sends; the mode/ACL bookkeeping ext4
+    # does itself is in ``cloudgw.filesystem.acl``.  Off by default: FUSE does not cache ACLs,
+    # so every permission check of another user's entry is a GETXATTR round trip (measured on
+    # kernel 6.18: stat by a non-owner 2.2 -> 50 us, README "POSIX ACLs").
+    enable_acl = False
 
     def __init__(self, fs: FileSystem, *, attr_timeout: float = 60.0) -> None:
         super().__init__()
@@ -94,6 +96,7 @@ class FuseOperations(pyfuse3.Operations):
         # in every entry and so in every file handle: a handle from another database
         # (a cache dir made anew, numbering from 2 again) is stale, never another file
         self.generation = fs.ns.store.generation
+        self.enable_acl = fs.ns.acls  # read by pyfuse3.init (FUSE_POSIX_ACL at INIT)
 
     def _attr(self, inode: Inode) -> pyfuse3.EntryAttributes:
         """The kernel's view of ``inode``; runs for every LOOKUP, GETATTR and readdir entry.

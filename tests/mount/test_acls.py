@@ -49,8 +49,12 @@ _mount_of_test = Path("/")
 
 @pytest.fixture(autouse=True)
 def _relative_to(file_gw: Gateway):  # noqa: ANN201
+    """The mount with ``--acl`` (and the directory a child acts in)."""
     global _mount_of_test
     _mount_of_test = file_gw.mnt
+    file_gw.umount()
+    file_gw.args = (*file_gw.args, "--acl")
+    file_gw.mount()
 
 
 def test_acls_grant_and_are_kept_across_remounts(file_gw: Gateway):
@@ -114,3 +118,20 @@ def test_rsync_and_tar_carry_acls_out_and_back(file_gw: Gateway, tmp_path: Path)
     (tmp_path / "untar").mkdir()
     _run("tar", "--acls", "--xattrs", "-xf", str(tmp_path / "t.tar"), "-C", str(tmp_path / "untar"))
     assert _acl(tmp_path / "untar" / "d" / "f") == _acl(src / "d" / "f")
+
+
+def test_without_the_acl_option_acls_are_refused_and_stored_ones_hidden(file_gw: Gateway):
+    """ACLs the kernel would not enforce must not look as if they were."""
+    f = file_gw.mnt / "f"
+    f.write_text("x")
+    _run("setfacl", "-m", "u:2000:r", str(f))
+    file_gw.umount()
+    file_gw.args = tuple(a for a in file_gw.args if a != "--acl")
+    file_gw.mount()
+    refused = subprocess.run(["setfacl", "-m", "u:3000:r", str(f)], capture_output=True, text=True)
+    assert refused.returncode != 0 and "Operation not supported" in refused.stderr
+    assert "user:2000" not in _acl(f) and os.listxattr(f) == []
+    file_gw.umount()
+    file_gw.args = (*file_gw.args, "--acl")
+    file_gw.mount()
+    assert "user:2000:r--" in _acl(f)  # kept meanwhile

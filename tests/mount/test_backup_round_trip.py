@@ -72,6 +72,14 @@ def differences(src: Path, dst: Path, *exclude: str, options: tuple[str, ...] = 
 KEPT_BY_THE_REMOTE = {"file": ("rsync", "-aH", "--numeric-ids"), "moto": ("rsync", "-rlDH", "--checksum")}
 
 
+@pytest.fixture(autouse=True)
+def _with_acls(gw: Gateway) -> None:
+    """The mount as a backup target of ACLs: ``--acl``."""
+    gw.umount()
+    gw.args = (*gw.args, "--acl")
+    gw.mount()
+
+
 def test_rsync_a_system_tree_in_crash_remount_empty_cache_and_back_out(gw: Gateway, tmp_path: Path):
     src = tmp_path / "src"
     make_system_tree(src)
