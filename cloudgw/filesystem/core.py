@@ -21,6 +21,7 @@ import os
 import stat
 import time
 from collections import Counter
+from typing import Any
 
 from cloudgw.cache.files import CacheFiles
 from cloudgw.errors import RemoteError
@@ -245,65 +246,50 @@ class Namespace:
         except RemoteError as exc:
             raise FsError(exc.errno, str(exc)) from None
 
-    async def mkdir(self, parent: int, name: str, mode: int, uid: int, gid: int) -> Inode:
+    async def _create(self, parent: int, name: str, kind: Kind, mode: int, gid: int, **row: Any) -> Inode:
+        """A new entry in one transaction: its row (``row``: the store's ``create`` arguments),
+        the group and ACL it inherits, and the directory's times."""
         directory = await self._new_child_dir(parent, name)
-        mode, gid = self._new_owner(directory, Kind.DIR, mode, gid)
+        mode, gid = self._new_owner(directory, kind, mode, gid)
         with self.store.transaction():
-            child = self.store.create(
-                parent=directory.ino, name=name, kind=Kind.DIR, mode=mode, uid=uid, gid=gid,
-                state=FileState.CLEAN, listed=True, needs_sync=True,
-            )
+            child = self.store.create(parent=directory.ino, name=name, kind=kind, mode=mode, gid=gid, **row)
             self._inherit_acl(directory, child)
             self._touch_dir(directory)
+        return child
+
+    def _send_new(self, child: Inode) -> None:
+        """A new symlink or special file goes to the remote like a closed new file."""
+        self.sync.content_changed(child)
+        self.sync.closed(child)
+        self.remember(child.ino)
+
+    async def mkdir(self, parent: int, name: str, mode: int, uid: int, gid: int) -> Inode:
+        child = await self._create(parent, name, Kind.DIR, mode, gid, uid=uid, state=FileState.CLEAN, listed=True,
+                                   needs_sync=True)
         self.sync.placement_changed([child])
         self.remember(child.ino)
         return child
 
     async def symlink(self, parent: int, name: str, target: str, uid: int, gid: int) -> Inode:
-        directory = await self._new_child_dir(parent, name)
-        _, gid = self._new_owner(directory, Kind.SYMLINK, 0o777, gid)
-        with self.store.transaction():
-            child = self.store.create(
-                parent=directory.ino, name=name, kind=Kind.SYMLINK, mode=0o777, uid=uid, gid=gid,
-                size=len(target.encode("utf-8", "surrogateescape")), target=target,
-                state=FileState.DIRTY, needs_sync=True,
-            )
-            self._inherit_acl(directory, child)
-            self._touch_dir(directory)
-        self.sync.content_changed(child)
-        self.sync.closed(child)
-        self.remember(child.ino)
+        child = await self._create(parent, name, Kind.SYMLINK, 0o777, gid, uid=uid,
+                                   size=len(target.encode("utf-8", "surrogateescape")), target=target,
+                                   state=FileState.DIRTY, needs_sync=True)
+        self._send_new(child)
         return child
 
     async def mknod(self, parent: int, name: str, kind: Kind, mode: int, rdev: int, uid: int, gid: int) -> Inode:
         """A FIFO, socket or device node (the kernel checked who may make devices).  The
         kernel serves its opens itself; here it is a name with attributes, sent to the
         remote as its marker (``cloudgw.remotes.specials``) like a new symlink."""
-        directory = await self._new_child_dir(parent, name)
-        mode, gid = self._new_owner(directory, kind, mode, gid)
-        with self.store.transaction():
-            child = self.store.create(
-                parent=directory.ino, name=name, kind=kind, mode=mode, uid=uid, gid=gid,
-                rdev=rdev if kind in (Kind.CHAR_DEVICE, Kind.BLOCK_DEVICE) else 0,
-                state=FileState.DIRTY, needs_sync=True,
-            )
-            self._inherit_acl(directory, child)
-            self._touch_dir(directory)
-        self.sync.content_changed(child)
-        self.sync.closed(child)
-        self.remember(child.ino)
+        child = await self._create(parent, name, kind, mode, gid, uid=uid,
+                                   rdev=rdev if kind in (Kind.CHAR_DEVICE, Kind.BLOCK_DEVICE) else 0,
+                                   state=FileState.DIRTY, needs_sync=True)
+        self._send_new(child)
         return child
 
     async def create_file(self, parent: int, name: str, mode: int, uid: int, gid: int) -> Inode:
-        directory = await self._new_child_dir(parent, name)
-        mode, gid = self._new_owner(directory, Kind.FILE, mode, gid)
-        with self.store.transaction():
-            child = self.store.create(
-                parent=directory.ino, name=name, kind=Kind.FILE, mode=mode, uid=uid, gid=gid,
-                state=FileState.DIRTY, needs_sync=True,
-            )
-            self._inherit_acl(directory, child)
-            self._touch_dir(directory)
+        child = await self._create(parent, name, Kind.FILE, mode, gid, uid=uid, state=FileState.DIRTY,
+                                   needs_sync=True)
         self.cache.new_local(child.ino)
         self.sync.content_changed(child)
         self.remember(child.ino)

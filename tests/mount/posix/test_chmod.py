@@ -11,20 +11,15 @@ import stat
 
 import pytest
 
-from tests.mount.posix.util import (LONG_NAME, LONG_PATH, NOBODY, OTHER, as_user, ctime, err, loop, mode, tick,
-                                    workdir, write)
+from tests.mount.posix.util import (LONG_NAME, LONG_PATH, NOBODY, OTHER, as_user, ctime, err, file_dir_and_link, loop,
+                                    mode, tick, workdir, write)
 
 pytestmark = pytest.mark.mount
 
 
 def test_chmod_sets_bits_follows_symlinks_and_moves_ctime(gw):
     d = workdir(gw.mnt)
-    f, sub, link = d / "f", d / "sub", d / "link"
-    write(f, b"x")
-    sub.mkdir()
-    os.symlink("f", link)
-    before = {p: ctime(p) for p in (f, sub, link)}
-    tick()
+    f, sub, link, before = file_dir_and_link(d)
     os.chmod(f, 0o111)
     assert mode(f) == 0o111 and stat.S_ISREG(os.stat(f).st_mode)
     os.chmod(sub, 0o753)

@@ -10,20 +10,15 @@ import os
 
 import pytest
 
-from tests.mount.posix.util import (LONG_NAME, LONG_PATH, NOBODY, OTHER, as_user, ctime, err, loop, mode, owner,
-                                    tick, workdir, write)
+from tests.mount.posix.util import (LONG_NAME, LONG_PATH, NOBODY, OTHER, as_user, ctime, err, file_dir_and_link, loop,
+                                    mode, owner, tick, workdir, write)
 
 pytestmark = pytest.mark.mount
 
 
 def test_root_changes_owners_follows_symlinks_moves_ctime_and_clears_set_id_bits(gw):
     d = workdir(gw.mnt)
-    f, sub, link = d / "f", d / "sub", d / "link"
-    write(f, b"x")
-    sub.mkdir()
-    os.symlink("f", link)
-    before = {p: ctime(p) for p in (f, sub, link)}
-    tick()
+    f, sub, link, before = file_dir_and_link(d)
     os.chown(f, 123, 456)
     assert owner(f) == (123, 456)
     os.chown(sub, 123, 456)

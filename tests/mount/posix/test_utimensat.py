@@ -12,8 +12,8 @@ import time
 
 import pytest
 
-from tests.mount.posix.util import (NOBODY, UTIME_NOW, UTIME_OMIT, as_user, ctime, err, tick, times, utimensat,
-                                    workdir, write)
+from tests.mount.posix.util import (NOBODY, UTIME_NOW, UTIME_OMIT, as_user, ctime, err, file_dir_and_link, tick, times,
+                                    utimensat, workdir, write)
 
 pytestmark = pytest.mark.mount
 
@@ -32,12 +32,7 @@ def _near_now(ns: int) -> bool:
 
 def test_explicit_nanosecond_now_and_omitted_times(gw):
     d = workdir(gw.mnt)
-    f, sub, link = d / "f", d / "sub", d / "link"
-    write(f, b"x")
-    sub.mkdir()
-    os.symlink("f", link)
-    before = {p: ctime(p) for p in (f, sub, link)}
-    tick()
+    f, sub, link, before = file_dir_and_link(d)
     for p in (f, sub):
         utimensat(p, T1, T2)
         assert times(p)[:2] == (T1, T2), p

@@ -149,6 +149,18 @@ def write(path: str | Path, data: bytes, *, flags: int = os.O_WRONLY | os.O_CREA
         os.close(fd)
 
 
+def file_dir_and_link(d: Path) -> tuple[Path, Path, Path, dict[Path, int]]:
+    """A file ``f``, a directory ``sub`` and a symlink ``link`` to ``f`` in ``d``, and their
+    ctimes, after which the clock has moved on (``tick``)."""
+    f, sub, link = d / "f", d / "sub", d / "link"
+    write(f, b"x")
+    sub.mkdir()
+    os.symlink("f", link)
+    before = {p: ctime(p) for p in (f, sub, link)}
+    tick()
+    return f, sub, link, before
+
+
 def loop(d: Path) -> Path:
     """A pair of symlinks pointing at each other; a path through it fails with ELOOP."""
     os.symlink("loop2", d / "loop1")
