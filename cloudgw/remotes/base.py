@@ -182,6 +182,16 @@ class StreamingRemote(Protocol):
         so ``sink`` never sees a byte twice or a gap."""
 
 
+class StreamedReads:
+    """``read`` for a ``StreamingRemote``: its ``read_into`` gathered (a base class, so the
+    remotes that stream define only that)."""
+
+    async def read(self, path: str, offset: int, length: int, *, rev: str | None = None) -> bytes:
+        pieces: list[bytes] = []
+        await self.read_into(path, offset, length, pieces.append, rev=rev)  # type: ignore[attr-defined]
+        return b"".join(pieces)
+
+
 async def read_into(remote: Remote, path: str, offset: int, length: int, sink: Callable[[bytes], None], *,
                     rev: str | None = None) -> None:
     """``remote.read_into`` where the remote streams; one ``read`` handed over whole otherwise."""

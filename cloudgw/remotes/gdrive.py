@@ -62,7 +62,7 @@ from cloudgw.errors import (LoginRequired, PreconditionFailed, RemoteError, Remo
                             RemoteNotFound, RemotePermissionDenied, RemoteUnsupported, UserError)
 from cloudgw.remotes import gdrive_names
 from cloudgw.remotes.base import (READ_ONLY_REV, BytesSource, Capabilities, Change, Expect, FileAttrs, Kind,
-                                  RemoteEntry, UploadSource)
+                                  RemoteEntry, StreamedReads, UploadSource)
 from cloudgw.remotes.gdrive_auth import DriveAuth
 from cloudgw.remotes.gdrive_exports import ExportStore
 from cloudgw.remotes.gdrive_http import DriveHttp
@@ -115,7 +115,7 @@ class Listing:
         return None
 
 
-class GDriveRemote:
+class GDriveRemote(StreamedReads):
     """A folder of My Drive or of a shared drive as a remote; see the module docstring."""
 
     def __init__(self, place: Place, http: DriveHttp, *, state_dir: Path | None = None, chunk_size: int = 8 << 20,
@@ -382,11 +382,6 @@ class GDriveRemote:
         if rev is not None and self.rev_of(file) != rev:
             raise PreconditionFailed(f"{what}: changed (expected revision {rev})")
         return file
-
-    async def read(self, path: str, offset: int, length: int, *, rev: str | None = None) -> bytes:
-        pieces: list[bytes] = []
-        await self.read_into(path, offset, length, pieces.append, rev=rev)
-        return b"".join(pieces)
 
     async def read_into(self, path: str, offset: int, length: int, sink: Callable[[bytes], None], *,
                         rev: str | None = None) -> None:

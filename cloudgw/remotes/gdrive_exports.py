@@ -25,10 +25,9 @@ import re
 import tempfile
 from pathlib import Path
 
-import trio
-
 from cloudgw.errors import RemoteUnsupported
 from cloudgw.remotes.gdrive_http import DriveHttp
+from cloudgw.remotes.util import PathLocks
 
 PIECE = 1 << 20
 
@@ -42,7 +41,7 @@ class ExportStore:
         for leftover in folder.glob("*.part"):
             leftover.unlink(missing_ok=True)
         self.folder = folder
-        self._locks: dict[str, trio.Lock] = {}
+        self._locks = PathLocks()  # one export of a Doc at a time; a lock lives while it is used
 
     def path(self, file_id: str, stamp: str, extension: str) -> Path:
         return self.folder / f"{_safe(file_id)}.{re.sub(r'[^0-9A-Za-z]', '', stamp)}.{extension}"
@@ -58,8 +57,7 @@ class ExportStore:
         exportLinks) as ``mime_type``, downloaded if not kept yet."""
         file_id, stamp = str(file["id"]), str(file.get("modifiedTime", ""))
         target = self.path(file_id, stamp, extension)
-        lock = self._locks.setdefault(file_id, trio.Lock())
-        async with lock:
+        async with self._locks.locked(file_id):
             if target.exists():
                 return target
             link = (file.get("exportLinks") or {}).get(mime_type)
@@ -88,7 +86,6 @@ class ExportStore:
         """Forget a Doc's copies (it was removed or trashed on Drive)."""
         for old in self.folder.glob(f"{_safe(file_id)}.*"):
             old.unlink(missing_ok=True)
-        self._locks.pop(file_id, None)
 
 
 def _safe(file_id: str) -> str:

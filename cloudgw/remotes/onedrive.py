@@ -47,7 +47,8 @@ import trio
 from cloudgw.errors import (LoginRequired, PreconditionFailed, RemoteError, RemoteExists, RemoteNotEmpty,
                             RemoteNotFound, RemotePermissionDenied, RemoteUnsupported, TransientRemoteError, UserError)
 from cloudgw.remotes import graph_upload
-from cloudgw.remotes.base import BytesSource, Capabilities, Change, Expect, FileAttrs, Kind, RemoteEntry, UploadSource
+from cloudgw.remotes.base import (BytesSource, Capabilities, Change, Expect, FileAttrs, Kind, RemoteEntry,
+                                  StreamedReads, UploadSource)
 from cloudgw.remotes.graph_auth import GraphAuth
 from cloudgw.remotes.graph_http import GraphHttp
 from cloudgw.remotes.graph_items import SELECT, entry_of, format_time, item_url, quote_path
@@ -84,7 +85,7 @@ class Place:
         return f"sharepoint://{self.host}/{self.site}/{self.library}/{self.folder}"
 
 
-class OneDriveRemote:
+class OneDriveRemote(StreamedReads):
     """A folder of a OneDrive or SharePoint drive as a remote; see the module docstring."""
 
     def __init__(self, place: Place, http: GraphHttp, *, state_dir: Path | None = None,
@@ -222,11 +223,6 @@ class OneDriveRemote:
         if not location:
             raise RemoteError(f"{what}: no download URL in the answer")
         return location
-
-    async def read(self, path: str, offset: int, length: int, *, rev: str | None = None) -> bytes:
-        pieces: list[bytes] = []
-        await self.read_into(path, offset, length, pieces.append, rev=rev)
-        return b"".join(pieces)
 
     async def read_into(self, path: str, offset: int, length: int, sink: Callable[[bytes], None], *,
                         rev: str | None = None) -> None:

@@ -58,7 +58,8 @@ from cloudgw.errors import (
     RemoteUnsupported,
     SourceChanged,
 )
-from cloudgw.remotes.base import Capabilities, Expect, FileAttrs, Kind, RemoteEntry, UploadSource, delta_base
+from cloudgw.remotes.base import (Capabilities, delta_base, Expect, FileAttrs, Kind, RemoteEntry, StreamedReads,
+                                  UploadSource)
 from cloudgw.remotes import names
 from cloudgw.remotes.registry import Common, Option, RemoteType, RemoteURL
 from cloudgw.remotes.util import remote_error, split_path
@@ -72,7 +73,7 @@ _KEY_EXTRA = {"write": 0, "mkdir": 1, "symlink": len(SYMLINK_SUFFIX)}  # bytes e
 META_TARGET = "cloudgw-symlink-target"  # the target again, URL-quoted, so stat can fill symlink_target
 
 
-class S3Remote:
+class S3Remote(StreamedReads):
     """A bucket (or a prefix of one) as a remote; see the module docstring."""
 
     def __init__(
@@ -198,11 +199,6 @@ class S3Remote:
             kwargs["ContinuationToken"] = page["NextContinuationToken"]
         if path and not walker.seen_any:
             raise RemoteNotFound(f"list {self.s3.url(base)}: no such directory")
-
-    async def read(self, path: str, offset: int, length: int, *, rev: str | None = None) -> bytes:
-        pieces: list[bytes] = []
-        await self.read_into(path, offset, length, pieces.append, rev=rev)
-        return b"".join(pieces)
 
     async def read_into(self, path: str, offset: int, length: int, sink: Callable[[bytes], None], *,
                         rev: str | None = None) -> None:

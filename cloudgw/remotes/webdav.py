@@ -55,7 +55,8 @@ import trio
 from cloudgw.errors import (PreconditionFailed, RemoteError, RemoteExists, RemoteNotEmpty, RemoteNotFound,
                             RemoteUnsupported, TransientRemoteError, UserError)
 from cloudgw.remotes import webdav_chunked, webdav_io, webdav_list, webdav_moves
-from cloudgw.remotes.base import BytesSource, Capabilities, Expect, FileAttrs, Kind, RemoteEntry, UploadSource
+from cloudgw.remotes.base import (BytesSource, Capabilities, Expect, FileAttrs, Kind, RemoteEntry, StreamedReads,
+                                  UploadSource)
 from cloudgw.remotes.registry import Common, Option, RemoteType, RemoteURL, bad_url, read_secret
 from cloudgw.remotes.symlinks import decode_target, encode_target, is_link_object, link_name, link_object
 from cloudgw.remotes.util import PathLocks, remote_error, split_path
@@ -63,7 +64,7 @@ from cloudgw.remotes.webdav_http import DavHttp, netrc_credentials, status_error
 from cloudgw.remotes.webdav_io import TMP_PREFIX, is_stale, join, parent_of, tmp_tag
 from cloudgw.remotes.webdav_xml import PROPFIND_BODY, PROPFIND_HEADERS, Prop, parse_multistatus, rev_of
 
-class WebDavRemote:
+class WebDavRemote(StreamedReads):
     """A folder on a WebDAV server as a remote; see the module docstring."""
 
     def __init__(self, base: str, root: str, *, user: str | None = None, password: str | None = None,
@@ -207,11 +208,6 @@ class WebDavRemote:
             elif rel.rsplit("/", 1)[-1].startswith(TMP_PREFIX):
                 continue
             yield self.entry(rel, prop)
-
-    async def read(self, path: str, offset: int, length: int, *, rev: str | None = None) -> bytes:
-        pieces: list[bytes] = []
-        await self.read_into(path, offset, length, pieces.append, rev=rev)
-        return b"".join(pieces)
 
     async def read_into(self, path: str, offset: int, length: int, sink: Callable[[bytes], None], *,
                         rev: str | None = None) -> None:
