@@ -7,7 +7,6 @@ from __future__ import annotations
 import io
 import os
 import re
-import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -59,14 +58,6 @@ def sign_in(server: GDriveServer, token_file: Path, client_secret_file: Path) ->
         return browser_redirect(found.group(1))
 
     return auth.login(out, no_browser=True, read_line=paste)
-
-
-def signed_in_copy(template: Path, dest: Path) -> Path:
-    """A copy of a signed-in token file (one sign-in per session, one file per test)."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(template, dest)
-    dest.chmod(0o600)
-    return dest
 
 
 def gdrive_options(server: GDriveServer, token_file: Path, **extra: Any) -> dict[str, Any]:

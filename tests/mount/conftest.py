@@ -95,7 +95,8 @@ GDRIVE_CHUNK = 4 * 262144  # resumable chunks of 1 MiB in mount tests
 def make_gdrive_backend(server, tmp_path: Path, *extra_options: str) -> Backend:  # noqa: ANN001
     """A fresh folder of the fake Google Drive's My Drive, signed in (a copy of the session's
     token file), every option on the command line (``--remote-option``)."""
-    from tests.gdrive_support import gdrive_options, signed_in_copy
+    from tests.gdrive_support import gdrive_options
+    from tests.graph_support import signed_in_copy
 
     folder = f"mount-{next(_buckets)}"
     server.backdoor.create_folder("root", folder)

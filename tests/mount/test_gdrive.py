@@ -252,7 +252,8 @@ def test_export_formats_choose_how_docs_show(gdrive_server, tmp_path):  # noqa: 
 
 
 def test_a_shared_drive_by_name(gdrive_server, tmp_path):  # noqa: ANN001
-    from tests.gdrive_support import gdrive_options, signed_in_copy
+    from tests.gdrive_support import gdrive_options
+    from tests.graph_support import signed_in_copy
 
     backdoor = gdrive_server.backdoor
     name = f"Team {tmp_path.name[-12:]}"
