@@ -18,7 +18,7 @@ from cloudgw.errors import CursorExpired, PreconditionFailed, RemotePermissionDe
 from cloudgw.remotes.base import BytesSource, Expect, Kind
 from cloudgw.remotes.health import THROTTLED, HealthBoard
 from cloudgw.remotes.registry import Common, open_remote
-from tests import gdrive_support
+from tests import gdrive_support, graph_support
 
 MiB = 1 << 20
 CHUNK = 4 * gdrive_support.CHUNK  # 1 MiB chunks: a 6 MiB file takes six
@@ -26,7 +26,7 @@ CHUNK = 4 * gdrive_support.CHUNK  # 1 MiB chunks: a 6 MiB file takes six
 
 def make(server: Any, tmp_path: Path, folder: str, *, url: str | None = None, health: HealthBoard | None = None,
          **options: Any) -> Any:
-    token = gdrive_support.signed_in_copy(server.token_template, tmp_path / "token.json")
+    token = graph_support.signed_in_copy(server.token_template, tmp_path / "token.json")
     return open_remote(url or f"gdrive://my-drive/{folder}",
                        gdrive_support.gdrive_options(server, token, chunk_size=CHUNK, **options),
                        Common(timeout=10.0, state_dir=tmp_path / "state", health=health, name="drive" if health else ""),

@@ -298,11 +298,11 @@ def _gdrive(server: Any, tmp_path: Path) -> Harness:
     Drive web UI or another user would (by path: create or upload a new version, folders made
     as needed).  Drive has no conditional requests: nothing closes the check-then-write window."""
     from cloudgw.remotes.upload_sessions import SessionRecord, SessionRecords
-    from tests import gdrive_support
+    from tests import gdrive_support, graph_support
 
     folder = f"t-{uuid.uuid4().hex[:12]}"
     server.backdoor.create_folder("root", folder)
-    token = gdrive_support.signed_in_copy(server.token_template, tmp_path / "gdrive-token.json")
+    token = graph_support.signed_in_copy(server.token_template, tmp_path / "gdrive-token.json")
     state = tmp_path / "gdrive-state"
 
     def put_outside(path: str, data: bytes) -> None:
