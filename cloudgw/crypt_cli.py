@@ -19,6 +19,7 @@ from typing import Any, BinaryIO, Callable
 
 from cloudgw.crypt import VAULT_NAME
 from cloudgw.errors import IntegrityError, RemoteError, UserError
+from cloudgw.remotes import specials
 from cloudgw.remotes.symlinks import decode_target, is_link_object, link_name
 
 MiB = 1 << 20
@@ -319,6 +320,9 @@ def cmd_decrypt(args: argparse.Namespace) -> int:
             if path.is_symlink():
                 done += _make_symlink(os.readlink(path), dest, relative, dec)
                 continue
+            if (special := specials.of_stat(path.lstat())) is not None:  # file:// holds FIFOs, devices as such
+                done += _make_symlink(special.marker(), dest, relative, dec)
+                continue
             if relative is not None and is_link_object(path.name) and path.stat().st_size <= 65536 \
                     and not _is_encrypted(path):
                 # S3 and WebDAV hold a symlink as a small object NAME.cloudgw-symlink with the target
@@ -360,8 +364,18 @@ def _make_symlink(link: str, dest: Path, relative: str | None, dec: _Decryptor) 
         name = cipher.decrypt_path(relative) or relative if relative is not None else None
     target = dest / name if name is not None else dest
     target.parent.mkdir(parents=True, mode=0o700, exist_ok=True)
-    os.symlink(link, target)
+    _make_link_or_special(link, target)
     return 1
+
+
+def _make_link_or_special(link: str, target: Path) -> None:
+    """A symlink to ``link``, or the FIFO, socket or device its special-file marker stands
+    for (``cloudgw.remotes.specials``; devices need root: EPERM otherwise, reported)."""
+    special = specials.parse(link)
+    if special is None:
+        os.symlink(link, target)
+    else:
+        os.mknod(target, special.st_mode, special.rdev)
 
 
 async def _decrypt_remote(args: argparse.Namespace) -> int:
@@ -396,7 +410,7 @@ async def _decrypt_remote(args: argparse.Namespace) -> int:
                     target.mkdir(parents=True, mode=0o700, exist_ok=True)
                 elif entry.kind is Kind.SYMLINK:
                     target.parent.mkdir(parents=True, mode=0o700, exist_ok=True)
-                    os.symlink(await crypt.readlink(entry.path), target)
+                    _make_link_or_special(await crypt.readlink(entry.path), target)
                 else:
                     await _download(crypt, entry, target)
                 done += entry.kind is not Kind.DIR

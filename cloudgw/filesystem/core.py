@@ -197,17 +197,25 @@ class Namespace:
             changes["atime_ns"] = atime_ns
         if mtime_ns is not None:
             changes["mtime_ns"] = mtime_ns
-        if inode.kind.is_special and (mode is not None or uid is not None or gid is not None):
-            # its marker on the remote carries mode and owner: rewritten (``Uploader._sync_special``)
-            changes.update(state=FileState.DIRTY, needs_sync=True)
+        self._marker_follows(inode, changes)
         with self.store.transaction():
             if mode is not None:
                 self._chmod_acl(inode, mode)
             self.store.update(inode, **changes)
+        self._marker_sent(inode)
+        return inode
+
+    @staticmethod
+    def _marker_follows(inode: Inode, changes: dict) -> None:
+        """A special file's marker on the remote carries its mode and owner: a change of them
+        makes it DIRTY, so it is rewritten (``Uploader._sync_special``)."""
+        if inode.kind.is_special and changes.keys() & {"mode", "uid", "gid"}:
+            changes.update(state=FileState.DIRTY, needs_sync=True)
+
+    def _marker_sent(self, inode: Inode) -> None:
         if inode.kind.is_special and inode.state is FileState.DIRTY:
             self.sync.content_changed(inode)
             self.sync.closed(inode)
-        return inode
 
     async def readdir(self, ino: int, after_ino: int, limit: int = 1000) -> list[Inode]:
         """Children after ``after_ino`` in stable inode order (the readdir offset)."""
@@ -478,16 +486,19 @@ class Namespace:
                 raise FsError(errno.EINVAL) from None
             if name == acl.ACCESS:  # the mode follows; an ACL the mode says alone is not kept (as ext4)
                 changes["mode"] = acl.mode_with(inode.mode, entries)
+                self._marker_follows(inode, changes)
                 if acl.is_minimal(entries):
                     with self.store.transaction():
                         self.store.remove_xattr(ino, name)
                         self.store.update(inode, **changes)
+                    self._marker_sent(inode)
                     return
         elif not name.startswith(self.KEPT_NAMESPACES):
             raise FsError(errno.EOPNOTSUPP)
         with self.store.transaction():
             self.store.set_xattr(ino, name, value)
             self.store.update(inode, **changes)
+        self._marker_sent(inode)
         if name.startswith(self.RARE):
             self._rare_inos().add(ino)
 
@@ -495,6 +506,8 @@ class Namespace:
         self._writable()
         if name == STATE_XATTR:
             raise FsError(errno.EPERM)
+        if name in acl.NAMES and not self.acls:
+            raise FsError(errno.EOPNOTSUPP)  # (hidden without --acl: not removable either)
         inode = self.inode(ino)
         with self.store.transaction():
             if not self.store.remove_xattr(ino, name):
@@ -502,8 +515,9 @@ class Namespace:
             self.store.update(inode, ctime_ns=time.time_ns())
 
     def _chmod_acl(self, inode: Inode, mode: int) -> None:
-        """chmod of an entry with an access ACL: its owner, mask and other entries follow."""
-        if self.acls and inode.ino in self._rare_inos() and (value := self.store.get_xattr(inode.ino, acl.ACCESS)):
+        """chmod of an entry with an access ACL: its owner, mask and other entries follow (with or
+        without --acl: a mount with it later must not find a mask wider than the mode)."""
+        if inode.ino in self._rare_inos() and (value := self.store.get_xattr(inode.ino, acl.ACCESS)):
             self.store.set_xattr(inode.ino, acl.ACCESS, acl.encode(acl.chmod(acl.parse(value), mode)))
 
     def _inherit_acl(self, directory: Inode, child: Inode) -> None:

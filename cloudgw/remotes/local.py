@@ -210,11 +210,16 @@ class LocalRemote:
         p = self._abs(path)
 
         def do() -> bytes:
-            fd = os.open(p, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            if (kind := st_.S_IFMT(os.lstat(p).st_mode)) not in (st_.S_IFREG, st_.S_IFDIR, st_.S_IFLNK):
+                # a FIFO or device put there meanwhile: never opened (a FIFO would block, a tape rewind)
+                raise remote_error(RemoteError, errno.EINVAL, f"read {path!r}: not a regular file ({kind:o})")
+            fd = os.open(p, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)  # (swapped meanwhile: no wait)
             try:
                 st = os.fstat(fd)
                 if st_.S_ISDIR(st.st_mode):
                     raise IsADirectoryError(errno.EISDIR, "Is a directory")
+                if not st_.S_ISREG(st.st_mode):
+                    raise remote_error(RemoteError, errno.EINVAL, f"read {path!r}: not a regular file")
                 if rev is not None and local_rev(st) != rev:
                     raise PreconditionFailed(f"read {path!r}: expected revision {rev}, found {local_rev(st)}")
                 # Never ask pread for more than exists: it allocates what it is asked for.

@@ -87,6 +87,12 @@ class RemoteChanges:
             return changed + self._new(entry, listed=listed)
         if entry.id is not None and inode.remote_id != entry.id:
             store.update(inode, remote_id=entry.id)  # learnt, or replaced under the same name
+        if entry.kind is Kind.FILE and inode.kind is not Kind.FILE and not inode.is_dir:
+            # a symlink or special file replaced by a file elsewhere: the file comes in as what it is
+            if inode.needs_sync or inode.state.has_unsynced_data:
+                self.skipped.add(entry.path)
+                return 0  # ours changed too: the upload meets the file (and keeps it as a conflict copy)
+            return self.gone(inode) + self._new(entry, listed=listed)
         return self._content(inode, entry)
 
     def _held_elsewhere(self, remote_id: str, here: Inode) -> bool:

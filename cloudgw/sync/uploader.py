@@ -581,42 +581,79 @@ class Uploader:
             after = page[-1].ino
         return released
 
-    async def _own_symlink(self, path: str, target: str) -> RemoteEntry:
+    async def _own_symlink(self, path: str, target: str) -> tuple[RemoteEntry, bool]:
         """A symlink already there: ours if it points where ours does (an earlier attempt
-        whose reply was lost); anything else is someone else's and stays."""
+        whose reply was lost), settled.  A special-file marker of the same type and device
+        is ours too (made before a crash, or before a chmod here), but not settled: replaced
+        next with the attributes we have.  Anything else is someone else's and stays."""
         entry = await self.ctx.remote.stat(path)
-        if entry.kind is Kind.SYMLINK and await self.ctx.remote.readlink(path) == target:
-            return entry
+        if entry.kind is Kind.SYMLINK:
+            found = await self.ctx.remote.readlink(path)
+            if found == target:
+                return entry, True
+            mine, theirs = specials.parse(target), specials.parse(found)
+            if mine is not None and theirs is not None and (mine.kind, mine.rdev) == (theirs.kind, theirs.rdev):
+                return entry, False
         raise RemoteExists(f"{path}: the remote has another entry of that name; it stays")
 
     async def _sync_special(self, inode: Inode, path: str) -> None:
         """A FIFO, socket or device: the symlink to its marker (``remotes.specials``).
 
-        A chmod or chown made it DIRTY: its marker at the same path is deleted (unconditionally:
-        a marker holds no data) and made anew.  Crash or failure between the two: the inode
-        stays DIRTY and the redo deletes (idempotent) and makes it; a poll meanwhile finds the
-        marker gone from an inode with changes pending, which keeps it.  Renamed: made at the
-        new path, the old one tombstoned, as a symlink."""
+        A chmod or chown made it DIRTY: its marker at the same path is replaced
+        (``_replace_marker``: never someone else's object).  Crash or failure between the
+        delete and the new marker: the inode stays DIRTY and the redo makes it; a poll
+        meanwhile finds the marker gone from an inode with changes pending, which keeps it.
+        Renamed: made at the new path, the old one tombstoned at its revision, as a symlink."""
         if inode.remote_path == path:
             if not inode.state.has_unsynced_data:
                 self.ctx.store.update(inode, needs_sync=False)
                 return
-            await self.ctx.remote.delete(path)
+            self.ctx.journal.touch(path)
+            await self._replace_marker(inode, path)
             self.ctx.journal.touch(path)
         special = specials.Special(inode.kind, inode.mode, inode.uid, inode.gid, inode.rdev)
         await self._sync_symlink(inode, path, special.marker())
 
+    async def _replace_marker(self, inode: Inode, path: str) -> None:
+        """Delete the marker we placed at ``path`` -- only that: a file someone else put
+        there meanwhile is saved aside first, as a conflict copy (its data is theirs); another
+        gateway's marker of this special file (its own chmod) gives way to ours."""
+        remote = self.ctx.remote
+        try:
+            await remote.delete(path, expect=inode.remote_rev)
+            return
+        except PreconditionFailed:
+            pass
+        try:
+            theirs = await remote.stat(path)
+        except RemoteNotFound:
+            return
+        if theirs.kind is Kind.FILE:
+            copy_path = await self._free_conflict_name(path)
+            await copy_aside(remote, path, copy_path, theirs, spool_dir=self.ctx.cache.root)
+            self.ctx.store.record_conflict(path, copy_path)
+            log.warning("conflict: %s became a file on the remote while its special file changed here; the file is "
+                        "kept as %s", path, copy_path)
+        elif theirs.kind is not Kind.SYMLINK or specials.parse(await remote.readlink(path)) is None:
+            raise RemoteExists(f"{path}: the remote has a {theirs.kind.value} there now; it stays")
+        await remote.delete(path, expect=theirs.rev)
+
     async def _sync_symlink(self, inode: Inode, path: str, target: str | None = None) -> None:
-        """Make the symlink (``target``: what it points to, by default the inode's own target)."""
+        """Make the symlink (``target``: what it points to, by default the inode's own target).
+
+        Changed here while it was made (a chmod of a special file: DIRTY again), or an
+        earlier marker adopted that is not quite ours: placed, but not settled -- the next
+        reconcile replaces it."""
         ctx, store = self.ctx, self.ctx.store
         target = (inode.target or "") if target is None else target
         if inode.state is FileState.DIRTY:  # a new symlink: made on the remote like an upload
             store.update(inode, state=FileState.UPLOADING)
+        settled = True
         try:
             try:
                 result = await ctx.remote.symlink(path, target)
             except RemoteExists:
-                result = await self._own_symlink(path, target)
+                result, settled = await self._own_symlink(path, target)
         except BaseException:
             if inode.state is FileState.UPLOADING:
                 store.update(inode, state=FileState.DIRTY)
@@ -625,9 +662,12 @@ class Uploader:
         with store.transaction():
             if self._removed_meanwhile(inode, path, result.rev, Kind.SYMLINK):
                 return
-            old = inode.remote_path
-            store.update(inode, remote_path=path, remote_rev=result.rev, remote_id=result.id, state=FileState.CLEAN,
-                         needs_sync=store.path_of(inode) != path)
+            old, old_rev = inode.remote_path, inode.remote_rev
+            changes: dict = {}
+            if inode.state is FileState.UPLOADING:
+                changes["state"] = FileState.CLEAN if settled else FileState.DIRTY
+            store.update(inode, remote_path=path, remote_rev=result.rev, remote_id=result.id, **changes,
+                         needs_sync=inode.state is FileState.DIRTY or not settled or store.path_of(inode) != path)
             store.remove_tombstone(path)
             if old is not None and old != path:
-                store.add_tombstone(old, None, Kind.SYMLINK)
+                store.add_tombstone(old, old_rev, Kind.SYMLINK)  # only what we placed there goes

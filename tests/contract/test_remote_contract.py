@@ -683,10 +683,17 @@ async def test_special_file_markers_round_trip(h: Harness):
     for entry in [await h.remote.stat(h.p("pipe"))] + [e async for e in h.remote.list(h.base, recursive=True)]:
         assert entry.kind in (Kind.SYMLINK, Kind.DIR)
         assert entry.symlink_target in (None, fifo, null)  # where known without a read: whole
-    await h.remote.rename(h.p("pipe"), h.p("dev/fifo"))
+    moved = await h.remote.rename(h.p("pipe"), h.p("dev/fifo"))
     assert await h.remote.readlink(h.p("dev/fifo")) == fifo
-    await h.remote.delete(h.p("dev/fifo"))
+    placed = (await h.remote.stat(h.p("dev/fifo"))).rev
+    assert moved.rev == placed or not h.remote.capabilities.native_symlinks  # (emulated: the link object's rev)
+    await h.remote.delete(h.p("dev/fifo"), expect=placed)  # the uploader deletes markers at the rev it placed
     assert await kinds(h, h.p("dev")) == {h.p("dev/null"): Kind.SYMLINK}
+    stale = (await h.remote.stat(h.p("dev/null"))).rev
+    await h.remote.delete(h.p("dev/null"))
+    await h.remote.symlink(h.p("dev/null"), null.replace(" 666 ", " 600 "))  # another gateway's chmod
+    with pytest.raises(PreconditionFailed):
+        await h.remote.delete(h.p("dev/null"), expect=stale)
 
 
 async def test_unicode_and_spaces_in_names(h: Harness):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import stat
 import subprocess
 import sys
 import tracemalloc
@@ -27,8 +28,8 @@ from cloudgw.crypt import format as fmt
 from cloudgw.crypt.vault import KdfParams, create_vault, unlock
 from cloudgw.errors import IntegrityError, RemoteNameInvalid, RemoteUnavailable, UserError
 from cloudgw.filesystem import FsError
-from cloudgw.remotes import crypt_guard
-from cloudgw.remotes.base import BytesSource
+from cloudgw.remotes import crypt_guard, specials
+from cloudgw.remotes.base import BytesSource, Kind
 from cloudgw.remotes.crypt import CryptRemote
 from cloudgw.remotes.local import LocalRemote
 from cloudgw.remotes.mapped import with_name_rules
@@ -320,3 +321,27 @@ def test_decrypt_with_the_recovery_key_alone_makes_the_process_undumpable(tmp_pa
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "0"
 
+
+
+# -- 13. decrypt makes special files again, never opens one --------------------------------
+
+@pytest.mark.parametrize("form", ["directory", "url"])
+def test_decrypt_makes_the_special_files_of_an_encrypted_remote_again(tmp_path, capsys, form):  # noqa: ANN001
+    """A FIFO is a marker at the contract; over file:// without encrypted names a real FIFO: the
+    directory form must not open it (that would block), the URL form must not os.symlink it."""
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / VAULT_NAME).write_bytes(VAULT)
+
+    async def fill() -> None:
+        remote = crypt_over(LocalRemote(root))
+        await remote.write("a.txt", BytesSource(b"a"))
+        await remote.symlink("pipe", specials.Special(Kind.FIFO, 0o640, 0, 0, 0).marker())
+
+    trio.run(fill)
+    pw = secret_file(tmp_path / "pw", PASSWORD + b"\n")
+    out = tmp_path / "out"
+    rc = cli.main(["decrypt", f"file://{root}" if form == "url" else str(root), str(out), "--password-file", str(pw)])
+    assert rc == 0, capsys.readouterr().err
+    assert (out / "a.txt").read_bytes() == b"a"
+    assert stat.S_ISFIFO(os.lstat(out / "pipe").st_mode)
