@@ -198,6 +198,16 @@ class Namespace:
         if inode.kind.is_special and (mode is not None or uid is not None or gid is not None):
             # its marker on the remote carries mode and owner: rewritten (``Uploader._sync_special``)
             changes.update(state=FileState.DIRTY, needs_sync=True)
+        # A file or directory already on the remote (not the root: the mount's own) follows
+        # without its content: the uploader sends the attributes alone where the remote keeps
+        # them (``Uploader._sync_attrs``).  Committed with the change, so a crash cannot lose it.
+        # Not yet on the remote: its upload or mkdir carries them -- one under way carries the
+        # old ones, so it is run again after (it then finds them changed: ``_commit_upload``).
+        attrs_changed = inode.kind in (Kind.FILE, Kind.DIR) and any(
+            key in changes and changes[key] != getattr(inode, key) for key in ("mode", "uid", "gid", "mtime_ns"))
+        resend = attrs_changed and bool(inode.remote_path)
+        if resend:
+            changes["needs_sync"] = True
         with self.store.transaction():
             if mode is not None:
                 self._chmod_acl(inode, mode)
@@ -205,6 +215,10 @@ class Namespace:
         if inode.kind.is_special and inode.state is FileState.DIRTY:
             self.sync.content_changed(inode)
             self.sync.closed(inode)
+        elif resend:
+            self.sync.placement_changed([inode])
+        elif attrs_changed:
+            self.sync.content_changed(inode)  # (re-arms an upload or mkdir queued or under way only)
         return inode
 
     async def readdir(self, ino: int, after_ino: int, limit: int = 1000) -> list[Inode]:
