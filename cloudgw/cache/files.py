@@ -257,6 +257,15 @@ class CacheFiles:
         entry.map_dirty = True
         self._persist(entry)
 
+    def relabel(self, entry: CacheEntry, *, old_rev: str | None, rev: str | None) -> None:
+        """The remote object whose bytes the entry holds got revision ``rev`` without a change of
+        content (its attributes changed: ``Uploader._sync_attrs``): the cached blocks stay, under
+        the new revision.  Only if the entry is still at ``old_rev`` (else it holds other bytes)."""
+        if entry.rev == old_rev and rev != old_rev:
+            entry.rev = rev
+            entry.map_dirty = True
+            self.persist_map(entry)
+
     def adopt_as_clean(self, entry: CacheEntry, *, rev: str, size: int) -> None:
         """After an upload: the local data *is* revision ``rev`` of the remote."""
         entry.rev, entry.fetch_limit = rev, size

@@ -197,25 +197,48 @@ class Namespace:
             changes["atime_ns"] = atime_ns
         if mtime_ns is not None:
             changes["mtime_ns"] = mtime_ns
-        self._marker_follows(inode, changes)
+        follow = self._remote_follows(inode, changes)
         with self.store.transaction():
             if mode is not None:
                 self._chmod_acl(inode, mode)
             self.store.update(inode, **changes)
-        self._marker_sent(inode)
+        self._tell_sync(inode, follow)
         return inode
 
     @staticmethod
-    def _marker_follows(inode: Inode, changes: dict) -> None:
-        """A special file's marker on the remote carries its mode and owner: a change of them
-        makes it DIRTY, so it is rewritten (``Uploader._sync_special``)."""
-        if inode.kind.is_special and changes.keys() & {"mode", "uid", "gid"}:
-            changes.update(state=FileState.DIRTY, needs_sync=True)
+    def _remote_follows(inode: Inode, changes: dict) -> str | None:
+        """How the remote follows a change of attributes (``changes``, amended to be committed
+        with it, so a crash cannot lose it):
 
-    def _marker_sent(self, inode: Inode) -> None:
-        if inode.kind.is_special and inode.state is FileState.DIRTY:
+        * "marker": a special file's marker carries its mode and owner: DIRTY, rewritten
+          (``Uploader._sync_special``);
+        * "attrs": a file or directory already on the remote (not the root: the mount's own)
+          follows without its content, where the remote keeps attributes
+          (``Uploader._sync_attrs``);
+        * "upload": not on the remote yet: its upload or mkdir carries them -- one under way
+          carries the old ones, so it is run again after (``_commit_upload`` finds them changed).
+        """
+        if inode.kind.is_special:
+            if changes.keys() & {"mode", "uid", "gid"}:
+                changes.update(state=FileState.DIRTY, needs_sync=True)
+                return "marker"
+            return None
+        if inode.kind not in (Kind.FILE, Kind.DIR) or not any(
+                key in changes and changes[key] != getattr(inode, key) for key in ("mode", "uid", "gid", "mtime_ns")):
+            return None
+        if inode.remote_path:
+            changes["needs_sync"] = True
+            return "attrs"
+        return "upload"
+
+    def _tell_sync(self, inode: Inode, follow: str | None) -> None:
+        if follow == "marker":
             self.sync.content_changed(inode)
             self.sync.closed(inode)
+        elif follow == "attrs":
+            self.sync.placement_changed([inode])
+        elif follow == "upload":
+            self.sync.content_changed(inode)  # (re-arms an upload or mkdir queued or under way only)
 
     async def readdir(self, ino: int, after_ino: int, limit: int = 1000) -> list[Inode]:
         """Children after ``after_ino`` in stable inode order (the readdir offset)."""
@@ -477,6 +500,7 @@ class Namespace:
         if name == STATE_XATTR:
             raise FsError(errno.EPERM)
         changes: dict = {"ctime_ns": time.time_ns()}
+        follow = None
         if name in acl.NAMES:
             if not self.acls:
                 raise FsError(errno.EOPNOTSUPP)
@@ -486,19 +510,19 @@ class Namespace:
                 raise FsError(errno.EINVAL) from None
             if name == acl.ACCESS:  # the mode follows; an ACL the mode says alone is not kept (as ext4)
                 changes["mode"] = acl.mode_with(inode.mode, entries)
-                self._marker_follows(inode, changes)
+                follow = self._remote_follows(inode, changes)
                 if acl.is_minimal(entries):
                     with self.store.transaction():
                         self.store.remove_xattr(ino, name)
                         self.store.update(inode, **changes)
-                    self._marker_sent(inode)
+                    self._tell_sync(inode, follow)
                     return
         elif not name.startswith(self.KEPT_NAMESPACES):
             raise FsError(errno.EOPNOTSUPP)
         with self.store.transaction():
             self.store.set_xattr(ino, name, value)
             self.store.update(inode, **changes)
-        self._marker_sent(inode)
+        self._tell_sync(inode, follow)
         if name.startswith(self.RARE):
             self._rare_inos().add(ino)
 

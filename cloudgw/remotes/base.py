@@ -8,7 +8,9 @@ failures itself (see ``cloudgw.remotes.retry``) and raises only the errors of
 ``cloudgw.errors``.
 
 Revisions (``rev``) are opaque strings that change whenever a file's content
-changes (S3: the ETag; file://: inode+size+mtime+ctime).  They are what makes
+changes (S3: the ETag; file://: inode+size+mtime+ctime).  They may also change when
+only attributes do (file://'s ctime, a multipart object's ETag after ``set_attrs``):
+whoever changes them takes the new revision from the call's answer.  They are what makes
 "never overwrite a remote change silently" possible: writes, reads and deletes
 can be made conditional on the revision the caller last saw.
 
@@ -29,6 +31,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 from typing import AsyncIterator, Callable, Collection, Protocol, runtime_checkable
+
+from cloudgw.errors import RemoteUnsupported
 
 
 READ_ONLY_REV = "ro:"  # prefix of the revisions of read-only content (see the module docstring)
@@ -250,6 +254,25 @@ def check_path(remote: Remote, path: str) -> None:
         checker(path)
 
 
+async def forward_set_attrs(inner: Remote, path: str, attrs: FileAttrs, *, expect: str | None) -> RemoteEntry:
+    """A wrapper's ``set_attrs``: ``inner``'s own, or ``RemoteUnsupported`` where it has none
+    (a wrapper has the method whatever it wraps; a router's remotes differ per path)."""
+    setter = getattr(inner, "set_attrs", None)
+    if setter is None:
+        raise RemoteUnsupported(f"set_attrs {path!r}: {inner!r} keeps no attributes it could change alone")
+    return await setter(path, attrs, expect=expect)
+
+
+async def set_attrs(remote: Remote, path: str, attrs: FileAttrs, *, expect: str | None = None) -> RemoteEntry | None:
+    """``remote.set_attrs`` where the remote has it; None where it says the attributes are not
+    kept there (no ``set_attrs``, or ``RemoteUnsupported``): nothing to send, the caller is done.
+    Other errors (``PreconditionFailed``, ``RemoteNotFound``, transient ones) propagate."""
+    try:
+        return await forward_set_attrs(remote, path, attrs, expect=expect)
+    except RemoteUnsupported:
+        return None
+
+
 class BytesSource:
     """An UploadSource over bytes in memory (tests, symlink bodies, small blobs)."""
 
@@ -333,6 +356,20 @@ class Remote(Protocol):
     # Optional (see ``check_path`` below): ``def check_path(self, path: str) -> None`` raises
     # ``RemoteNameInvalid``/``RemoteNameTooLong`` for a path this remote cannot hold even with
     # its names mapped (``cloudgw.remotes.names``); no network, called at create/rename time.
+
+    # Optional (see ``set_attrs`` below): ``async def set_attrs(self, path: str, attrs: FileAttrs, *,
+    # expect: str | None) -> RemoteEntry`` changes the attributes of the file or directory at
+    # ``path`` without touching its content (a chmod, chown or touch of something already on the
+    # remote; a write carries them with the content).  Fields of ``attrs`` that are None stay as
+    # they are.  ``expect``: the revision the caller last saw; ``PreconditionFailed`` if the object
+    # is at another one (or gone), and nothing is changed -- someone else's version is never
+    # re-labelled, its content change is the poll's business.  ``RemoteNotFound`` if nothing is
+    # there (without ``expect``).  Idempotent: attributes already as asked change nothing, not even
+    # the revision.  The answer is the entry afterwards, with its revision, which may be new
+    # (file://'s ctime; S3's ETag of a multipart object copied onto itself).  ``RemoteUnsupported``:
+    # not kept here (a symlink, a wrapped remote without it).  Remotes that keep no attributes
+    # (``keeps_mode``/``keeps_mtime`` False) or keep them only with the content (WebDAV, OneDrive,
+    # Google Drive) do not have it.
 
     async def abort_incomplete_uploads(self, paths: Collection[str] = ()) -> int:
         """Remove leftovers of interrupted uploads; return how many.

@@ -65,7 +65,7 @@ from cloudgw.remotes.crypt_plain import ChunkDecoder, EncryptingDeltaSource, Enc
 from cloudgw.remotes.crypt_sizes import SizeStore
 from cloudgw.errors import (IntegrityError, RemoteNameInvalid, RemoteNameTooLong, RemoteNotFound, UserError)
 from cloudgw.remotes.base import (Capabilities, Change, DeltaSource, Expect, FileAttrs, Kind, Remote, RemoteEntry,
-                                  UploadSource, capabilities_at, check_path, delta_base, read_into)
+                                  UploadSource, capabilities_at, check_path, delta_base, forward_set_attrs, read_into)
 
 log = logging.getLogger(__name__)
 
@@ -249,6 +249,14 @@ class CryptRemote:
 
     async def mkdir(self, path: str, attrs: FileAttrs = FileAttrs()) -> RemoteEntry:
         return self._out(await self.inner.mkdir(self._in(path), attrs), path)  # a folder: no size to look up
+
+    async def set_attrs(self, path: str, attrs: FileAttrs, *, expect: str | None = None) -> RemoteEntry:
+        """The inner remote's, as ``write`` passes attributes through (they are not encrypted).
+        A new revision (file://'s ctime, a copied multipart object) is shown with its plaintext
+        size looked up anew (``_sized``): the header cache is not carried over to it, since a
+        server that ignores the copy's pin could have copied someone else's content."""
+        entry = await forward_set_attrs(self.inner, self._in(path), attrs, expect=expect)
+        return (await self._sized([(entry, path)]))[0]
 
     async def rmdir(self, path: str) -> None:
         await self.inner.rmdir(self._in(path))

@@ -53,14 +53,15 @@ from typing import AsyncIterator, Awaitable, Callable, Collection, Iterable, Typ
 import trio
 
 from cloudgw.errors import TransientRemoteError
-from cloudgw.remotes.base import DeltaSource, Expect, FileAttrs, Remote, RemoteEntry, UploadSource, check_path
+from cloudgw.remotes.base import (DeltaSource, Expect, FileAttrs, Remote, RemoteEntry, UploadSource, check_path,
+                                  forward_set_attrs)
 from cloudgw.remotes.retry import with_retries
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 OPS = ("check", "stat", "list", "read", "write", "mkdir", "rmdir", "delete", "rename", "copy",
-       "symlink", "readlink", "abort_incomplete_uploads")
+       "symlink", "readlink", "abort_incomplete_uploads", "set_attrs")
 HANG_FOREVER = math.inf  # Rule(Fault.HANG, seconds=HANG_FOREVER): hangs until cancelled
 IDEMPOTENT = (  # safe to repeat after a lost reply (mkdir: unless the directory moved meanwhile)
     "check", "stat", "list", "read", "mkdir", "rmdir", "delete", "readlink", "abort_incomplete_uploads")
@@ -363,6 +364,10 @@ class FaultyRemote:
 
     async def mkdir(self, path: str, attrs: FileAttrs = FileAttrs()) -> RemoteEntry:
         return await self._call("mkdir", (path,), lambda f: self.inner.mkdir(path, attrs))
+
+    async def set_attrs(self, path: str, attrs: FileAttrs, *, expect: str | None = None) -> RemoteEntry:
+        return await self._call("set_attrs", (path,), lambda f: forward_set_attrs(self.inner, path, attrs,
+                                                                                  expect=expect))
 
     async def rmdir(self, path: str) -> None:
         await self._call("rmdir", (path,), lambda f: self.inner.rmdir(path))

@@ -6,7 +6,7 @@ same exceptions -- and tells ``observer`` (``cloudgw.metrics.Metrics`` in the
 daemon; anything with the ``Observer`` methods in tests) what happened.  It
 adds nothing to what callers see: ``capabilities`` is the inner remote's, asked
 each time, and the optional parts of the contract (``capabilities_for``,
-``check_path``, the change feed) exist on the wrapper exactly when ``inner``
+``check_path``, ``set_attrs``, the change feed) exist on the wrapper exactly when ``inner``
 has them, so ``isinstance(remote, ChangeFeedRemote)`` and ``getattr`` probes
 answer as they would for ``inner``.  ``read_into`` is always there (a
 non-streaming inner is read whole, as ``base.read_into`` does anyway).
@@ -99,6 +99,8 @@ class InstrumentedRemote:
             self.capabilities_for = inner.capabilities_for  # type: ignore[attr-defined]
         if hasattr(inner, "check_path"):
             self.check_path = inner.check_path  # type: ignore[attr-defined]  # no network: nothing to observe
+        if hasattr(inner, "set_attrs"):
+            self.set_attrs = self._set_attrs
         if hasattr(inner, "changes") and hasattr(inner, "change_cursor"):
             self.changes = self._changes
             self.change_cursor = self._change_cursor
@@ -196,6 +198,11 @@ class InstrumentedRemote:
 
     async def abort_incomplete_uploads(self, paths: Collection[str] = ()) -> int:
         return await self._call("abort_uploads", self.inner.abort_incomplete_uploads, paths)
+
+    async def _set_attrs(self, path: str, attrs: FileAttrs, *, expect: str | None = None) -> RemoteEntry:
+        """``set_attrs`` (bound in __init__ only where ``inner`` has it)."""
+        return await self._call("set_attrs", self.inner.set_attrs, path, attrs,  # type: ignore[attr-defined]
+                                expect=expect)
 
     # change feeds (``base.ChangeFeedRemote``): bound in __init__ only where ``inner`` has one
 

@@ -20,6 +20,9 @@ writers in this process; a program writing the directory directly can still
 change the file between the second check and the rename (a window of a few
 system calls), which is why ``Capabilities.conditional_write`` is False.
 
+Attributes alone (``set_attrs``): chown, then chmod, then utime of the file or directory
+in place, each only where it differs; the new ctime makes a new revision.
+
 Special files are real: a FIFO, socket or device node here is listed as a symlink to its
 marker, and ``symlink`` of a marker makes one (``cloudgw.remotes.specials``).  Device nodes
 need root (CAP_MKNOD), as anywhere.
@@ -52,6 +55,7 @@ from cloudgw.remotes.local_ops import (
     FileSource,
     Temp,
     apply_attrs,
+    change_attrs,
     check_expect,
     entry_of,
     fsync_dir,
@@ -320,6 +324,24 @@ class LocalRemote:
             return entry
 
         return await self._run(f"mkdir {path!r}", do)
+
+    async def set_attrs(self, path: str, attrs: FileAttrs, *, expect: str | None = None) -> RemoteEntry:
+        """chown, chmod, utime of a file or directory in place (``local_ops.change_attrs``).  The
+        revision holds the ctime, so a change gives a new one: the answer says it.
+
+        Concurrency: under the path's lock, so never interleaved with our own write of it; a
+        program writing the file in place between the revision check and the change (a few
+        system calls) gets its content re-labelled -- the same window as ``write``'s."""
+        p = self._leaf(path, "set_attrs")
+        what = f"set_attrs {path!r}"
+
+        def do() -> RemoteEntry:
+            entry = entry_of(path, change_attrs(p, attrs, expect, what))
+            assert entry is not None
+            return entry
+
+        async with self._locked(path):
+            return await self._run(what, do)
 
     async def rmdir(self, path: str) -> None:
         p = self._leaf(path, "rmdir")

@@ -112,6 +112,52 @@ def apply_attrs(fd: int, attrs: FileAttrs) -> None:
         os.utime(fd, ns=(time.time_ns(), attrs.mtime_ns))
 
 
+def change_attrs(p: str, attrs: FileAttrs, expect: str | None, what: str) -> os.stat_result:
+    """``set_attrs`` of the file or directory at ``p``; returns its stat afterwards.
+
+    The inode is opened once (``O_PATH | O_NOFOLLOW``: no permission needed, a symlink is not
+    followed) and checked and changed through that descriptor (``/proc/self/fd``), so a name
+    swapped meanwhile (for a symlink to elsewhere) is never what gets changed.  Each attribute
+    is applied only where it differs: attributes already as asked leave the ctime, and so the
+    revision, alone.  Owner first, then mode: a chown clears the setuid and setgid bits (Linux,
+    even as root), so after one the mode is set again (the asked one, or the one it had).
+    Not fsync'ed: an attribute change is metadata the remote's filesystem journals.
+    """
+    try:
+        fd = os.open(p, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except (FileNotFoundError, NotADirectoryError):
+        if expect is not None:
+            raise PreconditionFailed(f"{what}: expected revision {expect}, but it is gone") from None
+        raise
+    try:
+        st = os.fstat(fd)
+        if not (st_.S_ISREG(st.st_mode) or st_.S_ISDIR(st.st_mode)):
+            raise RemoteUnsupported(f"{what}: only files and directories have attributes to change here")
+        if expect is not None:
+            check_expect(st, expect, what)
+        node = f"/proc/self/fd/{fd}"  # the inode checked above, whatever its name is now
+        uid = attrs.uid if attrs.uid is not None and attrs.uid != st.st_uid else -1
+        gid = attrs.gid if attrs.gid is not None and attrs.gid != st.st_gid else -1
+        chowned = False
+        if uid != -1 or gid != -1:
+            with contextlib.suppress(PermissionError):  # best effort unless we are root (as ``apply_attrs``)
+                os.chown(node, uid, gid)
+                chowned = True
+        mode = st_.S_IMODE(st.st_mode) if attrs.mode is None else attrs.mode & 0o7777
+        if chowned or mode != st_.S_IMODE(st.st_mode):
+            os.chmod(node, mode)
+        mtime = st.st_mtime_ns if attrs.mtime_ns is None else attrs.mtime_ns
+        if mtime != st.st_mtime_ns:
+            os.utime(node, ns=(st.st_atime_ns, mtime))
+        after = os.fstat(fd)
+        if expect is not None and (after.st_size, after.st_mtime_ns) != (st.st_size, mtime):
+            # written in place meanwhile: the new revision is someone else's content, not ours
+            raise PreconditionFailed(f"{what}: the file changed while its attributes were set")
+        return after
+    finally:
+        os.close(fd)
+
+
 class Temp:
     """An open temp file; close() is idempotent so no fd is ever closed twice."""
 

@@ -19,7 +19,7 @@ import dataclasses
 from typing import AsyncIterator, Callable, Collection
 
 from cloudgw.remotes.base import (Capabilities, Expect, FileAttrs, Remote, RemoteEntry, UploadSource, check_path,
-                                  read_into)
+                                  forward_set_attrs, read_into)
 from cloudgw.remotes.names import NameCodec, NameRules
 
 
@@ -72,6 +72,9 @@ class MappedNamesRemote:
 
     async def mkdir(self, path: str, attrs: FileAttrs = FileAttrs()) -> RemoteEntry:
         return self._out(await self.inner.mkdir(self._in(path), attrs))
+
+    async def set_attrs(self, path: str, attrs: FileAttrs, *, expect: str | None = None) -> RemoteEntry:
+        return self._out(await forward_set_attrs(self.inner, self._in(path), attrs, expect=expect))
 
     async def rmdir(self, path: str) -> None:
         await self.inner.rmdir(self._in(path))

@@ -33,7 +33,7 @@ import trio
 
 from cloudgw.errors import CursorExpired, RemoteNotFound, RemoteUnsupported, UserError
 from cloudgw.remotes.base import (Capabilities, Change, Expect, FileAttrs, Kind, Remote, RemoteEntry, UploadSource,
-                                  capabilities_at, check_path, read_into)
+                                  capabilities_at, check_path, forward_set_attrs, read_into)
 
 
 def _conservative(caps: list[Capabilities]) -> Capabilities:
@@ -164,6 +164,12 @@ class RouterRemote:
             return await self.stat(path)  # exists: mkdir is idempotent
         name, remote, rest = self._inner(path, "mkdir")
         return self._out(name, await remote.mkdir(rest, attrs))
+
+    async def set_attrs(self, path: str, attrs: FileAttrs, *, expect: str | None = None) -> RemoteEntry:
+        """The ``set_attrs`` of the remote ``path`` lies on (``RemoteUnsupported`` where it has
+        none, and for the fixed top level)."""
+        name, remote, rest = self._inner(path, "set_attrs")
+        return self._out(name, await forward_set_attrs(remote, rest, attrs, expect=expect))
 
     async def rmdir(self, path: str) -> None:
         _, remote, rest = self._inner(path, "rmdir")

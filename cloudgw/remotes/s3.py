@@ -36,6 +36,9 @@ headers we also send (see ``s3_bucket``: moto enforces them on PUT, Swift only
 on CompleteMultipartUpload and DELETE).  ``Capabilities.conditional_write`` is
 True only when ``conditional_writes=True`` forces the headers.
 
+Attributes alone (``set_attrs``: a chmod, chown or touch of a file already there): the
+object copied onto itself with new metadata (see ``S3Remote.set_attrs``).
+
 rename = server-side copy (metadata kept; multipart UploadPartCopy above
 ``copy_threshold``) + DELETE of the source with If-Match; a crash in between
 leaves both (a duplicate, never a loss).  Directories cannot be renamed here
@@ -65,7 +68,7 @@ from cloudgw.remotes.registry import Common, Option, RemoteType, RemoteURL
 from cloudgw.remotes.util import remote_error, split_path
 from cloudgw.remotes.s3_bucket import MiB, S3Bucket
 from cloudgw.remotes.s3_errors import check_error
-from cloudgw.remotes.s3_layout import ListingWalker, attrs_to_meta, head_entry, rev_of
+from cloudgw.remotes.s3_layout import ListingWalker, attrs_to_meta, head_entry, kept_headers, meta_with_attrs, rev_of
 
 SYMLINK_SUFFIX = ".cloudgw-symlink"
 MAX_KEY_BYTES = 1024  # S3's limit; moto does not enforce it, real S3 answers KeyTooLongError
@@ -271,6 +274,63 @@ class S3Remote(StreamedReads):
         await self.s3.call(f"PUT {self.s3.url(key + '/')}", "put_object", Key=key + "/", Body=b"",
                            Metadata=attrs_to_meta(attrs))
         return RemoteEntry(path, Kind.DIR, 0, attrs.mtime_ns or time.time_ns(), None, attrs)
+
+    async def set_attrs(self, path: str, attrs: FileAttrs, *, expect: str | None = None) -> RemoteEntry:
+        """New attribute metadata for a file or directory (``base.Remote``'s optional part).
+
+        A file: the object copied onto itself with MetadataDirective REPLACE (its other
+        metadata and headers kept: ``s3_layout.meta_with_attrs``/``kept_headers``), after a
+        HEAD that checks ``expect`` and pinned to that ETag (CopySourceIfMatch) where the
+        server honours it -- moto does not: a check-then-copy window, as for writes; what it
+        can do is re-label another client's new content, never lose it.  A single-part object
+        keeps its ETag (the MD5 of the same bytes: another one means other content was copied,
+        ``PreconditionFailed``; so does an SSE-KMS object's, whose ETag is no MD5 -- the caller
+        then refetches it once); a multipart one gets a new ETag, returned.
+        Above ``copy_threshold`` the copy is multipart (UploadPartCopy), checked again before
+        it completes.  A directory: its marker written anew (an implied directory gets one).
+        Metadata already as asked: nothing is sent.  An archived object (Glacier) cannot be
+        copied: ``RemoteUnsupported`` (its attributes stay).  Crash: the copy either completed
+        or not; an interrupted multipart copy is an incomplete upload (``abort_incomplete_uploads``).
+        """
+        key = self._key(path, "set_attrs", leaf=True)
+        what = f"set_attrs {self.s3.url(key)}"
+        head = await self.s3.head(key)
+        if head is None:
+            if expect is not None:
+                raise PreconditionFailed(f"{what}: expected revision {expect}, but it is gone")
+            return await self._set_dir_attrs(path, key, attrs, what)
+        if expect is not None and rev_of(head["ETag"]) != rev_of(expect):
+            raise PreconditionFailed(f"{what}: expected revision {expect}, found {rev_of(head['ETag'])}")
+        old = head.get("Metadata") or {}
+        meta = meta_with_attrs(old, attrs, head.get("LastModified"))
+        if meta == old:
+            return head_entry(path, Kind.FILE, head)
+        if head.get("StorageClass") in ("GLACIER", "DEEP_ARCHIVE"):
+            raise RemoteUnsupported(f"{what}: an archived object ({head['StorageClass']}) cannot be copied")
+        etag = await self.s3.copy(key, key, head, what, self.copy_threshold, meta=meta)
+        single = head["ContentLength"] <= self.copy_threshold and "-" not in rev_of(head["ETag"])
+        if single and rev_of(etag) != rev_of(head["ETag"]):
+            # The same bytes give the same MD5 ETag: other content was copied (a server that
+            # ignores the pin).  Its new metadata stays on it; the poll takes it as theirs.
+            raise PreconditionFailed(f"{what}: the object changed while its metadata was replaced")
+        return head_entry(path, Kind.FILE, {**head, "ETag": etag, "Metadata": meta})
+
+    async def _set_dir_attrs(self, path: str, key: str, attrs: FileAttrs, what: str) -> RemoteEntry:
+        marker = await self.s3.head(key + "/")
+        if marker is None:
+            if await self.s3.head(key + SYMLINK_SUFFIX) is not None:
+                raise RemoteUnsupported(f"{what}: a symlink keeps no attributes here")
+            found = await self.s3.call(f"LIST {self.s3.url(key + '/')}", "list_objects_v2", Prefix=key + "/",
+                                       MaxKeys=1)
+            if not found.get("Contents"):
+                raise RemoteNotFound(f"{what}: no such file or directory")
+        old = (marker or {}).get("Metadata") or {}
+        meta = meta_with_attrs(old, attrs, (marker or {}).get("LastModified"))
+        if marker is not None and meta == old:
+            return head_entry(path, Kind.DIR, marker)
+        await self.s3.call(f"PUT {self.s3.url(key + '/')}", "put_object", Key=key + "/", Body=b"", Metadata=meta,
+                           **kept_headers(marker or {}))
+        return head_entry(path, Kind.DIR, {"Metadata": meta})
 
     async def rmdir(self, path: str) -> None:
         key = self._key(path, "rmdir", leaf=True)

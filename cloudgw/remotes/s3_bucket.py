@@ -49,7 +49,7 @@ from cloudgw.errors import (PreconditionFailed, RemoteError, RemoteNotFound, Rem
 from cloudgw.remotes.base import Expect
 from cloudgw.remotes.retry import with_retries
 from cloudgw.remotes.s3_errors import client_error_code, map_boto_error
-from cloudgw.remotes.s3_layout import dt_to_ns, rev_of
+from cloudgw.remotes.s3_layout import dt_to_ns, kept_headers, rev_of
 
 log = logging.getLogger(__name__)
 
@@ -391,14 +391,15 @@ class S3Bucket:
     async def multipart(
         self, key: str, what: str, size: int, meta: dict[str, str], part_job: PartJob,
         before_complete: Callable[[], Awaitable[None]], expect: Expect | str = Expect.ANY,
-        layout: list[tuple[int, int]] | None = None,
+        layout: list[tuple[int, int]] | None = None, headers: dict[str, Any] | None = None,
     ) -> str:
-        """Create, run ``part_job`` for every part (``layout``, default: equal parts),
-        ``before_complete()``, complete; abort on any failure or cancellation.  Returns
-        the new ETag."""
+        """Create (with user metadata ``meta`` and other ``headers``), run ``part_job`` for
+        every part (``layout``, default: equal parts), ``before_complete()``, complete; abort
+        on any failure or cancellation.  Returns the new ETag."""
         layout = layout if layout is not None else self.parts(size)
         nparts = len(layout)
-        created = await self.call(f"{what} (start multipart)", "create_multipart_upload", Key=key, Metadata=meta)
+        created = await self.call(f"{what} (start multipart)", "create_multipart_upload", Key=key, Metadata=meta,
+                                  **(headers or {}))
         upload_id = created["UploadId"]
         self.active_uploads.add(upload_id)
         etags = [""] * nparts
@@ -460,13 +461,18 @@ class S3Bucket:
         )
         return resp["CopyPartResult"]["ETag"]
 
-    async def copy(self, src_key: str, dst_key: str, head: dict, what: str, threshold: int) -> str:
-        """Server-side copy of the object ``head`` describes, metadata kept;
-        multipart (UploadPartCopy) above ``threshold``.  Returns the new ETag."""
+    async def copy(self, src_key: str, dst_key: str, head: dict, what: str, threshold: int,
+                   meta: dict[str, str] | None = None) -> str:
+        """Server-side copy of the object ``head`` describes, metadata kept (``meta``: the
+        copy's user metadata instead, MetadataDirective REPLACE, the other headers kept:
+        ``s3_layout.kept_headers``); multipart (UploadPartCopy) above ``threshold``.  Returns
+        the new ETag."""
         source = {"Bucket": self.name, "Key": src_key}
         etag = head["ETag"]
         if head["ContentLength"] <= threshold:
-            resp = await self._pinned_copy(what, "copy_object", src_key, etag, Key=dst_key, CopySource=source)
+            replace = {} if meta is None else {"MetadataDirective": "REPLACE", "Metadata": meta, **kept_headers(head)}
+            resp = await self._pinned_copy(what, "copy_object", src_key, etag, Key=dst_key, CopySource=source,
+                                           **replace)
             return resp["CopyObjectResult"]["ETag"]
 
         async def part(upload_id: str, number: int, off: int, length: int) -> str:
@@ -478,7 +484,9 @@ class S3Bucket:
             if now is None or rev_of(now["ETag"]) != rev_of(etag):
                 raise PreconditionFailed(f"{what}: the source changed during the copy")
 
-        return await self.multipart(dst_key, what, head["ContentLength"], head.get("Metadata") or {}, part, unchanged)
+        return await self.multipart(dst_key, what, head["ContentLength"],
+                                    head.get("Metadata") or {} if meta is None else meta, part, unchanged,
+                                    headers=kept_headers(head))
 
     async def abort_stale_uploads(self, prefix: str, older_than: float, keys: set[str] = frozenset()) -> int:
         """Abort multipart uploads under ``prefix`` started more than

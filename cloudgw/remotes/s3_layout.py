@@ -41,6 +41,33 @@ def attrs_to_meta(attrs: FileAttrs) -> dict[str, str]:
     return meta
 
 
+def meta_with_attrs(old: dict[str, str], attrs: FileAttrs, last_modified: dt.datetime | None) -> dict[str, str]:
+    """An object's user metadata ``old`` with ``attrs`` set (None fields stay as they are; other
+    keys -- a symlink's target, another tool's -- are kept).  An object that had no mtime of
+    ours (written by another tool: shown at its LastModified) keeps showing that time, although
+    the copy that stores the new metadata moves LastModified."""
+    meta = {**old, **attrs_to_meta(attrs)}
+    if meta != old and META_MTIME not in meta and last_modified is not None:
+        meta[META_MTIME] = str(dt_to_ns(last_modified))
+    return meta
+
+
+# What a copy with MetadataDirective=REPLACE would otherwise drop or change (S3 resets the
+# headers with the metadata, and gives the copy the STANDARD class and the bucket's default
+# encryption unless told): taken from the source's HEAD.
+_KEPT_HEADERS = ("ContentType", "ContentEncoding", "ContentDisposition", "ContentLanguage", "CacheControl",
+                 "WebsiteRedirectLocation", "StorageClass")
+
+
+def kept_headers(head: dict[str, Any]) -> dict[str, Any]:
+    """The headers of the object ``head`` describes that a copy of it must repeat (see above);
+    KMS encryption with its key (SSE-S3 is every bucket's default)."""
+    kept = {name: head[name] for name in _KEPT_HEADERS if head.get(name)}
+    if str(head.get("ServerSideEncryption", "")).startswith("aws:kms") and head.get("SSEKMSKeyId"):
+        kept.update(ServerSideEncryption=head["ServerSideEncryption"], SSEKMSKeyId=head["SSEKMSKeyId"])
+    return kept
+
+
 def meta_to_attrs(meta: dict[str, str]) -> FileAttrs:
     """Attributes from user metadata; values another tool mangled are ignored."""
 

@@ -35,6 +35,11 @@ where the remote cannot copy: ``copy_aside``), recorded and reported, and the
 file goes back to UPLOADING and ours is written in its place.  If the copy
 cannot be made the file stays CONFLICT (never evicted) and is retried.
 
+A chmod, chown or touch of a file or directory already on the remote, whose content
+is clean and in place, sends the attributes alone (``_sync_attrs``: ``set_attrs``,
+where the remote keeps them); an upload, mkdir or move that meanwhile lost sight of
+the local attributes leaves the inode needing sync for it.
+
 A directory renamed here is one remote ``rename`` where the remote moves whole
 directories (``Capabilities.dir_rename``: ``_move_dir``); elsewhere it is a
 mkdir, one move per entry, and the old directory's tombstone.
@@ -54,7 +59,7 @@ from cloudgw.errors import (CloudgwError, PreconditionFailed, RemoteError, Remot
                             SourceChanged, TransientRemoteError)
 from cloudgw.metadata.model import FileState, Inode
 from cloudgw.remotes import specials
-from cloudgw.remotes.base import Expect, FileAttrs, Kind, RemoteEntry, capabilities_at
+from cloudgw.remotes.base import Expect, FileAttrs, Kind, RemoteEntry, capabilities_at, set_attrs
 from cloudgw.sync.compare import COMPARE_CHUNK, holds_same_bytes, read_exact
 from cloudgw.sync.context import SyncContext
 from cloudgw.sync.copy_aside import copy_aside
@@ -180,7 +185,7 @@ class Uploader:
             elif inode.remote_path != path:
                 await self._move(inode, path)
             else:
-                store.update(inode, needs_sync=False)
+                await self._sync_attrs(inode, path)
         finally:
             self.ctx.in_flight -= busy
         return []
@@ -236,7 +241,7 @@ class Uploader:
                 raise RemoteError(f"{path}: local data is missing from the cache (cache damaged?)")
             entry = cache.entry_for(inode.ino, rev=inode.remote_rev, remote_size=inode.size)
         await self._complete(inode, entry)
-        version, size = inode.data_version, inode.size
+        version, size, attrs = inode.data_version, inode.size, attrs_of(inode)
         expect = self._expectation(inode, path)
         store.update(inode, state=FileState.UPLOADING)
         crash_point("upload-after-state")
@@ -246,7 +251,7 @@ class Uploader:
                                      changed=entry.changed_snapshot())
             for _ in range(4):
                 try:
-                    result = await self.ctx.remote.write(path, source, expect=expect, attrs=attrs_of(inode))
+                    result = await self.ctx.remote.write(path, source, expect=expect, attrs=attrs)
                     self.ctx.unacked.succeeded(inode.ino)
                     break
                 except PreconditionFailed:
@@ -274,7 +279,7 @@ class Uploader:
         finally:
             cache.release(entry)
         crash_point("upload-after-remote-ack")
-        self._commit_upload(inode, path, result, version, size, entry)
+        self._commit_upload(inode, path, result, version, size, entry, attrs)
         crash_point("upload-after-commit")
 
     async def _complete(self, inode: Inode, entry: CacheEntry) -> None:
@@ -291,7 +296,10 @@ class Uploader:
                 raise RemoteError(f"inode {inode.ino}: partial data with no remote copy")
             await self.fetcher.fetch(inode.remote_path, entry, 0, entry.fetch_limit)
 
-    def _commit_upload(self, inode: Inode, path: str, result: RemoteEntry, version: int, size: int, entry: CacheEntry) -> None:
+    def _commit_upload(self, inode: Inode, path: str, result: RemoteEntry, version: int, size: int, entry: CacheEntry,
+                       attrs: FileAttrs) -> None:
+        """``attrs``: what the write carried; a chmod, chown or touch since keeps the inode
+        needing sync (sent alone next: ``_sync_attrs``)."""
         ctx, store = self.ctx, self.ctx.store
         ctx.journal.touch(path)
         with store.transaction():
@@ -307,7 +315,7 @@ class Uploader:
                 remote_rev=result.rev,
                 remote_id=result.id,
                 state=FileState.CLEAN if unchanged else FileState.DIRTY,
-                needs_sync=not unchanged or moved,
+                needs_sync=not unchanged or moved or attrs_of(inode) != attrs,
             )
             store.remove_tombstone(path)
             if old_path is not None and old_path != path:
@@ -395,11 +403,12 @@ class Uploader:
         log.debug("moved %s -> %s", src, path)
         based_on = inode.remote_rev
         edited = inode.state.has_unsynced_data  # written during the move: upload next
+        other_attrs = self._attrs_differ(inode, result, path)  # chmod'ed before or during it: sent next
         with store.transaction():
             if self._removed_meanwhile(inode, path, result.rev, Kind.FILE):
                 return
             store.update(inode, remote_path=path, remote_rev=result.rev, remote_id=result.id,
-                         needs_sync=store.path_of(inode) != path or edited)
+                         needs_sync=store.path_of(inode) != path or edited or other_attrs)
             store.remove_tombstone(path)
             if not same_content and edited:  # other content moved, ours edited meanwhile: the upload
                 store.update(inode, remote_rev=based_on)  # must find theirs and copy it aside
@@ -413,6 +422,8 @@ class Uploader:
             else:
                 ctx.cache.reset(entry, rev=result.rev, remote_size=result.size)
                 ctx.invalidate(inode)
+        if other_attrs and not edited and store.path_of(inode) == path:
+            await self._sync_attrs(inode, path)
 
     async def _rename(self, inode: Inode, src: str, path: str, retry: bool) -> tuple[RemoteEntry | None, bool]:
         """The remote move itself; (what is at ``path`` now, whether it is our content), or
@@ -491,6 +502,73 @@ class Uploader:
             self.ctx.store.update(inode, remote_path=None, remote_rev=None, state=FileState.DIRTY)
         raise Deferred(f"{src!r} -> {path!r}: to be uploaded anew once the old object is gone")
 
+    # -- attributes alone -------------------------------------------------------------------
+
+    async def _sync_attrs(self, inode: Inode, path: str) -> None:
+        """A file or directory in place (content clean, not moved): where the remote keeps
+        attributes, the inode's are sent alone (``set_attrs``; a chmod, chown or touch marked it:
+        ``Namespace.setattr``), then the new revision and ``needs_sync`` False are committed in
+        one transaction.  Attributes already as asked change nothing on the remote (the redo of a
+        reconcile, the entries of a directory moved in one call).  Remotes that keep none, or
+        keep them only with the content: nothing to send.
+
+        A file expects the revision we last saw: one changed by someone else is left as it is
+        (``PreconditionFailed``, or gone: logged, done -- its change is the poll's to take; ours
+        stay local).  The path is touched in the journal before and after the call, so that a
+        poll listing meanwhile does not take the revision our call makes (file://'s ctime, a
+        copied multipart S3 object's ETag) for someone else's change.  The cache entry follows
+        the new revision (same bytes, same blocks).
+
+        Concurrency: a chmod, a write or a rename during the call keeps ``needs_sync`` (the
+        queue runs the inode again); a delete during it leaves a tombstone that expects what
+        our call left on the remote.  Crash (kill -9) between the call and the commit: the
+        inode still needs sync and the redo sends the same attributes -- nothing to change
+        where the revision held (S3 single-part objects); where it moved (file://, multipart
+        objects) the redo's expectation fails, or the first poll takes the revision for a
+        remote change: the clean file's cache is fetched again.  Nothing is lost.
+        """
+        ctx, store = self.ctx, self.ctx.store
+        caps = capabilities_at(ctx.remote, path)
+        sent, old_rev = attrs_of(inode), inode.remote_rev
+        result: RemoteEntry | None = None
+        if caps.keeps_mode or caps.keeps_mtime:
+            owner = (sent.mode, sent.uid, sent.gid) if caps.keeps_mode else (None, None, None)
+            attrs = FileAttrs(*owner, mtime_ns=sent.mtime_ns if caps.keeps_mtime else None)
+            ctx.journal.touch(path)
+            try:
+                result = await set_attrs(ctx.remote, path, attrs, expect=None if inode.is_dir else old_rev)
+            except (PreconditionFailed, RemoteNotFound) as exc:
+                log.info("%s: attributes not sent: not at the revision we last saw (changed elsewhere, or by an "
+                         "attempt of ours cut short); the poll takes it: %s", path, exc)
+            ctx.journal.touch(path)
+            crash_point("attrs-after-remote")
+        with store.transaction():
+            if store.get(inode.ino) is None or inode.parent is None:  # deleted meanwhile: its tombstone
+                if result is not None:  # must expect what our call left there
+                    store.add_tombstone(path, result.rev, inode.kind)
+                return
+            changes: dict = {"needs_sync": store.path_of(inode) != path or inode.state.has_unsynced_data
+                             or attrs_of(inode) != sent}
+            if result is not None and not inode.is_dir:
+                changes["remote_rev"] = result.rev
+            store.update(inode, **changes)
+        if result is not None and not inode.is_dir and (entry := ctx.cache.get(inode.ino)) is not None:
+            ctx.cache.relabel(entry, old_rev=old_rev, rev=result.rev)
+        if result is not None:
+            log.debug("attributes of %s sent", path)
+
+    def _attrs_differ(self, inode: Inode, there: RemoteEntry, path: str) -> bool:
+        """Whether the remote object ``there`` (just moved, so carrying the attributes it had)
+        shows other attributes than the inode, among those the remote keeps and reported: then
+        a chmod, chown or touch made before or during the move is sent right after it, in the
+        same reconcile (``_sync_attrs``: nothing else would queue the inode again)."""
+        caps = capabilities_at(self.ctx.remote, path)
+        mine, theirs = attrs_of(inode), there.attrs
+        pairs = [(mine.mode, theirs.mode), (mine.uid, theirs.uid), (mine.gid, theirs.gid)] if caps.keeps_mode else []
+        if caps.keeps_mtime:
+            pairs.append((mine.mtime_ns, theirs.mtime_ns))
+        return any(t is not None and m != t for m, t in pairs)
+
     def _removed_meanwhile(self, inode: Inode, path: str, rev: str | None, kind: Kind) -> bool:
         """Deleted locally while its remote move/mkdir/symlink was in flight: what that call
         made at ``path`` gets a tombstone (as in ``_commit_upload``), the inode no placement."""
@@ -504,15 +582,16 @@ class Uploader:
     async def _sync_dir(self, inode: Inode, path: str) -> list[int]:
         ctx, store = self.ctx, self.ctx.store
         if inode.remote_path == path:
-            store.update(inode, needs_sync=False)
+            await self._sync_attrs(inode, path)
             return []
         if inode.remote_path and capabilities_at(ctx.remote, path).dir_rename:
             try:
                 return await self._move_dir(inode, inode.remote_path, path)
             except (RemoteExists, RemoteNotEmpty) as exc:  # something is in the way there: entry by entry
                 log.info("%s -> %s: no one-call move (%s); moving entry by entry", inode.remote_path, path, exc)
+        attrs = attrs_of(inode)
         try:
-            result = await ctx.remote.mkdir(path, attrs_of(inode))
+            result = await ctx.remote.mkdir(path, attrs)
         except TransientRemoteError:  # no answer: it may exist now, and must not be left behind
             ctx.unacked.mkdir_failed(inode.ino, path)
             if inode.parent is None:
@@ -524,7 +603,8 @@ class Uploader:
             if self._removed_meanwhile(inode, path, None, Kind.DIR):
                 return []
             old = inode.remote_path
-            store.update(inode, remote_path=path, remote_id=result.id, needs_sync=store.path_of(inode) != path)
+            store.update(inode, remote_path=path, remote_id=result.id,
+                         needs_sync=store.path_of(inode) != path or attrs_of(inode) != attrs)
             store.remove_tombstone(path)
             if old is not None:
                 store.add_tombstone(old, None, Kind.DIR)
@@ -562,14 +642,17 @@ class Uploader:
             if result is None:
                 raise
         ctx.journal.touch_trees(src, path)
+        other_attrs = self._attrs_differ(inode, result, path)
         with store.transaction():
             store.move_placements(src, path)  # (also when removed meanwhile: its tombstones follow)
             if self._removed_meanwhile(inode, path, None, Kind.DIR):
                 return []
             store.update(inode, remote_path=path, remote_id=result.id or inode.remote_id,
-                         needs_sync=store.path_of(inode) != path)
+                         needs_sync=store.path_of(inode) != path or other_attrs)
             store.remove_tombstone(path)
         log.info("moved directory %s -> %s", src, path)
+        if other_attrs and store.path_of(inode) == path:
+            await self._sync_attrs(inode, path)
         return self._unblock_children(inode)
 
     def _unblock_children(self, directory: Inode) -> list[int]:

@@ -40,7 +40,8 @@ from cloudgw.errors import (
     UserError,
 )
 from cloudgw.remotes import specials
-from cloudgw.remotes.base import BytesSource, Expect, FileAttrs, Kind, RemoteEntry, read_into
+from cloudgw.remotes.base import (BytesSource, Capabilities, Expect, FileAttrs, Kind, RemoteEntry, read_into,
+                                  set_attrs)
 from cloudgw.remotes.local import LocalRemote
 from cloudgw.remotes.local_ops import map_oserror
 from cloudgw.remotes.registry import open_remote, read_secret, url_forms
@@ -541,6 +542,108 @@ async def test_attrs_round_trip(h: Harness):
     assert (await h.remote.stat(h.p("sudo"))).attrs == setuid
 
 
+def keeps_attrs_alone(h: Harness) -> bool:
+    """Remotes with ``set_attrs`` (file:// and S3, also behind the wrappers); the others keep
+    attributes only with the content (OneDrive, Drive: the mtime) or not at all (WebDAV)."""
+    return h.kind.split("-")[0] in ("local", "s3", "router")
+
+
+OWNER = (4321, 4322) if os.geteuid() == 0 else (os.getuid(), os.getgid())  # a real chown where we may
+
+
+async def test_set_attrs_round_trip(h: Harness):
+    """A chmod, chown or touch of a file already on the remote, without its content."""
+    uid, gid = OWNER
+    first = FileAttrs(mode=0o644, uid=os.getuid(), gid=os.getgid(), mtime_ns=1_600_000_000_000_000_000)
+    written = await put(h, h.p("f"), b"content", attrs=first)
+    new = FileAttrs(mode=0o600, uid=uid, gid=gid, mtime_ns=1_700_000_000_123_456_789)
+    entry = await set_attrs(h.remote, h.p("f"), new, expect=written.rev)
+    if entry is None:  # not kept alone here: nothing changed
+        assert not keeps_attrs_alone(h)
+        assert (await h.remote.stat(h.p("f"))).rev == written.rev
+        pytest.skip("this remote keeps no attributes apart from the content")
+    assert keeps_attrs_alone(h)
+    assert (entry.path, entry.kind, entry.size, entry.attrs, entry.mtime_ns) == (
+        h.p("f"), Kind.FILE, 7, new, new.mtime_ns)
+    st = await h.remote.stat(h.p("f"))
+    assert (st.rev, st.attrs, st.mtime_ns, st.size) == (entry.rev, new, new.mtime_ns, 7)
+    assert await content(h, h.p("f"), rev=entry.rev) == b"content"  # the answer's rev is the one there now
+    # attributes already as asked: nothing changes, not even the revision
+    assert (await set_attrs(h.remote, h.p("f"), new, expect=entry.rev)).rev == entry.rev
+    assert (await h.remote.stat(h.p("f"))).rev == entry.rev
+    # fields left None stay as they are; set-user-ID and set-group-ID survive a chown (owner first)
+    for mode, owner in [(0o4750, FileAttrs()), (0o6755, FileAttrs(uid=os.getuid(), gid=os.getgid()))]:
+        entry = await set_attrs(h.remote, h.p("f"), FileAttrs(mode, owner.uid, owner.gid), expect=entry.rev)
+        st = await h.remote.stat(h.p("f"))
+        assert st.rev == entry.rev
+        assert st.attrs == FileAttrs(mode, owner.uid if owner.uid is not None else uid,
+                                     owner.gid if owner.gid is not None else gid, new.mtime_ns)
+    assert await content(h, h.p("f")) == b"content"
+
+
+async def test_set_attrs_never_relabels_another_version(h: Harness):
+    """A stale revision (someone else wrote the file) or a file gone: PreconditionFailed,
+    and nothing changes."""
+    if not keeps_attrs_alone(h):
+        pytest.skip("this remote keeps no attributes apart from the content")
+    mine = await put(h, h.p("f"), b"mine", attrs=FileAttrs(mode=0o644, mtime_ns=1_600_000_000_000_000_000))
+    h.put_outside(h.p("f"), b"theirs, longer")
+    before = await h.remote.stat(h.p("f"))
+    assert before.rev != mine.rev
+    with pytest.raises(PreconditionFailed):
+        await set_attrs(h.remote, h.p("f"), FileAttrs(mode=0o600, mtime_ns=1_700_000_000_000_000_000),
+                        expect=mine.rev)
+    after = await h.remote.stat(h.p("f"))
+    assert (after.rev, after.attrs, after.mtime_ns) == (before.rev, before.attrs, before.mtime_ns)
+    assert await content(h, h.p("f")) == b"theirs, longer"
+    await h.remote.delete(h.p("f"))
+    with pytest.raises(PreconditionFailed):
+        await set_attrs(h.remote, h.p("f"), FileAttrs(mode=0o600), expect=after.rev)
+    with pytest.raises(RemoteNotFound):
+        await set_attrs(h.remote, h.p("f"), FileAttrs(mode=0o600))
+    with pytest.raises(RemoteNotFound):
+        await h.remote.stat(h.p("f"))
+
+
+async def test_set_attrs_of_directories_and_what_keeps_none(h: Harness):
+    """Directories (made by mkdir, or only implied by a deeper object on S3) take attributes
+    without an expected revision; a symlink is not changed (not kept: the helper says None)."""
+    if not keeps_attrs_alone(h):
+        pytest.skip("this remote keeps no attributes apart from the content")
+    await h.remote.mkdir(h.p("d"), FileAttrs(mode=0o755))
+    await put(h, h.p("implied/x"), b"x")  # S3: a directory with no marker of its own
+    for d in ("d", "implied"):
+        attrs = FileAttrs(mode=0o2750, mtime_ns=1_650_000_000_000_000_007)
+        entry = await set_attrs(h.remote, h.p(d), attrs)
+        assert entry is not None and entry.kind is Kind.DIR
+        st = await h.remote.stat(h.p(d))
+        assert (st.kind, st.attrs.mode, st.attrs.mtime_ns) == (Kind.DIR, 0o2750, attrs.mtime_ns)
+    assert await kinds(h, h.p("implied")) == {h.p("implied/x"): Kind.FILE}
+    assert (await kinds(h, h.p()))[h.p("implied")] is Kind.DIR
+    with pytest.raises(RemoteNotFound):
+        await set_attrs(h.remote, h.p("no-such-dir"), FileAttrs(mode=0o700))
+    link = await h.remote.symlink(h.p("link"), "d")
+    assert await set_attrs(h.remote, h.p("link"), FileAttrs(mode=0o600)) is None
+    assert (await h.remote.stat(h.p("link"))).rev == link.rev
+
+
+async def test_set_attrs_of_a_large_file(h: Harness):
+    """A multipart object (S3: copied onto itself in parts; its ETag changes): the content
+    stays, the answer gives the revision to expect next."""
+    if not keeps_attrs_alone(h):
+        pytest.skip("this remote keeps no attributes apart from the content")
+    data = os.urandom(BIG)
+    written = await put(h, h.p("big"), data, attrs=FileAttrs(mode=0o644, mtime_ns=1_600_000_000_000_000_000))
+    entry = await set_attrs(h.remote, h.p("big"), FileAttrs(mode=0o640, mtime_ns=1_700_000_000_000_000_000),
+                            expect=written.rev)
+    assert entry is not None
+    st = await h.remote.stat(h.p("big"))
+    assert (st.rev, st.size, st.attrs.mode, st.mtime_ns) == (entry.rev, BIG, 0o640, 1_700_000_000_000_000_000)
+    assert hashlib.sha256(await content(h, h.p("big"), rev=entry.rev)).digest() == hashlib.sha256(data).digest()
+    again = await set_attrs(h.remote, h.p("big"), FileAttrs(mode=0o600), expect=entry.rev)
+    assert again is not None and (await h.remote.stat(h.p("big"))).attrs.mode == 0o600
+
+
 async def test_mkdir(h: Harness):
     e = await h.remote.mkdir(h.p("x"))
     assert (e.path, e.kind) == (h.p("x"), Kind.DIR)
@@ -745,6 +848,7 @@ async def test_router_top_level(tmp_path):
         router.delete("b"),
         router.symlink("l", "a"),
         router.rename("a", "c"),
+        router.set_attrs("a", FileAttrs(mode=0o700)),
     ):
         with pytest.raises(RemoteUnsupported) as info:
             await attempt
@@ -755,6 +859,19 @@ async def test_router_top_level(tmp_path):
     assert await router.read("a/x", 0, 10) == b"x"
     with pytest.raises(RemoteNotFound):
         await router.stat("c/x")
+
+
+async def test_router_sets_attrs_per_remote(tmp_path):
+    """``set_attrs`` goes to the remote a path lies on; one without it keeps none apart (None)."""
+    from types import SimpleNamespace
+
+    (tmp_path / "a").mkdir()
+    router = RouterRemote({"a": LocalRemote(tmp_path / "a"), "w": SimpleNamespace(capabilities=Capabilities())})
+    written = await router.write("a/x", BytesSource(b"x"))
+    entry = await set_attrs(router, "a/x", FileAttrs(mode=0o600), expect=written.rev)
+    assert entry is not None and (entry.path, entry.attrs.mode) == ("a/x", 0o600)
+    assert (tmp_path / "a" / "x").stat().st_mode & 0o7777 == 0o600
+    assert await set_attrs(router, "w/x", FileAttrs(mode=0o600), expect="any") is None
 
 
 def test_router_capabilities_are_the_conservative_combination(tmp_path):
