@@ -8,12 +8,13 @@ import stat
 import time
 
 import pytest
+import trio
 
-from cloudgw.errors import UserError
+from cloudgw.errors import SourceChanged, TransientRemoteError, UserError
 from cloudgw.remotes.base import Kind
 from cloudgw.remotes.graph_items import entry_of, format_time, item_url, parse_time
 from cloudgw.remotes.graph_upload import checked_fragment_size
-from cloudgw.remotes.upload_sessions import SessionRecord, SessionRecords
+from cloudgw.remotes.upload_sessions import SessionRecord, SessionRecords, interrupted
 from cloudgw.remotes.health import HealthBoard
 from cloudgw.remotes.onedrive import Place
 from cloudgw.remotes.registry import open_remote
@@ -105,3 +106,24 @@ def test_session_records_are_private_and_per_path(tmp_path):
     assert stat.S_IMODE(os.stat(file).st_mode) == 0o600
     records.drop("a/b.bin")
     assert records.all() == [] and SessionRecords(None).load("x") is None
+
+
+async def test_an_upload_cancelled_inside_a_librarys_nursery_keeps_its_session():
+    """trio wraps a cancellation that lands in a nursery (httpx's connect: happy eyeballs) in an
+    exception group; the session must be kept for the resume all the same (Drive's upload test
+    started over 1 run in ~10 before ``upload_sessions.interrupted``)."""
+    caught: list[BaseException] = []
+    with trio.CancelScope() as scope:
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(trio.sleep_forever)
+                await trio.sleep(0)
+                scope.cancel()
+                await trio.sleep_forever()
+        except BaseException as exc:
+            caught.append(exc)
+            raise
+    assert isinstance(caught[0], BaseExceptionGroup) and interrupted(caught[0])
+    assert interrupted(TransientRemoteError("reset"))
+    assert not interrupted(SourceChanged("written meanwhile"))
+    assert not interrupted(BaseExceptionGroup("both", [TransientRemoteError("reset"), SourceChanged("written")]))

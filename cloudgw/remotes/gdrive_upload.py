@@ -55,7 +55,7 @@ from cloudgw.errors import (PreconditionFailed, RemoteError, RemotePermissionDen
 from cloudgw.remotes.base import UploadSource
 from cloudgw.remotes.gdrive_http import DriveHttp
 from cloudgw.remotes.retry import backoff_delay
-from cloudgw.remotes.upload_sessions import SessionRecord, SessionRecords, resume_hashes
+from cloudgw.remotes.upload_sessions import SessionRecord, SessionRecords, interrupted, resume_hashes
 
 log = logging.getLogger(__name__)
 
@@ -213,7 +213,7 @@ class Uploader:
             self.cancel(record)
             raise
         except BaseException as exc:
-            if not isinstance(exc, (RemoteError, trio.Cancelled)):
+            if not interrupted(exc):
                 self.cancel(record)  # SourceChanged and the like: this session is of no more use
             raise
 

@@ -59,7 +59,7 @@ from cloudgw.remotes.graph_http import graph_error
 from cloudgw.remotes.graph_items import format_time, hex_hash, item_url, parse_time
 from cloudgw.remotes.quickxor import QuickXorHash
 from cloudgw.remotes.retry import backoff_delay
-from cloudgw.remotes.upload_sessions import SessionRecord, resume_hashes
+from cloudgw.remotes.upload_sessions import SessionRecord, interrupted, resume_hashes
 
 if TYPE_CHECKING:
     from cloudgw.remotes.onedrive import OneDriveRemote
@@ -222,7 +222,7 @@ async def _session(remote: OneDriveRemote, path: str, source: UploadSource, expe
         await _cancel(remote, record)
         raise
     except BaseException as exc:
-        if not isinstance(exc, (TransientRemoteError, trio.Cancelled)) and not isinstance(exc, RemoteError):
+        if not interrupted(exc):
             await _cancel(remote, record)  # SourceChanged and the like: this session is of no more use
         raise
 

@@ -23,6 +23,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import trio
+
+from cloudgw.errors import RemoteError
 from cloudgw.remotes.util import write_private_file
 
 
@@ -91,6 +94,17 @@ def hash_prefix(source: Any, start: int, end: int, hashes: tuple[Any, ...]) -> N
         data = source.read(offset, min(READ_CHUNK, end - offset))
         for h in hashes:
             h.update(data)
+
+
+def interrupted(exc: BaseException) -> bool:
+    """Whether an upload stopped by ``exc`` keeps its session for a resume: a cancellation (a
+    stop, a timeout) or a remote error, also inside an exception group -- trio wraps a
+    cancellation that lands in a library's own nursery (the happy-eyeballs connect of
+    ``open_tcp_stream``) in one, and taking that for "the session is of no more use" made the
+    next upload start over.  Anything else (SourceChanged and the like): drop the session."""
+    if isinstance(exc, BaseExceptionGroup):
+        return all(interrupted(e) for e in exc.exceptions)
+    return isinstance(exc, (RemoteError, trio.Cancelled))
 
 
 def resume_hashes(record: SessionRecord, source: Any, at: int, extra: tuple[Any, ...]) -> tuple[Any, ...] | None:
