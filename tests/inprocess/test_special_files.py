@@ -24,10 +24,15 @@ def _mode(path: Path) -> int:
     return stat.S_IMODE(os.lstat(path).st_mode)
 
 
+@pytest.fixture
+def cloud(tmp_path: Path) -> Path:
+    """The file:// remote's directory."""
+    (tmp_path / "cloud").mkdir()
+    return tmp_path / "cloud"
+
+
 @pytest.mark.allow_warnings("conflict: p became a file on the remote")
-async def test_a_chmod_keeps_a_file_that_replaced_the_fifo_elsewhere(tmp_path: Path):
-    cloud = tmp_path / "cloud"
-    cloud.mkdir()
+async def test_a_chmod_keeps_a_file_that_replaced_the_fifo_elsewhere(tmp_path: Path, cloud: Path):
     async with running(LocalRemote(cloud), tmp_path / "cache") as h:
         fifo = await h.fs.ns.mknod(ROOT_INO, "p", Kind.FIFO, 0o644, 0, 0, 0)
         await h.settle()
@@ -42,9 +47,7 @@ async def test_a_chmod_keeps_a_file_that_replaced_the_fifo_elsewhere(tmp_path: P
 
 
 @pytest.mark.allow_warnings("not deleting q on the remote: it was changed elsewhere")
-async def test_a_file_that_replaced_the_fifo_elsewhere_comes_in_and_a_rename_leaves_it(tmp_path: Path):
-    cloud = tmp_path / "cloud"
-    cloud.mkdir()
+async def test_a_file_that_replaced_the_fifo_elsewhere_comes_in_and_a_rename_leaves_it(tmp_path: Path, cloud: Path):
     async with running(LocalRemote(cloud), tmp_path / "cache") as h:
         await h.fs.ns.mknod(ROOT_INO, "p", Kind.FIFO, 0o644, 0, 0, 0)
         await h.fs.ns.mknod(ROOT_INO, "q", Kind.FIFO, 0o644, 0, 0, 0)
@@ -76,9 +79,7 @@ class GatedSymlinks(LocalRemote):
         return await super().symlink(path, target)
 
 
-async def test_a_chmod_while_the_marker_is_first_made_is_not_lost(tmp_path: Path):
-    cloud = tmp_path / "cloud"
-    cloud.mkdir()
+async def test_a_chmod_while_the_marker_is_first_made_is_not_lost(tmp_path: Path, cloud: Path):
     remote = GatedSymlinks(cloud)
     async with running(remote, tmp_path / "cache") as h:
         fifo = await h.fs.ns.mknod(ROOT_INO, "p", Kind.FIFO, 0o644, 0, 0, 0)
@@ -105,10 +106,8 @@ class LostFirstReply(LocalRemote):
 
 
 @pytest.mark.allow_warnings("connection reset (test)")
-async def test_a_marker_made_before_a_lost_reply_and_a_chmod_is_replaced(tmp_path: Path):
+async def test_a_marker_made_before_a_lost_reply_and_a_chmod_is_replaced(tmp_path: Path, cloud: Path):
     """The redo finds a marker of its type with the old mode: adopted as ours, then replaced."""
-    cloud = tmp_path / "cloud"
-    cloud.mkdir()
     async with running(LostFirstReply(cloud), tmp_path / "cache") as h:
         fifo = await h.fs.ns.mknod(ROOT_INO, "p", Kind.FIFO, 0o644, 0, 0, 0)
         with trio.fail_after(10):
@@ -119,9 +118,7 @@ async def test_a_marker_made_before_a_lost_reply_and_a_chmod_is_replaced(tmp_pat
         assert _mode(cloud / "p") == 0o600 and fifo.state is FileState.CLEAN
 
 
-async def test_an_acl_that_changes_a_special_files_mode_rewrites_its_marker(tmp_path: Path):
-    cloud = tmp_path / "cloud"
-    cloud.mkdir()
+async def test_an_acl_that_changes_a_special_files_mode_rewrites_its_marker(tmp_path: Path, cloud: Path):
     async with running(LocalRemote(cloud), tmp_path / "cache") as h:
         h.fs.ns.acls = True
         fifo = await h.fs.ns.mknod(ROOT_INO, "p", Kind.FIFO, 0o644, 0, 0, 0)
@@ -134,9 +131,7 @@ async def test_an_acl_that_changes_a_special_files_mode_rewrites_its_marker(tmp_
         assert _mode(cloud / "p") == 0o660
 
 
-async def test_a_fifo_where_a_file_was_is_never_opened(tmp_path: Path):
-    cloud = tmp_path / "cloud"
-    cloud.mkdir()
+async def test_a_fifo_where_a_file_was_is_never_opened(tmp_path: Path, cloud: Path):
     os.mkfifo(cloud / "f")
     remote = LocalRemote(cloud)
     with trio.fail_after(10):  # (an open of the FIFO would block until a writer came)
