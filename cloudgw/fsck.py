@@ -187,8 +187,11 @@ class Fsck:
             elif (inode.kind is Kind.FILE and inode.state in (FileState.CLEAN, FileState.REMOTE_ONLY)
                   and entry.rev != inode.remote_rev):
                 self._add("info", "remote-changed", path, "changed on the remote since the last poll")
+        links = store.link_paths_under("")  # hard links: objects of their own
+        for path in links.keys() - listing.keys():
+            self._add("info", "remote-missing", path, "gone from the remote since the last poll")
         for path, entry in listing.items():
-            if path not in placed and path not in tomb:
+            if path not in placed and path not in tomb and path not in links:
                 parent = store.by_remote_path(path.rpartition("/")[0]) if "/" in path else store.get(ROOT_INO)
                 if parent is not None and parent.listed:
                     self._add("info", "remote-unseen", path, "on the remote, not yet in the mount")

@@ -27,7 +27,7 @@ from cloudgw.cache.files import CacheFiles
 from cloudgw.errors import RemoteError
 from cloudgw.filesystem import acl
 from cloudgw.filesystem.ports import FsError, SyncPort, name_too_long
-from cloudgw.metadata.model import ROOT_INO, FileState, Inode
+from cloudgw.metadata.model import ROOT_INO, FileState, Inode, Link
 from cloudgw.metadata.store import MetadataStore
 from cloudgw.remotes.base import READ_ONLY_REV, Kind
 
@@ -36,6 +36,8 @@ log = logging.getLogger(__name__)
 STATE_XATTR = "user.cloudgw.state"
 RENAME_NOREPLACE = 1
 RENAME_EXCHANGE = 2
+LINK_OFFSET = 1 << 62  # readdir offsets of hard links: LINK_OFFSET + link id (first names: their ino)
+MAX_LINKS = 65000  # EMLINK beyond, as ext4
 
 
 def _check_name(name: str) -> None:
@@ -240,10 +242,20 @@ class Namespace:
         elif follow == "upload":
             self.sync.content_changed(inode)  # (re-arms an upload or mkdir queued or under way only)
 
-    async def readdir(self, ino: int, after_ino: int, limit: int = 1000) -> list[Inode]:
-        """Children after ``after_ino`` in stable inode order (the readdir offset)."""
+    async def readdir(self, ino: int, after: int, limit: int = 1000) -> list[tuple[int, str, Inode]]:
+        """(offset, name, inode) of the entries after offset ``after``: first names in inode
+        order (offset: the ino), then hard links in link order (``LINK_OFFSET`` + id), so two
+        names of one inode in one directory keep distinct, stable offsets."""
         directory = await self._listed_dir(ino)
-        return self.store.children(directory.ino, after_ino, limit)
+        entries: list[tuple[int, str, Inode]] = []
+        if after < LINK_OFFSET:
+            entries = [(c.ino, c.name, c) for c in self.store.children(directory.ino, after, limit)]
+            if len(entries) == limit:
+                return entries
+            after = LINK_OFFSET
+        entries += [(LINK_OFFSET + link.id, link.name, inode)
+                    for link, inode in self.store.link_children(directory.ino, after - LINK_OFFSET, limit - len(entries))]
+        return entries
 
     async def opendir(self, ino: int) -> None:
         await self._listed_dir(ino)
@@ -338,20 +350,98 @@ class Namespace:
         """Take ``inode`` out of the tree (inside a transaction); reap it if unreferenced.
         Its ctime moves (its link count did), as an open handle's fstat shows."""
         self.sync.removed(inode)
-        self.store.update(inode, parent=None, name=f".deleted-{inode.ino}", needs_sync=False, ctime_ns=time.time_ns())
+        self.store.update(inode, parent=None, name=f".deleted-{inode.ino}", needs_sync=False, ctime_ns=time.time_ns(),
+                          nlink=0)
         self.reap_if_unused(inode.ino)
+
+    def _dentry(self, parent: int, name: str) -> tuple[Inode, Link | None] | None:
+        """What ``name`` in ``parent`` names: the inode, and the hard link if it is not the
+        inode's first name."""
+        child = self.store.lookup(parent, name)
+        if child is None:
+            return None
+        if child.parent == parent and child.name == name:
+            return child, None
+        return child, self.store.link_named(parent, name)
+
+    def _remove_name(self, inode: Inode, link: Link | None) -> None:
+        """Remove one name of ``inode`` (inside a transaction): its last takes it out of the
+        tree (``_detach``).  A hard link's object on the remote is tombstoned at its revision.
+
+        The first name while others remain: the oldest other name takes its place (the inode
+        row holds the first name).  If that name's object holds the inode's bytes as they are
+        on the remote (``Link.current``), the inode takes that placement and the first name's
+        object is tombstoned; otherwise the inode keeps its placement, the other name's object
+        is tombstoned and the sync engine moves the inode's object onto that name (the
+        rename-over path).  Either way the only object holding the current bytes is never
+        the one tombstoned.
+        """
+        now = time.time_ns()
+        if link is None:
+            links = self.store.links_of(inode.ino) if inode.nlink > 1 else []
+            if not links:
+                self._detach(inode)
+                return
+            link = links[0]
+            if link.current(inode):
+                if inode.remote_path is not None:
+                    self.sync.name_removed(inode.remote_path, inode.remote_rev, inode.kind)
+                if (entry := self.cache.get(inode.ino)) is not None:  # the same bytes, under the name's revision
+                    self.cache.relabel(entry, old_rev=inode.remote_rev, rev=link.remote_rev)
+                self.store.promote(inode, link)
+            else:
+                if link.remote_path is not None:
+                    self.sync.name_removed(link.remote_path, link.remote_rev, inode.kind)
+                self.store.remove_link(link)
+                self.store.update(inode, parent=link.parent, name=link.name, nlink=inode.nlink - 1)
+            self.store.update(inode, ctime_ns=now, needs_sync=True)
+            self.sync.placement_changed([inode])
+            return
+        self.store.remove_link(link)
+        self.store.update(inode, nlink=inode.nlink - 1, ctime_ns=now)
+        if link.remote_path is not None:
+            self.sync.name_removed(link.remote_path, link.remote_rev, inode.kind)
 
     async def unlink(self, parent: int, name: str) -> None:
         self._writable(parent)
         directory = await self._listed_dir(parent)
-        child = self.store.lookup(directory.ino, name)
-        if child is None:
+        found = self._dentry(directory.ino, name)
+        if found is None:
             raise FsError(errno.ENOENT)
+        child, link = found
         if child.is_dir:
             raise FsError(errno.EISDIR)
         with self.store.transaction():
-            self._detach(child)
+            self._remove_name(child, link)
             self._touch_dir(directory)
+
+    async def link(self, ino: int, new_parent: int, new_name: str) -> Inode:
+        """A hard link: ``new_name`` in ``new_parent`` becomes another name of ``ino``.
+
+        One transaction (the link row, the link count, the times); the remote follows
+        through the sync engine, which places the name as an object of its own
+        (``Uploader._sync_links``)."""
+        inode = self.inode(ino)
+        if inode.is_dir:
+            raise FsError(errno.EPERM)
+        if inode.parent is None:
+            raise FsError(errno.ENOENT)  # unlinked, only still open (as linkat of such a file)
+        if inode.remote_rev is not None and inode.remote_rev.startswith(READ_ONLY_REV):
+            raise FsError(errno.EPERM)  # an exported document has no second name in its cloud
+        if inode.nlink >= MAX_LINKS:
+            raise FsError(errno.EMLINK)
+        directory = await self._new_child_dir(new_parent, new_name)
+        if self.fixed_root and self._top_level(directory) != self._top_level(inode):
+            raise FsError(errno.EXDEV)  # two remotes: one object cannot have names in both
+        if self.store.get(ino) is not inode or inode.parent is None:  # removed while the directory was listed
+            raise FsError(errno.ENOENT)
+        with self.store.transaction():
+            self.store.add_link(inode, directory.ino, new_name)
+            self.store.update(inode, nlink=inode.nlink + 1, ctime_ns=time.time_ns())
+            self._touch_dir(directory)
+        self.sync.placement_changed([inode])
+        self.remember(inode.ino)
+        return inode
 
     async def rmdir(self, parent: int, name: str) -> None:
         self._writable(parent)
@@ -378,9 +468,10 @@ class Namespace:
             raise FsError(errno.EINVAL)
         src_dir = await self._listed_dir(parent)
         dst_dir = await self._listed_dir(new_parent)
-        moving = self.store.lookup(src_dir.ino, name)
-        if moving is None:
+        found = self._dentry(src_dir.ino, name)
+        if found is None:
             raise FsError(errno.ENOENT)
+        moving, moving_link = found
         if moving.is_dir and self._is_ancestor(moving.ino, dst_dir.ino):
             raise FsError(errno.EINVAL)
         if self.fixed_root and self._top_level(src_dir) != self._top_level(dst_dir):
@@ -389,9 +480,10 @@ class Namespace:
             await self.sync.prepare_dir_move(moving)
             if self.store.lookup(src_dir.ino, name) is not moving:  # moved or removed meanwhile
                 raise FsError(errno.ENOENT)
-        target = self.store.lookup(dst_dir.ino, new_name)
+        found = self._dentry(dst_dir.ino, new_name)
+        target, target_link = found if found is not None else (None, None)
         if target is not None and target.ino == moving.ino:
-            return
+            return  # two names of one inode (or the name itself): POSIX says do nothing
         self._check_remote_name(dst_dir, new_name, moving)
         if target is not None:
             if flags & RENAME_NOREPLACE:
@@ -407,9 +499,13 @@ class Namespace:
                 raise FsError(errno.ENOTDIR)
         with self.store.transaction():
             if target is not None:
-                self._detach(target)
+                self._remove_name(target, target_link)
             now = time.time_ns()
-            self.store.update(moving, parent=dst_dir.ino, name=new_name, ctime_ns=now, needs_sync=True)
+            if moving_link is not None:  # a hard link renamed: its own object follows
+                self.store.update_link(moving_link, parent=dst_dir.ino, name=new_name, needs_sync=True)
+                self.store.update(moving, ctime_ns=now)
+            else:
+                self.store.update(moving, parent=dst_dir.ino, name=new_name, ctime_ns=now, needs_sync=True)
             self._touch_dir(src_dir)
             if dst_dir.ino != src_dir.ino:
                 self._touch_dir(dst_dir)
@@ -419,6 +515,10 @@ class Namespace:
                 for inode in moved[1:]:
                     if not inode.needs_sync:
                         self.store.update(inode, needs_sync=True)
+                # hard links below it: their remote paths changed too
+                for link in self.store.links_in([i.ino for i in moved if i.is_dir]):
+                    self.store.update_link(link, needs_sync=True)
+                    moved += [i for i in (self.store.get(link.ino),) if i is not None]
         self.sync.placement_changed(moved)
 
     def _top_level(self, inode: Inode) -> int:

@@ -12,6 +12,7 @@ from typing import Protocol
 
 from cloudgw.cache.files import CacheEntry
 from cloudgw.metadata.model import Inode
+from cloudgw.remotes.base import Kind
 
 
 MAX_NAME = 255  # bytes in one path component, as on local filesystems
@@ -67,6 +68,10 @@ class SyncPort(Protocol):
 
     def removed(self, inode: Inode) -> None:
         """The inode left the tree; tombstone its remote object and stop uploading it."""
+
+    def name_removed(self, remote_path: str, rev: str | None, kind: Kind) -> None:
+        """One name of an inode that keeps others (a hard link) left the tree: tombstone its
+        remote object at ``rev``; the inode's sync goes on."""
 
     def check_name(self, directory: Inode, name: str, moving: Inode | None = None) -> None:
         """Raise ``RemoteError`` (EINVAL, ENAMETOOLONG, EEXIST) if the remote cannot hold ``name``

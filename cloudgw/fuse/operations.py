@@ -112,8 +112,8 @@ class FuseOperations(pyfuse3.Operations):
         a.st_mode = inode.st_mode
         if inode.kind is Kind.DIR:
             a.st_nlink = 2
-        elif inode.parent is None and inode.ino != ROOT_INO:
-            a.st_nlink = 0  # unlinked, only still open
+        elif inode.nlink != 1:
+            a.st_nlink = inode.nlink  # hard links; 0: unlinked, only still open
         a.st_uid = inode.uid
         a.st_gid = inode.gid
         a.st_size = size = inode.size
@@ -174,11 +174,11 @@ class FuseOperations(pyfuse3.Operations):
         after = start_id
         while True:
             children = await self.ns.readdir(fh, after)
-            for child in children:
-                if not pyfuse3.readdir_reply(token, os.fsencode(child.name), self._attr(child), child.ino):
+            for offset, name, child in children:
+                if not pyfuse3.readdir_reply(token, os.fsencode(name), self._attr(child), offset):
                     return
                 self.ns.remember(child.ino)
-                after = child.ino
+                after = offset
             if len(children) < 1000:
                 return
 
@@ -206,8 +206,9 @@ class FuseOperations(pyfuse3.Operations):
     async def symlink(self, parent_inode: int, name: bytes, target: bytes, ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
         return self._attr(await self.ns.symlink(parent_inode, _name(name), os.fsdecode(target), ctx.uid, ctx.gid))
 
+    @_mapped
     async def link(self, inode: int, new_parent_inode: int, new_name: bytes, ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
-        raise pyfuse3.FUSEError(errno.EPERM)  # one file = one object: no hard links
+        return self._attr(await self.ns.link(inode, new_parent_inode, _name(new_name)))
 
     @_mapped
     async def mknod(self, parent_inode: int, name: bytes, mode: int, rdev: int, ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:

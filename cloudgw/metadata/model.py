@@ -119,6 +119,7 @@ class Inode:
     needs_sync: bool  # something (content, placement, existence) awaits the sync engine
     remote_id: str | None = None  # the remote's stable item id where it has ids: a move made elsewhere stays a move
     rdev: int = 0  # device number of a character or block device
+    nlink: int = 1  # names: 1 + its rows in ``links`` (hard links); 0 once unlinked (only still open)
 
     @property
     def st_mode(self) -> int:
@@ -127,3 +128,31 @@ class Inode:
     @property
     def is_dir(self) -> bool:
         return self.kind is Kind.DIR
+
+
+@dataclass(slots=True)
+class Link:
+    """One extra name of an inode (a hard link): a row of the ``links`` table.
+
+    The inode row keeps its first name; each further name lives here with its own
+    placement on the remote, since every remote holds each name as an ordinary object
+    (a server-side copy, a real hard link on file://, an upload elsewhere).  A name's
+    content is its inode's: it follows the inode's state.  ``based_on`` is the inode's
+    ``remote_rev`` whose bytes the name's object holds: the object is current while the
+    two agree.  Not in the identity map: read afresh where needed (rows are few).
+    """
+
+    id: int  # also its readdir offset (``LINK_OFFSET + id``)
+    ino: int
+    parent: int
+    name: str
+    remote_path: str | None = None
+    remote_rev: str | None = None
+    remote_id: str | None = None
+    based_on: str | None = None
+    needs_sync: bool = True
+
+    def current(self, inode: Inode) -> bool:
+        """Placed, settled, and holding the inode's bytes as the remote has them now."""
+        return (self.remote_path is not None and not self.needs_sync and inode.remote_rev is not None
+                and self.based_on == inode.remote_rev)

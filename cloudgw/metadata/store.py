@@ -36,7 +36,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any, Iterable, Iterator, NamedTuple
 
-from cloudgw.metadata.model import ROOT_INO, FileState, Inode, check_transition
+from cloudgw.metadata.model import ROOT_INO, FileState, Inode, Link, check_transition
 from cloudgw.remotes.base import Kind
 
 SCHEMA_VERSION = 1
@@ -64,6 +64,7 @@ CREATE TABLE IF NOT EXISTS inodes (
     needs_sync INTEGER NOT NULL,
     remote_id TEXT,
     rdev INTEGER NOT NULL DEFAULT 0,
+    nlink INTEGER NOT NULL DEFAULT 1,
     UNIQUE (parent, name)
 );
 CREATE INDEX IF NOT EXISTS inodes_remote_path ON inodes (remote_path);
@@ -89,6 +90,22 @@ CREATE TABLE IF NOT EXISTS conflicts (
     created REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+-- Hard links: the names of an inode beyond its first (``model.Link``).  A (parent, name)
+-- is in ``inodes`` or here, never both (``Namespace`` checks with ``lookup``, which reads both).
+CREATE TABLE IF NOT EXISTS links (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    ino INTEGER NOT NULL,
+    parent INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    remote_path TEXT,
+    remote_rev TEXT,
+    remote_id TEXT,
+    based_on TEXT,
+    needs_sync INTEGER NOT NULL DEFAULT 1,
+    UNIQUE (parent, name)
+);
+CREATE INDEX IF NOT EXISTS links_ino ON links (ino);
+CREATE INDEX IF NOT EXISTS links_remote_path ON links (remote_path) WHERE remote_path IS NOT NULL;
 """
 
 _COLUMNS = [f.name for f in fields(Inode)]
@@ -98,6 +115,10 @@ _SELECT = "SELECT " + ", ".join(_COLUMNS) + " FROM inodes"
 _SELECT_BY_INO = _SELECT + " WHERE ino = ?"
 _SELECT_BY_NAME = _SELECT + " WHERE parent = ? AND name = ?"
 _SELECT_CHILDREN = _SELECT + " WHERE parent = ? AND ino > ? ORDER BY ino LIMIT ?"
+_LINK_COLUMNS = [f.name for f in fields(Link)]
+_SELECT_LINK = "SELECT " + ", ".join(_LINK_COLUMNS) + " FROM links"
+_SELECT_VIA_LINK = ("SELECT " + ", ".join("i." + c for c in _COLUMNS) + " FROM links l JOIN inodes i ON i.ino = l.ino"
+                    " WHERE l.parent = ? AND l.name = ?")
 _KINDS = {k.value: k for k in Kind}
 _STATES = {s.value: s for s in FileState}
 
@@ -109,10 +130,16 @@ def _row_to_inode(row: tuple) -> Inode:
     kernel looks up after dropping its caches, so it is on the LOOKUP hot path.
     """
     (ino, parent, name, kind, mode, uid, gid, size, mtime_ns, ctime_ns, atime_ns, target, state,
-     remote_path, remote_rev, listed, data_version, needs_sync, remote_id, rdev) = row
+     remote_path, remote_rev, listed, data_version, needs_sync, remote_id, rdev, nlink) = row
     return Inode(ino, parent, name, _KINDS[kind], mode, uid, gid, size, mtime_ns, ctime_ns, atime_ns, target,
                  _STATES[state], remote_path, remote_rev, bool(listed), data_version, bool(needs_sync), remote_id,
-                 rdev)
+                 rdev, nlink)
+
+
+def _row_to_link(row: tuple) -> Link:
+    link = Link(*row)
+    link.needs_sync = bool(link.needs_sync)
+    return link
 
 
 def _to_sql(name: str, value: Any) -> Any:
@@ -147,6 +174,9 @@ class MetadataStore:
         self._held: weakref.WeakValueDictionary[int, Inode] = weakref.WeakValueDictionary()
         self._in_tx = False
         self._ensure_root()
+        # whether any hard link exists: until one does, a lookup that misses (a negative
+        # lookup: every create) pays no second query
+        self._any_links = self._exec("SELECT 1 FROM links LIMIT 1").fetchone() is not None
 
     # -- transactions ---------------------------------------------------------
 
@@ -227,7 +257,10 @@ class MetadataStore:
         return inode
 
     def lookup(self, parent: int, name: str) -> Inode | None:
+        """The inode named ``name`` in ``parent``: by its first name, or by a hard link."""
         row = self._db.execute(_SELECT_BY_NAME, (parent, name)).fetchone()
+        if row is None and self._any_links:
+            row = self._db.execute(_SELECT_VIA_LINK, (parent, name)).fetchone()
         return None if row is None else self._from_row(row)
 
     def children(self, parent: int, after_ino: int = 0, limit: int = 1000) -> list[Inode]:
@@ -236,12 +269,16 @@ class MetadataStore:
         return [from_row(row) for row in self._db.execute(_SELECT_CHILDREN, (parent, after_ino, limit))]
 
     def has_children(self, parent: int) -> bool:
-        return self._exec("SELECT 1 FROM inodes WHERE parent = ? LIMIT 1", (parent,)).fetchone() is not None
+        if self._exec("SELECT 1 FROM inodes WHERE parent = ? LIMIT 1", (parent,)).fetchone() is not None:
+            return True
+        return self._any_links and self._exec("SELECT 1 FROM links WHERE parent = ? LIMIT 1", (parent,)).fetchone() is not None
 
     def is_placed(self, remote_path: str) -> bool:
-        """Whether some inode is placed at ``remote_path`` (a question only: unlike
+        """Whether some inode or hard link is placed at ``remote_path`` (a question only: unlike
         ``by_remote_path`` it builds and pins no object the kernel will never forget)."""
-        return self._exec("SELECT 1 FROM inodes WHERE remote_path = ? LIMIT 1", (remote_path,)).fetchone() is not None
+        if self._exec("SELECT 1 FROM inodes WHERE remote_path = ? LIMIT 1", (remote_path,)).fetchone() is not None:
+            return True
+        return self._any_links and self.link_at(remote_path) is not None
 
     def by_remote_id(self, remote_id: str) -> Inode | None:
         row = self._exec("SELECT ino FROM inodes WHERE remote_id = ? LIMIT 1", (remote_id,)).fetchone()
@@ -255,6 +292,8 @@ class MetadataStore:
                    (new + "/", n + 1, n, old + "/"))
         self._exec("UPDATE OR REPLACE tombstones SET remote_path = ? || substr(remote_path, ?)"
                    " WHERE substr(remote_path, 1, ?) = ?", (new + "/", n + 1, n, old + "/"))
+        self._exec("UPDATE links SET remote_path = ? || substr(remote_path, ?) WHERE substr(remote_path, 1, ?) = ?",
+                   (new + "/", n + 1, n, old + "/"))
         for inode in list(self._held.values()):
             if inode.remote_path is not None and inode.remote_path.startswith(old + "/"):
                 inode.remote_path = new + inode.remote_path[len(old):]
@@ -289,7 +328,10 @@ class MetadataStore:
         return [r[0] for r in self._exec("SELECT ino FROM inodes WHERE parent IS NULL AND ino != ?", (ROOT_INO,))]
 
     def inos_needing_sync(self) -> list[int]:
-        return [r[0] for r in self._exec("SELECT ino FROM inodes WHERE needs_sync ORDER BY ino")]
+        """Inodes the sync engine owes something, including those only a hard link of which
+        waits (a crash between an inode's commit and its link's strands neither)."""
+        return [r[0] for r in self._exec("SELECT ino FROM inodes WHERE needs_sync"
+                                         " UNION SELECT ino FROM links WHERE needs_sync ORDER BY 1")]
 
     def descendants(self, ino: int) -> list[int]:
         rows = self._exec(
@@ -385,6 +427,7 @@ class MetadataStore:
 
     def delete(self, inode: Inode) -> None:
         self._exec("DELETE FROM inodes WHERE ino = ?", (inode.ino,))
+        self._exec("DELETE FROM links WHERE ino = ?", (inode.ino,))
         self._exec("DELETE FROM xattrs WHERE ino = ?", (inode.ino,))
         self._live.pop(inode.ino, None)
         self._held.pop(inode.ino, None)
@@ -393,6 +436,83 @@ class MetadataStore:
         """Drop the in-memory object (the row stays); called when the kernel forgets it."""
         if ino != ROOT_INO:
             self._live.pop(ino, None)
+
+    # -- hard links ---------------------------------------------------------------
+    # One statement each, inside the caller's transaction; ``nlink`` is the caller's to keep.
+
+    def add_link(self, inode: Inode, parent: int, name: str) -> Link:
+        cur = self._exec("INSERT INTO links (ino, parent, name) VALUES (?, ?, ?)", (inode.ino, parent, name))
+        self._any_links = True
+        assert cur.lastrowid is not None
+        return Link(cur.lastrowid, inode.ino, parent, name)
+
+    def update_link(self, link: Link, **changes: Any) -> None:
+        cols = ", ".join(f"{k} = ?" for k in changes)
+        self._exec(f"UPDATE links SET {cols} WHERE id = ?", tuple(_to_sql(k, v) for k, v in changes.items()) + (link.id,))
+        for k, v in changes.items():
+            setattr(link, k, v)
+
+    def remove_link(self, link: Link) -> None:
+        self._exec("DELETE FROM links WHERE id = ?", (link.id,))
+
+    def _links(self, where: str, args: tuple) -> list[Link]:
+        return [_row_to_link(r) for r in self._exec(f"{_SELECT_LINK} WHERE {where}", args)] if self._any_links else []
+
+    def links_of(self, ino: int) -> list[Link]:
+        """The inode's extra names, oldest first."""
+        return self._links("ino = ? ORDER BY id", (ino,))
+
+    def link_named(self, parent: int, name: str) -> Link | None:
+        found = self._links("parent = ? AND name = ?", (parent, name))
+        return found[0] if found else None
+
+    def link_at(self, remote_path: str) -> Link | None:
+        found = self._links("remote_path = ? LIMIT 1", (remote_path,))
+        return found[0] if found else None
+
+    def link_by_remote_id(self, remote_id: str) -> Link | None:
+        found = self._links("remote_id = ? LIMIT 1", (remote_id,))
+        return found[0] if found else None
+
+    def link_children(self, parent: int, after_id: int = 0, limit: int = 1000) -> list[tuple[Link, Inode]]:
+        """The hard links in ``parent`` with their inodes, by id (stable readdir offsets), paged."""
+        links = self._links("parent = ? AND id > ? ORDER BY id LIMIT ?", (parent, after_id, limit))
+        return [(link, inode) for link in links if (inode := self.get(link.ino)) is not None]
+
+    def links_in(self, parents: Iterable[int]) -> list[Link]:
+        return [link for parent in parents for link in self._links("parent = ?", (parent,))]
+
+    def link_paths_under(self, prefix: str) -> dict[str, int]:
+        """remote_path -> link id for every hard link placed at or under ``prefix`` ('' = all)."""
+        if not self._any_links:
+            return {}
+        rows = self._exec("SELECT remote_path, id FROM links WHERE remote_path IS NOT NULL AND (? = ''"
+                          " OR remote_path = ? OR substr(remote_path, 1, ?) = ?)",
+                          (prefix, prefix, len(prefix) + 1, prefix + "/"))
+        return dict(rows.fetchall())
+
+    def promote(self, inode: Inode, link: Link) -> None:
+        """``link`` becomes ``inode``'s first name, with its placement on the remote; the
+        former first name is gone (the caller decides what becomes of its object)."""
+        self.remove_link(link)
+        self.update(inode, parent=link.parent, name=link.name, remote_path=link.remote_path,
+                    remote_rev=link.remote_rev, remote_id=link.remote_id, nlink=inode.nlink - 1)
+
+    def mark_links(self, ino: int, **changes: Any) -> None:
+        """Set ``changes`` on every hard link of ``ino``."""
+        if self._any_links:
+            cols = ", ".join(f"{k} = ?" for k in changes)
+            self._exec(f"UPDATE links SET {cols} WHERE ino = ?", tuple(_to_sql(k, v) for k, v in changes.items()) + (ino,))
+
+    def rebase_links(self, ino: int, old_rev: str | None, rev: str | None) -> None:
+        """The inode's object got revision ``rev`` with its bytes unchanged (attributes sent,
+        a move): the links that held ``old_rev``'s bytes hold ``rev``'s."""
+        if self._any_links and old_rev is not None and rev != old_rev:
+            self._exec("UPDATE links SET based_on = ? WHERE ino = ? AND based_on = ?", (rev, ino, old_rev))
+
+    def link_by_id(self, link_id: int) -> Link | None:
+        found = self._links("id = ?", (link_id,))
+        return found[0] if found else None
 
     # -- xattrs -----------------------------------------------------------------
 
@@ -501,6 +621,8 @@ def _migrate(db: sqlite3.Connection) -> None:
         db.execute("ALTER TABLE inodes ADD COLUMN remote_id TEXT")
     if columns and "rdev" not in columns:
         db.execute("ALTER TABLE inodes ADD COLUMN rdev INTEGER NOT NULL DEFAULT 0")
+    if columns and "nlink" not in columns:
+        db.execute("ALTER TABLE inodes ADD COLUMN nlink INTEGER NOT NULL DEFAULT 1")
 
 
 def _generation(db: sqlite3.Connection) -> int:

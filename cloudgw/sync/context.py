@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import trio
 
 from cloudgw.cache.files import CacheFiles
+from cloudgw.errors import CloudgwError
 from cloudgw.filesystem.ports import MAX_NAME, Invalidate, InvalidateEntry, Orphaned, name_too_long
 from cloudgw.metadata.model import FileState, Inode
 from cloudgw.metadata.store import MetadataStore, NewChild
@@ -40,6 +41,11 @@ def _unshowable(entry: RemoteEntry) -> str | None:
     if name_too_long(entry.name):
         return f"its name is longer than {MAX_NAME} bytes"
     return None
+
+
+class Deferred(CloudgwError):
+    """Not now: another inode still occupies the target path on the remote (or what this
+    needs is not there yet); the write-back queue runs it again later."""
 
 
 class Journal:

@@ -27,7 +27,8 @@ from cloudgw.sync.fetcher import Fetcher
 from cloudgw.sync.lister import DirectoryLister
 from cloudgw.sync.poller import Poller
 from cloudgw.sync.tombstones import TombstoneProcessor
-from cloudgw.sync.uploader import Deferred, Uploader
+from cloudgw.sync.context import Deferred
+from cloudgw.sync.uploader import Uploader
 from cloudgw.sync.writeback import WritebackQueue
 
 log = logging.getLogger(__name__)
@@ -89,6 +90,10 @@ class SyncEngine:
             self.ctx.store.add_tombstone(inode.remote_path, rev, inode.kind)
             self.ctx.store.update(inode, remote_path=None, remote_rev=None)
             self._tombstone_kick.set()
+
+    def name_removed(self, remote_path: str, rev: str | None, kind: Kind) -> None:
+        self.ctx.store.add_tombstone(remote_path, rev, kind)
+        self._tombstone_kick.set()
 
     def check_name(self, directory: Inode, name: str, moving: Inode | None = None) -> None:
         """The remote's name rules (``remotes.base.check_path``: EINVAL, ENAMETOOLONG) and, on a

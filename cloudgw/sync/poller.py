@@ -150,7 +150,14 @@ class Poller:
                 changed += changes.present(entry, listed=snapshot.complete is None)
                 if changed:
                     crash_point("poll-mid-apply")  # the transaction is rolled back by SQLite
-            for path, ino in sorted(self._placed_in(snapshot).items(), key=lambda kv: -kv[0].count("/")):
+            # hard links first: a first name gone hands its inode to a name still there
+            for path, link_id in self._placed_in(snapshot, store.link_paths_under("")).items():
+                if path not in snapshot.entries and not ctx.unacked.holds(path):
+                    link = store.link_by_id(link_id)
+                    if link is not None and link.remote_path == path:
+                        changed += changes.link_gone(link)
+            placed = self._placed_in(snapshot, store.remote_paths_under(""))
+            for path, ino in sorted(placed.items(), key=lambda kv: -kv[0].count("/")):
                 if path in snapshot.entries:
                     continue
                 if ctx.unacked.holds(path):
@@ -174,10 +181,9 @@ class Poller:
         ctx.journal.prune(epoch)
         return PollResult(changed, changes.wants_sync)
 
-    def _placed_in(self, snapshot: Snapshot) -> dict[str, int]:
-        """remote path -> ino of what we placed where the snapshot saw everything."""
-        store = self.ctx.store
-        placed = store.remote_paths_under("")
+    @staticmethod
+    def _placed_in(snapshot: Snapshot, placed: dict[str, int]) -> dict[str, int]:
+        """Of ``placed`` (remote path -> ino or link id), what lies where the snapshot saw everything."""
         if snapshot.complete is None:
             return placed
         return {p: ino for p, ino in placed.items() if posixpath.dirname(p) in snapshot.complete}
@@ -286,6 +292,9 @@ class Poller:
         store = self.ctx.store
         if item.entry is None:
             known = store.by_remote_id(item.id) if item.id else (store.by_remote_path(item.path) if item.path else None)
+            if known is None and (link := store.link_by_remote_id(item.id) if item.id else
+                                  store.link_at(item.path) if item.path else None) is not None:
+                return changes.link_gone(link)
             return changes.gone(known) if known is not None else 0
         path = item.path
         if path is None:

@@ -12,6 +12,16 @@ are written once:
     known, gone from the remote   -> local clean: removed; local dirty or moving:
                                      placement cleared, so it is uploaded anew
 
+Hard links (``model.Link``): each name is an object of its own, and a name changed
+elsewhere splits off -- it becomes an inode of its own with the new content, and the
+other names keep theirs (nothing lost, and no name shows bytes written to another
+object).  The first name (the inode row's) splits off too when another name still holds
+the inode's bytes on the remote (``Link.current``: that name becomes the first); if none
+does, the change is taken by every name and the others are written anew.  A name gone
+from the remote is removed locally; the first name's removal hands the inode to another
+name.  With local changes pending, as for any file, nothing is decided here: the
+conditional writes decide, and theirs becomes a conflict copy.
+
 Paths our own sync touched after the poll began are left alone (``Journal``), as
 are tombstoned paths and paths a reconcile under way may be changing right now
 (``ctx.in_flight``).  Nothing here awaits: the caller runs a whole poll's changes
@@ -24,7 +34,7 @@ import logging
 import posixpath
 import time
 
-from cloudgw.metadata.model import ROOT_INO, FileState, Inode
+from cloudgw.metadata.model import ROOT_INO, FileState, Inode, Link
 from cloudgw.remotes.base import Kind, RemoteEntry
 from cloudgw.sync.context import SyncContext
 
@@ -79,6 +89,8 @@ class RemoteChanges:
                 return 0  # local changes pending: the upload's conditional write decides
             changed = self.gone(inode)
             inode = None
+        if inode is None and (link := store.link_at(entry.path)) is not None:
+            return changed + self._link_present(link, entry)
         if inode is None and entry.id is not None:
             moved = store.by_remote_id(entry.id)
             if moved is not None and moved.remote_path not in (None, entry.path):
@@ -119,6 +131,17 @@ class RemoteChanges:
             return 0
         if inode.state.has_unsynced_data:
             return 0  # the upload's conditional write will find this and keep both
+        if inode.nlink > 1:
+            if inode.needs_sync:
+                self.skipped.add(entry.path)
+                return 0  # a name or move of ours under way: decided once it is done
+            heir = next((link for link in store.links_of(inode.ino) if link.current(inode)), None)
+            if heir is not None:  # another name holds our bytes: this one splits off
+                self._promote(inode, heir)
+                log.info("remote change: %s (split off its other names)", entry.path)
+                return 1 + self._new(entry, listed=False)
+            store.mark_links(inode.ino, needs_sync=True)  # no other copy of ours: every name takes it
+            self.wants_sync.append(inode.ino)
         store.update(inode, remote_rev=entry.rev, size=entry.size, state=FileState.REMOTE_ONLY,
                      mtime_ns=entry.attrs.mtime_ns or entry.mtime_ns)
         cached = ctx.cache.get(inode.ino)
@@ -126,6 +149,56 @@ class RemoteChanges:
             ctx.cache.reset(cached, rev=entry.rev, remote_size=entry.size)
         ctx.invalidate(inode)
         log.info("remote change: %s", entry.path)
+        return 1
+
+    def _promote(self, inode: Inode, heir: Link) -> None:
+        """``heir`` (current: it holds the inode's bytes) becomes the inode's first name and
+        placement; the first name leaves the inode (the caller adopts or drops its object)."""
+        ctx = self.ctx
+        old_parent, old_name = inode.parent, inode.name
+        if (cached := ctx.cache.get(inode.ino)) is not None:
+            ctx.cache.relabel(cached, old_rev=inode.remote_rev, rev=heir.remote_rev)
+        ctx.store.promote(inode, heir)
+        ctx.store.update(inode, ctime_ns=time.time_ns())
+        if old_parent is not None:
+            ctx.invalidate_entry(old_parent, old_name)
+        ctx.invalidate(inode)
+
+    def _link_present(self, link: Link, entry: RemoteEntry) -> int:
+        """``entry`` is at the remote path of a hard link.  Changed by someone else while the
+        inode is settled here: the name splits off as an inode of its own."""
+        store = self.ctx.store
+        if entry.rev == link.remote_rev or entry.kind is not Kind.FILE:
+            return 0
+        inode = store.get(link.ino)
+        if (inode is None or link.needs_sync or inode.needs_sync or inode.state.has_unsynced_data
+                or self.ours(entry.path)):
+            self.skipped.add(entry.path)
+            return 0  # ours under way or pending: the conditional write decides
+        self._drop_link(inode, link)
+        log.info("remote change: %s (split off from its other names)", entry.path)
+        return 1 + self._new(entry, listed=False)
+
+    def _drop_link(self, inode: Inode, link: Link) -> None:
+        store = self.ctx.store
+        store.remove_link(link)
+        store.update(inode, nlink=inode.nlink - 1, ctime_ns=time.time_ns())
+        self.ctx.invalidate_entry(link.parent, link.name)
+        self.ctx.invalidate(inode)
+
+    def link_gone(self, link: Link) -> int:
+        """A hard link's object is no longer where we placed it: the name goes (settled), or
+        is placed anew (a change of ours pending)."""
+        store = self.ctx.store
+        inode = store.get(link.ino)
+        if inode is None or link.remote_path is None or self.ours(link.remote_path):
+            return 0
+        if link.needs_sync or inode.needs_sync or inode.state.has_unsynced_data:
+            store.update_link(link, remote_path=None, remote_rev=None, remote_id=None, based_on=None, needs_sync=True)
+            self.wants_sync.append(inode.ino)
+            return 0
+        self._drop_link(inode, link)
+        log.info("remote delete: %s", link.remote_path)
         return 1
 
     def _moved(self, inode: Inode, entry: RemoteEntry) -> int:
@@ -169,13 +242,38 @@ class RemoteChanges:
             store.update(inode, remote_path=None, remote_rev=None, remote_id=None, needs_sync=True)
             self.wants_sync.append(inode.ino)
             return changed
+        if inode.nlink > 1 and (heir := self._heir(inode)) is not None:
+            self._promote(inode, heir)  # its other names stay
+            log.info("remote delete: %s (its other names stay)", inode.name)
+            return changed + 1
         parent, name = inode.parent, inode.name
-        store.update(inode, parent=None, name=f".deleted-{inode.ino}", remote_path=None, remote_id=None)
+        for link in store.links_of(inode.ino) if inode.nlink > 1 else ():
+            store.remove_link(link)  # no other copy of its bytes anywhere: the names go with it
+            ctx.invalidate_entry(link.parent, link.name)
+        store.update(inode, parent=None, name=f".deleted-{inode.ino}", remote_path=None, remote_id=None, nlink=0)
         if parent is not None:
             ctx.invalidate_entry(parent, name)
         ctx.orphaned(inode)
         log.info("remote delete: %s", name)
         return changed + 1
+
+    def _heir(self, inode: Inode) -> Link | None:
+        """The name to hand a clean inode to when its first name's object is gone: one whose
+        object holds its bytes, else one not placed yet if the cache holds every byte (it is
+        uploaded from there)."""
+        links = self.ctx.store.links_of(inode.ino)
+        heir = next((link for link in links if link.current(inode)), None)
+        if heir is not None:
+            return heir
+        cached = self.ctx.cache.get(inode.ino)
+        if inode.kind is Kind.FILE and (cached is None or cached.missing(0, cached.fetch_limit) or cached.fetch_limit
+                                        < inode.size):
+            return None
+        heir = links[0]
+        self.ctx.store.update_link(heir, remote_path=None, remote_rev=None, remote_id=None, based_on=None)
+        self.ctx.store.update(inode, needs_sync=True)
+        self.wants_sync.append(inode.ino)
+        return heir
 
     def _children_gone(self, directory: Inode) -> int:
         """A directory gone from the remote took what we placed below it along.  A full
@@ -190,4 +288,10 @@ class RemoteChanges:
                 path = child.remote_path
                 if path is not None and path.startswith(below) and not self.ctx.unacked.holds(path):
                     changed += self.gone(child)
+        after = 0
+        while page := store.link_children(directory.ino, after_id=after):
+            after = page[-1][0].id
+            for link, _inode in page:
+                if link.remote_path is not None and link.remote_path.startswith(below):
+                    changed += self.link_gone(link)
         return changed

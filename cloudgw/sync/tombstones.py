@@ -78,7 +78,7 @@ class TombstoneProcessor:
     async def _delete(self, path: str, rev: str | None, kind: Kind) -> bool:
         remote, store = self.ctx.remote, self.ctx.store
         if kind is Kind.DIR:
-            if any(p != path for p in store.remote_paths_under(path)):
+            if any(p != path for p in store.remote_paths_under(path)) or store.link_paths_under(path):
                 return False  # children are still being moved out
             if any(p.startswith(path + "/") for p, _rev, _kind in store.tombstones()):
                 return False  # or deleted (a failed delete is no outside data)

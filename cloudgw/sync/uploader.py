@@ -55,22 +55,19 @@ import time
 from cloudgw.cache.checksums import verify_all
 from cloudgw.cache.files import BLOCK_SIZE, CacheEntry
 from cloudgw.crashpoints import crash_point
-from cloudgw.errors import (CloudgwError, PreconditionFailed, RemoteError, RemoteExists, RemoteNotEmpty, RemoteNotFound,
+from cloudgw.errors import (PreconditionFailed, RemoteError, RemoteExists, RemoteNotEmpty, RemoteNotFound,
                             SourceChanged, TransientRemoteError)
 from cloudgw.metadata.model import FileState, Inode
 from cloudgw.remotes import specials
 from cloudgw.remotes.base import Expect, FileAttrs, Kind, RemoteEntry, capabilities_at, set_attrs
 from cloudgw.sync.compare import COMPARE_CHUNK, holds_same_bytes, read_exact
-from cloudgw.sync.context import SyncContext
+from cloudgw.sync.context import Deferred, SyncContext
 from cloudgw.sync.copy_aside import copy_aside
 from cloudgw.sync.fetcher import Fetcher
+from cloudgw.sync.hard_links import LinkNames
 from cloudgw.sync.unacked import ChunkLog
 
 log = logging.getLogger(__name__)
-
-
-class Deferred(CloudgwError):
-    """Not now: another inode still occupies the target path on the remote."""
 
 
 NOTE_CHUNK = 8 << 20  # bytes per CRC noted for a server-side copied range
@@ -152,17 +149,26 @@ class Uploader:
         # answer: lost reply, timeout).  In memory only: after a restart, a move found done
         # is taken for someone else's change (a conflict copy; nothing lost).
         self._moves_tried: dict[int, tuple[str, str]] = {}
+        self._links = LinkNames(ctx, self)
 
     async def reconcile(self, ino: int) -> list[int]:
         """Make the remote follow ``ino``; returns the inodes this released: children that
         waited (``Deferred``) for their directory to be on the remote, to be queued now."""
         store = self.ctx.store
         inode = store.get(ino)
-        if inode is None or inode.parent is None or not inode.needs_sync:
+        if inode is None or inode.parent is None:
+            return []
+        links = store.links_of(ino) if inode.nlink > 1 else []
+        if not inode.needs_sync and not any(link.needs_sync for link in links):
             return []
         path = store.path_of(inode)
         if path is None:
             return []
+        if not inode.needs_sync:  # only hard links wait
+            await self._links.sync(inode, path)
+            return []
+        if links:  # whatever this changes on the remote, the names follow it (crash-safe: committed first)
+            store.mark_links(ino, needs_sync=True)
         # first: an unanswered write elsewhere becomes an orphan to clean up even while this
         # reconcile is deferred (a directory's rmdir waits for it: ``unacked.holds_under``)
         self.ctx.unacked.moved_away(ino, path)
@@ -188,6 +194,8 @@ class Uploader:
                 await self._sync_attrs(inode, path)
         finally:
             self.ctx.in_flight -= busy
+        if links:
+            await self._links.sync(inode, path)
         return []
 
     def _check_target_free(self, inode: Inode, path: str) -> None:
@@ -195,6 +203,8 @@ class Uploader:
         occupant = store.by_remote_path(path)
         if occupant is not None and occupant.ino != inode.ino:
             raise Deferred(f"{path!r} is still held on the remote by inode {occupant.ino}")
+        if (link := store.link_at(path)) is not None:
+            raise Deferred(f"{path!r} is still held on the remote by a hard link of inode {link.ino}")
         if path in self.ctx.in_flight:
             raise Deferred(f"{path!r}: a change of another inode to it is still under way")
         tomb = store.tombstone(path)  # a file cannot replace a directory in one write, nor the reverse
@@ -349,16 +359,47 @@ class Uploader:
         uploading = inode.state is FileState.UPLOADING
         if uploading:  # stays CONFLICT (never evicted, shown) until theirs is saved aside
             store.update(inode, state=FileState.CONFLICT)
+        await self._keep_theirs(path, theirs)
+        if uploading and inode.state is FileState.CONFLICT:
+            store.update(inode, state=FileState.UPLOADING)  # ours is written next
+        return theirs.rev or Expect.ANY
+
+    async def save_conflict_copy_at(self, path: str) -> Expect | str:
+        """Someone else's file at ``path``, where another name of one of ours goes: kept as a
+        conflict copy; what to expect there now."""
+        try:
+            theirs = await self.ctx.remote.stat(path)
+        except RemoteNotFound:
+            return Expect.ABSENT
+        if theirs.kind is not Kind.FILE:
+            raise RemoteExists(f"{path}: the remote has a {theirs.kind.value} there; it stays")
+        await self._keep_theirs(path, theirs)
+        return theirs.rev or Expect.ANY
+
+    async def _keep_theirs(self, path: str, theirs: RemoteEntry) -> None:
+        """Copy someone else's file at ``path`` aside under a free conflict name; recorded and reported."""
         copy_path = await self._free_conflict_name(path)
-        await copy_aside(remote, path, copy_path, theirs, spool_dir=self.ctx.cache.root)
-        with store.transaction():
-            store.record_conflict(path, copy_path)
-            if uploading and inode.state is FileState.CONFLICT:
-                store.update(inode, state=FileState.UPLOADING)  # ours is written next
+        await copy_aside(self.ctx.remote, path, copy_path, theirs, spool_dir=self.ctx.cache.root)
+        self.ctx.store.record_conflict(path, copy_path)
         self.ctx.stats.error(f"conflict: {path} changed remotely; remote version kept as {copy_path}")
         log.warning("conflict: %s changed on the remote while edited here; the remote version is kept as %s",
                     path, copy_path)
-        return theirs.rev or Expect.ANY
+
+    async def write_cached(self, inode: Inode, path: str, expect: Expect | str) -> RemoteEntry:
+        """Upload a settled inode's bytes (as the remote holds them at ``inode.remote_rev``) to
+        ``path``, another name of it: from the cache, fetching what it lacks.  A write to the
+        file meanwhile fails the snapshot's check (``SourceChanged``: requeued)."""
+        cache = self.ctx.cache
+        entry = cache.get(inode.ino)
+        if entry is None:
+            entry = cache.entry_for(inode.ino, rev=inode.remote_rev, remote_size=inode.size)
+        await self._complete(inode, entry)
+        fd = cache.open_fd(entry)
+        try:
+            source = CacheFileSource(fd, inode.size, inode, inode.data_version)
+            return await self.ctx.remote.write(path, source, expect=expect, attrs=attrs_of(inode))
+        finally:
+            cache.release(entry)
 
     async def _free_conflict_name(self, path: str) -> str:
         """A conflict-copy name nothing holds yet, on the remote or in our tree.
@@ -410,6 +451,8 @@ class Uploader:
             store.update(inode, remote_path=path, remote_rev=result.rev, remote_id=result.id,
                          needs_sync=store.path_of(inode) != path or edited or other_attrs)
             store.remove_tombstone(path)
+            if same_content:
+                store.rebase_links(inode.ino, based_on, result.rev)
             if not same_content and edited:  # other content moved, ours edited meanwhile: the upload
                 store.update(inode, remote_rev=based_on)  # must find theirs and copy it aside
             elif not same_content:
@@ -433,7 +476,7 @@ class Uploader:
         if expect_dst is Expect.ABSENT:
             try:
                 there = await ctx.remote.stat(path)
-                if not (retry and await self._is_copy_of(path, there, src)):  # (S3: copy done, delete not)
+                if not (retry and await self.is_copy_of(path, there, src)):  # (S3: copy done, delete not)
                     await self._save_conflict_copy(inode, path)
             except RemoteNotFound:
                 pass
@@ -472,7 +515,7 @@ class Uploader:
             return None  # neither: the source vanished; the normal path uploads from the cache
         return there if there.kind is kind else None
 
-    async def _is_copy_of(self, path: str, there: RemoteEntry, src: str) -> bool:
+    async def is_copy_of(self, path: str, there: RemoteEntry, src: str) -> bool:
         """Whether the object at ``path`` holds the same bytes as ``src`` (a half-done remote
         move of ours: copied, source not yet deleted).  Reads both: rare path."""
         if there.kind is not Kind.FILE:
@@ -551,6 +594,7 @@ class Uploader:
                              or attrs_of(inode) != sent}
             if result is not None and not inode.is_dir:
                 changes["remote_rev"] = result.rev
+                store.rebase_links(inode.ino, old_rev, result.rev)  # the same bytes
             store.update(inode, **changes)
         if result is not None and not inode.is_dir and (entry := ctx.cache.get(inode.ino)) is not None:
             ctx.cache.relabel(entry, old_rev=old_rev, rev=result.rev)
@@ -664,7 +708,7 @@ class Uploader:
             after = page[-1].ino
         return released
 
-    async def _own_symlink(self, path: str, target: str) -> tuple[RemoteEntry, bool]:
+    async def own_symlink(self, path: str, target: str) -> tuple[RemoteEntry, bool]:
         """A symlink already there: ours if it points where ours does (an earlier attempt
         whose reply was lost), settled.  A special-file marker of the same type and device
         is ours too (made before a crash, or before a chmod here), but not settled: replaced
@@ -736,7 +780,7 @@ class Uploader:
             try:
                 result = await ctx.remote.symlink(path, target)
             except RemoteExists:
-                result, settled = await self._own_symlink(path, target)
+                result, settled = await self.own_symlink(path, target)
         except BaseException:
             if inode.state is FileState.UPLOADING:
                 store.update(inode, state=FileState.DIRTY)

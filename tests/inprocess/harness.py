@@ -75,7 +75,7 @@ class Harness:
 
     async def listdir(self, path: str) -> list[str]:
         inode = await self.resolve(path)
-        return sorted(c.name for c in await self.fs.ns.readdir(inode.ino, 0))
+        return sorted(name for _, name, _ in await self.fs.ns.readdir(inode.ino, 0))
 
     async def mkdir(self, path: str) -> Inode:
         parent, name = await self._parent(path)
