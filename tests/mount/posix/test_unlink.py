@@ -120,7 +120,6 @@ def test_unlink_moves_the_ctime_of_the_file(gw):
         os.close(fd)
 
 
-@pytest.mark.xfail(strict=True, reason="no hard links yet: FuseOperations.link answers EPERM for every link(2)")
 def test_unlink_of_one_name_moves_the_ctime_of_the_other(gw):
     d = workdir(gw.mnt)
     write(d / "f", b"x")
