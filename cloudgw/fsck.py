@@ -93,6 +93,7 @@ class Fsck:
                     store.update(inode, parent=ROOT_INO, name=name, needs_sync=True)
                 self._add("error", "dangling-inode", inode.name,
                           f"inode {ino} has no valid parent directory", repaired=self.repair)
+        self._check_links(store, known)
         for ino in store.inos_needing_sync():
             inode = store.get(ino)
             if inode is None or inode.kind is not Kind.FILE or not inode.state.has_unsynced_data:
@@ -137,6 +138,28 @@ class Fsck:
         tombstones = len(store.tombstones())
         if tombstones:
             self._add("info", "pending-deletes", "", f"{tombstones} remote deletes pending")
+
+    def _check_links(self, store: MetadataStore, known: set[int]) -> None:
+        """Hard links: every link names an inode in the tree, under a directory; an inode in the
+        tree counts 1 + its links."""
+        for link_id, ino, parent, name in store._exec("SELECT id, ino, parent, name FROM links"):  # noqa: SLF001
+            inode, directory = store.get(ino), store.get(parent)
+            if ino not in known or inode is None or inode.parent is None or directory is None or not directory.is_dir:
+                if self.repair and (link := store.link_by_id(link_id)) is not None:
+                    store.remove_link(link)
+                self._add("error", "dangling-link", name, f"hard link {link_id} names no file in the tree",
+                          repaired=self.repair)
+        rows = store._exec(  # noqa: SLF001
+            "SELECT i.ino, i.nlink, (SELECT count(*) FROM links l WHERE l.ino = i.ino) FROM inodes i"
+            " WHERE i.kind != 'dir' AND i.parent IS NOT NULL AND (i.nlink != 1 OR i.ino IN (SELECT ino FROM links))"
+        ).fetchall()
+        for ino, nlink, links in rows:  # (out of the tree: reaped at the next start, whatever its count)
+            expected = 1 + links
+            if nlink != expected and (inode := store.get(ino)) is not None:
+                if self.repair:
+                    store.update(inode, nlink=expected)
+                self._add("error", "link-count", inode.name, f"inode {ino}: link count {nlink}, {expected} names",
+                          repaired=self.repair)
 
     def _check_block_sums(self, store: MetadataStore, cache: CacheFiles) -> None:
         for entry in cache.entries():

@@ -211,3 +211,21 @@ def test_an_older_database_gains_the_link_count(tmp_path: Path):
     store = MetadataStore(db)
     assert store.get(ROOT_INO).nlink == 1
     store.close()
+
+
+async def test_fsck_finds_and_repairs_a_wrong_link_count(tmp_path: Path, cloud: Path):
+    from cloudgw.fsck import Fsck
+
+    async with running(LocalRemote(cloud), tmp_path / "cache") as h:
+        await h.write_file("a", b"data")
+        await _link(h, "a", "b")
+        a = await h.resolve("a")
+        h.store.update(a, nlink=5)
+        for repair in (False, True):
+            check = Fsck(tmp_path / "cache", repair=repair)
+            check.check_local(h.store, h.cache)
+            assert [f.code for f in check.findings if f.severity == "error"] == ["link-count"]
+        assert a.nlink == 2
+        check = Fsck(tmp_path / "cache", repair=False)
+        check.check_local(h.store, h.cache)
+        assert not [f for f in check.findings if f.severity == "error"]
