@@ -14,10 +14,12 @@ it stays while the count stays above one.  Wherever a revision is checked
 source) two revisions match when they are equal, or when either is an
 ``-l`` one and ino, size and mtime agree (``same_version``): the count went
 from one to several or back between the two.  Revisions of one-name files
-are as they always were, so existing caches see no change.  The price: an
-in-place change to a file with several names (or one that had several when
-its revision was taken) that keeps both its size and its mtime goes unseen
--- as does a chmod or chown of it (attributes, not content).
+are as they always were, so existing caches see no change (a file that
+already had several names shows its new form once).  The price: an in-place
+change to a file with several names (or one that had several when its
+revision was taken) that keeps both its size and its mtime goes unseen -- as
+does a chmod or chown of it (attributes, not content), and a file put in its
+place that reuses its inode number with the same size and mtime.
 
 Writes (crash behaviour): the data goes to ``.cloudgw-tmp-*`` in the target's
 directory in 1 MiB chunks (worker-thread hops per chunk, so cancellation is
@@ -36,7 +38,8 @@ change the file between the second check and the rename (a window of a few
 system calls), which is why ``Capabilities.conditional_write`` is False.
 
 Attributes alone (``set_attrs``): chown, then chmod, then utime of the file or directory
-in place, each only where it differs; the new ctime makes a new revision.
+in place, each only where it differs; the new ctime makes a new revision (of a file with one
+name: one with several keeps its revision, see hard links above).
 
 Special files are real: a FIFO, socket or device node here is listed as a symlink to its
 marker, and ``symlink`` of a marker makes one (``cloudgw.remotes.specials``).  Device nodes

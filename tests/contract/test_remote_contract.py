@@ -885,6 +885,9 @@ async def test_a_linked_files_revision_survives_its_names_coming_and_going(h: Ha
     spurious PreconditionFailed after our own ``rm`` of the other name."""
     f = await put(h, h.p("f"), b"data")
     made = await hard_link(h.remote, h.p("f"), h.p("g"), rev=f.rev, expect=Expect.ABSENT)
+    chmod = await set_attrs(h.remote, h.p("g"), FileAttrs(mode=0o600), expect=made.rev)
+    assert chmod is not None and chmod.rev == made.rev  # attributes: not a new version of a linked file
+    assert (await h.remote.stat(h.p("f"))).attrs.mode == 0o600
     await h.remote.delete(h.p("g"), expect=made.rev)
     alone = await h.remote.stat(h.p("f"))
     assert same_version(h.remote, made.rev, alone.rev, path=h.p("f"))
