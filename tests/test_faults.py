@@ -430,6 +430,22 @@ async def test_retries_absorb_transient_faults(tmp_path: Path):
     assert sorted(p.name for p in (tmp_path / "cloud").iterdir()) == ["f0", "f1", "f2", "f3"]
 
 
+async def test_a_link_whose_reply_was_lost_is_answered_when_retried(tmp_path: Path):
+    """file://'s ``link`` through the wrapper: the retry after a lost reply finds the name already
+    of the inode and answers it (no PreconditionFailed for the ABSENT it asked first)."""
+    from cloudgw.remotes.base import link, same_version
+
+    (tmp_path / "cloud").mkdir()
+    plan = FaultPlan([Rule(Fault.LOST_REPLY, ops="link", limit=1)], retry=True, retry_deadline=5)
+    remote = FaultyRemote(LocalRemote(tmp_path / "cloud"), plan)
+    assert remote.capabilities.hard_links
+    f = await remote.write("f", BytesSource(b"data"))
+    made = await link(remote, "f", "d/g", rev=f.rev, expect=Expect.ABSENT)
+    assert plan.injected[("link", Fault.LOST_REPLY)] == 1 and plan.calls["link"] == 2
+    assert made.rev == (await remote.stat("f")).rev and same_version(remote, f.rev, made.rev)
+    assert os.lstat(tmp_path / "cloud/f").st_ino == os.lstat(tmp_path / "cloud/d/g").st_ino
+
+
 @EXPECTED
 async def test_retries_exhausted_then_the_remote_recovers(tmp_path: Path):
     (tmp_path / "cloud").mkdir()

@@ -10,7 +10,9 @@ failures itself (see ``cloudgw.remotes.retry``) and raises only the errors of
 Revisions (``rev``) are opaque strings that change whenever a file's content
 changes (S3: the ETag; file://: inode+size+mtime+ctime).  They may also change when
 only attributes do (file://'s ctime, a multipart object's ETag after ``set_attrs``):
-whoever changes them takes the new revision from the call's answer.  They are what makes
+whoever changes them takes the new revision from the call's answer.  Two different strings
+may still name one version where the remote says so (``same_version``: file://'s files
+with several names).  They are what makes
 "never overwrite a remote change silently" possible: writes, reads and deletes
 can be made conditional on the revision the caller last saw.
 
@@ -116,6 +118,7 @@ class Capabilities:
     dir_rename: bool = False  # rename() moves a whole directory in one call (sync)
     dir_revs_propagate: bool = False  # a directory's rev changes when anything below it changes (sync: pruned poll)
     stable_ids: bool = False  # entries carry an ``id`` that survives renames and moves (sync: moves stay moves)
+    hard_links: bool = False  # ``link()`` gives an object a second name, one object (sync: link names; contract)
 
 
 @runtime_checkable
@@ -273,6 +276,25 @@ async def set_attrs(remote: Remote, path: str, attrs: FileAttrs, *, expect: str 
         return None
 
 
+async def link(remote: Remote, src: str, dst: str, *, rev: str | None, expect: Expect | str) -> RemoteEntry:
+    """``remote.link`` (the optional method below) where the remote has hard links at ``src``
+    (``capabilities_at(...).hard_links``); ``RemoteUnsupported`` where it has none -- also from a
+    wrapper whose inner remote has none, and from a router for two paths on different remotes
+    (errno EXDEV): the caller then places the name as a copy or a write instead."""
+    linker = getattr(remote, "link", None)
+    if linker is None or not capabilities_at(remote, src).hard_links:
+        raise RemoteUnsupported(f"link {src!r} -> {dst!r}: {remote!r} has no hard links")
+    return await linker(src, dst, rev=rev, expect=expect)
+
+
+def same_version(remote: Remote, a: str, b: str, *, path: str | None = None) -> bool:
+    """Whether revisions ``a`` and ``b`` (of ``path``, where known) name the same version:
+    ``remote.same_version`` where it has one (file://: a file with several names), ``a == b``
+    otherwise.  ``path`` lets a router ask the remote it lies on; without it, any of its remotes."""
+    judge = getattr(remote, "same_version", None)
+    return judge(a, b, path=path) if judge is not None else a == b
+
+
 class BytesSource:
     """An UploadSource over bytes in memory (tests, symlink bodies, small blobs)."""
 
@@ -370,6 +392,20 @@ class Remote(Protocol):
     # not kept here (a symlink, a wrapped remote without it).  Remotes that keep no attributes
     # (``keeps_mode``/``keeps_mtime`` False) or keep them only with the content (WebDAV, OneDrive,
     # Google Drive) do not have it.
+
+    # Optional (see ``link`` above; only where ``Capabilities.hard_links``): ``async def link(self,
+    # src: str, dst: str, *, rev: str | None, expect: Expect | str) -> RemoteEntry`` makes ``dst``
+    # another name of the object at ``src`` (a file, symlink or special file; parents are created as
+    # needed): one object, so a later change through either name shows under both.  ``rev``: ``src``
+    # must be at that revision (``same_version``), else ``PreconditionFailed`` and nothing is done.
+    # ``expect``: what must be at ``dst``, as in ``write`` (``ANY``, ``ABSENT`` or a revision), else
+    # ``PreconditionFailed`` and nothing is done; a replaced ``dst`` is replaced atomically.  A ``dst``
+    # that already is a name of that object is answered as it is, whatever ``expect`` says (a redo
+    # after a lost reply).  The answer is ``dst``'s entry; its revision is the one ``src`` has now.
+
+    # Optional (see ``same_version`` above): ``def same_version(self, a: str, b: str, *, path: str |
+    # None = None) -> bool``, where two different revision strings can name one version (file://:
+    # a link or unlink of another name changes the string, not the content).  No network.
 
     async def abort_incomplete_uploads(self, paths: Collection[str] = ()) -> int:
         """Remove leftovers of interrupted uploads; return how many.

@@ -66,6 +66,7 @@ from cloudgw.remotes.crypt_sizes import SizeStore
 from cloudgw.errors import (IntegrityError, RemoteNameInvalid, RemoteNameTooLong, RemoteNotFound, UserError)
 from cloudgw.remotes.base import (Capabilities, Change, DeltaSource, Expect, FileAttrs, Kind, Remote, RemoteEntry,
                                   UploadSource, capabilities_at, check_path, delta_base, forward_set_attrs, read_into)
+from cloudgw.remotes.base import link as link_in, same_version as same_version_in
 
 log = logging.getLogger(__name__)
 
@@ -269,6 +270,23 @@ class CryptRemote:
 
     async def copy(self, src: str, dst: str) -> RemoteEntry:
         return (await self._sized([(await self.inner.copy(self._in(src), self._in(dst)), dst)]))[0]
+
+    async def link(self, src: str, dst: str, *, rev: str | None, expect: Expect | str) -> RemoteEntry:
+        """``inner``'s link of the stored names: a second name of the same ciphertext, which reads
+        the same under any name (neither a file's header nor a symlink's stored target depends on
+        its path).  The source's header and size, where known at ``rev``, are the new name's."""
+        stored_src, stored_dst = self._in(src), self._in(dst)
+        entry = await link_in(self.inner, stored_src, stored_dst, rev=rev, expect=expect)
+        known = self._known(stored_src, rev)
+        if known is not None and entry.kind is Kind.FILE:
+            self._remember(stored_dst, entry.rev, *known)
+            if known[1] is not None and entry.rev is not None:
+                await self._sizes.put((stored_dst, entry.rev), known[1])
+        return (await self._sized([(entry, dst)]))[0]
+
+    def same_version(self, a: str, b: str, *, path: str | None = None) -> bool:
+        """``inner``'s: stored revisions are shown unchanged."""
+        return same_version_in(self.inner, a, b, path=None if path is None else self._in(path))
 
     async def symlink(self, path: str, target: str) -> RemoteEntry:
         stored = self._names.encrypt_target(target) if self._names is not None else target

@@ -55,13 +55,14 @@ import trio
 from cloudgw.errors import TransientRemoteError
 from cloudgw.remotes.base import (DeltaSource, Expect, FileAttrs, Remote, RemoteEntry, UploadSource, check_path,
                                   forward_set_attrs)
+from cloudgw.remotes.base import link as link_in, same_version as same_version_in
 from cloudgw.remotes.retry import with_retries
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 OPS = ("check", "stat", "list", "read", "write", "mkdir", "rmdir", "delete", "rename", "copy",
-       "symlink", "readlink", "abort_incomplete_uploads", "set_attrs")
+       "symlink", "readlink", "abort_incomplete_uploads", "set_attrs", "link")
 HANG_FOREVER = math.inf  # Rule(Fault.HANG, seconds=HANG_FOREVER): hangs until cancelled
 IDEMPOTENT = (  # safe to repeat after a lost reply (mkdir: unless the directory moved meanwhile)
     "check", "stat", "list", "read", "mkdir", "rmdir", "delete", "readlink", "abort_incomplete_uploads")
@@ -380,6 +381,12 @@ class FaultyRemote:
 
     async def copy(self, src: str, dst: str) -> RemoteEntry:
         return await self._call("copy", (src, dst), lambda f: self.inner.copy(src, dst))
+
+    async def link(self, src: str, dst: str, *, rev: str | None, expect: Expect | str) -> RemoteEntry:
+        return await self._call("link", (src, dst), lambda f: link_in(self.inner, src, dst, rev=rev, expect=expect))
+
+    def same_version(self, a: str, b: str, *, path: str | None = None) -> bool:
+        return same_version_in(self.inner, a, b, path=path)  # no network, so no faults
 
     async def symlink(self, path: str, target: str) -> RemoteEntry:
         return await self._call("symlink", (path,), lambda f: self.inner.symlink(path, target))

@@ -6,7 +6,7 @@ same exceptions -- and tells ``observer`` (``cloudgw.metrics.Metrics`` in the
 daemon; anything with the ``Observer`` methods in tests) what happened.  It
 adds nothing to what callers see: ``capabilities`` is the inner remote's, asked
 each time, and the optional parts of the contract (``capabilities_for``,
-``check_path``, ``set_attrs``, the change feed) exist on the wrapper exactly when ``inner``
+``check_path``, ``set_attrs``, ``link``, ``same_version``, the change feed) exist on the wrapper exactly when ``inner``
 has them, so ``isinstance(remote, ChangeFeedRemote)`` and ``getattr`` probes
 answer as they would for ``inner``.  ``read_into`` is always there (a
 non-streaming inner is read whole, as ``base.read_into`` does anyway).
@@ -101,6 +101,10 @@ class InstrumentedRemote:
             self.check_path = inner.check_path  # type: ignore[attr-defined]  # no network: nothing to observe
         if hasattr(inner, "set_attrs"):
             self.set_attrs = self._set_attrs
+        if hasattr(inner, "link"):
+            self.link = self._link
+        if hasattr(inner, "same_version"):
+            self.same_version = inner.same_version  # type: ignore[attr-defined]  # no network: nothing to observe
         if hasattr(inner, "changes") and hasattr(inner, "change_cursor"):
             self.changes = self._changes
             self.change_cursor = self._change_cursor
@@ -203,6 +207,10 @@ class InstrumentedRemote:
         """``set_attrs`` (bound in __init__ only where ``inner`` has it)."""
         return await self._call("set_attrs", self.inner.set_attrs, path, attrs,  # type: ignore[attr-defined]
                                 expect=expect)
+
+    async def _link(self, src: str, dst: str, *, rev: str | None, expect: Expect | str) -> RemoteEntry:
+        """``link`` (bound in __init__ only where ``inner`` has it)."""
+        return await self._call("link", self.inner.link, src, dst, rev=rev, expect=expect)  # type: ignore[attr-defined]
 
     # change feeds (``base.ChangeFeedRemote``): bound in __init__ only where ``inner`` has one
 

@@ -4,6 +4,23 @@ Revisions are ``f"{st_ino}-{st_size}-{st_mtime_ns}-{st_ctime_ns}"``: every
 write goes to a new inode (temp file + rename) and any in-place change by
 another program moves size/mtime/ctime, so the rev changes with the content.
 
+Hard links (``link``; ``Capabilities.hard_links``): a file with several names
+(``st_nlink > 1``) has the revision ``f"{st_ino}-{st_size}-{st_mtime_ns}-l"``,
+without the ctime, which moves with every link or unlink of any name, ours
+included (without this, each ``ln``/``rm`` would read as someone else's
+content change).  All names of one inode then have the same revision, and
+it stays while the count stays above one.  Wherever a revision is checked
+(``expect`` of write, delete, rename, set_attrs, link; read pins; a copy's
+source) two revisions match when they are equal, or when either is an
+``-l`` one and ino, size and mtime agree (``same_version``): the count went
+from one to several or back between the two.  Revisions of one-name files
+are as they always were, so existing caches see no change (a file that
+already had several names shows its new form once).  The price: an in-place
+change to a file with several names (or one that had several when its
+revision was taken) that keeps both its size and its mtime goes unseen -- as
+does a chmod or chown of it (attributes, not content), and a file put in its
+place that reuses its inode number with the same size and mtime.
+
 Writes (crash behaviour): the data goes to ``.cloudgw-tmp-*`` in the target's
 directory in 1 MiB chunks (worker-thread hops per chunk, so cancellation is
 prompt and memory bounded), is fsync'ed, ``source.check()`` runs, attributes
@@ -21,7 +38,8 @@ change the file between the second check and the rename (a window of a few
 system calls), which is why ``Capabilities.conditional_write`` is False.
 
 Attributes alone (``set_attrs``): chown, then chmod, then utime of the file or directory
-in place, each only where it differs; the new ctime makes a new revision.
+in place, each only where it differs; the new ctime makes a new revision (of a file with one
+name: one with several keeps its revision, see hard links above).
 
 Special files are real: a FIFO, socket or device node here is listed as a symlink to its
 marker, and ``symlink`` of a marker makes one (``cloudgw.remotes.specials``).  Device nodes
@@ -40,6 +58,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import secrets
 import stat as st_
 import time
 import urllib.parse
@@ -55,6 +74,7 @@ from cloudgw.remotes.local_ops import (
     FileSource,
     Temp,
     apply_attrs,
+    at_version,
     change_attrs,
     check_expect,
     entry_of,
@@ -63,6 +83,7 @@ from cloudgw.remotes.local_ops import (
     lstat_or_none,
     map_oserror,
     read_umask,
+    same_version,
 )
 from cloudgw.remotes import names, specials
 from cloudgw.remotes.registry import Common, Option, RemoteType, RemoteURL
@@ -89,6 +110,7 @@ class LocalRemote:
             keeps_mode=True,
             keeps_mtime=True,
             dir_rename=True,
+            hard_links=True,
         )
         self._limiter = trio.CapacityLimiter(max_threads)
         self._locks: dict[str, list] = {}  # path -> [trio.Lock, users]
@@ -224,7 +246,7 @@ class LocalRemote:
                     raise IsADirectoryError(errno.EISDIR, "Is a directory")
                 if not st_.S_ISREG(st.st_mode):
                     raise remote_error(RemoteError, errno.EINVAL, f"read {path!r}: not a regular file")
-                if rev is not None and local_rev(st) != rev:
+                if rev is not None and not at_version(st, rev):
                     raise PreconditionFailed(f"read {path!r}: expected revision {rev}, found {local_rev(st)}")
                 # Never ask pread for more than exists: it allocates what it is asked for.
                 chunks, pos, left = [], offset, min(length, max(0, st.st_size - offset))
@@ -432,6 +454,72 @@ class LocalRemote:
             return await self.write(dst, source, attrs=attrs)
         finally:
             os.close(fd)
+
+    def same_version(self, a: str, b: str, *, path: str | None = None) -> bool:
+        """Whether revisions ``a`` and ``b`` name one version (the module docstring: hard links)."""
+        return same_version(a, b)
+
+    async def link(self, src: str, dst: str, *, rev: str | None, expect: Expect | str) -> RemoteEntry:
+        """``dst`` as another name of ``src``'s inode (``os.link``; a symlink or special file
+        itself, never what it points to), as ``base.Remote`` describes.
+
+        Under both paths' locks, in one worker-thread call: ``src`` is checked against ``rev``
+        and ``dst`` against ``expect``; a new name is linked directly, an existing one is replaced
+        by linking a temp name and renaming it over (checked again first), then the directory is
+        fsync'ed.  A program changing either path directly can still do so between the last
+        check and the link or rename (a few system calls), as with ``write``.  A crash leaves at
+        worst a temp name, another name of ``src`` that ``abort_incomplete_uploads`` removes."""
+        s, d = self._leaf(src, "link"), self._leaf(dst, "link")
+        what = f"link {src!r} -> {dst!r}"
+        tmp = os.path.join(os.path.dirname(d), f"{TMP_PREFIX}{secrets.token_hex(8)}")
+        async with self._locked(src, dst):
+            self._in_progress.add(tmp)
+            try:
+                return await self._run(what, self._link, s, d, tmp, dst, rev, expect, what)
+            finally:
+                self._in_progress.discard(tmp)
+
+    @staticmethod
+    def _link(s: str, d: str, tmp: str, dst: str, rev: str | None, expect: Expect | str, what: str) -> RemoteEntry:
+        def checked() -> tuple[os.stat_result, os.stat_result | None]:
+            """(src, dst) as they are now, if the link may go ahead; raises if not."""
+            st = lstat_or_none(s)
+            if rev is not None:
+                check_expect(st, rev, f"{what} (source)")
+            if st is None:
+                raise FileNotFoundError(errno.ENOENT, "No such file or directory (the source)")
+            if st_.S_ISDIR(st.st_mode):
+                raise remote_error(RemoteError, errno.EISDIR, f"{what}: the source is a directory")
+            return st, lstat_or_none(d)
+
+        def answer() -> RemoteEntry:
+            now = os.lstat(d)
+            entry = entry_of(dst, now, os.readlink(d) if st_.S_ISLNK(now.st_mode) else None)
+            assert entry is not None
+            return entry
+
+        st, old = checked()
+        if old is not None and (old.st_dev, old.st_ino) == (st.st_dev, st.st_ino):
+            return answer()  # already a name of it: a redo after a lost reply
+        if old is not None and st_.S_ISDIR(old.st_mode):
+            raise remote_error(RemoteError, errno.EISDIR, f"{what}: the destination is a directory")
+        check_expect(old, expect, f"{what} (destination)")
+        parent = os.path.dirname(d)
+        if old is None:
+            os.makedirs(parent, exist_ok=True)
+            os.link(s, d, follow_symlinks=False)
+        else:
+            os.link(s, tmp, follow_symlinks=False)
+            try:
+                st, old = checked()  # again: narrows the outside-writer window
+                check_expect(old, expect, f"{what} (destination)")
+                os.rename(tmp, d)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+                raise
+        fsync_dir(parent)
+        return answer()
 
     async def symlink(self, path: str, target: str) -> RemoteEntry:
         """A symlink, or -- for a special-file marker (``cloudgw.remotes.specials``) -- the real

@@ -25,6 +25,7 @@ from cloudgw.remotes.base import Expect, FileAttrs, Kind, RemoteEntry
 from cloudgw.remotes.util import remote_error
 
 TMP_PREFIX = ".cloudgw-tmp-"
+LINKED = "-l"  # the suffix of the revision of a file with several names (``local_rev``)
 
 _ERRNO_CLASS: dict[int, type[RemoteError]] = {
     errno.ENOENT: RemoteNotFound,
@@ -44,7 +45,40 @@ def map_oserror(exc: OSError, what: str) -> RemoteError:
 
 
 def local_rev(st: os.stat_result) -> str:
+    """The revision of what ``st`` describes (``local.py``'s docstring says why the two forms).
+
+    One name: ino-size-mtime-ctime.  Several names (``st_nlink > 1``): ino-size-mtime-l, the same
+    string for every name, and not moved by a link or unlink of any of them (those move the ctime)."""
+    if st.st_nlink > 1:
+        return f"{st.st_ino}-{st.st_size}-{st.st_mtime_ns}{LINKED}"
     return f"{st.st_ino}-{st.st_size}-{st.st_mtime_ns}-{st.st_ctime_ns}"
+
+
+def _version(rev: str) -> tuple[str, str, str] | None:
+    """(ino, size, mtime) of a revision in either form of ``local_rev``; None for anything else."""
+    parts = rev.split("-")
+    if len(parts) != 4 or not all(p.isdigit() for p in parts[:3]) or not (parts[3] == "l" or parts[3].isdigit()):
+        return None
+    return parts[0], parts[1], parts[2]
+
+
+def same_version(a: str, b: str) -> bool:
+    """Whether revisions ``a`` and ``b`` name the same version of one file.
+
+    Equal strings do.  Otherwise only where either is of a file with several names (``-l``) and
+    ino, size and mtime agree: a link or unlink of any name between the two (ours too) changed
+    the form or the ctime, not the content.  Two one-name revisions still compare whole."""
+    if a == b:
+        return True
+    if not (a.endswith(LINKED) or b.endswith(LINKED)):
+        return False
+    va = _version(a)
+    return va is not None and va == _version(b)
+
+
+def at_version(st: os.stat_result, rev: str) -> bool:
+    """Whether the file ``st`` describes is at revision ``rev`` (``same_version``)."""
+    return same_version(local_rev(st), rev)
 
 
 def entry_of(path: str, st: os.stat_result, target: str | None = None) -> RemoteEntry | None:
@@ -82,7 +116,7 @@ def check_expect(st: os.stat_result | None, expect: Expect | str, what: str) -> 
             raise PreconditionFailed(f"{what}: already exists")
     elif st is None:
         raise PreconditionFailed(f"{what}: expected revision {expect}, but it is gone")
-    elif local_rev(st) != expect:
+    elif not at_version(st, expect):
         raise PreconditionFailed(f"{what}: expected revision {expect}, found {local_rev(st)}")
 
 
@@ -197,5 +231,5 @@ class FileSource:
             now = local_rev(os.fstat(self.fd))
         except OSError as exc:
             raise map_oserror(exc, self._what) from exc
-        if now != self._rev:
+        if not same_version(now, self._rev):  # (a link made or removed meanwhile: the same content)
             raise PreconditionFailed(f"{self._what}: the source changed while it was copied")

@@ -20,6 +20,7 @@ from typing import AsyncIterator, Callable, Collection
 
 from cloudgw.remotes.base import (Capabilities, Expect, FileAttrs, Remote, RemoteEntry, UploadSource, check_path,
                                   forward_set_attrs, read_into)
+from cloudgw.remotes.base import link as link_in, same_version as same_version_in
 from cloudgw.remotes.names import NameCodec, NameRules
 
 
@@ -90,6 +91,14 @@ class MappedNamesRemote:
 
     async def symlink(self, path: str, target: str) -> RemoteEntry:
         return self._out(await self.inner.symlink(self._in(path), target))
+
+    async def link(self, src: str, dst: str, *, rev: str | None, expect: Expect | str) -> RemoteEntry:
+        """``inner``'s, of the stored names (``RemoteUnsupported`` where it has no hard links)."""
+        return self._out(await link_in(self.inner, self._in(src), self._in(dst), rev=rev, expect=expect))
+
+    def same_version(self, a: str, b: str, *, path: str | None = None) -> bool:
+        """``inner``'s: revisions pass through this wrapper unchanged."""
+        return same_version_in(self.inner, a, b, path=None if path is None else self._in(path))
 
     async def readlink(self, path: str) -> str:
         return await self.inner.readlink(self._in(path))

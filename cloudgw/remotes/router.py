@@ -34,6 +34,7 @@ import trio
 from cloudgw.errors import CursorExpired, RemoteNotFound, RemoteUnsupported, UserError
 from cloudgw.remotes.base import (Capabilities, Change, Expect, FileAttrs, Kind, Remote, RemoteEntry, UploadSource,
                                   capabilities_at, check_path, forward_set_attrs, read_into)
+from cloudgw.remotes.base import link as link_in, same_version as same_version_in
 
 
 def _conservative(caps: list[Capabilities]) -> Capabilities:
@@ -54,6 +55,7 @@ def _conservative(caps: list[Capabilities]) -> Capabilities:
         dir_rename=all(c.dir_rename for c in caps),
         dir_revs_propagate=all(c.dir_revs_propagate for c in caps),
         stable_ids=all(c.stable_ids for c in caps),
+        hard_links=all(c.hard_links for c in caps),
     )
 
 
@@ -195,6 +197,24 @@ class RouterRemote:
     async def copy(self, src: str, dst: str) -> RemoteEntry:
         name, remote, s, d = self._pair(src, dst, "copy")
         return self._out(name, await remote.copy(s, d))
+
+    async def link(self, src: str, dst: str, *, rev: str | None, expect: Expect | str) -> RemoteEntry:
+        """The link of the remote both paths lie on.  ``RemoteUnsupported`` (the caller places the
+        name otherwise) where that remote has no hard links, for two remotes (errno EXDEV, as
+        ``rename``), and for the fixed top level (EOPNOTSUPP)."""
+        name, remote, s, d = self._pair(src, dst, "link")
+        return self._out(name, await link_in(remote, s, d, rev=rev, expect=expect))
+
+    def same_version(self, a: str, b: str, *, path: str | None = None) -> bool:
+        """Asked of the remote ``path`` lies on; without a path (or at the top level), true if any
+        remote says so (file://'s rule needs its own revision form: no other remote's matches)."""
+        if a == b:
+            return True
+        name, _, rest = (path or "").partition("/")
+        remote = self.mounts.get(name)
+        if remote is not None and rest:
+            return same_version_in(remote, a, b, path=rest)
+        return any(same_version_in(r, a, b) for r in self.mounts.values())
 
     async def symlink(self, path: str, target: str) -> RemoteEntry:
         name, remote, rest = self._inner(path, "symlink")

@@ -79,6 +79,9 @@ class Harness:
     # A delta write may read (or leave uncopied) this many bytes more than the parts with
     # the edit: an encrypting remote's parts cut chunks, whose other pieces it fetches.
     delta_slack: int = 0
+    # Where the object at a path of this remote lies on the local disk (file:// underneath, whatever
+    # wraps it): what a test checks there (a hard link's shared inode); None elsewhere.
+    disk_path: Callable[[str], Path] | None = None
 
     def p(self, *names: str) -> str:
         return "/".join([self.base, *names]) if self.base else "/".join(names)
@@ -121,7 +124,8 @@ def _local(root: Path) -> Harness:
             Broken("a file, not a directory", LocalRemote(a_file), r"not a directory"),
         ]
 
-    return Harness("local", LocalRemote(root, stale_tmp_age=0.0), "", put_outside, leave_incomplete_upload, broken)
+    return Harness("local", LocalRemote(root, stale_tmp_age=0.0), "", put_outside, leave_incomplete_upload, broken,
+                   disk_path=lambda path: root / path)
 
 
 def _s3(server: S3Server, prefix: str, bucket: str | None = None) -> Harness:
@@ -345,6 +349,7 @@ def _router(inner: Harness) -> Harness:
         lambda path, data: inner.put_outside(strip(path), data),
         lambda path: inner.leave_incomplete_upload(strip(path)),
         broken,
+        disk_path=None if inner.disk_path is None else lambda path: inner.disk_path(strip(path)),
     )
 
 
@@ -365,7 +370,8 @@ def _mapped(root: Path) -> Harness:
 
     return Harness("local-mapped", MappedNamesRemote(inner.remote, codec), base,
                    lambda path, data: inner.put_outside(codec.encode_path(path), data),
-                   lambda path: inner.leave_incomplete_upload(codec.encode_path(path)), broken)
+                   lambda path: inner.leave_incomplete_upload(codec.encode_path(path)), broken,
+                   disk_path=lambda path: root / codec.encode_path(path))
 
 
 class CountingObserver:
@@ -397,7 +403,7 @@ def _instrumented(inner: Harness) -> Harness:
 
     return Harness(f"{inner.kind}-instrumented", wrap(inner.remote), inner.base, inner.put_outside,
                    inner.leave_incomplete_upload, broken, inner.closes_race_window, inner.serialises_writers,
-                   inner.unique_revs)
+                   inner.unique_revs, disk_path=inner.disk_path)
 
 
 FAST_KDF_PARAMS = dict(memory_kib=8192, iterations=1, lanes=1)  # a vault unlocks in milliseconds in tests
@@ -448,7 +454,8 @@ def _crypt(inner: Harness, *, encrypt_names: bool = False, compress: str | None 
     kind = f"{inner.kind}-crypt{'-names' if encrypt_names else ''}{'-' + compress if compress else ''}"
     return Harness(kind, remote, inner.base, put_outside,
                    lambda path: inner.leave_incomplete_upload(stored(path)), broken, inner.closes_race_window,
-                   inner.serialises_writers, inner.unique_revs, delta_slack=slack)
+                   inner.serialises_writers, inner.unique_revs, delta_slack=slack,
+                   disk_path=None if inner.disk_path is None else lambda path: inner.disk_path(stored(path)))
 
 
 @pytest.fixture(

@@ -42,8 +42,10 @@ from cloudgw.errors import (
 from cloudgw.remotes import specials
 from cloudgw.remotes.base import (BytesSource, Capabilities, Expect, FileAttrs, Kind, RemoteEntry, read_into,
                                   set_attrs)
+from cloudgw.remotes.base import capabilities_at, link as hard_link, same_version
 from cloudgw.remotes.local import LocalRemote
-from cloudgw.remotes.local_ops import map_oserror
+from cloudgw.remotes.local_ops import local_rev, map_oserror
+from cloudgw.remotes.local_ops import same_version as local_same_version
 from cloudgw.remotes.registry import open_remote, read_secret, url_forms
 from cloudgw.remotes.router import RouterRemote
 from cloudgw.remotes.s3 import S3Remote
@@ -797,6 +799,202 @@ async def test_special_file_markers_round_trip(h: Harness):
     await h.remote.symlink(h.p("dev/null"), null.replace(" 666 ", " 600 "))  # another gateway's chmod
     with pytest.raises(PreconditionFailed):
         await h.remote.delete(h.p("dev/null"), expect=stale)
+
+
+# -- hard links (``Capabilities.hard_links``: file://, also behind the wrappers) -------------------
+
+
+@pytest.fixture
+def hard_links(harness: Harness) -> None:
+    if not capabilities_at(harness.remote, harness.p("f")).hard_links:
+        pytest.skip("this remote has no hard links")
+
+
+def same_inode(h: Harness, *paths: str) -> bool:
+    """Whether ``paths`` are names of one inode on disk (True where the harness cannot look)."""
+    if h.disk_path is None:
+        return True
+    return len({(st.st_dev, st.st_ino) for st in (os.lstat(h.disk_path(p)) for p in paths)}) == 1
+
+
+async def test_link_makes_another_name_of_one_object(h: Harness, hard_links: None):
+    data = os.urandom(70_000)
+    written = await put(h, h.p("f"), data, attrs=FileAttrs(mode=0o640, mtime_ns=1_600_000_000_000_000_000))
+    made = await hard_link(h.remote, h.p("f"), h.p("sub/g"), rev=written.rev, expect=Expect.ABSENT)
+    assert (made.path, made.kind, made.size) == (h.p("sub/g"), Kind.FILE, len(data))
+    src, dst = await h.remote.stat(h.p("f")), await h.remote.stat(h.p("sub/g"))
+    assert src.rev == dst.rev == made.rev  # one object, one revision under every name
+    assert same_version(h.remote, written.rev, made.rev, path=h.p("f"))
+    assert same_inode(h, h.p("f"), h.p("sub/g"))
+    assert (dst.attrs.mode, dst.mtime_ns) == (0o640, 1_600_000_000_000_000_000)
+    assert await content(h, h.p("sub/g"), rev=made.rev) == data
+    assert await content(h, h.p("f"), rev=written.rev) == data  # a pin taken before the link still holds
+    assert await kinds(h, h.base, recursive=True) == {h.p("f"): Kind.FILE, h.p("sub"): Kind.DIR,
+                                                       h.p("sub/g"): Kind.FILE}  # no temp names
+
+
+async def test_link_with_a_stale_source_rev_does_nothing(h: Harness, hard_links: None):
+    old = await put(h, h.p("f"), b"mine")
+    h.put_outside(h.p("f"), b"theirs, longer")
+    for expect in (Expect.ABSENT, Expect.ANY):
+        with pytest.raises(PreconditionFailed):
+            await hard_link(h.remote, h.p("f"), h.p("g"), rev=old.rev, expect=expect)
+        with pytest.raises(RemoteNotFound):
+            await h.remote.stat(h.p("g"))
+    await h.remote.delete(h.p("f"))
+    with pytest.raises(PreconditionFailed):
+        await hard_link(h.remote, h.p("f"), h.p("g"), rev=old.rev, expect=Expect.ABSENT)
+    with pytest.raises(RemoteNotFound):
+        await hard_link(h.remote, h.p("f"), h.p("g"), rev=None, expect=Expect.ABSENT)
+    assert await kinds(h, h.base) == {}
+
+
+async def test_link_onto_an_existing_name(h: Harness, hard_links: None):
+    """ABSENT or a stale revision: PreconditionFailed and the name keeps its object; its
+    revision: replaced atomically (no temp name left); ANY: replaced."""
+    f = await put(h, h.p("f"), b"the source")
+    g = await put(h, h.p("g"), b"the old g")
+    h.put_outside(h.p("x"), b"x")
+    stale = (await h.remote.stat(h.p("x"))).rev
+    for expect in (Expect.ABSENT, stale):
+        with pytest.raises(PreconditionFailed):
+            await hard_link(h.remote, h.p("f"), h.p("g"), rev=f.rev, expect=expect)
+        assert (await h.remote.stat(h.p("g"))).rev == g.rev
+        assert await content(h, h.p("g")) == b"the old g"
+    made = await hard_link(h.remote, h.p("f"), h.p("g"), rev=f.rev, expect=g.rev)
+    assert await content(h, h.p("g"), rev=made.rev) == b"the source"
+    assert (await h.remote.stat(h.p("f"))).rev == made.rev
+    assert same_inode(h, h.p("f"), h.p("g"))
+    made = await hard_link(h.remote, h.p("f"), h.p("x"), rev=made.rev, expect=Expect.ANY)
+    assert await content(h, h.p("x")) == b"the source"
+    assert same_inode(h, h.p("f"), h.p("g"), h.p("x"))
+    assert await kinds(h, h.base) == {h.p(n): Kind.FILE for n in ("f", "g", "x")}  # no temp names
+
+
+async def test_link_redone_after_a_lost_reply_answers_the_same(h: Harness, hard_links: None):
+    f = await put(h, h.p("f"), b"data")
+    made = await hard_link(h.remote, h.p("f"), h.p("g"), rev=f.rev, expect=Expect.ABSENT)
+    again = await hard_link(h.remote, h.p("f"), h.p("g"), rev=f.rev, expect=Expect.ABSENT)
+    assert (again.path, again.rev, again.size) == (made.path, made.rev, made.size)
+    assert await content(h, h.p("g")) == b"data"
+
+
+async def test_a_linked_files_revision_survives_its_names_coming_and_going(h: Harness, hard_links: None):
+    """The revision a link answered still names the file's version (``same_version``) when
+    the other name is gone, and conditional reads, writes and deletes take it -- no
+    spurious PreconditionFailed after our own ``rm`` of the other name."""
+    f = await put(h, h.p("f"), b"data")
+    made = await hard_link(h.remote, h.p("f"), h.p("g"), rev=f.rev, expect=Expect.ABSENT)
+    chmod = await set_attrs(h.remote, h.p("g"), FileAttrs(mode=0o600), expect=made.rev)
+    assert chmod is not None and chmod.rev == made.rev  # attributes: not a new version of a linked file
+    assert (await h.remote.stat(h.p("f"))).attrs.mode == 0o600
+    await h.remote.delete(h.p("g"), expect=made.rev)
+    alone = await h.remote.stat(h.p("f"))
+    assert same_version(h.remote, made.rev, alone.rev, path=h.p("f"))
+    assert same_version(h.remote, alone.rev, made.rev, path=h.p("f"))
+    assert await content(h, h.p("f"), rev=made.rev) == b"data"
+    again = await hard_link(h.remote, h.p("f"), h.p("g"), rev=alone.rev, expect=Expect.ABSENT)
+    await h.remote.rename(h.p("g"), h.p("h"), expect=made.rev)
+    await h.remote.delete(h.p("h"), expect=again.rev)
+    rewritten = await put(h, h.p("f"), b"new data", expect=made.rev)
+    assert not same_version(h.remote, made.rev, rewritten.rev, path=h.p("f"))
+    with pytest.raises(PreconditionFailed):
+        await put(h, h.p("f"), b"stale", expect=made.rev)
+    assert await content(h, h.p("f")) == b"new data"
+
+
+async def test_a_change_under_one_name_is_a_change_under_all(h: Harness, hard_links: None):
+    """Another program writing the file in place through one name: the revision of every name moves."""
+    f = await put(h, h.p("f"), b"data")
+    made = await hard_link(h.remote, h.p("f"), h.p("g"), rev=f.rev, expect=Expect.ABSENT)
+    h.put_outside(h.p("g"), b"theirs, longer")
+    for name in ("f", "g"):
+        now = await h.remote.stat(h.p(name))
+        assert not same_version(h.remote, made.rev, now.rev, path=h.p(name))
+        with pytest.raises(PreconditionFailed):
+            await put(h, h.p(name), b"mine", expect=made.rev)
+    assert await content(h, h.p("f")) == b"theirs, longer"
+
+
+async def test_links_of_symlinks_and_special_files(h: Harness, hard_links: None):
+    sym = await h.remote.symlink(h.p("sym"), "../some/target")
+    fifo = specials.Special(Kind.FIFO, 0o640, os.getuid(), os.getgid(), 0).marker()
+    pipe = await h.remote.symlink(h.p("pipe"), fifo)
+    made = await hard_link(h.remote, h.p("sym"), h.p("d/sym2"), rev=sym.rev, expect=Expect.ABSENT)
+    assert (made.kind, await h.remote.readlink(h.p("d/sym2"))) == (Kind.SYMLINK, "../some/target")
+    made = await hard_link(h.remote, h.p("pipe"), h.p("d/pipe2"), rev=pipe.rev, expect=Expect.ABSENT)
+    assert (made.kind, await h.remote.readlink(h.p("d/pipe2"))) == (Kind.SYMLINK, fifo)
+    assert same_inode(h, h.p("sym"), h.p("d/sym2")) and same_inode(h, h.p("pipe"), h.p("d/pipe2"))
+    assert (await h.remote.stat(h.p("pipe"))).rev == made.rev
+    await h.remote.mkdir(h.p("dir"))
+    with pytest.raises(RemoteError):
+        await hard_link(h.remote, h.p("dir"), h.p("dir2"), rev=None, expect=Expect.ABSENT)
+
+
+@pytest.fixture
+def no_hard_links(harness: Harness) -> None:
+    if capabilities_at(harness.remote, harness.p("f")).hard_links:
+        pytest.skip("this remote has hard links")
+
+
+async def test_link_where_there_are_none(h: Harness, no_hard_links: None):
+    """Without ``hard_links`` the helper refuses (the caller copies or writes instead)."""
+    f = await put(h, h.p("f"), b"data")
+    with pytest.raises(RemoteUnsupported):
+        await hard_link(h.remote, h.p("f"), h.p("g"), rev=f.rev, expect=Expect.ABSENT)
+    with pytest.raises(RemoteNotFound):
+        await h.remote.stat(h.p("g"))
+    assert same_version(h.remote, f.rev, f.rev) and not same_version(h.remote, f.rev, f.rev + "x")
+
+
+async def test_router_links_within_one_remote_only(tmp_path):
+    """Across two remotes, to or from the top level, or on a remote without hard links:
+    ``RemoteUnsupported`` (EXDEV across two, as ``rename``), nothing done."""
+    from types import SimpleNamespace
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    router = RouterRemote({"a": LocalRemote(tmp_path / "a"), "b": LocalRemote(tmp_path / "b"),
+                           "w": SimpleNamespace(capabilities=Capabilities())})
+    assert capabilities_at(router, "a/x").hard_links and not router.capabilities.hard_links
+    x = await router.write("a/x", BytesSource(b"x"))
+    made = await hard_link(router, "a/x", "a/y", rev=x.rev, expect=Expect.ABSENT)
+    assert made.path == "a/y" and os.lstat(tmp_path / "a/x").st_ino == os.lstat(tmp_path / "a/y").st_ino
+    assert same_version(router, x.rev, made.rev, path="a/x") and same_version(router, x.rev, made.rev)
+    with pytest.raises(RemoteUnsupported) as info:
+        await router.link("a/x", "b/x", rev=None, expect=Expect.ABSENT)
+    assert info.value.errno == errno.EXDEV
+    with pytest.raises(RemoteUnsupported):
+        await router.link("a/x", "top", rev=None, expect=Expect.ABSENT)
+    with pytest.raises(RemoteUnsupported):
+        await hard_link(router, "w/x", "w/y", rev=None, expect=Expect.ABSENT)
+    assert sorted(os.listdir(tmp_path / "b")) == []
+
+
+def test_file_revisions_of_linked_files(tmp_path):
+    """One name: ino-size-mtime-ctime, as always.  Several: ino-size-mtime-l, the same for every
+    name; it matches the one-name form of the same ino, size and mtime (either way), nothing else."""
+    f = tmp_path / "f"
+    f.write_bytes(b"data")
+    one = local_rev(os.lstat(f))
+    st = os.lstat(f)
+    assert one == f"{st.st_ino}-{st.st_size}-{st.st_mtime_ns}-{st.st_ctime_ns}"
+    os.link(f, tmp_path / "g")
+    linked = local_rev(os.lstat(f))
+    assert linked == local_rev(os.lstat(tmp_path / "g")) == f"{st.st_ino}-{st.st_size}-{st.st_mtime_ns}-l"
+    os.link(f, tmp_path / "h")
+    os.unlink(tmp_path / "g")
+    assert local_rev(os.lstat(f)) == linked  # a name came and went: the same string
+    os.unlink(tmp_path / "h")
+    alone = local_rev(os.lstat(f))
+    assert alone != one  # the ctime moved
+    assert local_same_version(linked, alone) and local_same_version(one, linked)
+    assert not local_same_version(one, alone)  # two one-name revisions compare whole
+    ino, size, mtime = st.st_ino, st.st_size, st.st_mtime_ns
+    for other in (f"{ino + 1}-{size}-{mtime}-l", f"{ino}-{size + 1}-{mtime}-l", f"{ino}-{size}-{mtime + 1}-l",
+                  f"{ino}-{size}-{mtime + 1}-5", "etag-l", '"abc-3"', "", "1-2-3-l-l"):
+        assert not local_same_version(linked, other) and not local_same_version(other, linked)
+    assert LocalRemote(tmp_path).same_version(one, linked)
 
 
 async def test_unicode_and_spaces_in_names(h: Harness):

@@ -36,7 +36,8 @@ def content_rev(st: os.stat_result) -> str:
 class IdLocal(LocalRemote):
     def __init__(self, root: Path) -> None:
         super().__init__(root)
-        self.capabilities = dataclasses.replace(self.capabilities, stable_ids=True)
+        # ids are inode numbers, which every name of a hard-linked file shares: no links here
+        self.capabilities = dataclasses.replace(self.capabilities, stable_ids=True, hard_links=False)
         self.calls: collections.Counter[str] = collections.Counter()
 
     def _id(self, entry: RemoteEntry) -> RemoteEntry:
