@@ -192,9 +192,10 @@ class RouterRemote:
         name, remote, s, d = self._pair(src, dst, "rename")
         return self._out(name, await remote.rename(s, d, expect=expect))
 
-    async def copy(self, src: str, dst: str) -> RemoteEntry:
+    async def copy(self, src: str, dst: str, *, rev: str | None = None,
+                   expect: Expect | str = Expect.ANY) -> RemoteEntry:
         name, remote, s, d = self._pair(src, dst, "copy")
-        return self._out(name, await remote.copy(s, d))
+        return self._out(name, await remote.copy(s, d, rev=rev, expect=expect))
 
     async def symlink(self, path: str, target: str) -> RemoteEntry:
         name, remote, rest = self._inner(path, "symlink")
