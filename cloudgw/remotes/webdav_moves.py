@@ -67,11 +67,13 @@ async def transfer(remote: WebDavRemote, method: str, src: str, dst: str, rev: s
             await remote.move(source, target, what, overwrite=False)
         else:
             overwrite, cond = True, [(source, prop.etag)] if prop.etag else []
+            other = dst if symlink else link_object(dst)  # the same name as the other kind
             if method == "COPY":  # never a directory replaced, nor a file other than ``expect`` allows
                 overwrite, there = await _expectation(remote, target, expect, what)
                 cond += there
+                if expect is Expect.ABSENT:
+                    await _expectation(remote, other, expect, what)  # (removed below if there)
             await remote.move(source, target, what, overwrite=overwrite, conditions=cond, method=method)
-            other = dst if symlink else link_object(dst)  # the same name as the other kind
             there = await remote.prop(other)
             if there is not None and not there.collection:
                 await remote.http.call(f"DELETE {remote.http.display(other)}", "DELETE", remote.http.url(other),
