@@ -91,7 +91,7 @@ class RemoteEntry:
 
 
 class Expect(enum.Enum):
-    """Special expectations for a conditional ``write``."""
+    """Special expectations for a conditional ``write`` (and ``copy``'s destination)."""
 
     ANY = "any"  # unconditional overwrite
     ABSENT = "absent"  # fail with PreconditionFailed if something is already there
@@ -367,8 +367,16 @@ class Remote(Protocol):
     async def rename(self, src: str, dst: str, *, expect: str | None = None) -> RemoteEntry:
         """Move a file/symlink to ``dst`` (replacing it); S3 does copy + delete."""
 
-    async def copy(self, src: str, dst: str) -> RemoteEntry:
-        """Copy a file to ``dst`` (server-side where possible), replacing ``dst``."""
+    async def copy(self, src: str, dst: str, *, rev: str | None = None,
+                   expect: Expect | str = Expect.ANY) -> RemoteEntry:
+        """Copy a file (or symlink) to ``dst`` (server-side where possible); the entry of ``dst``.
+
+        Conditional, so a copy never replaces a version it did not expect (a hard link's
+        extra name, a conflict copy): ``rev`` is the revision ``src`` must be at, ``expect``
+        the condition on ``dst`` exactly as in ``write``; otherwise ``PreconditionFailed``
+        and nothing is written.  Remotes that cannot enforce a condition on the server
+        check-then-copy under their path lock (document the window, as for ``write``).
+        """
 
     async def symlink(self, path: str, target: str) -> RemoteEntry:
         """Create a symlink (emulated where the remote has none)."""

@@ -268,8 +268,10 @@ class CryptRemote:
     async def rename(self, src: str, dst: str, *, expect: str | None = None) -> RemoteEntry:
         return (await self._sized([(await self.inner.rename(self._in(src), self._in(dst), expect=expect), dst)]))[0]
 
-    async def copy(self, src: str, dst: str) -> RemoteEntry:
-        return (await self._sized([(await self.inner.copy(self._in(src), self._in(dst)), dst)]))[0]
+    async def copy(self, src: str, dst: str, *, rev: str | None = None,
+                   expect: Expect | str = Expect.ANY) -> RemoteEntry:
+        entry = await self.inner.copy(self._in(src), self._in(dst), rev=rev, expect=expect)
+        return (await self._sized([(entry, dst)]))[0]
 
     async def link(self, src: str, dst: str, *, rev: str | None, expect: Expect | str) -> RemoteEntry:
         """``inner``'s link of the stored names: a second name of the same ciphertext, which reads

@@ -379,8 +379,9 @@ class FaultyRemote:
     async def rename(self, src: str, dst: str, *, expect: str | None = None) -> RemoteEntry:
         return await self._call("rename", (src, dst), lambda f: self.inner.rename(src, dst, expect=expect))
 
-    async def copy(self, src: str, dst: str) -> RemoteEntry:
-        return await self._call("copy", (src, dst), lambda f: self.inner.copy(src, dst))
+    async def copy(self, src: str, dst: str, *, rev: str | None = None,
+                   expect: Expect | str = Expect.ANY) -> RemoteEntry:
+        return await self._call("copy", (src, dst), lambda f: self.inner.copy(src, dst, rev=rev, expect=expect))
 
     async def link(self, src: str, dst: str, *, rev: str | None, expect: Expect | str) -> RemoteEntry:
         return await self._call("link", (src, dst), lambda f: link_in(self.inner, src, dst, rev=rev, expect=expect))

@@ -675,14 +675,17 @@ class GDriveRemote(StreamedReads):
         assert entry is not None
         return entry
 
-    async def copy(self, src: str, dst: str) -> RemoteEntry:
-        """A download and an upload (through a temporary file: never the whole file in memory)."""
+    async def copy(self, src: str, dst: str, *, rev: str | None = None,
+                   expect: Expect | str = Expect.ANY) -> RemoteEntry:
+        """A download pinned to ``rev`` (else to the revision found; ``PreconditionFailed`` if
+        the source is at another) and an upload with ``expect`` (``write``'s conditions and
+        window), through a temporary file: never the whole file in memory."""
         entry = await self.stat(src)
         if entry.kind is not Kind.FILE:
             raise RemoteUnsupported(f"copy {self.display(src)}: not a file")
         with tempfile.TemporaryFile() as spool:
-            await self.read_into(src, 0, entry.size, spool.write, rev=entry.rev)
-            return await self.write(dst, SpooledSource(spool, entry.size), expect=Expect.ANY,
+            await self.read_into(src, 0, entry.size, spool.write, rev=entry.rev if rev is None else rev)
+            return await self.write(dst, SpooledSource(spool, entry.size), expect=expect,
                                     attrs=FileAttrs(mtime_ns=entry.mtime_ns or None))
 
     async def symlink(self, path: str, target: str) -> RemoteEntry:

@@ -191,8 +191,9 @@ class InstrumentedRemote:
     async def rename(self, src: str, dst: str, *, expect: str | None = None) -> RemoteEntry:
         return await self._call("rename", self.inner.rename, src, dst, expect=expect)
 
-    async def copy(self, src: str, dst: str) -> RemoteEntry:
-        return await self._call("copy", self.inner.copy, src, dst)
+    async def copy(self, src: str, dst: str, *, rev: str | None = None,
+                   expect: Expect | str = Expect.ANY) -> RemoteEntry:
+        return await self._call("copy", self.inner.copy, src, dst, rev=rev, expect=expect)
 
     async def symlink(self, path: str, target: str) -> RemoteEntry:
         return await self._call("symlink", self.inner.symlink, path, target)

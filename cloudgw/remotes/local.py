@@ -67,7 +67,8 @@ from typing import Collection, AsyncIterator, Callable, TypeVar
 
 import trio
 
-from cloudgw.errors import PreconditionFailed, RemoteError, RemoteNotFound, RemoteUnsupported, SourceChanged, UserError
+from cloudgw.errors import (PreconditionFailed, RemoteError, RemoteExists, RemoteNotFound, RemoteUnsupported,
+                            SourceChanged, UserError)
 from cloudgw.remotes.base import Capabilities, Expect, FileAttrs, Kind, RemoteEntry, UploadSource
 from cloudgw.remotes.local_ops import (
     TMP_PREFIX,
@@ -435,23 +436,30 @@ class LocalRemote:
         async with self._locked(src, dst):
             return await self._run(what, do)
 
-    async def copy(self, src: str, dst: str) -> RemoteEntry:
-        """Copy content and attributes (like ``cp -p``) through the same temp +
-        rename path as ``write``; a symlink is copied as a symlink."""
+    async def copy(self, src: str, dst: str, *, rev: str | None = None,
+                   expect: Expect | str = Expect.ANY) -> RemoteEntry:
+        """Copy content and attributes (like ``cp -p``) through ``write`` (temp + rename, ``expect``
+        checked under the path lock, again right before the rename); a symlink is copied as a
+        symlink.  ``rev`` pins the source: checked on the opened file, and again before the
+        rename (``FileSource.check``: a change while copying is a conflict)."""
         s = self._leaf(src, "copy")
         self._leaf(dst, "copy")
-        st = await self._run(f"copy {src!r}", os.lstat, s)
+        what = f"copy {src!r}"
+        st = await self._run(what, os.lstat, s)
         if st_.S_ISLNK(st.st_mode) or (special := specials.of_stat(st)) is not None:
-            target = await self._run(f"copy {src!r}", os.readlink, s) if st_.S_ISLNK(st.st_mode) else special.marker()
-            await self.delete(dst)
-            return await self.symlink(dst, target)
+            if rev is not None:
+                check_expect(st, rev, what)
+            target = await self._run(what, os.readlink, s) if st_.S_ISLNK(st.st_mode) else special.marker()
+            return await self._symlink_over(dst, target, expect)
         if not st_.S_ISREG(st.st_mode):
-            raise RemoteUnsupported(f"copy {src!r}: only files and symlinks can be copied")
-        fd = await self._run(f"copy {src!r}", os.open, s, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            raise RemoteUnsupported(f"{what}: only files and symlinks can be copied")
+        fd = await self._run(what, os.open, s, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
         try:
-            source = FileSource(fd, await self._run(f"copy {src!r}", os.fstat, fd), f"copy {src!r}")
+            st = await self._run(what, os.fstat, fd)
+            if rev is not None:
+                check_expect(st, rev, what)
             attrs = FileAttrs(st_.S_IMODE(st.st_mode), st.st_uid, st.st_gid, st.st_mtime_ns)
-            return await self.write(dst, source, attrs=attrs)
+            return await self.write(dst, FileSource(fd, st, what), expect=expect, attrs=attrs)
         finally:
             os.close(fd)
 
@@ -520,6 +528,23 @@ class LocalRemote:
                 raise
         fsync_dir(parent)
         return answer()
+
+    async def _symlink_over(self, dst: str, target: str, expect: Expect | str) -> RemoteEntry:
+        """``symlink`` at ``dst``, replacing what is there only as ``expect`` allows (a copied
+        symlink).  The check, the delete and the create are three steps under the lock each
+        takes: a program creating ``dst`` between them makes the create fail (a conflict,
+        ``PreconditionFailed`` unless ``expect`` is ANY), never lose its file."""
+        what = f"copy to {dst!r}"
+        if expect is not Expect.ABSENT:
+            if expect is not Expect.ANY:
+                check_expect(await self._run(what, lstat_or_none, self._leaf(dst, "copy")), expect, what)
+            await self.delete(dst, expect=None if expect is Expect.ANY else expect)
+        try:
+            return await self.symlink(dst, target)
+        except RemoteExists:
+            if expect is Expect.ANY:
+                raise
+            raise PreconditionFailed(f"{what}: something is there now") from None
 
     async def symlink(self, path: str, target: str) -> RemoteEntry:
         """A symlink, or -- for a special-file marker (``cloudgw.remotes.specials``) -- the real

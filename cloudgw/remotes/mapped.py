@@ -86,8 +86,9 @@ class MappedNamesRemote:
     async def rename(self, src: str, dst: str, *, expect: str | None = None) -> RemoteEntry:
         return self._out(await self.inner.rename(self._in(src), self._in(dst), expect=expect))
 
-    async def copy(self, src: str, dst: str) -> RemoteEntry:
-        return self._out(await self.inner.copy(self._in(src), self._in(dst)))
+    async def copy(self, src: str, dst: str, *, rev: str | None = None,
+                   expect: Expect | str = Expect.ANY) -> RemoteEntry:
+        return self._out(await self.inner.copy(self._in(src), self._in(dst), rev=rev, expect=expect))
 
     async def symlink(self, path: str, target: str) -> RemoteEntry:
         return self._out(await self.inner.symlink(self._in(path), target))

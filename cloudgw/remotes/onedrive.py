@@ -414,15 +414,19 @@ class OneDriveRemote(StreamedReads):
                     await self._delete_item(other, other.get("eTag"), what)
         return self.entry(dst, resp.json())
 
-    async def copy(self, src: str, dst: str) -> RemoteEntry:
+    async def copy(self, src: str, dst: str, *, rev: str | None = None,
+                   expect: Expect | str = Expect.ANY) -> RemoteEntry:
+        """A download pinned to ``rev`` (else to the revision found; ``PreconditionFailed`` if
+        the source is at another) and an upload with ``expect`` (``graph_upload``'s conditions and
+        window), through a temporary file: never the whole file in memory."""
         entry = await self.stat(src)
         if entry.kind is Kind.DIR:
             raise RemoteUnsupported(f"copy {self.display(src)}: a folder")
         source_path = link_object(src) if entry.kind is Kind.SYMLINK else src
         target_path = link_object(dst) if entry.kind is Kind.SYMLINK else dst
         with tempfile.TemporaryFile() as spool:  # never the whole file in memory
-            await self.read_into(source_path, 0, entry.size, spool.write, rev=entry.rev)
-            item = await graph_upload.upload(self, target_path, SpooledSource(spool, entry.size), Expect.ANY,
+            await self.read_into(source_path, 0, entry.size, spool.write, rev=entry.rev if rev is None else rev)
+            item = await graph_upload.upload(self, target_path, SpooledSource(spool, entry.size), expect,
                                              FileAttrs(mtime_ns=entry.mtime_ns or None))
         return self.entry(target_path, await self._with_ctag(target_path, item))
 

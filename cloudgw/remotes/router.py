@@ -194,9 +194,10 @@ class RouterRemote:
         name, remote, s, d = self._pair(src, dst, "rename")
         return self._out(name, await remote.rename(s, d, expect=expect))
 
-    async def copy(self, src: str, dst: str) -> RemoteEntry:
+    async def copy(self, src: str, dst: str, *, rev: str | None = None,
+                   expect: Expect | str = Expect.ANY) -> RemoteEntry:
         name, remote, s, d = self._pair(src, dst, "copy")
-        return self._out(name, await remote.copy(s, d))
+        return self._out(name, await remote.copy(s, d, rev=rev, expect=expect))
 
     async def link(self, src: str, dst: str, *, rev: str | None, expect: Expect | str) -> RemoteEntry:
         """The link of the remote both paths lie on.  ``RemoteUnsupported`` (the caller places the

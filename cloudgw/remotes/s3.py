@@ -34,7 +34,8 @@ first; that is check-then-write, and another client can write between the
 HEAD and our PUT unless the server enforces the If-Match / If-None-Match
 headers we also send (see ``s3_bucket``: moto enforces them on PUT, Swift only
 on CompleteMultipartUpload and DELETE).  ``Capabilities.conditional_write`` is
-True only when ``conditional_writes=True`` forces the headers.
+True only when ``conditional_writes=True`` forces the headers.  ``copy`` takes the
+same expectation for its destination, and pins its source (``S3Remote.copy``).
 
 Attributes alone (``set_attrs``: a chmod, chown or touch of a file already there): the
 object copied onto itself with new metadata (see ``S3Remote.set_attrs``).
@@ -374,14 +375,21 @@ class S3Remote(StreamedReads):
             raise RemoteNotFound(f"{what} {self.s3.url(key)}: no such file") from None
         raise RemoteUnsupported(f"{what} {self.s3.url(key)}: directories cannot be renamed or copied on S3")
 
-    async def _copy(self, src: str, dst: str, what: str, expect: str | None) -> tuple[str, dict, RemoteEntry]:
+    async def _copy(self, src: str, dst: str, what: str, rev: str | None,
+                    expect: Expect | str = Expect.ANY) -> tuple[str, dict, RemoteEntry]:
+        """Copy ``src`` (at ``rev``, if given) to ``dst`` (as ``expect`` says); the object of the
+        other kind at ``dst`` (``NAME`` vs ``NAME.cloudgw-symlink``) is removed afterwards."""
         skey, kind, head = await self._source(src, what)
-        if expect is not None and rev_of(head["ETag"]) != rev_of(expect):
-            raise PreconditionFailed(f"{what} {self.s3.url(skey)}: expected revision {expect}, found {rev_of(head['ETag'])}")
+        if rev is not None and rev_of(head["ETag"]) != rev_of(rev):
+            raise PreconditionFailed(
+                f"{what} {self.s3.url(skey)}: expected revision {rev}, found {rev_of(head['ETag'])}")
         dkey = self._key(dst, what, leaf=True)
         target, other = (dkey, dkey + SYMLINK_SUFFIX) if kind is Kind.FILE else (dkey + SYMLINK_SUFFIX, dkey)
-        etag = await self.s3.copy(skey, target, head, f"{what} {self.s3.url(skey)} -> {self.s3.url(target)}",
-                                  self.copy_threshold)
+        what = f"{what} {self.s3.url(skey)} -> {self.s3.url(target)}"
+        await self.s3.check_expect(target, expect, what)
+        if expect is Expect.ABSENT:
+            await self.s3.check_expect(other, expect, what)  # the name is taken by the other kind
+        etag = await self.s3.copy(skey, target, head, what, self.copy_threshold, expect=expect)
         await self.s3.call(f"DELETE {self.s3.url(other)}", "delete_object", Key=other)  # dst of the other kind
         target_text = (head.get("Metadata") or {}).get(META_TARGET)
         entry = head_entry(dst, kind, {**head, "ETag": etag}, urllib.parse.unquote(target_text) if target_text else None)
@@ -396,8 +404,15 @@ class S3Remote(StreamedReads):
             pass  # changed by someone else after our copy: their version stays at src, nothing lost
         return entry
 
-    async def copy(self, src: str, dst: str) -> RemoteEntry:
-        return (await self._copy(src, dst, "copy", None))[2]
+    async def copy(self, src: str, dst: str, *, rev: str | None = None,
+                   expect: Expect | str = Expect.ANY) -> RemoteEntry:
+        """Server-side copy: the source pinned to ``rev`` (CopySourceIfMatch), the destination
+        conditional as in ``write`` (HEAD-checked, then IfMatch/IfNoneMatch on CopyObject or,
+        above ``copy_threshold``, on CompleteMultipartUpload).  Where the server ignores those
+        headers (auto mode learns a 501; moto 5.2 without tests/servers/moto_atomic) another client
+        can write ``dst`` between our HEAD and the copy, which then replaces it: the same window
+        as ``write``'s.  ``PreconditionFailed`` leaves ``dst`` as it was."""
+        return (await self._copy(src, dst, "copy", rev, expect))[2]
 
     async def symlink(self, path: str, target: str) -> RemoteEntry:
         key = self._key(path, "symlink", leaf=True)

@@ -7,7 +7,8 @@
 - Conditional headers (If-Match / If-None-Match) are sent where the server
   takes them.  ``conditional_writes`` None (auto) learns per operation from a
   501 answer.  Measured: moto 5.2 enforces them on PutObject and DeleteObject
-  and ignores them on CompleteMultipartUpload and CopySourceIfMatch; Swift's
+  and ignores them on CopyObject (the destination's and CopySourceIfMatch) and
+  If-Match on CompleteMultipartUpload (tests/servers/moto_atomic adds them); Swift's
   s3api (2.30) answers 501 to conditional PUTs, enforces conditions on
   CompleteMultipartUpload, DeleteObject and copies, but compares If-Match with
   its own ETag of a multipart object and so answers 412 to the right S3 ETag:
@@ -196,7 +197,7 @@ class S3Bucket:
         self.name = bucket
         self.conditional_writes = conditional_writes
         on = conditional_writes is not False
-        self._cond = {"put": on, "complete": on, "delete": on}
+        self._cond = {"put": on, "complete": on, "delete": on, "copy": on}
         self.part_size, self.parallelism = part_size, max(1, parallelism)
         self.retry_deadline = retry_deadline
         if path_style is None:  # custom endpoints (MinIO, Swift, moto) want path style
@@ -325,7 +326,7 @@ class S3Bucket:
         expected_rev: Callable[[], str | None] | None, **kwargs: Any,
     ) -> Any:
         """``client.<fn>`` with the conditional headers of ``expect``, retried
-        (``op`` is "put", "complete" or "delete": what auto mode learns)."""
+        (``op`` is "put", "complete", "delete" or "copy": what auto mode learns)."""
         cond = self._cond_headers(op, expect)
         attempts = 0
 
@@ -438,18 +439,27 @@ class S3Bucket:
         finally:
             self.active_uploads.discard(upload_id)
 
-    async def _pinned_copy(self, what: str, op: str, src_key: str, etag: str, **kwargs: Any) -> Any:
-        """A copy request pinned to the source's revision (CopySourceIfMatch).
+    async def _pinned_copy(self, what: str, op: str, src_key: str, etag: str, *, expect: Expect | str | None = None,
+                           expected_rev: Callable[[], str | None] | None = None, **kwargs: Any) -> Any:
+        """A copy request pinned to the source's revision (CopySourceIfMatch), and with
+        ``expect`` (not None) conditional on the destination too (``conditional``).
         Swift's s3api answers 412 to the pin for multipart sources even when the
         ETag matches; a 412 with an unchanged source is retried unpinned (the
-        HEADs around the copy still guard it)."""
+        HEADs around the copy still guard it).  A 412 of the destination's condition
+        fails that retry as well."""
+
+        async def request(**pin: str) -> Any:
+            if expect is None:
+                return await self.call(what, op, **pin, **kwargs)
+            return await self.conditional(what, "copy", op, expect, kwargs["Key"], expected_rev, **pin, **kwargs)
+
         try:
-            return await self.call(what, op, CopySourceIfMatch=etag, **kwargs)
+            return await request(CopySourceIfMatch=etag)
         except PreconditionFailed:
             now = await self.head(src_key)
             if now is None or rev_of(now["ETag"]) != rev_of(etag):
                 raise
-            return await self.call(what, op, **kwargs)
+            return await request()
 
     async def copy_part(self, what: str, src_key: str, rev: str, dst_key: str, upload_id: str, number: int,
                         off: int, length: int) -> str:
@@ -462,18 +472,21 @@ class S3Bucket:
         return resp["CopyPartResult"]["ETag"]
 
     async def copy(self, src_key: str, dst_key: str, head: dict, what: str, threshold: int,
-                   meta: dict[str, str] | None = None) -> str:
+                   meta: dict[str, str] | None = None, expect: Expect | str = Expect.ANY) -> str:
         """Server-side copy of the object ``head`` describes, metadata kept (``meta``: the
         copy's user metadata instead, MetadataDirective REPLACE, the other headers kept:
-        ``s3_layout.kept_headers``); multipart (UploadPartCopy) above ``threshold``.  Returns
-        the new ETag."""
+        ``s3_layout.kept_headers``); multipart (UploadPartCopy) above ``threshold``.  The
+        source is pinned to ``head``'s ETag; ``expect`` is the destination's condition as in
+        a write, sent on CopyObject or CompleteMultipartUpload (the caller HEAD-checks it
+        first: servers that ignore it leave that check-then-copy window).  Returns the new ETag."""
         source = {"Bucket": self.name, "Key": src_key}
         etag = head["ETag"]
         if head["ContentLength"] <= threshold:
             replace = {} if meta is None else {"MetadataDirective": "REPLACE", "Metadata": meta, **kept_headers(head)}
-            resp = await self._pinned_copy(what, "copy_object", src_key, etag, Key=dst_key, CopySource=source,
-                                           **replace)
-            return resp["CopyObjectResult"]["ETag"]
+            single = rev_of(etag) if "-" not in rev_of(etag) else None  # a one-part copy's ETag: the same MD5
+            resp = await self._pinned_copy(what, "copy_object", src_key, etag, expect=expect,
+                                           expected_rev=lambda: single, Key=dst_key, CopySource=source, **replace)
+            return (resp.get("CopyObjectResult") or resp)["ETag"]  # (``conditional``'s answer to a lost reply)
 
         async def part(upload_id: str, number: int, off: int, length: int) -> str:
             return await self.copy_part(f"{what} (part {number})", src_key, etag, dst_key, upload_id, number, off,
@@ -483,9 +496,10 @@ class S3Bucket:
             now = await self.head(src_key)
             if now is None or rev_of(now["ETag"]) != rev_of(etag):
                 raise PreconditionFailed(f"{what}: the source changed during the copy")
+            await self.check_expect(dst_key, expect, what)  # again: the parts took a while
 
         return await self.multipart(dst_key, what, head["ContentLength"],
-                                    head.get("Metadata") or {} if meta is None else meta, part, unchanged,
+                                    head.get("Metadata") or {} if meta is None else meta, part, unchanged, expect,
                                     headers=kept_headers(head))
 
     async def abort_stale_uploads(self, prefix: str, older_than: float, keys: set[str] = frozenset()) -> int:

@@ -325,8 +325,9 @@ class WebDavRemote(StreamedReads):
     async def rename(self, src: str, dst: str, *, expect: str | None = None) -> RemoteEntry:
         return await webdav_moves.transfer(self, "MOVE", src, dst, expect)
 
-    async def copy(self, src: str, dst: str) -> RemoteEntry:
-        return await webdav_moves.transfer(self, "COPY", src, dst, None)
+    async def copy(self, src: str, dst: str, *, rev: str | None = None,
+                   expect: Expect | str = Expect.ANY) -> RemoteEntry:
+        return await webdav_moves.transfer(self, "COPY", src, dst, rev, expect)
 
     async def symlink(self, path: str, target: str) -> RemoteEntry:
         self.leaf(path, "symlink")

@@ -10,6 +10,12 @@ Targets wsgidav cannot take as a Destination (``webdav_io.movable``) are copied 
 reading and writing (the read pinned to the source's revision), then the source is
 deleted pinned the same way.  A crash between the two leaves both: a duplicate,
 never a loss.
+
+A COPY is conditional like a write (``webdav_io._expectation``): the target is checked
+with a PROPFIND, then the COPY carries ``Overwrite: F`` for "absent" or a tagged ``If``
+on the target's revision next to the source's pin, under the target's path lock.  Where
+the server skips a tagged condition (wsgidav, on a target deleted after our PROPFIND) the
+copy can recreate it: the same check-then-write window as a write's.
 """
 
 from __future__ import annotations
@@ -24,13 +30,16 @@ from cloudgw.remotes import webdav_io
 from cloudgw.remotes.base import Expect, FileAttrs, RemoteEntry
 from cloudgw.remotes.symlinks import link_object
 from cloudgw.remotes.util import remote_error
+from cloudgw.remotes.webdav_io import _expectation
 from cloudgw.remotes.webdav_xml import Prop, rev_of
 
 if TYPE_CHECKING:
     from cloudgw.remotes.webdav import WebDavRemote
 
 
-async def transfer(remote: WebDavRemote, method: str, src: str, dst: str, expect: str | None) -> RemoteEntry:
+async def transfer(remote: WebDavRemote, method: str, src: str, dst: str, rev: str | None,
+                   expect: Expect | str = Expect.ANY) -> RemoteEntry:
+    """MOVE or COPY ``src`` (at ``rev``, if given) to ``dst``; a COPY's target as ``expect`` says."""
     what = f"{'rename' if method == 'MOVE' else 'copy'} {remote.http.display(src)} -> {remote.http.display(dst)}"
     remote.leaf(src, what)
     remote.leaf(dst, what)
@@ -40,14 +49,14 @@ async def transfer(remote: WebDavRemote, method: str, src: str, dst: str, expect
     source, prop = found
     if prop.collection and method == "COPY":
         raise RemoteUnsupported(f"{what}: directories are not copied here")
-    if expect is not None and (prop.collection or prop.etag != rev_of(expect)):
-        raise PreconditionFailed(f"{what}: expected revision {expect}, found {prop.etag}")
+    if rev is not None and (prop.collection or prop.etag != rev_of(rev)):
+        raise PreconditionFailed(f"{what}: expected revision {rev}, found {prop.etag}")
     symlink = source != src
     target = link_object(dst) if symlink else dst
     if not webdav_io.movable(target):
         if prop.collection:
             raise RemoteUnsupported(f"{what}: this name cannot be a MOVE target (';' or '?')")
-        return await _through_client(remote, method, source, target, prop)
+        return await _through_client(remote, method, source, target, prop, expect)
     async with remote.locked(dst):
         if prop.collection:  # never replace a directory tree: only an empty directory
             there = await remote.prop(dst)
@@ -57,9 +66,14 @@ async def transfer(remote: WebDavRemote, method: str, src: str, dst: str, expect
                 await remote.rmdir(dst)  # RemoteNotEmpty unless empty, as rename(2)
             await remote.move(source, target, what, overwrite=False)
         else:
-            cond = [(source, prop.etag)] if prop.etag else []
-            await remote.move(source, target, what, overwrite=True, conditions=cond, method=method)
+            overwrite, cond = True, [(source, prop.etag)] if prop.etag else []
             other = dst if symlink else link_object(dst)  # the same name as the other kind
+            if method == "COPY":  # never a directory replaced, nor a file other than ``expect`` allows
+                overwrite, there = await _expectation(remote, target, expect, what)
+                cond += there
+                if expect is Expect.ABSENT:
+                    await _expectation(remote, other, expect, what)  # (removed below if there)
+            await remote.move(source, target, what, overwrite=overwrite, conditions=cond, method=method)
             there = await remote.prop(other)
             if there is not None and not there.collection:
                 await remote.http.call(f"DELETE {remote.http.display(other)}", "DELETE", remote.http.url(other),
@@ -72,7 +86,8 @@ async def transfer(remote: WebDavRemote, method: str, src: str, dst: str, expect
     return remote.entry(target, new)
 
 
-async def _through_client(remote: WebDavRemote, method: str, source: str, target: str, prop: Prop) -> RemoteEntry:
+async def _through_client(remote: WebDavRemote, method: str, source: str, target: str, prop: Prop,
+                          expect: Expect | str) -> RemoteEntry:
     """Copy (and for a move delete) by reading and writing: for targets that cannot be
     a Destination (``webdav_io.movable``).  The read is pinned to the source's revision."""
 
@@ -86,7 +101,7 @@ async def _through_client(remote: WebDavRemote, method: str, source: str, target
             return None
 
     async with remote.locked(target):
-        new = await webdav_io.upload(remote, target, _Source(), Expect.ANY, FileAttrs())
+        new = await webdav_io.upload(remote, target, _Source(), expect, FileAttrs())
     if method == "MOVE":
         cond = [(source, prop.etag)] if prop.etag else []
         await remote.http.call(f"DELETE {remote.http.display(source)}", "DELETE", remote.http.url(source),

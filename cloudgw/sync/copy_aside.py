@@ -1,7 +1,8 @@
 """Keeping the other version of a conflicting file: ``copy_aside``.
 
 Where the remote copies server-side (``Capabilities.server_side_copy``) that is one
-call.  Elsewhere the other version is downloaded, pinned to the revision that was
+call, with ``Expect.ABSENT``: a conflict name another gateway took meanwhile (see the
+uploader's ``_free_conflict_name``) is a ``PreconditionFailed``, never overwritten.  Elsewhere the other version is downloaded, pinned to the revision that was
 found (``read_exact``: a version that changes meanwhile is no verdict, the upload
 retries), into an unlinked spool file next to the cache, and uploaded under the
 conflict name with ``Expect.ABSENT``; memory stays at one chunk whatever the size.
@@ -40,7 +41,7 @@ class _SpoolSource:
 async def copy_aside(remote: Remote, src: str, dst: str, theirs: RemoteEntry, *, spool_dir: Path | None = None) -> None:
     """Save revision ``theirs`` of ``src`` at ``dst`` (a name nothing holds)."""
     if capabilities_at(remote, src).server_side_copy:
-        await remote.copy(src, dst)
+        await remote.copy(src, dst, expect=Expect.ABSENT)
         return
     with tempfile.TemporaryFile(dir=spool_dir) as spool:
         fd = spool.fileno()

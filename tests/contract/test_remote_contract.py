@@ -750,6 +750,88 @@ async def test_copy(h: Harness, size: int):
         await h.remote.copy(h.p("missing"), h.p("z"))
 
 
+@pytest.mark.parametrize("size", [5, 7 * MiB], ids=["small", "large"])  # large: S3's multipart copy
+async def test_copy_is_conditional(h: Harness, size: int):
+    """A copy never replaces a version it did not expect, nor copies a source changed since
+    it was seen: each conflict here is real (another client changed the object), so a remote
+    that ignored ``rev`` or ``expect`` would overwrite or copy the wrong bytes."""
+    data, theirs = os.urandom(size), os.urandom(size + 1)  # (sizes differ: wsgidav's ETags are per second)
+    old_src = await put(h, h.p("src"), b"the source, before")
+    h.put_outside(h.p("src"), data)
+    with pytest.raises(PreconditionFailed):
+        await h.remote.copy(h.p("src"), h.p("dst"), rev=old_src.rev)
+    with pytest.raises(RemoteNotFound):
+        await h.remote.stat(h.p("dst"))
+    src = await h.remote.stat(h.p("src"))
+
+    made = await h.remote.copy(h.p("src"), h.p("dst"), rev=src.rev, expect=Expect.ABSENT)
+    assert (made.path, made.kind, made.size) == (h.p("dst"), Kind.FILE, size)
+    assert (await h.remote.stat(h.p("dst"))).rev == made.rev
+    assert await content(h, h.p("dst")) == data
+    with pytest.raises(PreconditionFailed):  # the name is taken now
+        await h.remote.copy(h.p("src"), h.p("dst"), rev=src.rev, expect=Expect.ABSENT)
+    await assert_untouched(h, h.p("dst"), made, data)
+
+    h.put_outside(h.p("dst"), theirs)  # someone else replaces the copy
+    with pytest.raises(PreconditionFailed):
+        await h.remote.copy(h.p("src"), h.p("dst"), rev=src.rev, expect=made.rev)
+    now = await h.remote.stat(h.p("dst"))
+    assert await content(h, h.p("dst")) == theirs
+    with pytest.raises(PreconditionFailed):  # a stale source with a right destination: nothing either
+        await h.remote.copy(h.p("src"), h.p("dst"), rev=old_src.rev, expect=now.rev)
+    await assert_untouched(h, h.p("dst"), now, theirs)
+
+    again = await h.remote.copy(h.p("src"), h.p("dst"), rev=src.rev, expect=now.rev)
+    assert again.rev == (await h.remote.stat(h.p("dst"))).rev
+    assert await content(h, h.p("dst")) == data
+    assert await content(h, h.p("src"), src.rev) == data  # the source is left as it was
+    with pytest.raises(PreconditionFailed):  # a revision expected at a name nothing holds
+        await h.remote.copy(h.p("src"), h.p("gone"), expect=again.rev)
+    with pytest.raises(RemoteNotFound):
+        await h.remote.stat(h.p("gone"))
+
+
+@pytest.mark.parametrize("size", [5, 7 * MiB], ids=["single", "multipart"])
+async def test_s3_copy_conditions_hold_at_the_server(moto_server, monkeypatch, size: int):  # noqa: ANN001
+    """Another client writes between our HEAD check and the copy: the conditions sent with
+    CopyObject (small) or CompleteMultipartUpload (above copy_threshold) still refuse it.
+    tests/servers/moto_atomic enforces them as S3 does; moto alone would copy over theirs."""
+    from tests.contract.conftest import _s3
+
+    h = _s3(moto_server, "")
+    remote = h.remote
+    assert isinstance(remote, S3Remote)
+    try:
+        data = os.urandom(size)
+        await put(h, "src", data)
+        mine = await put(h, "dst", b"mine")
+
+        async def passes(*_args: object) -> None:  # every HEAD check passes: the race window, always
+            return None
+
+        monkeypatch.setattr(remote.s3, "check_expect", passes)
+        h.put_outside("dst", b"theirs")
+        for expect in (Expect.ABSENT, mine.rev):
+            with pytest.raises(PreconditionFailed):
+                await remote.copy("src", "dst", expect=expect)
+            assert await content(h, "dst") == b"theirs"
+        with pytest.raises(PreconditionFailed):
+            await remote.copy("src", "new", expect=mine.rev)
+        with pytest.raises(RemoteNotFound):
+            await remote.stat("new")
+        theirs = await remote.stat("dst")
+        copied = await remote.copy("src", "dst", expect=theirs.rev)
+        assert (await remote.stat("dst")).rev == copied.rev and await content(h, "dst") == data
+        stale = await remote.s3.head("src")  # and the source changes after our HEAD of it
+        h.put_outside("src", b"changed")
+        with pytest.raises(PreconditionFailed):
+            await remote.s3.copy("src", "new", stale, "copy", remote.copy_threshold, expect=Expect.ABSENT)
+        with pytest.raises(RemoteNotFound):
+            await remote.stat("new")
+    finally:
+        await remote.aclose()
+
+
 async def test_symlinks(h: Harness):
     target = "../elsewhere/ünï côdé.txt"
     made = await h.remote.symlink(h.p("link"), target)

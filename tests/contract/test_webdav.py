@@ -73,6 +73,37 @@ async def test_weak_and_strong_etags_of_the_same_content_are_one_revision(apache
         await remote.aclose()
 
 
+@pytest.mark.parametrize("server_name", ["apache", "wsgidav", "nextcloud"])
+@pytest.mark.parametrize("expect_kind", ["absent", "rev"])
+async def test_a_copy_racing_an_outside_writer_fails(request, monkeypatch, server_name: str,  # noqa: ANN001
+                                                     expect_kind: str):
+    """Another client writes the target right after our PROPFIND of it: the COPY's
+    ``Overwrite: F`` or tagged ``If`` on the target (next to the source's) still refuses it."""
+    from cloudgw.remotes import webdav_moves
+    from tests.contract.conftest import _webdav
+
+    h = _webdav(request.getfixturevalue(f"{server_name}_server"))
+    remote = h.remote
+    real = webdav_moves._expectation
+
+    async def then_theirs(*args: object) -> object:
+        found = await real(*args)
+        h.put_outside("dst", b"theirs")
+        return found
+
+    try:
+        await remote.write("src", BytesSource(b"ours, the source"))
+        expect: Expect | str = Expect.ABSENT
+        if expect_kind == "rev":
+            expect = (await remote.write("dst", BytesSource(b"mine"))).rev
+        monkeypatch.setattr(webdav_moves, "_expectation", then_theirs)
+        with pytest.raises(PreconditionFailed):
+            await remote.copy("src", "dst", expect=expect)
+        assert await remote.read("dst", 0, 100) == b"theirs"
+    finally:
+        await remote.aclose()
+
+
 @pytest.mark.parametrize("server_name", ["apache", "wsgidav"])
 async def test_a_directory_rename_is_one_move(request, server_name: str):  # noqa: ANN001
     server: DavServer = request.getfixturevalue(f"{server_name}_server")

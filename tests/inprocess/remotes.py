@@ -83,8 +83,8 @@ class IdLocal(LocalRemote):
     async def rename(self, src: str, dst: str, *, expect: str | None = None) -> RemoteEntry:
         return self._id(await super().rename(src, dst, expect=self._inner(src, expect)))
 
-    async def copy(self, src: str, dst: str) -> RemoteEntry:
-        return self._id(await super().copy(src, dst))
+    async def copy(self, src: str, dst: str, *, rev: str | None = None, expect=Expect.ANY) -> RemoteEntry:  # noqa: ANN001
+        return self._id(await super().copy(src, dst, rev=self._inner(src, rev), expect=self._inner(dst, expect)))
 
 
 class FeedLocal(IdLocal):

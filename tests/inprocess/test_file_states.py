@@ -64,7 +64,7 @@ class NoServerCopy(LocalRemote):
         super().__init__(root)
         self.capabilities = dataclasses.replace(self.capabilities, server_side_copy=False)
 
-    async def copy(self, src: str, dst: str) -> RemoteEntry:
+    async def copy(self, src: str, dst: str, **conditions) -> RemoteEntry:  # noqa: ANN003
         raise AssertionError("copy() called on a remote without server-side copy")
 
 
@@ -90,10 +90,10 @@ class CopyFails(LocalRemote):
         super().__init__(root)
         self.broken = True
 
-    async def copy(self, src: str, dst: str) -> RemoteEntry:
+    async def copy(self, src: str, dst: str, **conditions) -> RemoteEntry:  # noqa: ANN003
         if self.broken:
             raise RemoteUnavailable("copy: the remote is down")
-        return await super().copy(src, dst)
+        return await super().copy(src, dst, **conditions)
 
 
 @pytest.mark.allow_warnings("conflict:")
