@@ -27,10 +27,11 @@ import posixpath
 from typing import TYPE_CHECKING
 
 from cloudgw.crashpoints import crash_point
-from cloudgw.errors import PreconditionFailed, RemoteError, RemoteExists, RemoteNotFound
+from cloudgw.errors import PreconditionFailed, RemoteError, RemoteExists, RemoteNotFound, RemoteUnsupported
 from cloudgw.metadata.model import Inode, Link
 from cloudgw.remotes import specials
-from cloudgw.remotes.base import Expect, Kind, RemoteEntry, capabilities_at
+from cloudgw.remotes.base import Expect, Kind, RemoteEntry, capabilities_at, same_version
+from cloudgw.remotes.base import link as hard_link
 from cloudgw.sync.context import Deferred, SyncContext
 
 if TYPE_CHECKING:
@@ -132,7 +133,8 @@ class LinkNames:
 
     async def _place(self, inode: Inode, link: Link, path: str) -> tuple[RemoteEntry, bool]:
         """Make the object at ``path``; (its entry, whether it is the source's own object)."""
-        if inode.kind is not Kind.FILE:
+        native = capabilities_at(self.ctx.remote, path).hard_links
+        if inode.kind is not Kind.FILE and not native:
             return await self._place_symlink(inode, link, path), False
         expect = self._expectation(link, path)
         for _ in range(ATTEMPTS):
@@ -149,9 +151,13 @@ class LinkNames:
         each pinned to the source revision and conditional on ``expect``."""
         remote, src, rev = self.ctx.remote, inode.remote_path, inode.remote_rev
         assert src is not None
-        caps = capabilities_at(remote, path)
-        if getattr(caps, "hard_links", False):
-            return await remote.link(src, path, rev=rev, expect=expect), True  # type: ignore[attr-defined]
+        if capabilities_at(remote, src).hard_links:
+            try:
+                return await hard_link(remote, src, path, rev=rev, expect=expect), True
+            except RemoteUnsupported:
+                pass  # not between these two paths (a router across remotes): a copy then
+        if capabilities_at(remote, path).server_side_copy:
+            return await remote.copy(src, path, rev=rev, expect=expect), False
         return await self.uploader.write_cached(inode, path, expect), False
 
     async def _after_refusal(self, inode: Inode, path: str) -> Expect | str | RemoteEntry:
@@ -166,7 +172,7 @@ class LinkNames:
             source = await remote.stat(src)
         except RemoteNotFound:
             raise Deferred(f"{src!r}: gone from the remote; the poll decides") from None
-        if source.rev != inode.remote_rev:
+        if inode.remote_rev is None or not same_version(remote, source.rev or "", inode.remote_rev, path=src):
             raise Deferred(f"{src!r}: changed on the remote; the poll decides")
         try:
             there = await remote.stat(path)

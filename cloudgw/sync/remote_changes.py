@@ -35,7 +35,7 @@ import posixpath
 import time
 
 from cloudgw.metadata.model import ROOT_INO, FileState, Inode, Link
-from cloudgw.remotes.base import Kind, RemoteEntry
+from cloudgw.remotes.base import Kind, RemoteEntry, same_version
 from cloudgw.sync.context import SyncContext
 
 log = logging.getLogger(__name__)
@@ -126,6 +126,10 @@ class RemoteChanges:
             return 0
         if entry.rev == inode.remote_rev:
             return 0
+        if entry.rev is not None and inode.remote_rev is not None and same_version(
+                ctx.remote, entry.rev, inode.remote_rev, path=entry.path):
+            self._relabel(inode, entry.rev)  # file://: a name added or removed, the same bytes
+            return 0
         if ctx.journal.touched_since(entry.path, self.epoch):
             self.skipped.add(entry.path)
             return 0
@@ -151,6 +155,14 @@ class RemoteChanges:
         log.info("remote change: %s", entry.path)
         return 1
 
+    def _relabel(self, inode: Inode, rev: str) -> None:
+        """The inode's object is at ``rev`` now, with the bytes we hold: names and cache follow."""
+        ctx, old = self.ctx, inode.remote_rev
+        ctx.store.update(inode, remote_rev=rev)
+        ctx.store.rebase_links(inode.ino, old, rev)
+        if (cached := ctx.cache.get(inode.ino)) is not None:
+            ctx.cache.relabel(cached, old_rev=old, rev=rev)
+
     def _promote(self, inode: Inode, heir: Link) -> None:
         """``heir`` (current: it holds the inode's bytes) becomes the inode's first name and
         placement; the first name leaves the inode (the caller adopts or drops its object)."""
@@ -168,7 +180,9 @@ class RemoteChanges:
         """``entry`` is at the remote path of a hard link.  Changed by someone else while the
         inode is settled here: the name splits off as an inode of its own."""
         store = self.ctx.store
-        if entry.rev == link.remote_rev or entry.kind is not Kind.FILE:
+        if entry.rev == link.remote_rev or entry.kind is not Kind.FILE or (
+                entry.rev is not None and link.remote_rev is not None
+                and same_version(self.ctx.remote, entry.rev, link.remote_rev, path=entry.path)):
             return 0
         inode = store.get(link.ino)
         if (inode is None or link.needs_sync or inode.needs_sync or inode.state.has_unsynced_data

@@ -25,6 +25,14 @@ def cloud(tmp_path: Path) -> Path:
     return tmp_path / "cloud"
 
 
+def _replace(path: Path, data: bytes) -> None:
+    """Another object at that name, as an editor saves (write aside, rename over): on file://
+    a write in place would change every name of a real hard link, which is one file there."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
 async def _link(h: Harness, src: str, dst: str) -> None:
     inode = await h.resolve(src)
     head, _, name = dst.rpartition("/")
@@ -132,7 +140,8 @@ async def test_a_name_changed_elsewhere_splits_off(tmp_path: Path, cloud: Path):
         await h.write_file("a", b"ours")
         await _link(h, "a", "b")
         await h.settle()
-        (cloud / "b").write_bytes(b"theirs")  # elsewhere
+        assert os.lstat(cloud / "a").st_ino == os.lstat(cloud / "b").st_ino  # file://: a real hard link
+        _replace(cloud / "b", b"theirs")  # elsewhere
         await h.engine.poll_now()
         a, b = await h.resolve("a"), await h.resolve("b")
         assert a.ino != b.ino and a.nlink == b.nlink == 1
@@ -144,7 +153,7 @@ async def test_the_first_name_changed_elsewhere_splits_off(tmp_path: Path, cloud
         await h.write_file("a", b"ours")
         await _link(h, "a", "b")
         await h.settle()
-        (cloud / "a").write_bytes(b"theirs")
+        _replace(cloud / "a", b"theirs")
         await h.engine.poll_now()
         a, b = await h.resolve("a"), await h.resolve("b")
         assert a.ino != b.ino and a.nlink == b.nlink == 1
@@ -177,7 +186,7 @@ async def test_a_local_write_meets_a_name_changed_elsewhere_as_a_conflict(tmp_pa
         await h.write_file("a", b"v1")
         await _link(h, "a", "b")
         await h.settle()
-        (cloud / "b").write_bytes(b"theirs")
+        _replace(cloud / "b", b"theirs")
         await h.write_file("a", b"ours")  # before the poll: pending here
         await h.engine.poll_now()
         await h.settle()
@@ -229,3 +238,16 @@ async def test_fsck_finds_and_repairs_a_wrong_link_count(tmp_path: Path, cloud: 
         check = Fsck(tmp_path / "cache", repair=False)
         check.check_local(h.store, h.cache)
         assert not [f for f in check.findings if f.severity == "error"]
+
+
+async def test_a_write_in_place_on_file_reaches_every_name(tmp_path: Path, cloud: Path):
+    """On file:// the names are one file: a program writing into it there changes all of them."""
+    async with running(LocalRemote(cloud), tmp_path / "cache") as h:
+        await h.write_file("a", b"ours")
+        await _link(h, "a", "b")
+        await h.settle()
+        with open(cloud / "b", "r+b") as f:
+            f.write(b"THEIRS, longer")
+        await h.engine.poll_now()
+        assert await h.read_file("a") == await h.read_file("b") == b"THEIRS, longer"
+        assert h.store.conflict_count() == 0
