@@ -364,7 +364,9 @@ class MetadataStore:
         return [r[0] for r in self._exec(f"SELECT ino FROM inodes WHERE state IN ({marks})", states)]
 
     def count_needing_sync(self) -> int:
-        return self._exec("SELECT count(*) FROM inodes WHERE needs_sync").fetchone()[0]
+        """Entries the sync engine owes something: inodes, and hard links waiting for their place."""
+        links = self._exec("SELECT count(*) FROM links WHERE needs_sync").fetchone()[0] if self._any_links else 0
+        return self._exec("SELECT count(*) FROM inodes WHERE needs_sync").fetchone()[0] + links
 
     def sync_backlog(self) -> tuple[dict[str, tuple[int, int]], int | None]:
         """For metrics: state -> (files, bytes) of the files waiting for sync, and the oldest
