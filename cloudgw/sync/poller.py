@@ -131,10 +131,19 @@ class Poller:
         return snapshot
 
     async def _with_targets(self, snapshot: Snapshot) -> Snapshot:
-        """New symlinks enter the tree with their target (emulated ones need a read)."""
+        """New symlinks enter the tree with their target (emulated ones need a read).  Not one
+        of ours being deleted (a tombstone: it is not adopted anyway, and the delete may race the
+        read -- Apache then answers 403); one gone since the listing is left out, as if unlisted."""
+        store, gone = self.ctx.store, []
         for path, entry in snapshot.entries.items():
-            if entry.kind is Kind.SYMLINK and entry.symlink_target is None and not self.ctx.store.is_placed(path):
-                snapshot.entries[path] = await self.lister.with_target(entry)
+            if (entry.kind is Kind.SYMLINK and entry.symlink_target is None and not store.is_placed(path)
+                    and store.tombstone(path) is None):
+                try:
+                    snapshot.entries[path] = await self.lister.with_target(entry)
+                except RemoteNotFound:
+                    gone.append(path)
+        for path in gone:
+            del snapshot.entries[path]
         return snapshot
 
     def _apply(self, snapshot: Snapshot, epoch: int, *, cursor: str | None = None) -> PollResult:
