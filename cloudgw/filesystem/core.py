@@ -100,8 +100,13 @@ class Namespace:
         return directory
 
     def remember(self, ino: int, count: int = 1) -> None:
+        """The kernel was handed ``ino`` (``count`` more times): its object stays in memory
+        until the matching FORGETs."""
         lookups = self.lookups
-        lookups[ino] = lookups.get(ino, 0) + count  # not +=: Counter.__missing__ is a Python call per new ino
+        known = lookups.get(ino, 0)
+        lookups[ino] = known + count  # not +=: Counter.__missing__ is a Python call per new ino
+        if not known:
+            self.store.pin(ino)
 
     def forget(self, ino: int, count: int) -> None:
         left = self.lookups[ino] - count
@@ -110,8 +115,7 @@ class Namespace:
             return
         self.lookups.pop(ino, None)
         self.reap_if_unused(ino)
-        if not self.open_count.get(ino):
-            self.store.forget(ino)
+        self.store.forget(ino)  # an open handle still holds the object
 
     def reap_if_unused(self, ino: int) -> None:
         """Delete an unlinked inode once nobody references it any more."""
@@ -157,18 +161,13 @@ class Namespace:
         entry returned to the kernel, the answer counts one lookup (a FORGET releases it).
         """
         inode = self.store.get(ino)
-        try:
-            if inode is None or (inode.parent is None and ino != ROOT_INO):
-                raise FsError(errno.ENOENT)
-            if name == "..":
-                if not inode.is_dir:
-                    raise FsError(errno.ENOTDIR)
-                if inode.parent is not None:
-                    inode = self.inode(inode.parent)
-        except FsError:
-            if not self.lookups.get(ino) and not self.open_count.get(ino):
-                self.store.forget(ino)  # ``get`` pinned it, and no FORGET will come for it
-            raise
+        if inode is None or (inode.parent is None and ino != ROOT_INO):
+            raise FsError(errno.ENOENT)
+        if name == "..":
+            if not inode.is_dir:
+                raise FsError(errno.ENOTDIR)
+            if inode.parent is not None:
+                inode = self.inode(inode.parent)
         self.remember(inode.ino)
         return inode
 

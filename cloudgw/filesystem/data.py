@@ -287,6 +287,7 @@ class DataOps:
         self.ns.open_count[inode.ino] -= 1
         if self.ns.open_count[inode.ino] <= 0:
             del self.ns.open_count[inode.ino]
+            self.sync.released(inode)
         if h.writable:
             left = self.writers.get(inode.ino, 1) - 1
             if left:

@@ -63,6 +63,9 @@ class SyncPort(Protocol):
     def closed(self, inode: Inode) -> None:
         """The last writer closed: start the write-back delay."""
 
+    def released(self, inode: Inode) -> None:
+        """The last handle of any kind closed: drop what was kept per reader (read-ahead)."""
+
     def placement_changed(self, inodes: list[Inode]) -> None:
         """These inodes moved locally (rename); the remote must follow."""
 

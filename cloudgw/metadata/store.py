@@ -19,9 +19,12 @@ it existed, whose handles stay valid), sent with every entry, and kept by the
 kernel in every file handle, so a handle from a former cache dir is stale
 (ESTALE), never another file.
 
-Memory: an identity map keeps the ``Inode`` objects the kernel or the sync
-engine currently use; ``forget`` drops one when the kernel forgets it, so the
-map is bounded by the kernel's inode cache, not by the tree size.
+Memory: one ``Inode`` object per inode in use (an identity map).  Two kinds of use:
+the kernel's -- ``pin`` when an entry is handed to it (LOOKUP, readdir, create),
+``forget`` at its FORGET -- keeps the object in memory, so GETATTR never queries; any
+other (a poll, an upload, an open handle) holds the object only as long as it holds a
+reference, through a weak map.  So memory is bounded by the kernel's inode cache plus
+what is in flight, never by the tree: a poll that walks a million placed entries pins none.
 """
 
 from __future__ import annotations
@@ -114,6 +117,8 @@ _SELECT = "SELECT " + ", ".join(_COLUMNS) + " FROM inodes"
 
 _SELECT_BY_INO = _SELECT + " WHERE ino = ?"
 _SELECT_BY_NAME = _SELECT + " WHERE parent = ? AND name = ?"
+_SELECT_BY_REMOTE_PATH = _SELECT + " WHERE remote_path = ? LIMIT 1"
+_SELECT_BY_REMOTE_ID = _SELECT + " WHERE remote_id = ? LIMIT 1"
 _SELECT_CHILDREN = _SELECT + " WHERE parent = ? AND ino > ? ORDER BY ino LIMIT ?"
 _LINK_COLUMNS = [f.name for f in fields(Link)]
 _SELECT_LINK = "SELECT " + ", ".join(_LINK_COLUMNS) + " FROM links"
@@ -167,13 +172,14 @@ class MetadataStore:
         self._db.executescript(_SCHEMA)
         self.generation = _generation(self._db)  # before _ensure_root (see _generation)
         self._db.execute("CREATE INDEX IF NOT EXISTS inodes_remote_id ON inodes (remote_id) WHERE remote_id IS NOT NULL")
-        self._live: dict[int, Inode] = {}  # pinned while the kernel knows the inode
+        self._live: dict[int, Inode] = {}  # pinned while the kernel knows the inode (``pin``/``forget``)
         # every object still referenced anywhere (an upload in flight, a handle): after the
         # kernel's FORGET, a new LOOKUP must get that same object back, not a second copy
         # that never sees the first one's updates
         self._held: weakref.WeakValueDictionary[int, Inode] = weakref.WeakValueDictionary()
         self._in_tx = False
         self._ensure_root()
+        self._live[ROOT_INO] = self._from_row(self._exec(_SELECT_BY_INO, (ROOT_INO,)).fetchone())  # always known
         # whether any hard link exists: until one does, a lookup that misses (a negative
         # lookup: every create) pays no second query
         self._any_links = self._exec("SELECT 1 FROM links LIMIT 1").fetchone() is not None
@@ -228,15 +234,21 @@ class MetadataStore:
     # -- reads ------------------------------------------------------------------
 
     def get(self, ino: int) -> Inode | None:
-        live = self._live.get(ino)
-        if live is not None:
-            return live
+        """The inode's one object (pins nothing: see ``pin``)."""
+        inode = self._live.get(ino)
+        if inode is None:
+            inode = self._held.get(ino)
+            if inode is None:
+                row = self._db.execute(_SELECT_BY_INO, (ino,)).fetchone()
+                return None if row is None else self._from_row(row)
+        return inode
+
+    def pin(self, ino: int) -> None:
+        """Keep the inode's object in memory until ``forget``: the kernel now knows it and
+        will ask for its attributes.  The caller holds the object (it was just handed out)."""
         inode = self._held.get(ino)
         if inode is not None:
             self._live[ino] = inode
-            return inode
-        row = self._db.execute(_SELECT_BY_INO, (ino,)).fetchone()
-        return None if row is None else self._from_row(row)
 
     def _from_row(self, row: tuple) -> Inode:
         """The one object for the inode in ``row``: the live or held one if any, else a new one.
@@ -248,12 +260,9 @@ class MetadataStore:
         before they are persisted at flush or close).
         """
         ino = row[0]
-        inode = self._live.get(ino)
+        inode = self._held.get(ino)
         if inode is None:
-            inode = self._held.get(ino)
-            if inode is None:
-                inode = self._held[ino] = _row_to_inode(row)
-            self._live[ino] = inode
+            inode = self._held[ino] = _row_to_inode(row)
         return inode
 
     def lookup(self, parent: int, name: str) -> Inode | None:
@@ -281,8 +290,8 @@ class MetadataStore:
         return self._any_links and self.link_at(remote_path) is not None
 
     def by_remote_id(self, remote_id: str) -> Inode | None:
-        row = self._exec("SELECT ino FROM inodes WHERE remote_id = ? LIMIT 1", (remote_id,)).fetchone()
-        return None if row is None else self.get(row[0])
+        row = self._exec(_SELECT_BY_REMOTE_ID, (remote_id,)).fetchone()
+        return None if row is None else self._from_row(row)
 
     def move_placements(self, old: str, new: str) -> None:
         """Everything placed under directory ``old`` is now under ``new`` (a directory moved
@@ -299,8 +308,8 @@ class MetadataStore:
                 inode.remote_path = new + inode.remote_path[len(old):]
 
     def by_remote_path(self, remote_path: str) -> Inode | None:
-        row = self._exec("SELECT ino FROM inodes WHERE remote_path = ? LIMIT 1", (remote_path,)).fetchone()
-        return None if row is None else self.get(row[0])
+        row = self._exec(_SELECT_BY_REMOTE_PATH, (remote_path,)).fetchone()
+        return None if row is None else self._from_row(row)
 
     def path_of(self, inode: Inode) -> str | None:
         """The inode's local path relative to the root ('' for root); None if unlinked."""
@@ -410,7 +419,7 @@ class MetadataStore:
         assert ino is not None
         inode = Inode(ino, parent, name, kind, mode & 0o7777, uid, gid, size, mtime, now, mtime, target,
                       state, remote_path, remote_rev, listed, 0, needs_sync, remote_id, rdev)
-        self._live[ino] = self._held[ino] = inode
+        self._held[ino] = inode
         return inode
 
     def update(self, inode: Inode, **changes: Any) -> None:
@@ -434,8 +443,13 @@ class MetadataStore:
         self._live.pop(inode.ino, None)
         self._held.pop(inode.ino, None)
 
+    def in_memory(self) -> tuple[int, int]:
+        """(pinned for the kernel, all held) ``Inode`` objects: what memory grows with."""
+        return len(self._live), len(self._held)
+
     def forget(self, ino: int) -> None:
-        """Drop the in-memory object (the row stays); called when the kernel forgets it."""
+        """Unpin the inode's object (the row stays): the kernel forgot it.  It stays in memory
+        while anyone else still holds it."""
         if ino != ROOT_INO:
             self._live.pop(ino, None)
 

@@ -78,6 +78,9 @@ class SyncEngine:
     def closed(self, inode: Inode) -> None:
         self.queue.schedule(inode.ino)
 
+    def released(self, inode: Inode) -> None:
+        self.fetcher.forget(inode.ino)
+
     def placement_changed(self, inodes: list[Inode]) -> None:
         for inode in inodes:
             self.queue.schedule(inode.ino)
@@ -306,6 +309,7 @@ class SyncEngine:
             "last_poll": self.ctx.stats.last_poll_ok,
             "last_poll_error": self.ctx.stats.last_poll_error,
             "errors": [{"time": t, "message": m} for t, m in self.ctx.stats.errors],
+            "inodes_in_memory": dict(zip(("pinned", "held"), store.in_memory())),
             "time": time.time(),
         }
 

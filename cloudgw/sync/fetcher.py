@@ -43,6 +43,9 @@ log = logging.getLogger(__name__)
 # unless the remote streams it (``Capabilities.streaming_reads``)
 WHOLE_READS = (4, 16)
 STREAMED_READS = (32, 64)
+# read-ahead state kept for files nobody has open (an upload reading a partly cached file):
+# the oldest goes first, so memory stays bounded however many files are ever read
+STREAMS_KEPT = 256
 
 
 @dataclass
@@ -69,7 +72,9 @@ class Fetcher:
         # (ino, rev, block): a flight serves one revision; after a reset (remote changed)
         # the new revision's readers never wait on the old one's flights
         self._flights: dict[tuple[int, str | None, int], _Flight] = {}
-        self._streams: dict[int, _Stream] = {}
+        # per-file read-ahead state, oldest first: dropped at the last close (``forget``), or
+        # beyond STREAMS_KEPT
+        self._streams: collections.OrderedDict[int, _Stream] = collections.OrderedDict()
         self._nursery: trio.Nursery | None = None
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -128,7 +133,11 @@ class Fetcher:
                 and run[-1] < len(entry.blocks) - 1)
 
     def _readahead(self, entry: CacheEntry, offset: int, length: int, last_needed: int) -> list[int]:
-        stream = self._streams.setdefault(entry.ino, _Stream())
+        stream = self._streams.get(entry.ino)
+        if stream is None:
+            stream = self._streams[entry.ino] = _Stream()
+            if len(self._streams) > STREAMS_KEPT:
+                self._streams.popitem(last=False)
         # Reads of blocks already fetched ahead do not come here: a miss anywhere up to the
         # read-ahead horizon is the same sequential reader, not a jump.
         sequential = (abs(offset - stream.next_offset) <= BLOCK_SIZE
@@ -217,7 +226,13 @@ class Fetcher:
                 raise
             _pwrite_all(fd, data, offset)
 
+    def streams_kept(self) -> int:
+        """How many files' read-ahead state is kept (bounded: see STREAMS_KEPT)."""
+        return len(self._streams)
+
     def forget(self, ino: int) -> None:
+        """Nobody has the file open any more: its next reader starts a new stream.  (Its
+        flights go on: each lands in the cache whether or not anyone still waits.)"""
         self._streams.pop(ino, None)
 
 
