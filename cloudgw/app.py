@@ -46,7 +46,7 @@ from cloudgw.remotes.base import Remote
 from cloudgw.remotes.instrumented import Observer
 from cloudgw.remotes.open import open_remotes
 from cloudgw.remotes.health import LOGIN_REQUIRED, HealthBoard
-from cloudgw.remotes.registry import Common
+from cloudgw.remotes.registry import Common, default_poll_interval
 from cloudgw.remotes.router import RouterRemote
 from cloudgw.sync.context import SyncContext
 from cloudgw.sync.engine import SyncEngine, SyncSettings
@@ -197,7 +197,9 @@ class Gateway:
         evictor = Evictor(cache, EvictionPolicy(config.cache_max_size, config.cache_max_age, config.cache_min_free),
                           can_evict=lambda ino: evictable(store, fs.ns.open_count, ino),
                           on_evicted=lambda ino: evicted(store, ino))
-        engine = SyncEngine(ctx, SyncSettings(write_back_delay=config.write_back, poll_interval=config.poll_interval,
+        poll_interval = config.poll_interval if config.poll_interval is not None else \
+            default_poll_interval([s.url for s in config.remotes.values()])
+        engine = SyncEngine(ctx, SyncSettings(write_back_delay=config.write_back, poll_interval=poll_interval,
                                               upload_concurrency=config.upload_concurrency),
                             make_room=evictor.make_room)
         fs = FileSystem(store, cache, engine, read_only=config.read_only, acls=config.acl,

@@ -114,8 +114,6 @@ def _default_cache_dir(mountpoint: Path) -> Path:
 
 
 def mount_config(args: argparse.Namespace) -> MountConfig:
-    from cloudgw.remotes.registry import default_poll_interval
-
     doc: dict = {}
     if args.config is not None:
         given = [p for p in (args.remote, args.mountpoint) if p is not None]
@@ -171,6 +169,9 @@ def mount_config(args: argparse.Namespace) -> MountConfig:
     bad = [o for o in options if o.startswith("max_read")]
     if bad:
         raise UserError("-o max_read is not supported (the mount fails silently with it on libfuse 3.14)")
+    # unset: the daemon asks the remotes' types (``default_poll_interval``); asking here would import each
+    # remote's module (botocore, httpx) into this process, which only forks and waits (cloudgw.daemon)
+    poll = pick(args.poll_interval, sync.get("poll_interval"), None)
     return MountConfig(
         mountpoint=mountpoint,
         cache_dir=Path(cache_dir).absolute(),
@@ -179,8 +180,7 @@ def mount_config(args: argparse.Namespace) -> MountConfig:
         cache_max_age=parse_duration(max_age, "cache max age") if max_age is not None else None,
         cache_min_free=parse_size(pick(args.cache_min_free, cache.get("min_free"), "1G"), "cache free-space reserve"),
         write_back=parse_duration(pick(args.write_back, sync.get("write_back"), 5), "write-back delay"),
-        poll_interval=parse_duration(pick(args.poll_interval, sync.get("poll_interval"),
-                                          default_poll_interval([s.url for s in remotes.values()])), "poll interval"),
+        poll_interval=parse_duration(poll, "poll interval") if poll is not None else None,
         upload_concurrency=concurrency,
         remote_timeout=parse_duration(pick(args.remote_timeout, sync.get("remote_timeout"), 30), "remote timeout"),
         drain_timeout=parse_duration(pick(args.drain_timeout, sync.get("drain_timeout"), 60), "drain timeout"),

@@ -119,7 +119,7 @@ class MountConfig:
     cache_max_age: float | None = None
     cache_min_free: int = 1 << 30
     write_back: float = 5.0
-    poll_interval: float = 60.0
+    poll_interval: float | None = None  # None: the longest its remotes want (``default_poll_interval``)
     upload_concurrency: int = 4
     read_only: bool = False
     acl: bool = False  # POSIX ACLs honoured (--acl)
@@ -131,7 +131,7 @@ class MountConfig:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def validate(self) -> None:
-        if not 1 <= self.poll_interval <= 86400:
+        if self.poll_interval is not None and not 1 <= self.poll_interval <= 86400:
             raise UserError(f"invalid poll interval {self.poll_interval:g}s: choose 1 to 86400 seconds (1 day)")
         if self.write_back < 0 or self.write_back > 86400:
             raise UserError(f"invalid write-back delay {self.write_back:g}s: choose 0 to 86400 seconds")
