@@ -34,6 +34,7 @@ from cloudgw.remotes.base import READ_ONLY_REV, Kind
 log = logging.getLogger(__name__)
 
 STATE_XATTR = "user.cloudgw.state"
+CAPABILITY_XATTR = "security.capability"  # a file capability (setcap); a write removes it, as on every Linux fs
 RENAME_NOREPLACE = 1
 RENAME_EXCHANGE = 2
 LINK_OFFSET = 1 << 62  # readdir offsets of hard links: LINK_OFFSET + link id (first names: their ino)
@@ -66,6 +67,7 @@ class Namespace:
         self.open_count: Counter[int] = Counter()  # open file handles per inode
         self._read_only_said: set[int] = set()
         self._rare: set[int] | None = None  # see _rare_inos
+        self._capable: set[int] | None = None  # see holds_capability
 
     # -- helpers ----------------------------------------------------------------------
 
@@ -560,6 +562,14 @@ class Namespace:
                 self._rare |= self.store.inos_with_xattrs(prefix)
         return self._rare
 
+    def holds_capability(self, ino: int) -> bool:
+        """Whether ``ino`` may hold a file capability (``security.capability``), which any write
+        takes away: asked on every write through a handle the kernel leaves that to us
+        (``DataOps._drop_privileges``), so answered from memory (a superset, loaded once)."""
+        if self._capable is None:
+            self._capable = self.store.inos_with_xattrs(CAPABILITY_XATTR)
+        return ino in self._capable
+
     def getxattr(self, ino: int, name: str) -> bytes:
         if not name.startswith("user."):
             if not name.startswith(self.RARE) or ino not in self._rare_inos() or (name in acl.NAMES and not self.acls):
@@ -624,6 +634,8 @@ class Namespace:
         self._tell_sync(inode, follow)
         if name.startswith(self.RARE):
             self._rare_inos().add(ino)
+        if name == CAPABILITY_XATTR and self._capable is not None:
+            self._capable.add(ino)
 
     def removexattr(self, ino: int, name: str) -> None:
         self._writable()
@@ -633,9 +645,13 @@ class Namespace:
             raise FsError(errno.EOPNOTSUPP)  # (hidden without --acl: not removable either)
         inode = self.inode(ino)
         with self.store.transaction():
-            if not self.store.remove_xattr(ino, name):
-                raise FsError(errno.ENODATA)
-            self.store.update(inode, ctime_ns=time.time_ns())
+            removed = self.store.remove_xattr(ino, name)
+            if removed:
+                self.store.update(inode, ctime_ns=time.time_ns())
+        if name == CAPABILITY_XATTR and self._capable is not None:
+            self._capable.discard(ino)
+        if not removed:
+            raise FsError(errno.ENODATA)
 
     def _chmod_acl(self, inode: Inode, mode: int) -> None:
         """chmod of an entry with an access ACL: its owner, mask and other entries follow (with or

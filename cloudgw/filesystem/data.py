@@ -24,12 +24,13 @@ from dataclasses import dataclass
 
 from cloudgw.cache.checksums import verify_range
 from cloudgw.cache.files import BLOCK_SIZE, CacheEntry
-from cloudgw.filesystem.core import Namespace
+from cloudgw.filesystem.core import CAPABILITY_XATTR, Namespace
 from cloudgw.filesystem.ports import FsError
 from cloudgw.metadata.model import FileState, Inode
 from cloudgw.remotes.base import Kind
 
 
+_SET_ID = stat.S_ISUID | stat.S_ISGID
 METADATA_RESERVE = 8 << 20  # free space kept for metadata commits when data fills the disk
 SPACE_CHECK_EVERY = 4 << 20
 
@@ -43,6 +44,12 @@ class Handle:
     writable: bool
     wrote: bool = False
     persisted: tuple[int, int, int] | None = None  # (size, mtime, ctime) last committed through this handle
+    # Writes through this handle bypass the kernel's page cache (FUSE direct I/O), and with it what the
+    # kernel does before a cached write (file_remove_privs): clearing set-id bits and the file capability.
+    # Then ``write`` does it (see ``_drop_privileges``); ``by_root``: the opener's uid was 0 (stands for
+    # CAP_FSETID, which keeps set-id bits; pyfuse3 does not pass on the kernel's FUSE_WRITE_KILL_SUIDGID).
+    direct: bool = False
+    by_root: bool = False
 
 
 class DataOps:
@@ -66,6 +73,10 @@ class DataOps:
         # metrics collector at scrape time: nothing on the fast path but an add.
         self.read_hits = 0
         self.read_misses = 0
+        # inodes whose mode or capability a direct write changed: the kernel's cached attributes
+        # must be dropped (it would otherwise keep a stale set-user-ID bit for exec); the FUSE
+        # adapter takes them before it answers the write
+        self.privileges_dropped: set[int] = set()
 
     # -- entries ---------------------------------------------------------------------------
 
@@ -84,21 +95,21 @@ class DataOps:
 
     # -- open / create -------------------------------------------------------------------------
 
-    def _open_handle(self, inode: Inode, writable: bool) -> Handle:
+    def _open_handle(self, inode: Inode, writable: bool, direct: bool = False, uid: int = 0) -> Handle:
         entry = self._entry_for(inode)
         fd = self.cache.open_fd(entry)
-        handle = Handle(next(self._next_fh), inode, entry, fd, writable)
+        handle = Handle(next(self._next_fh), inode, entry, fd, writable, direct=direct and writable, by_root=uid == 0)
         self.handles[handle.fh] = handle
         self.ns.open_count[inode.ino] += 1
         if writable:
             self.writers[inode.ino] = self.writers.get(inode.ino, 0) + 1
         return handle
 
-    async def open(self, ino: int, flags: int, uid: int = 0) -> Handle:
-        """``uid``: the caller's.  open(O_TRUNC) comes here alone (the kernel sends no SETATTR
-        for it: FUSE's atomic O_TRUNC), so what a truncate does is done here: the times move even
-        for an empty file, and a caller other than root clears set-user-ID (and an executable
-        file's set-group-ID), as Linux's ``should_remove_suid``."""
+    async def open(self, ino: int, flags: int, uid: int = 0, *, direct: bool = False) -> Handle:
+        """``uid``: the caller's; ``direct``: see ``Handle.direct``.  open(O_TRUNC) comes here
+        alone (the kernel sends no SETATTR for it: FUSE's atomic O_TRUNC), so what a truncate does
+        is done here: the times move even for an empty file, and a caller other than root clears
+        set-user-ID (and an executable file's set-group-ID), as Linux's ``should_remove_suid``."""
         inode = self.ns.inode(ino)
         if inode.kind is not Kind.FILE:
             raise FsError(errno.EISDIR if inode.is_dir else errno.EINVAL)
@@ -106,7 +117,7 @@ class DataOps:
         if writable:
             self.ns._writable()
             self.ns.content_writable(inode)
-        handle = self._open_handle(inode, writable)
+        handle = self._open_handle(inode, writable, direct, uid)
         if flags & os.O_TRUNC and writable:
             if inode.size != 0:
                 await self.truncate(ino, 0)
@@ -117,9 +128,10 @@ class DataOps:
                 self.store.update(inode, mode=kept, ctime_ns=time.time_ns())
         return handle
 
-    async def create(self, parent: int, name: str, mode: int, flags: int, uid: int, gid: int) -> Handle:
+    async def create(self, parent: int, name: str, mode: int, flags: int, uid: int, gid: int, *,
+                     direct: bool = False) -> Handle:
         inode = await self.ns.create_file(parent, name, mode, uid, gid)
-        return self._open_handle(inode, True)
+        return self._open_handle(inode, True, direct, uid)
 
     def handle(self, fh: int) -> Handle:
         try:
@@ -152,6 +164,8 @@ class DataOps:
         if not h.writable:
             raise FsError(errno.EBADF)
         inode, entry = h.inode, h.entry
+        if h.direct and (inode.mode & _SET_ID or self.ns.holds_capability(inode.ino)):
+            self._drop_privileges(h)
         if entry.fetch_limit > offset:
             await self._fill_partial_blocks(h, offset, len(data))
         # data_version moves before the bytes do (and again below): an upload reads the cache
@@ -171,6 +185,25 @@ class DataOps:
             inode.size = end
         inode.mtime_ns = inode.ctime_ns = time.time_ns()
         return written
+
+    def _drop_privileges(self, h: Handle) -> None:
+        """What Linux does before every write (``file_remove_privs``), for a handle whose writes the
+        kernel sends us without doing it: set-user-ID goes (and set-group-ID with group execute, as
+        FUSE's setattr does) unless the writer is root, and a file capability goes whoever writes."""
+        inode = h.inode
+        changed = False
+        if not h.by_root and (kept := _without_privileges(inode.mode)) != inode.mode:
+            self.ns.setattr(inode.ino, mode=kept)
+            changed = True
+        if self.ns.holds_capability(inode.ino):
+            try:
+                self.ns.removexattr(inode.ino, CAPABILITY_XATTR)
+                changed = True
+            except FsError as exc:
+                if exc.errno != errno.ENODATA:
+                    raise
+        if changed:
+            self.privileges_dropped.add(inode.ino)
 
     def _free_bytes(self) -> int:
         st = os.statvfs(self.cache.root)
