@@ -179,7 +179,7 @@ class MetadataStore:
         self._held: weakref.WeakValueDictionary[int, Inode] = weakref.WeakValueDictionary()
         self._in_tx = False
         self._ensure_root()
-        self._live[ROOT_INO] = self._from_row(self._exec(_SELECT_BY_INO, (ROOT_INO,)).fetchone())  # always known
+        self._live[ROOT_INO] = self.get(ROOT_INO)  # type: ignore[assignment]  # the kernel always knows the root
         # whether any hard link exists: until one does, a lookup that misses (a negative
         # lookup: every create) pays no second query
         self._any_links = self._exec("SELECT 1 FROM links LIMIT 1").fetchone() is not None
@@ -251,7 +251,8 @@ class MetadataStore:
             self._live[ino] = inode
 
     def _from_row(self, row: tuple) -> Inode:
-        """The one object for the inode in ``row``: the live or held one if any, else a new one.
+        """The one object for the inode in ``row``: the held one if any (pinned ones are held
+        too), else a new one.
 
         Lets a lookup or a listing fetch whole rows in one query instead of
         ``SELECT ino`` plus one ``get`` per inode, while keeping the identity
