@@ -228,7 +228,7 @@ class Gateway:
                     await nursery.start(metrics.serve)
                 nursery.start_soon(self._signals)
                 nursery.start_soon(self._stopper)
-                nursery.start_soon(self._announce_ready, ready)
+                nursery.start_soon(self._announce_ready, ready, cache.spares.start)
                 await pyfuse3.main()
                 if self._drained is None:
                     self._drained = await self._drain_for_stop(config.drain_timeout)
@@ -255,16 +255,18 @@ class Gateway:
         self._drained = await self._drain_for_stop(self.config.drain_timeout)
         pyfuse3.terminate()
 
-    async def _announce_ready(self, ready: Callable[[], None]) -> None:
+    async def _announce_ready(self, ready: Callable[[], None], after_mount: Callable[[], None]) -> None:
         """Ready once the mount answers: the stat in ``raise_readahead`` goes through FUSE,
-        which needs ``pyfuse3.main()`` serving, hence a thread.  Then, under systemd,
-        keep its status line current and feed its watchdog (see ``cloudgw.systemd``)."""
+        which needs ``pyfuse3.main()`` serving, hence a thread.  Then ``after_mount`` starts
+        what the mount must not wait for (the spare cache files' filler), and, under systemd,
+        the status line is kept current and its watchdog fed (see ``cloudgw.systemd``)."""
         config = self.config
         # abandon_on_cancel: a stop that ends pyfuse3.main() before the stat is answered must
         # not wait for it (nothing answers it until pyfuse3.close, after this nursery, unmounts)
         await trio.to_thread.run_sync(raise_readahead, config.mountpoint, abandon_on_cancel=True)
         log.info("mounted %s on %s", ", ".join(s.url for s in config.remotes.values()), config.mountpoint)
         ready()
+        after_mount()
         if self._stopping or not self.notifier.enabled:
             return  # a stop began meanwhile: systemd heard STOPPING=1, READY=1 would contradict it
         self.notifier.ready(self._status_line())

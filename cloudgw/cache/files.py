@@ -37,6 +37,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Collection
 
+from cloudgw.cache.spares import SpareFiles
+
 BLOCK_SIZE = 1 << 20
 ABSENT, PRESENT, SUMMED = 0, 1, 2  # block states in ``CacheEntry.blocks``
 
@@ -150,6 +152,7 @@ class CacheFiles:
     def __init__(self, root: Path, *, trust_maps: bool = True, keep_maps: Collection[int] = ()) -> None:
         self.root = root
         (root / "data").mkdir(parents=True, exist_ok=True)
+        self.spares = SpareFiles(root / "data")
         self._db = sqlite3.connect(root / "cache-index.db", isolation_level=None, check_same_thread=False)
         # Only this process opens the index while the cache dir is locked (the daemon, or
         # fsck): exclusive locking spares the fcntl locks and shared-memory index of every
@@ -240,7 +243,7 @@ class CacheFiles:
             entry._clear(0)
         if entry.fd >= 0:
             os.ftruncate(entry.fd, 0)
-        else:  # created empty, or emptied (one call: this is on the path of every create)
+        elif not self.spares.take(entry.path.name):  # created empty, or emptied: on the path of every create
             os.close(os.open(entry.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))
         entry.map_dirty = True
         self._persist(entry)
@@ -344,6 +347,7 @@ class CacheFiles:
                 self._persist(entry)
 
     def close(self) -> None:
+        self.spares.close()
         self.flush()
         for entry in self._entries.values():
             if entry.fd >= 0:
