@@ -7,7 +7,8 @@ gateway on one bucket prefix, running a few workloads in order:
   write    prefix write/<gw>-r<run>/:              3 sequential write -> 8 4 KiB edit in the middle
   files N  prefix files/<gw>-r<run>-n<N>/:         4 create N small files (9: for each N)
   meta N   prefix meta/n<N>/ (shared, put once):   5 first listing, ls -lR and stat, kernel caches
-                                                    cold (after drop_caches) and warm (9: for each N)
+                                                    cold (after drop_caches) and warm, stat of missing
+                                                    names twice (9: for each N)
   prop     prefix prop/<gw>-r<run>/:               7 outside PUT -> visible in the mount
 
 Encrypted gateways (``cloudgw-crypt``, ``rclone-crypt``) run only their
@@ -805,6 +806,21 @@ class ServerBench:
                 rate = n / (time.monotonic() - t)
                 for title, suffix in targets:
                     self.record(title, f"stat ({variant})" + suffix, "stats/s", "higher", gw, run, rate)
+            # names that do not exist, asked for twice (Samba's probes, build tools, imports): the
+            # second pass shows whether the gateway lets the kernel keep "no such file"
+            missing = [m.path / f"missing-{name}" for name in names]
+            for variant in ("first", "again"):
+                t = time.monotonic()
+                for path in missing:
+                    try:
+                        os.lstat(path)
+                    except FileNotFoundError:
+                        pass
+                    else:
+                        raise RuntimeError(f"{path} exists")
+                rate = n / (time.monotonic() - t)
+                for title, suffix in targets:
+                    self.record(title, f"stat missing ({variant})" + suffix, "stats/s", "higher", gw, run, rate)
 
         step_marks = []
         for title, suffix in targets:
@@ -812,7 +828,9 @@ class ServerBench:
                                 ("ls -lR (cold)" + suffix, "entries/s", "higher"),
                                 ("ls -lR (warm)" + suffix, "entries/s", "higher"),
                                 ("stat (cold)" + suffix, "stats/s", "higher"),
-                                ("stat (warm)" + suffix, "stats/s", "higher"))
+                                ("stat (warm)" + suffix, "stats/s", "higher"),
+                                ("stat missing (first)" + suffix, "stats/s", "higher"),
+                                ("stat missing (again)" + suffix, "stats/s", "higher"))
         step = Step(f"{n} entries", step_marks, meta,
                     remote_only={m for _, m, _, _ in step_marks if m.startswith("mount")},
                     rss=[(title, f"peak RSS, entries{suffix}" if suffix else "peak RSS") for title, suffix in targets])

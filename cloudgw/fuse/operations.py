@@ -148,10 +148,34 @@ class FuseOperations(pyfuse3.Operations):
 
     @_mapped
     async def lookup(self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
-        inode = await self.ns.lookup(parent_inode, _name(name))
+        try:
+            inode = await self.ns.lookup(parent_inode, _name(name))
+        except FsError as exc:
+            if exc.errno != errno.ENOENT:
+                raise
+            return self._absent()
         a = self._attr(inode)
         if inode.ino == ROOT_INO:  # only from LOOKUP "." or "..": the kernel wants 0 for the root
             a.generation = 0
+        return a
+
+    def _absent(self) -> pyfuse3.EntryAttributes:
+        """A negative entry the kernel keeps for the entry timeout: a name that does not exist is
+        asked for again and again (Samba's case-insensitive probes, build tools, Python's imports,
+        rsync's stat before each create), and each ask was a round trip here.
+
+        Safe because every way a name comes to exist without the kernel doing it pushes an
+        invalidation of that name: an entry adopted from the remote (``SyncContext.adopt``), a
+        move or hard link seen on the remote (``sync.remote_changes``).  A directory's first
+        listing sends none, and needs none: a LOOKUP in a directory never listed lists it before
+        answering.  Names made through the kernel (create, mkdir, link, rename...) replace the
+        negative dentry in the kernel itself.  The race of an invalidation with this reply in
+        flight: the reply is written before any other task runs (no await after the answer is
+        known), and the kernel's invalidation takes the directory's lock, which the LOOKUP holds
+        until the negative dentry is in place -- so the invalidation always finds it."""
+        a = pyfuse3.EntryAttributes()
+        a.st_ino = 0
+        a.entry_timeout = self.timeout
         return a
 
     async def forget(self, inode_list: list[tuple[int, int]]) -> None:

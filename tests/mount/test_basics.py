@@ -66,6 +66,30 @@ def test_outside_changes_appear_within_poll_interval(gw):
     wait_for(lambda: not (gw.mnt / "outside" / "new.txt").exists(), timeout=10)
 
 
+def test_a_name_looked_for_before_it_existed_appears_when_made_elsewhere(gw):
+    """The kernel keeps "no such file" answers for the entry timeout (60 s): a name created on
+    the remote must still show as soon as a poll finds it, not a minute later."""
+    (gw.mnt / "shared").mkdir()
+    (gw.mnt / "shared" / "old.txt").write_bytes(b"here first")
+    gw.sync()
+    for _ in range(3):  # as Samba or a build tool asks, again and again
+        assert not (gw.mnt / "shared" / "report.txt").exists()
+        assert not (gw.mnt / "later" / "deep.txt").exists()
+    gw.backend.view.put("shared/report.txt", b"made elsewhere")
+    gw.backend.view.put("later/deep.txt", b"in a new folder")
+    gw.poll()
+    # the invalidation follows the poll within milliseconds; a cached "no such file" would
+    # last the whole entry timeout, three times this wait
+    wait_for(lambda: (gw.mnt / "shared" / "report.txt").exists(), timeout=20)
+    assert (gw.mnt / "shared" / "report.txt").read_bytes() == b"made elsewhere"
+    wait_for(lambda: (gw.mnt / "later" / "deep.txt").exists(), timeout=20)
+    assert (gw.mnt / "later" / "deep.txt").read_bytes() == b"in a new folder"
+    (gw.mnt / "shared" / "report.txt").unlink()  # and names made here replace the kernel's "none" at once
+    assert not (gw.mnt / "shared" / "report.txt").exists()
+    (gw.mnt / "shared" / "report.txt").write_bytes(b"again, here")
+    assert (gw.mnt / "shared" / "report.txt").read_bytes() == b"again, here"
+
+
 def test_posix_attributes_symlinks_and_xattrs(gw):
     p = gw.mnt / "f"
     p.write_text("data")
