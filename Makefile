@@ -84,8 +84,8 @@ model-long: deps
 	CLOUDGW_MODEL_STRICT=1 CLOUDGW_MODEL_EXAMPLES=$${CLOUDGW_MODEL_EXAMPLES:-2000} $(BIN)/pytest -q -p no:cacheprovider \
 	    --hypothesis-show-statistics tests/test_model.py
 
-# Not part of `make test`: 20 minutes of mixed load on a mount of S3 (moto) with faults
+# Not part of `make test`: an hour of mixed load on a mount of S3 (moto) with faults
 # injected; checks data, memory and descriptors, prints the figures (tests/mount/test_soak.py).
 soak: deps-test
-	CLOUDGW_SOAK_SECONDS=$${CLOUDGW_SOAK_SECONDS:-1200} CLOUDGW_SOAK_REPORT=$${CLOUDGW_SOAK_REPORT:-/tmp/cloudgw-soak.json} \
+	CLOUDGW_SOAK_SECONDS=$${CLOUDGW_SOAK_SECONDS:-3600} CLOUDGW_SOAK_REPORT=$${CLOUDGW_SOAK_REPORT:-/tmp/cloudgw-soak.json} \
 	    $(BIN)/pytest -q -s -p no:cacheprovider tests/mount/test_soak.py

@@ -1,6 +1,6 @@
 """Soak: a mixed load on the real mount of S3 (moto) with faults injected, for a while.
 
-``make soak`` runs it for 20 minutes (``CLOUDGW_SOAK_SECONDS``); ``make test`` runs
+``make soak`` runs it for an hour (``CLOUDGW_SOAK_SECONDS``); ``make test`` runs
 a short version so the code stays alive.  Throughout: every read returns what the
 model says; the daemon's memory (RSS) and open descriptors are sampled and must
 stay flat after warm-up; at the end the remote holds exactly the model and a
