@@ -228,7 +228,8 @@ class Gateway:
                     await nursery.start(metrics.serve)
                 nursery.start_soon(self._signals)
                 nursery.start_soon(self._stopper)
-                nursery.start_soon(self._announce_ready, ready, cache.spares.start)
+                nursery.start_soon(self._announce_ready, ready,
+                                   (lambda: None) if config.read_only else cache.spares.start)
                 await pyfuse3.main()
                 if self._drained is None:
                     self._drained = await self._drain_for_stop(config.drain_timeout)
