@@ -18,31 +18,36 @@ descriptors, threads from ``/proc/PID``; ``inodes_in_memory`` from ``cloudgw sta
 2. after ``ls -lR`` of the whole tree (the first one: every folder is listed from the remote),
    whose time gives entries/s;
 3. after each of ``--polls`` triggered polls (the control socket's ``poll`` op, which returns
-   when the poll finished; the same as the poll loop runs), with the poll's time, its remote
-   calls (the daemon's ``cloudgw_remote_requests_total`` by op) and, on S3, its HTTP requests;
+   when the poll finished; the same as the poll loop runs), with the poll's time, the daemon's
+   CPU time, its remote calls (the daemon's ``cloudgw_remote_requests_total`` by op), on S3 its
+   HTTP requests, and the changes it applied (its log line; an idle poll applies none);
 4. after ``echo 3 > /proc/sys/vm/drop_caches``: the kernel FORGETs its inodes, so cloudgw then
-   holds only what is pinned (waited for until ``inodes_in_memory`` stops moving).
+   holds only what is pinned (waited for until ``inodes_in_memory`` stops moving);
+5. after a second ``ls -lR`` (served from the metadata store): whether memory freed in 4 is
+   taken again or more is needed;
+6. after a remount with the same cache dir, and after one poll there: the kernel knows nothing,
+   the store everything, so the poll's peak over the remount's RSS is the poll's own memory.
 
 "peak" is VmHWM during the step (reset through ``/proc/PID/clear_refs`` before it).  Per-entry
 memory = (RSS after ls -lR − RSS after mount) / N; "left after drop_caches" = RSS after
-drop_caches − RSS after mount (CPython rarely gives freed small objects back to the system, so
-compare it with ``inodes_in_memory``, which says what is still referenced).
+drop_caches − RSS after mount.  CPython keeps an arena of small objects while any object in it
+lives, so freed memory often stays resident (and is reused): read it with ``inodes_in_memory``,
+which says what is still referenced, and with step 5.
 
 HTTP requests: each gateway reaches moto through its own ``CountingProxy``
 (``benchmarks/proxy.py``), which counts connections; moto closes every connection after one
 response, so connections are requests.  That is checked before each S3 run (3 requests made
-through the proxy must show as 3 connections); if it does not hold, the column says
-"connections".  The daemon's own counters count contract calls (a paged ``list`` is one).
+through the proxy must show as 3 connections); if it does not, a note under the tables says that
+the column counts connections.  The daemon's own counters count contract calls (a paged ``list`` is one).
 
 ``--with-rclone`` (default: on when rclone is installed): ``rclone mount --vfs-cache-mode full``
-on the same remote (local backend on file://; through its own proxy on S3), measured at the same
-steps but the polls, for RSS side by side.  Each gateway starts after a drop_caches.
+on the same remote (local backend on file://; through its own proxy on S3), measured at steps
+1, 2 and 4, for RSS side by side.  Each gateway starts after a drop_caches.
 
-``--large`` adds 1,000,000 entries (outside CI: hours on moto, whose listing cost grows with the
-bucket).  Results: a table on stdout and ``scale-STAMP.json`` / ``.md`` in ``--out``
+``--large`` adds 1,000,000 entries (outside CI; on moto over an hour: it takes ~300 puts/s on
+2 cores, and each page of a listing walks every key of the bucket).  Results: a table on stdout and ``scale-STAMP.json`` / ``.md`` in ``--out``
 (``benchmarks/results``).  Needs root and /dev/fuse; drops the page cache machine-wide.
 """
-
 
 from __future__ import annotations
 
