@@ -45,8 +45,9 @@ on the same remote (local backend on file://; through its own proxy on S3), meas
 1, 2 and 4, for RSS side by side.  Each gateway starts after a drop_caches.
 
 ``--large`` adds 1,000,000 entries (outside CI; on moto over an hour: it takes ~300 puts/s on
-2 cores, and each page of a listing walks every key of the bucket).  Results: a table on stdout and ``scale-STAMP.json`` / ``.md`` in ``--out``
-(``benchmarks/results``).  Needs root and /dev/fuse; drops the page cache machine-wide.
+2 cores, and each page of a listing walks every key of the bucket).  Results: a table on stdout
+and ``scale-STAMP.json`` / ``.md`` in ``--out`` (``benchmarks/results``).  Needs root and
+/dev/fuse; drops the page cache machine-wide.
 """
 
 from __future__ import annotations
