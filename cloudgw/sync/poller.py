@@ -22,8 +22,16 @@ deletions itself).
 
 Crash behaviour: each poll's changes (and its cursor or folder revs) are applied
 in one transaction; a crash loses nothing but the poll, which the next start
-repeats.  Memory: one poll holds what it listed (the whole tree for a full
-listing; one record per change for a feed).
+repeats.
+
+Memory: a full listing is never held: it goes into a scratch table as it comes
+(``cloudgw.metadata.listing``), SQLite compares it with the inode table, and only
+the entries that may change something are built as objects, one depth at a time --
+a poll's memory follows its changes, not the tree (a million unchanged entries:
+one batch of rows).  A pruned walk holds the folders it walked; a feed, one record
+per change.
+
+Concurrency: one poll at a time (``_one_at_a_time``); the apply never awaits.
 """
 
 from __future__ import annotations
@@ -33,11 +41,15 @@ import logging
 import posixpath
 import time
 from dataclasses import dataclass, field
-from typing import Callable, TypeVar
+from typing import Callable, Iterator, Protocol, TypeVar
+
+import trio
 
 from cloudgw.crashpoints import crash_point
 from cloudgw.errors import CursorExpired, RemoteNotFound
+from cloudgw.metadata.listing import ListingSpill
 from cloudgw.metadata.model import ROOT_INO
+from cloudgw.metadata.store import MetadataStore
 from cloudgw.remotes.base import Change, ChangeFeedRemote, Kind, RemoteEntry
 from cloudgw.sync.context import SyncContext
 from cloudgw.sync.lister import DirectoryLister
@@ -47,6 +59,7 @@ log = logging.getLogger(__name__)
 
 CURSOR_KEY = "change_cursor"
 T = TypeVar("T")
+L = TypeVar("L", "Snapshot", ListingSpill)
 
 
 @dataclass
@@ -59,20 +72,72 @@ class PollResult:
     strategy: str = ""
 
 
+class Listing(Protocol):
+    """What a poll saw, as the apply asks it (``Snapshot`` in memory, ``ListingSpill`` in SQLite)."""
+
+    complete: set[str] | None  # the folders seen completely (None: all of them)
+    dir_revs: dict[str, str | None]  # folder revs to store once applied (pruned walk)
+
+    def depths(self) -> Iterator[int]: ...
+    def worth_applying(self, depth: int) -> list[RemoteEntry]: ...
+    def has_id(self, item_id: str) -> bool: ...
+    def entry_with_id(self, item_id: str) -> RemoteEntry | None: ...
+    def placed_but_unlisted(self) -> dict[str, int]: ...
+    def links_placed_but_unlisted(self) -> dict[str, int]: ...
+
+
 @dataclass
 class Snapshot:
-    """What a listing saw: entries by path, and the directories it saw completely
-    (None: all of them)."""
+    """What a pruned walk saw, in memory: entries by path, and the directories it saw
+    completely (the walked folders: "gone" is judged only in them)."""
 
-    entries: dict[str, RemoteEntry]
-    complete: set[str] | None = None
+    store: MetadataStore
+    entries: dict[str, RemoteEntry] = field(default_factory=dict)
+    complete: set[str] | None = field(default_factory=set)
     dir_revs: dict[str, str | None] = field(default_factory=dict)  # folder revs to store (pruned walk)
+
+    def depths(self) -> Iterator[int]:
+        return iter(sorted({path.count("/") for path in self.entries}))
+
+    def worth_applying(self, depth: int) -> list[RemoteEntry]:
+        return [e for e in self.entries.values() if e.path.count("/") == depth]
+
+    def has_id(self, item_id: str) -> bool:
+        return self.entry_with_id(item_id) is not None
+
+    def entry_with_id(self, item_id: str) -> RemoteEntry | None:
+        return next((e for e in self.entries.values() if e.id == item_id), None)
+
+    def placed_but_unlisted(self) -> dict[str, int]:
+        return self._unlisted(self.store.remote_paths_under(""))
+
+    def links_placed_but_unlisted(self) -> dict[str, int]:
+        return self._unlisted(self.store.link_paths_under(""))
+
+    def _unlisted(self, placed: dict[str, int]) -> dict[str, int]:
+        """Of ``placed`` (remote path -> ino or link id), what lies in a folder seen completely
+        but was not seen."""
+        complete = self.complete or set()
+        if not complete:
+            return {}
+        return {p: n for p, n in placed.items() if posixpath.dirname(p) in complete and p not in self.entries}
+
+
+class _ListedIds:
+    """``RemoteChanges.relocated`` for a listing: the ids it holds, asked one at a time."""
+
+    def __init__(self, listing: Listing) -> None:
+        self._listing = listing
+
+    def __contains__(self, item_id: object) -> bool:
+        return isinstance(item_id, str) and self._listing.has_id(item_id)
 
 
 class Poller:
     def __init__(self, ctx: SyncContext, lister: DirectoryLister) -> None:
         self.ctx = ctx
         self.lister = lister
+        self._one_at_a_time = trio.Lock()  # (a triggered poll waits for the periodic one)
         caps = ctx.remote.capabilities
         if caps.change_feed and isinstance(ctx.remote, ChangeFeedRemote):
             self.strategy = "change-feed"
@@ -83,12 +148,18 @@ class Poller:
 
     async def poll(self) -> PollResult:
         """One poll with the remote's strategy."""
-        if self.strategy == "change-feed":
-            result = await self._feed()
-        else:
-            epoch = self.ctx.journal.epoch
-            snapshot = await (self._walk_changed() if self.strategy == "pruned-listing" else self._list_all())
-            result = self._apply(await self._with_targets(snapshot), epoch)
+        async with self._one_at_a_time:
+            if self.strategy == "change-feed":
+                result = await self._feed()
+            elif self.strategy == "pruned-listing":
+                epoch = self.ctx.journal.epoch
+                snapshot = await self._walk_changed()
+                result = self._apply(await self._with_targets(snapshot), epoch)
+            else:
+                epoch = self.ctx.journal.epoch
+                with self.ctx.store.listing_spill() as spill:
+                    await self._list_all(spill)
+                    result = self._apply(await self._with_targets(spill), epoch)
         result.strategy = self.strategy
         self.ctx.stats.last_poll_ok = time.time()
         self.ctx.stats.last_poll_error = None
@@ -98,14 +169,16 @@ class Poller:
 
     # -- listings --------------------------------------------------------------------------
 
-    async def _list_all(self) -> Snapshot:
-        entries = {e.path: e async for e in self.ctx.remote.list("", recursive=True) if self.ctx.shown(e)}
-        return Snapshot(entries)
+    async def _list_all(self, spill: ListingSpill) -> None:
+        async for entry in self.ctx.remote.list("", recursive=True):
+            if self.ctx.shown(entry):
+                spill.add(entry)
+        spill.flush()
 
     async def _walk_changed(self) -> Snapshot:
         store, remote = self.ctx.store, self.ctx.remote
         root = await remote.stat("")
-        snapshot = Snapshot({}, set())
+        snapshot = Snapshot(store)
         if root.rev is not None and root.rev == store.get(ROOT_INO).remote_rev:  # type: ignore[union-attr]
             return snapshot
         snapshot.dir_revs[""] = root.rev
@@ -130,45 +203,56 @@ class Poller:
             snapshot.complete.add(directory)  # type: ignore[union-attr]
         return snapshot
 
-    async def _with_targets(self, snapshot: Snapshot) -> Snapshot:
+    async def _with_targets(self, listing: L) -> L:
         """New symlinks enter the tree with their target (emulated ones need a read).  Not one
         of ours being deleted (a tombstone: it is not adopted anyway, and the delete may race the
         read -- Apache then answers 403); one gone since the listing is left out, as if unlisted."""
-        store, gone = self.ctx.store, []
-        for path, entry in snapshot.entries.items():
-            if (entry.kind is Kind.SYMLINK and entry.symlink_target is None and not store.is_placed(path)
-                    and store.tombstone(path) is None):
-                try:
-                    snapshot.entries[path] = await self.lister.with_target(entry)
-                except RemoteNotFound:
-                    gone.append(path)
-        for path in gone:
-            del snapshot.entries[path]
-        return snapshot
+        store = self.ctx.store
+        if isinstance(listing, Snapshot):
+            found = [e for e in listing.entries.values() if e.kind is Kind.SYMLINK and e.symlink_target is None]
+        else:
+            found = listing.new_symlinks_without_target()
+        for entry in found:
+            if store.is_placed(entry.path) or store.tombstone(entry.path) is not None:
+                continue
+            try:
+                with_target = await self.lister.with_target(entry)
+            except RemoteNotFound:
+                if isinstance(listing, Snapshot):
+                    del listing.entries[entry.path]
+                else:
+                    listing.discard(entry.path)
+            else:
+                if isinstance(listing, Snapshot):
+                    listing.entries[entry.path] = with_target
+                else:
+                    listing.replace(with_target)
+        return listing
 
-    def _apply(self, snapshot: Snapshot, epoch: int, *, cursor: str | None = None) -> PollResult:
+    def _apply(self, listing: Listing, epoch: int, *, cursor: str | None = None) -> PollResult:
+        """Apply what the poll saw, shallowest first (a folder before what is in it), then
+        judge what it lacks; one transaction (see the module docstring)."""
         ctx, store = self.ctx, self.ctx.store
         changes = RemoteChanges(ctx, epoch)
-        changes.relocated = {e.id for e in snapshot.entries.values() if e.id is not None}
-        entries = self._vacating_first(sorted(snapshot.entries.values(), key=lambda e: e.path.count("/")),
-                                       lambda e: e.path, lambda e: e.id)
+        changes.relocated = _ListedIds(listing)
         crash_point("poll-before-apply")
         changed = 0
         with store.transaction():
-            for entry in entries:
-                changed += changes.present(entry, listed=snapshot.complete is None)
-                if changed:
-                    crash_point("poll-mid-apply")  # the transaction is rolled back by SQLite
+            for depth in listing.depths():
+                level = listing.worth_applying(depth)  # after the level above was applied: it may adopt folders
+                for entry in self._vacating_first(self._with_holders(level, listing), lambda e: e.path,
+                                                  lambda e: e.id):
+                    changed += changes.present(entry, listed=listing.complete is None)
+                    if changed:
+                        crash_point("poll-mid-apply")  # the transaction is rolled back by SQLite
             # hard links first: a first name gone hands its inode to a name still there
-            for path, link_id in self._placed_in(snapshot, store.link_paths_under("")).items():
-                if path not in snapshot.entries and not ctx.unacked.holds(path):
+            for path, link_id in listing.links_placed_but_unlisted().items():
+                if not ctx.unacked.holds(path):
                     link = store.link_by_id(link_id)
                     if link is not None and link.remote_path == path:
                         changed += changes.link_gone(link)
-            placed = self._placed_in(snapshot, store.remote_paths_under(""))
+            placed = listing.placed_but_unlisted()
             for path, ino in sorted(placed.items(), key=lambda kv: -kv[0].count("/")):
-                if path in snapshot.entries:
-                    continue
                 if ctx.unacked.holds(path):
                     changes.skipped.add(path)
                     continue
@@ -179,9 +263,9 @@ class Poller:
                 parent = path
                 while parent:
                     parent = posixpath.dirname(parent)
-                    if parent in snapshot.dir_revs:
-                        snapshot.dir_revs[parent] = None
-            for path, rev in snapshot.dir_revs.items():
+                    if parent in listing.dir_revs:
+                        listing.dir_revs[parent] = None
+            for path, rev in listing.dir_revs.items():
                 directory = store.get(ROOT_INO) if path == "" else store.by_remote_path(path)
                 if directory is not None and directory.is_dir:
                     store.update(directory, remote_rev=rev)
@@ -190,12 +274,23 @@ class Poller:
         ctx.journal.prune(epoch)
         return PollResult(changed, changes.wants_sync)
 
-    @staticmethod
-    def _placed_in(snapshot: Snapshot, placed: dict[str, int]) -> dict[str, int]:
-        """Of ``placed`` (remote path -> ino or link id), what lies where the snapshot saw everything."""
-        if snapshot.complete is None:
-            return placed
-        return {p: ino for p, ino in placed.items() if posixpath.dirname(p) in snapshot.complete}
+    def _with_holders(self, level: list[RemoteEntry], listing: Listing) -> list[RemoteEntry]:
+        """``level`` plus, for an entry taking a path an item we hold is at, that item's own
+        entry when the listing has it elsewhere (at another depth): ``_vacating_first`` then
+        moves it away before the path is taken.  Remotes without ids: ``level`` as it is."""
+        store = self.ctx.store
+        ids = {e.id for e in level if e.id is not None}
+        holders = []
+        for entry in level:
+            if entry.id is None:
+                continue
+            holder = store.by_remote_path(entry.path)
+            if holder is not None and holder.remote_id not in (None, entry.id) and holder.remote_id not in ids:
+                moved = listing.entry_with_id(holder.remote_id)  # type: ignore[arg-type]
+                if moved is not None:
+                    holders.append(moved)
+                    ids.add(holder.remote_id)  # type: ignore[arg-type]
+        return level + holders
 
     # -- change feeds ----------------------------------------------------------------------
 
@@ -214,7 +309,9 @@ class Poller:
                 return self._apply_feed(items, new_cursor, epoch)
         epoch = ctx.journal.epoch
         new_cursor = await remote.change_cursor()  # before the listing: nothing falls between
-        return self._apply(await self._with_targets(await self._list_all()), epoch, cursor=new_cursor)
+        with store.listing_spill() as spill:
+            await self._list_all(spill)
+            return self._apply(await self._with_targets(spill), epoch, cursor=new_cursor)
 
     def _apply_feed(self, items: list[Change], cursor: str, epoch: int) -> PollResult:
         """Apply a feed's changes: the last word on each item wins; an item whose parent is

@@ -33,6 +33,7 @@ from __future__ import annotations
 import logging
 import posixpath
 import time
+from typing import Container
 
 from cloudgw.metadata.model import ROOT_INO, FileState, Inode, Link
 from cloudgw.remotes.base import Kind, RemoteEntry, same_version
@@ -54,7 +55,7 @@ class RemoteChanges:
         self.skipped: set[str] = set()
         # ids this poll places at another path or removes (the poller fills it in): only an
         # item we hold that is among them gives up its path to another id
-        self.relocated: set[str] = set()
+        self.relocated: Container[str] = set()
 
     def ours(self, path: str) -> bool:
         """Whether our own sync may be changing ``path`` (its view in this poll may be stale)."""

@@ -5,6 +5,7 @@ leave no per-entry object behind (issue 15).  The RSS figures are in ``benchmark
 from __future__ import annotations
 
 import os
+import tracemalloc
 from pathlib import Path
 
 from cloudgw.remotes.local import LocalRemote
@@ -40,6 +41,46 @@ async def test_a_poll_over_many_placed_entries_keeps_none_in_memory(dirs):
         assert h.engine.status()["inodes_in_memory"] == {"pinned": 7, "held": 7}
         assert await h.read_file("d0/f1.txt") == b"changed elsewhere"
         assert "new.txt" in await h.listdir("d5")
+
+
+BIG = 20_000
+
+
+async def poll_peak(h: Harness) -> tuple[int, int]:
+    """(changes, peak bytes of Python objects) of one poll."""
+    tracemalloc.start()
+    try:
+        result = await h.engine.poller.poll()
+        return result.changed, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+async def test_a_full_listing_poll_holds_its_changes_not_the_listing(dirs):
+    """Without a change feed every poll lists the whole remote.  Held as objects that is
+    ~800 bytes per entry (16 MiB here, 755 MiB at a million); spilled to SQLite it is one
+    batch, whether the entries are placed here or lie in folders nobody opened yet."""
+    cloud, cache = dirs
+    for d in range(20):
+        (cloud / f"d{d}").mkdir()
+        for i in range(BIG // 20):
+            (cloud / f"d{d}" / f"f{i}").write_bytes(b"")
+    async with running(LocalRemote(cloud), cache) as h:
+        changed, unopened = await poll_peak(h)  # 20,000 entries below folders not listed here
+        assert changed == 0
+        for d in range(20):
+            assert len(await h.listdir(f"d{d}")) == BIG // 20
+        changed, placed = await poll_peak(h)  # 20,000 entries placed here, unchanged
+        assert changed == 0
+        (cloud / "d7" / "f3").write_bytes(b"changed elsewhere")
+        (cloud / "d19" / "new").write_bytes(b"new")
+        (cloud / "d2" / "f5").unlink()
+        changed, with_changes = await poll_peak(h)
+        assert changed == 3
+        assert max(unopened, placed, with_changes) < 3 * 2**20, (unopened, placed, with_changes)
+        assert await h.read_file("d7/f3") == b"changed elsewhere"
+        assert await h.read_file("d19/new") == b"new"
+        assert "f5" not in await h.listdir("d2")
 
 
 async def test_entries_the_kernel_was_given_stay_until_it_forgets_them(dirs):
