@@ -23,6 +23,7 @@ import fcntl
 import json
 import logging
 import os
+import resource
 import signal
 import sqlite3
 from pathlib import Path
@@ -153,6 +154,19 @@ def raise_readahead(mountpoint: Path, kib: int = 1024) -> None:
         log.info("could not raise read-ahead (%s): %s", path, exc.strerror)
 
 
+def raise_open_files_limit() -> None:
+    """Take the hard limit of open files as the soft one.  Started from a shell the daemon gets
+    1024, yet it holds a cache file per open handle, 128 spare cache files (``cache.spares``)
+    and its connections; the hard limit is what the administrator allows (the unit sets
+    65536).  Go programs such as rclone do the same at start."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError) as exc:
+            log.info("could not raise the open files limit from %d to %d: %s", soft, hard, exc)
+
+
 class Gateway:
     """One mounted gateway; ``run`` serves until unmounted."""
 
@@ -166,6 +180,7 @@ class Gateway:
 
     async def run(self, ready: Callable[[], None] = lambda: None) -> None:
         config = self.config
+        raise_open_files_limit()
         metrics = None
         if config.metrics_addr:  # prometheus_client is imported only when metrics are asked for
             from cloudgw.metrics import Metrics

@@ -95,7 +95,9 @@ class SpareFiles:
                     self._ready.append(fd)
 
     def close(self) -> None:
-        """Stop the filler and drop the spares (the kernel frees unnamed files at their close)."""
+        """Stop the filler and drop the spares (the kernel frees unnamed files at their close).  Idempotent."""
+        if self._dir_fd < 0:
+            return
         self._stopped = True
         self._wanted.set()
         if self._thread is not None:
@@ -105,3 +107,4 @@ class SpareFiles:
         for fd in ready:
             os.close(fd)
         os.close(self._dir_fd)
+        self._dir_fd = -1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 from pathlib import Path
 
 import pytest
@@ -107,3 +108,25 @@ def test_created_files_survive_kill9_with_nothing_left_behind(file_gw):
     assert {p.name: p.read_bytes() for p in (gw.mnt / "many").iterdir()} == contents
     gw.sync()
     assert {p.name: p.read_bytes() for p in (gw.backend.view.root / "many").iterdir()} == contents
+
+
+def test_many_files_open_at_once_from_a_daemon_started_with_a_low_limit(file_gw):
+    """Started from a shell the daemon gets its soft limit of open files (often 1024), but it
+    holds a descriptor per open file plus its spare cache files: it takes the hard limit."""
+    gw = file_gw
+    gw.umount()
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))  # what the daemon inherits
+    try:
+        gw.mount()
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    limits = Path(f"/proc/{gw.pid()}/limits").read_text().splitlines()
+    assert next(line for line in limits if line.startswith("Max open files")).split()[3:5] == [str(hard)] * 2
+    files = [open(gw.mnt / f"f{i:03d}", "wb") for i in range(600)]  # more than 256, all open at once
+    for i, f in enumerate(files):
+        f.write(b"%d" % i)
+    for f in files:
+        f.close()
+    gw.sync()
+    assert all((gw.backend.view.root / f"f{i:03d}").read_bytes() == b"%d" % i for i in range(600))
