@@ -33,6 +33,8 @@ from cloudgw.sync.writeback import WritebackQueue
 
 log = logging.getLogger(__name__)
 
+DEFERRED_RETRY = 1.0  # seconds before a deferred reconcile (``Deferred``) is tried again, at most
+
 
 @dataclass(frozen=True)
 class SyncSettings:
@@ -248,7 +250,14 @@ class SyncEngine:
             log.warning("could not clean up incomplete uploads: %s", exc)
 
     async def _reconcile(self, ino: int) -> None:
-        released = await self.uploader.reconcile(ino)
+        try:
+            released = await self.uploader.reconcile(ino)
+        except Deferred:
+            # it waits on another change of ours (a name to be freed, a directory to be made), which
+            # takes a round trip or two: tried again soon, not after another write-back delay (an
+            # hour's delay would otherwise hold ``sync --wait`` for an hour)
+            self.queue.schedule(ino, delay=min(DEFERRED_RETRY, self.queue.delay))
+            raise
         for child in released:
             self.queue.schedule(child, delay=0)  # they waited (Deferred) for this reconcile
         self._tombstone_kick.set()

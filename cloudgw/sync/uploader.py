@@ -175,7 +175,13 @@ class Uploader:
         src = inode.remote_path
         if inode.kind is Kind.FILE and src and (path.startswith(src + "/") or src.startswith(path + "/")):
             await self._replace_nested(inode, src, path)
-        self._check_target_free(inode, path)
+        try:
+            self._check_target_free(inode, path)
+        except Deferred:
+            if src is None or src == path or not self._waits_on_itself(inode, path):
+                raise
+            await self._step_aside(inode, src)  # a ring of renames: one must let go first
+            raise
         self._check_source_settled(inode)
         busy = {path, inode.remote_path} - {None}  # (the inode may leave ``path`` while we work)
         self.ctx.in_flight |= busy
@@ -223,6 +229,46 @@ class Uploader:
                     tomb is not None and tomb[1] is not Kind.DIR):
                 raise Deferred(f"{path!r}: {parent!r} is still a file on the remote")
             parent = posixpath.dirname(parent)
+
+    def _waits_on_itself(self, inode: Inode, path: str) -> bool:
+        """Whether ``inode``'s way to ``path`` is blocked by a ring of renames that ends at
+        itself: names swapped here (``mv a t; mv b a; mv t b``) before the write-back, so each
+        remote object sits where another must go and each waits for the other to leave."""
+        store, seen, target = self.ctx.store, set(), path
+        if path in self.ctx.in_flight:
+            return False  # another of the ring is stepping aside from it right now
+        for _ in range(64):
+            occupant = store.by_remote_path(target)
+            if occupant is None or not occupant.needs_sync or occupant.ino in seen:
+                return False  # free, settled, or a ring without us (one of its own breaks it)
+            if occupant.ino == inode.ino:
+                return True
+            seen.add(occupant.ino)
+            target = store.path_of(occupant)
+            if target is None or target == occupant.remote_path:
+                return False
+        return False
+
+    async def _step_aside(self, inode: Inode, src: str) -> None:
+        """Move ``inode``'s remote object to a temporary name beside it (``.cloudgw-swap-<ino>``),
+        committed like any move: its old name is then free for the next of the ring, and it
+        follows to its own name once that is free (the caller's ``Deferred`` requeues it).
+
+        Crash between the remote move and the commit: as for any move (``_move``,
+        ``_move_dir``): a redo adopts our own earlier move; a poll first finds the old name
+        gone and the temporary one new, and nothing is lost (entries below a directory may
+        come back under the temporary name, visible in the mount)."""
+        aside = posixpath.join(posixpath.dirname(src), f".cloudgw-swap-{inode.ino}")
+        log.info("%s: renames here form a ring; moving it aside to %s first", src, aside)
+        busy = {src, aside}
+        self.ctx.in_flight |= busy
+        try:
+            if inode.is_dir:
+                await self._sync_dir(inode, aside)  # (children it releases retry on their own)
+            else:
+                await self._move(inode, aside)
+        finally:
+            self.ctx.in_flight -= busy
 
     def _check_source_settled(self, inode: Inode) -> None:
         """Not while a directory above the inode's remote object is being moved or made on

@@ -123,3 +123,29 @@ def test_inodes_modes_and_mtimes_survive_remount(gw):
     for name, st in before.items():
         now = os.stat(gw.mnt / name)
         assert (now.st_ino, now.st_mode, now.st_mtime_ns, now.st_uid) == (st.st_ino, st.st_mode, st.st_mtime_ns, st.st_uid)
+
+
+def test_names_swapped_before_the_upload_reach_the_remote(gw):
+    """``mv a t; mv b a; mv t b`` before the write-back: each remote object sits where the other
+    must go (a ring).  One steps aside to a temporary name, and both arrive."""
+    m, view = gw.mnt, gw.backend.view
+    (m / "a").mkdir()
+    (m / "a" / "x").write_text("was in a")
+    (m / "b").mkdir()
+    (m / "b" / "y").write_text("was in b")
+    (m / "p.txt").write_text("was p")
+    (m / "q.txt").write_text("was q!")
+    gw.sync()
+    gw.umount()
+    gw.mount("--write-back", "3600")  # the renames below all happen before any upload
+    for one, other in (("a", "b"), ("p.txt", "q.txt")):
+        os.rename(m / one, m / "t")
+        os.rename(m / other, m / one)
+        os.rename(m / "t", m / other)
+    gw.sync()
+    assert view.files() == {"a/y": 8, "b/x": 8, "p.txt": 6, "q.txt": 5}
+    assert view.get("a/y") == b"was in b" and view.get("p.txt") == b"was q!"
+    assert gw.log().count("form a ring") >= 2
+    gw.poll()
+    assert (m / "b" / "x").read_text() == "was in a" and (m / "q.txt").read_text() == "was p"
+    assert sorted(os.listdir(m)) == ["a", "b", "p.txt", "q.txt"]
