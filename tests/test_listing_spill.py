@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+from cloudgw.metadata.model import ROOT_INO
 from cloudgw.metadata.store import MetadataStore
 from cloudgw.remotes.base import FileAttrs, Kind, RemoteEntry
 
@@ -41,4 +42,18 @@ def test_the_scratch_file_is_emptied_after_each_poll_and_replaced_after_a_crash(
             full = scratch.stat().st_size
             assert len(spill.worth_applying(1)) == 0  # below a folder not listed here: nothing to apply
         assert scratch.stat().st_size < full / 4  # the table is dropped and its pages given back
+    store.close()
+
+
+def test_new_entries_count_only_below_a_folder_listed_here(tmp_path: Path):
+    """A poll before the first ``ls`` of a flat bucket builds none of its objects; once the root
+    is listed, new objects in it are what the poll adopts."""
+    store = MetadataStore(tmp_path / "metadata.db")
+    with store.listing_spill() as spill:
+        for i in range(3000):
+            spill.add(RemoteEntry(f"f{i:05}", Kind.FILE, size=i, rev=f"r{i}"))
+        spill.flush()
+        assert spill.worth_applying(0) == []
+        store.update(store.get(ROOT_INO), listed=True)
+        assert [e.path for e in spill.worth_applying(0)] == [f"f{i:05}" for i in range(3000)]
     store.close()

@@ -58,18 +58,17 @@ _SELECT = f"SELECT {', '.join('l.' + c.strip() for c in _COLUMNS.split(','))} FR
 
 # At one depth, the entries ``RemoteChanges.present`` could act on.  Left out: (1) placed
 # here unchanged; (2) new (nothing placed at the path, no hard link there, no item we hold
-# with its id: not a move) below a folder not placed-and-listed here.  The root is always
-# listed, so its children are never left out by (2).
-_WORTH_APPLYING = _SELECT + """
+# with its id: not a move) below a folder not placed-and-listed here (the root included:
+# a poll before the first ``ls`` of a flat bucket of a million objects builds none of them).
+_WORTH_APPLYING = _SELECT + f"""
  WHERE l.depth = ?
    AND NOT EXISTS (SELECT 1 FROM main.inodes i WHERE i.remote_path = l.path AND i.kind = l.kind
                    AND (l.kind != 'file' OR i.remote_rev IS l.rev) AND (l.id IS NULL OR i.remote_id IS l.id))
-   AND NOT (l.parent != ''
-            AND NOT EXISTS (SELECT 1 FROM main.inodes i WHERE i.remote_path = l.path)
+   AND NOT (NOT EXISTS (SELECT 1 FROM main.inodes i WHERE i.remote_path = l.path)
             AND NOT EXISTS (SELECT 1 FROM main.links k WHERE k.remote_path = l.path)
             AND (l.id IS NULL OR NOT EXISTS (SELECT 1 FROM main.inodes i WHERE i.remote_id = l.id))
             AND NOT EXISTS (SELECT 1 FROM main.inodes p WHERE p.remote_path = l.parent AND p.listed
-                            AND p.parent IS NOT NULL))
+                            AND (p.parent IS NOT NULL OR p.ino = {ROOT_INO})))
  ORDER BY l.rowid"""
 
 
