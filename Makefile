@@ -42,7 +42,7 @@ deps-test: deps
 # Foreground; Ctrl-C uploads what is pending, unmounts and exits.
 run: deps
 	mkdir -p $(DEMO)/cloud $(DEMO)/mnt $(DEMO)/cache
-	$(BIN)/cloudgw mount file://$(DEMO)/cloud $(DEMO)/mnt --cache-dir $(DEMO)/cache \
+	MALLOC_ARENA_MAX=2 $(BIN)/cloudgw mount file://$(DEMO)/cloud $(DEMO)/mnt --cache-dir $(DEMO)/cache \
 	    --write-back 5 --poll-interval 10 --foreground
 
 test: deps-test
