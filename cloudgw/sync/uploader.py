@@ -249,16 +249,35 @@ class Uploader:
                 return False
         return False
 
+    def _aside_name(self, inode: Inode, src: str) -> str:
+        """The temporary name ``inode`` steps aside to: beside ``src``, unique to this cache dir
+        (``store.generation``: two gateways on one remote never pick the same)."""
+        return posixpath.join(posixpath.dirname(src), f".cloudgw-swap-{self.ctx.store.generation:08x}-{inode.ino}")
+
+    async def _left_aside(self, inode: Inode, src: str, kind: Kind) -> str | None:
+        """Where ``inode``'s object went if a step aside of ours moved it but was killed before
+        the commit, and the ring was then broken by another member: its temporary name, or None."""
+        aside = self._aside_name(inode, src)
+        try:
+            there = await self.ctx.remote.stat(aside)
+        except RemoteNotFound:
+            return None
+        return aside if there.kind is kind else None
+
     async def _step_aside(self, inode: Inode, src: str) -> None:
-        """Move ``inode``'s remote object to a temporary name beside it (``.cloudgw-swap-<ino>``),
+        """Move ``inode``'s remote object to a temporary name beside it (``_aside_name``),
         committed like any move: its old name is then free for the next of the ring, and it
         follows to its own name once that is free (the caller's ``Deferred`` requeues it).
 
-        Crash between the remote move and the commit: as for any move (``_move``,
-        ``_move_dir``): a redo adopts our own earlier move; a poll first finds the old name
-        gone and the temporary one new, and nothing is lost (entries below a directory may
-        come back under the temporary name, visible in the mount)."""
-        aside = posixpath.join(posixpath.dirname(src), f".cloudgw-swap-{inode.ino}")
+        Crash between the remote move and the commit (crash point ``move-after-remote``,
+        ``tests/mount/test_crash_matrix.py``): the redo adopts our own earlier move, whether
+        it steps aside again or -- the ring broken meanwhile by another member stepping aside
+        -- moves on to its name from where it was left (``_left_aside``).  A poll before the
+        redo finds the old name gone and the temporary one new, as for any move (``_move_dir``):
+        nothing is lost, but entries below a directory may come back under the temporary
+        name.  On a remote without directory renames a killed step aside of a directory may
+        leave an empty temporary folder there."""
+        aside = self._aside_name(inode, src)
         log.info("%s: renames here form a ring; moving it aside to %s first", src, aside)
         busy = {src, aside}
         self.ctx.in_flight |= busy
@@ -266,6 +285,7 @@ class Uploader:
             if inode.is_dir:
                 await self._sync_dir(inode, aside)  # (children it releases retry on their own)
             else:
+                self._moves_tried[inode.ino] = (src, aside)  # maybe done before a crash: then adopted
                 await self._move(inode, aside)
         finally:
             self.ctx.in_flight -= busy
@@ -485,6 +505,7 @@ class Uploader:
             result, same_content = await self._rename(inode, src, path, retry)
             if result is None:
                 return
+        crash_point("move-after-remote")  # moved there, not yet here: the redo adopts it (_own_earlier_move)
         self._moves_tried.pop(inode.ino, None)
         ctx.journal.touch(src, path)
         log.debug("moved %s -> %s", src, path)
@@ -537,6 +558,9 @@ class Uploader:
             if own is not None:
                 log.info("%s -> %s: an earlier attempt of this move went through; adopting its result", src, path)
                 return own, own.rev == inode.remote_rev
+            if (aside := await self._left_aside(inode, src, Kind.FILE)) is not None:
+                log.info("%s -> %s: it is at %s, where a step aside before a crash left it", src, path, aside)
+                return await self._rename(inode, aside, path, retry)
             entry = ctx.cache.get(inode.ino)
             if entry is None or entry.missing(0, entry.fetch_limit):  # keep the placement: the poll
                 raise RemoteError(f"{src}: vanished from the remote before it could be moved to {path}") from None
@@ -729,8 +753,12 @@ class Uploader:
             result = await ctx.remote.rename(src, path)
         except RemoteNotFound:
             result = await self._own_earlier_move(src, path, kind=Kind.DIR)
+            if result is None and (aside := await self._left_aside(inode, src, Kind.DIR)) is not None:
+                log.info("%s -> %s: it is at %s, where a step aside before a crash left it", src, path, aside)
+                result = await ctx.remote.rename(aside, path)
             if result is None:
                 raise
+        crash_point("move-after-remote")
         ctx.journal.touch_trees(src, path)
         other_attrs = self._attrs_differ(inode, result, path)
         with store.transaction():

@@ -118,3 +118,38 @@ def test_crash_while_placing_a_hard_link(gw, point: str):
     assert a.st_ino == b.st_ino and a.st_nlink == 2
     assert gw.status()["conflicts"] == 0
     assert_fsck_clean(gw)
+
+
+def test_crash_while_swapped_names_step_aside(gw):
+    """Killed right after the first remote move of a ring of renames (``mv a t; mv b a;
+    mv t b``: one steps aside to a temporary name, see ``Uploader._step_aside``).  The redo
+    adopts its own earlier move; nothing is lost and no temporary name is left."""
+    view, m = gw.backend.view, gw.mnt
+    for d, f, text in (("a", "x", "was in a"), ("b", "y", "was in b")):
+        (m / d).mkdir()
+        (m / d / f).write_text(text)
+    (m / "p.txt").write_text("was p")
+    (m / "q.txt").write_text("was q!")
+    gw.sync()
+    gw.umount()
+    gw.env["CLOUDGW_CRASH_AT"] = "move-after-remote"
+    try:
+        gw.mount("--write-back", "3600")  # every rename below happens before any upload
+        for one, other in (("a", "b"), ("p.txt", "q.txt")):
+            os.rename(m / one, m / "t")
+            os.rename(m / other, m / one)
+            os.rename(m / "t", m / other)
+        run_cli("sync", str(m), "--wait", "--timeout", "60", env=gw.env, check=False)  # dies in it
+    finally:
+        del gw.env["CLOUDGW_CRASH_AT"]
+    wait_for(lambda: not daemon_alive(gw), timeout=60)
+    subprocess.run(["fusermount3", "-u", "-z", str(m)], capture_output=True)
+    wait_for(lambda: not os.path.ismount(m), timeout=10)
+    gw.mount("--poll-interval", "3600")  # the redo first: a poll in between is the documented other case
+    gw.sync()
+    assert view.files() == {"a/y": 8, "b/x": 8, "p.txt": 6, "q.txt": 5}
+    assert view.get("b/x") == b"was in a" and view.get("p.txt") == b"was q!"
+    gw.poll()
+    assert sorted(os.listdir(m)) == ["a", "b", "p.txt", "q.txt"]
+    assert (m / "a" / "y").read_text() == "was in b" and (m / "q.txt").read_text() == "was p"
+    assert_fsck_clean(gw)
