@@ -43,6 +43,7 @@ def test_the_scratch_file_is_emptied_after_each_poll_and_replaced_after_a_crash(
             assert len(spill.worth_applying(1)) == 0  # below a folder not listed here: nothing to apply
         assert scratch.stat().st_size < full / 4  # the table is dropped and its pages given back
     store.close()
+    assert sorted(p.name for p in tmp_path.iterdir() if "listing" in p.name) == []  # nothing left at close
 
 
 def test_new_entries_count_only_below_a_folder_listed_here(tmp_path: Path):

@@ -23,8 +23,9 @@ Memory: one batch of rows (``BATCH``) plus SQLite's page cache of the scratch fi
 poll's memory follows its changes, not the tree.
 
 Crash behaviour: the scratch database holds nothing durable (no journal, no sync).
-A crash leaves the file (and an empty ``-journal``) behind; the next attach deletes them.  Its table is dropped
-at the end of each poll (``auto_vacuum`` gives the space back).
+Its table is dropped at the end of each poll (``auto_vacuum`` gives the space back),
+and its files at ``MetadataStore.close``; a crash leaves them (and an empty
+``-journal``) behind, and the next attach deletes them.
 
 Concurrency: the store's one connection, from the trio thread only.  Batches are
 written outside the store's transactions (``flush`` runs between a listing's
@@ -84,11 +85,16 @@ def _entry(row: tuple) -> RemoteEntry:
                        item_id, content_hash)
 
 
+def remove(path: Path) -> None:
+    """Delete the scratch database at ``path`` and the journal file SQLite makes for it even
+    with ``journal_mode=OFF`` (empty; never to be rolled into a new file of that name)."""
+    for file in (path, path.with_name(path.name + "-journal")):
+        file.unlink(missing_ok=True)
+
+
 def attach(db: sqlite3.Connection, path: Path) -> None:
-    """Attach a new scratch database at ``path`` (one left by a crash is deleted first, with
-    the journal file SQLite makes even with ``journal_mode=OFF``: never rolled into the new one)."""
-    for leftover in (path, path.with_name(path.name + "-journal")):
-        leftover.unlink(missing_ok=True)
+    """Attach a new scratch database at ``path`` (one left by a crash is removed first)."""
+    remove(path)
     db.execute("ATTACH DATABASE ? AS listing", (str(path),))
     db.execute("PRAGMA listing.auto_vacuum = FULL")  # before the first table: dropped tables give the space back
     db.execute("PRAGMA listing.journal_mode = OFF")

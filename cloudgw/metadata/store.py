@@ -162,7 +162,8 @@ class MetadataStore:
 
     def __init__(self, path: Path) -> None:
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self._listing_path: Path | None = path.with_name(path.name + "-listing")  # None once attached
+        self._listing_file = path.with_name(path.name + "-listing")
+        self._listing_attached = False
         # One process owns the cache dir (``app.lock_cache_dir``), so nobody else reads this
         # database while we run: exclusive locking keeps the WAL index in our heap and spares
         # every statement the shared-memory locks (measured: a LOOKUP's SELECT ~25% cheaper,
@@ -601,15 +602,17 @@ class MetadataStore:
         with contextlib.suppress(sqlite3.Error):
             self._exec("PRAGMA wal_checkpoint(TRUNCATE)")
         self._db.close()
+        if self._listing_attached:
+            listing.remove(self._listing_file)
 
     @contextlib.contextmanager
     def listing_spill(self) -> Iterator[ListingSpill]:
         """A scratch table for one full listing of the remote, compared with the inode table
         in SQL (``cloudgw.metadata.listing``); emptied when the block ends.  One at a time."""
         assert not self._in_tx
-        if self._listing_path is not None:
-            listing.attach(self._db, self._listing_path)  # a file beside this one: scratch, never durable
-            self._listing_path = None
+        if not self._listing_attached:
+            listing.attach(self._db, self._listing_file)  # a file beside this one: scratch, never durable
+            self._listing_attached = True
         spill = ListingSpill(self._db)
         try:
             yield spill
