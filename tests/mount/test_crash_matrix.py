@@ -9,8 +9,6 @@ import hashlib
 import json
 import os
 import subprocess
-import time
-from pathlib import Path
 
 import pytest
 
