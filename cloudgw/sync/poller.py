@@ -59,7 +59,7 @@ log = logging.getLogger(__name__)
 
 CURSOR_KEY = "change_cursor"
 T = TypeVar("T")
-L = TypeVar("L", "Snapshot", ListingSpill)
+L = TypeVar("L", bound="Listing")
 
 
 @dataclass
@@ -79,6 +79,9 @@ class Listing(Protocol):
     dir_revs: dict[str, str | None]  # folder revs to store once applied (pruned walk)
 
     def depths(self) -> Iterator[int]: ...
+    def new_symlinks_without_target(self) -> list[RemoteEntry]: ...
+    def replace(self, entry: RemoteEntry) -> None: ...
+    def discard(self, path: str) -> None: ...
     def worth_applying(self, depth: int) -> list[RemoteEntry]: ...
     def has_id(self, item_id: str) -> bool: ...
     def entry_with_id(self, item_id: str) -> RemoteEntry | None: ...
@@ -107,6 +110,15 @@ class Snapshot:
 
     def entry_with_id(self, item_id: str) -> RemoteEntry | None:
         return next((e for e in self.entries.values() if e.id == item_id), None)
+
+    def new_symlinks_without_target(self) -> list[RemoteEntry]:
+        return [e for e in self.entries.values() if e.kind is Kind.SYMLINK and e.symlink_target is None]
+
+    def replace(self, entry: RemoteEntry) -> None:
+        self.entries[entry.path] = entry
+
+    def discard(self, path: str) -> None:
+        del self.entries[path]
 
     def placed_but_unlisted(self) -> dict[str, int]:
         return self._unlisted(self.store.remote_paths_under(""))
@@ -208,25 +220,13 @@ class Poller:
         of ours being deleted (a tombstone: it is not adopted anyway, and the delete may race the
         read -- Apache then answers 403); one gone since the listing is left out, as if unlisted."""
         store = self.ctx.store
-        if isinstance(listing, Snapshot):
-            found = [e for e in listing.entries.values() if e.kind is Kind.SYMLINK and e.symlink_target is None]
-        else:
-            found = listing.new_symlinks_without_target()
-        for entry in found:
+        for entry in listing.new_symlinks_without_target():
             if store.is_placed(entry.path) or store.tombstone(entry.path) is not None:
                 continue
             try:
-                with_target = await self.lister.with_target(entry)
+                listing.replace(await self.lister.with_target(entry))
             except RemoteNotFound:
-                if isinstance(listing, Snapshot):
-                    del listing.entries[entry.path]
-                else:
-                    listing.discard(entry.path)
-            else:
-                if isinstance(listing, Snapshot):
-                    listing.entries[entry.path] = with_target
-                else:
-                    listing.replace(with_target)
+                listing.discard(entry.path)
         return listing
 
     def _apply(self, listing: Listing, epoch: int, *, cursor: str | None = None) -> PollResult:
