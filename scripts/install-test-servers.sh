@@ -16,9 +16,11 @@
 #
 # tests/servers/samba.py (start_samba) needs `samba` (smbd, pdbedit) and
 # `smbclient`; it runs a private smbd in the foreground with its own smb.conf.
+#
+# tests/mount/test_xattrs.py counts the extended-attribute calls of `ls -l` with `strace`.
 set -eu
 
-PACKAGES="python3-swift memcached apache2 apache2-utils samba smbclient systemd"
+PACKAGES="python3-swift memcached apache2 apache2-utils samba smbclient systemd strace"
 
 missing=""
 for p in $PACKAGES; do

@@ -34,6 +34,7 @@ from cloudgw.remotes.base import READ_ONLY_REV, Kind
 log = logging.getLogger(__name__)
 
 STATE_XATTR = "user.cloudgw.state"
+SELINUX_XATTR = "security.selinux"  # not supported: see Namespace._not_supported
 CAPABILITY_XATTR = "security.capability"  # a file capability (setcap); a write removes it, as on every Linux fs
 RENAME_NOREPLACE = 1
 RENAME_EXCHANGE = 2
@@ -544,13 +545,27 @@ class Namespace:
     # -- extended attributes ------------------------------------------------------------------
 
     # Namespaces kept (in the metadata store, on this gateway; no remote holds them):
-    # ``user.*`` for everyone, ``security.*`` and ``trusted.*`` for root (the kernel checks
-    # who may set them) -- Samba's ``acl_xattr`` keeps Windows ACLs in ``security.NTACL`` --
+    # ``user.*`` for everyone, ``security.*`` (but ``security.selinux``: see ``_not_supported``)
+    # and ``trusted.*`` for root (the kernel checks who may set them) -- Samba's ``acl_xattr``
+    # keeps Windows ACLs in ``security.NTACL`` --
     # and, with ``acls`` (mount --acl), the POSIX ACLs (``acl``: the kernel validates them and checks
     # access with them).  Without it they are refused (EOPNOTSUPP) and stored ones are hidden: an ACL
     # the kernel would not enforce must not look as if it were.
     KEPT_NAMESPACES = ("user.", "security.", "trusted.")
     RARE = ("security.", "trusted.", "system.posix_acl_")  # answered "none" from memory: see _rare_inos
+
+    def _not_supported(self, name: str) -> bool:
+        """Names this mount does not support at all: get, set and remove answer EOPNOTSUPP and
+        listings hide them, as ext4 mounted ``noacl`` and NFS without labelled NFS answer.
+
+        ``security.selinux``: a FUSE mount is labelled by the SELinux policy (genfscon), never
+        from the file, and where SELinux runs the kernel answers this name itself; a label stored
+        here would be used by nobody.  The ACL names without ``--acl``: the kernel would not
+        enforce them.  Why EOPNOTSUPP and not ENODATA: ``ls -l`` asks both names for every entry
+        (SELinux label, then ACL), FUSE caches neither answer, and coreutils stops asking for
+        the whole filesystem after the first "not supported" -- two GETXATTR round trips per
+        entry become two per ``ls``."""
+        return name == SELINUX_XATTR or (not self.acls and name in acl.NAMES)
 
     def _rare_inos(self) -> set[int]:
         """Inodes holding a ``security.*``/``trusted.*`` attribute or an ACL (loaded once): the
@@ -572,7 +587,9 @@ class Namespace:
 
     def getxattr(self, ino: int, name: str) -> bytes:
         if not name.startswith("user."):
-            if not name.startswith(self.RARE) or ino not in self._rare_inos() or (name in acl.NAMES and not self.acls):
+            if self._not_supported(name):
+                raise FsError(errno.EOPNOTSUPP)
+            if not name.startswith(self.RARE) or ino not in self._rare_inos():
                 raise FsError(errno.ENODATA)
         inode = self.inode(ino)
         if name == STATE_XATTR:
@@ -599,20 +616,18 @@ class Namespace:
         names = self.store.list_xattrs(ino)
         if inode.kind not in (Kind.FILE, Kind.DIR):
             names = [n for n in names if not n.startswith("user.")]
-        if not self.acls:
-            names = [n for n in names if n not in acl.NAMES]
-        return names
+        return [n for n in names if not self._not_supported(n)]
 
     def setxattr(self, ino: int, name: str, value: bytes) -> None:
         self._writable()
         inode = self.inode(ino)
         if name == STATE_XATTR:
             raise FsError(errno.EPERM)
+        if self._not_supported(name):
+            raise FsError(errno.EOPNOTSUPP)
         changes: dict = {"ctime_ns": time.time_ns()}
         follow = None
         if name in acl.NAMES:
-            if not self.acls:
-                raise FsError(errno.EOPNOTSUPP)
             try:
                 entries = acl.parse(value)
             except acl.BadAcl:
@@ -641,8 +656,8 @@ class Namespace:
         self._writable()
         if name == STATE_XATTR:
             raise FsError(errno.EPERM)
-        if name in acl.NAMES and not self.acls:
-            raise FsError(errno.EOPNOTSUPP)  # (hidden without --acl: not removable either)
+        if self._not_supported(name):
+            raise FsError(errno.EOPNOTSUPP)  # (hidden: not removable either)
         inode = self.inode(ino)
         with self.store.transaction():
             removed = self.store.remove_xattr(ino, name)

@@ -41,3 +41,33 @@ def test_security_and_trusted_attributes_are_kept_and_copied_by_rsync(file_gw: G
     assert os.getxattr(out / "folder", "trusted.backup") == b"t"
     os.removexattr(f, "security.NTACL")
     assert os.listxattr(f) == []
+
+
+def test_ls_asks_the_mount_once_for_labels_and_acls_not_once_per_entry(file_gw: Gateway):
+    """``ls -l`` asks every entry for its SELinux label and its POSIX ACL, and FUSE caches
+    neither answer: "none" (ENODATA) would cost two GETXATTR round trips per entry.  The mount
+    answers "not supported" (as ext4 mounted noacl, or NFS, does), after which coreutils stops
+    asking for the whole filesystem; what the listing shows is unchanged."""
+    gw = file_gw
+    for d in range(3):
+        (gw.mnt / f"dir{d}").mkdir()
+        for i in range(100):
+            (gw.mnt / f"dir{d}" / f"f{i}.txt").write_bytes(b"x")
+    traced = subprocess.run(["strace", "-f", "-qq", "-e", "trace=getxattr,lgetxattr", "ls", "-lR", str(gw.mnt)],
+                            capture_output=True, text=True)
+    assert traced.returncode == 0, traced.stderr[-2000:]
+    calls = [line for line in traced.stderr.splitlines() if "xattr(" in line]
+    assert len(calls) <= 3, calls[:10]  # the label once, the ACL once (and a directory's default ACL)
+    assert all("EOPNOTSUPP" in call for call in calls), calls
+    entries = [line for line in traced.stdout.splitlines() if line.startswith("-rw")]
+    assert len(entries) == 300 and not any(line.split()[0].endswith(("+", ".")) for line in entries)
+    f = gw.mnt / "dir0" / "f0.txt"
+    refusals = [lambda: os.getxattr(f, "security.selinux"), lambda: os.setxattr(f, "security.selinux", b"l"),
+                lambda: os.removexattr(f, "security.selinux"), lambda: os.getxattr(f, "system.posix_acl_access"),
+                lambda: os.removexattr(f, "system.posix_acl_access")]  # (setfacl's refusal: test_acls.py)
+    for call in refusals:
+        with pytest.raises(OSError) as refused:
+            call()
+        assert refused.value.errno == errno.EOPNOTSUPP
+    acl = subprocess.run(["getfacl", "-cp", str(f)], capture_output=True, text=True, check=True).stdout
+    assert acl.split() == ["user::rw-", "group::r--", "other::r--"]  # the mode, as on any filesystem without ACLs
