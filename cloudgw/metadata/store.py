@@ -73,6 +73,9 @@ CREATE TABLE IF NOT EXISTS inodes (
     UNIQUE (parent, name)
 );
 CREATE INDEX IF NOT EXISTS inodes_remote_path ON inodes (remote_path);
+-- a directory's children in inode order (its entries are (parent, rowid)): readdir pages by
+-- ino, which the (parent, name) key can only serve by sorting every child for every page
+CREATE INDEX IF NOT EXISTS inodes_parent ON inodes (parent);
 CREATE INDEX IF NOT EXISTS inodes_needs_sync ON inodes (needs_sync) WHERE needs_sync;
 CREATE TABLE IF NOT EXISTS xattrs (
     ino INTEGER NOT NULL,
@@ -121,7 +124,8 @@ _SELECT_BY_INO = _SELECT + " WHERE ino = ?"
 _SELECT_BY_NAME = _SELECT + " WHERE parent = ? AND name = ?"
 _SELECT_BY_REMOTE_PATH = _SELECT + " WHERE remote_path = ? LIMIT 1"
 _SELECT_BY_REMOTE_ID = _SELECT + " WHERE remote_id = ? LIMIT 1"
-_SELECT_CHILDREN = _SELECT + " WHERE parent = ? AND ino > ? ORDER BY ino LIMIT ?"
+_SELECT_CHILD_INOS = "SELECT ino FROM inodes WHERE parent = ? AND ino > ? ORDER BY ino LIMIT ?"  # the index alone
+_SELECT_CHILDREN_UP_TO = _SELECT + " WHERE parent = ? AND ino > ? AND ino <= ? ORDER BY ino"
 _LINK_COLUMNS = [f.name for f in fields(Link)]
 _SELECT_LINK = "SELECT " + ", ".join(_LINK_COLUMNS) + " FROM links"
 _SELECT_VIA_LINK = ("SELECT " + ", ".join("i." + c for c in _COLUMNS) + " FROM links l JOIN inodes i ON i.ino = l.ino"
@@ -278,9 +282,23 @@ class MetadataStore:
         return None if row is None else self._from_row(row)
 
     def children(self, parent: int, after_ino: int = 0, limit: int = 1000) -> list[Inode]:
-        """Children ordered by inode number (stable readdir offsets), paged."""
-        from_row = self._from_row
-        return [from_row(row) for row in self._db.execute(_SELECT_CHILDREN, (parent, after_ino, limit))]
+        """Children ordered by inode number (stable readdir offsets), paged.
+
+        The page's inos come from the ``inodes_parent`` index alone; when every one is held
+        (a listing the kernel has seen: it holds what it was given) the objects are the
+        answer and no row is read (~0.3 us an entry instead of ~2.2 for a whole row).
+        Otherwise the page is read whole once more, and ``_from_row`` keeps the held ones."""
+        inos = self._db.execute(_SELECT_CHILD_INOS, (parent, after_ino, limit)).fetchall()
+        held = self._held
+        page = []
+        for (ino,) in inos:
+            inode = held.get(ino)
+            if inode is None:
+                from_row = self._from_row
+                rows = self._db.execute(_SELECT_CHILDREN_UP_TO, (parent, after_ino, inos[-1][0]))
+                return [from_row(row) for row in rows]
+            page.append(inode)
+        return page
 
     def has_children(self, parent: int) -> bool:
         if self._exec("SELECT 1 FROM inodes WHERE parent = ? LIMIT 1", (parent,)).fetchone() is not None:

@@ -1,0 +1,47 @@
+"""``MetadataStore.children``: the readdir page, from the index alone when every child is in
+memory, read whole otherwise -- the same entries, order and objects either way."""
+
+from __future__ import annotations
+
+import gc
+from pathlib import Path
+
+from cloudgw.metadata.model import ROOT_INO
+from cloudgw.metadata.store import MetadataStore
+from cloudgw.remotes.base import Kind
+
+
+def test_a_page_is_the_same_whether_its_children_are_held_or_read(tmp_path: Path):
+    store = MetadataStore(tmp_path / "metadata.db")
+    folder = store.create(parent=ROOT_INO, name="d", kind=Kind.DIR, mode=0o755, uid=0, gid=0, listed=True)
+    other = store.create(parent=ROOT_INO, name="e", kind=Kind.DIR, mode=0o755, uid=0, gid=0, listed=True)
+    inos = []
+    for i in range(2500):  # interleaved with another folder's children: the page is by parent, not by ino
+        inos.append(store.create(parent=folder.ino, name=f"f{i}", kind=Kind.FILE, mode=0o644, uid=0, gid=0).ino)
+        store.create(parent=other.ino, name=f"g{i}", kind=Kind.FILE, mode=0o644, uid=0, gid=0)
+    gc.collect()
+
+    def pages(limit: int) -> list[list]:
+        out, after = [], 0
+        while page := store.children(folder.ino, after, limit):
+            out.append(page)
+            after = page[-1].ino
+        return out
+
+    read = pages(1000)  # none held: each page read whole
+    assert [c.ino for page in read for c in page] == inos and [len(p) for p in read] == [1000, 1000, 500]
+    held = read  # now every child is held: the same objects, from the index alone
+    again = pages(1000)
+    assert all(a is b for pa, pb in zip(again, held) for a, b in zip(pa, pb))
+    ahead = held[1][3]
+    ahead.size = 99  # a held object is ahead of its row (a write not yet flushed): it wins
+    mixed = [held[0][:500], held[1][::2]]  # some held, some not: still every child, in order
+    del held, read, again
+    gc.collect()
+    after_gc = pages(700)
+    assert [c.ino for page in after_gc for c in page] == inos
+    assert [c.name for page in after_gc for c in page] == [f"f{i}" for i in range(2500)]
+    by_ino = {c.ino: c for page in after_gc for c in page}
+    assert all(by_ino[c.ino] is c for page in mixed for c in page) and by_ino[ahead.ino].size == 99
+    assert store.children(folder.ino, inos[-1], 1000) == []
+    store.close()
