@@ -34,7 +34,7 @@ from cloudgw.remotes.base import READ_ONLY_REV, Kind
 log = logging.getLogger(__name__)
 
 STATE_XATTR = "user.cloudgw.state"
-SELINUX_XATTR = "security.selinux"  # not supported: see Namespace._not_supported
+SELINUX_XATTR = "security.selinux"  # kept; its absence answers EOPNOTSUPP: see Namespace._none_errno
 CAPABILITY_XATTR = "security.capability"  # a file capability (setcap); a write removes it, as on every Linux fs
 RENAME_NOREPLACE = 1
 RENAME_EXCHANGE = 2
@@ -545,27 +545,31 @@ class Namespace:
     # -- extended attributes ------------------------------------------------------------------
 
     # Namespaces kept (in the metadata store, on this gateway; no remote holds them):
-    # ``user.*`` for everyone, ``security.*`` (but ``security.selinux``: see ``_not_supported``)
-    # and ``trusted.*`` for root (the kernel checks who may set them) -- Samba's ``acl_xattr``
-    # keeps Windows ACLs in ``security.NTACL`` --
+    # ``user.*`` for everyone, ``security.*`` and ``trusted.*`` for root (the kernel checks
+    # who may set them) -- Samba's ``acl_xattr`` keeps Windows ACLs in ``security.NTACL`` --
     # and, with ``acls`` (mount --acl), the POSIX ACLs (``acl``: the kernel validates them and checks
     # access with them).  Without it they are refused (EOPNOTSUPP) and stored ones are hidden: an ACL
     # the kernel would not enforce must not look as if it were.
     KEPT_NAMESPACES = ("user.", "security.", "trusted.")
     RARE = ("security.", "trusted.", "system.posix_acl_")  # answered "none" from memory: see _rare_inos
 
-    def _not_supported(self, name: str) -> bool:
-        """Names this mount does not support at all: get, set and remove answer EOPNOTSUPP and
-        listings hide them, as ext4 mounted ``noacl`` and NFS without labelled NFS answer.
+    def _acl_refused(self, name: str) -> bool:
+        """An ACL name on a mount without ``--acl``: get, set and remove answer EOPNOTSUPP and
+        listings hide stored ones, as on ext4 mounted ``noacl`` (an ACL the kernel would not
+        enforce must not look as if it were)."""
+        return not self.acls and name in acl.NAMES
 
-        ``security.selinux``: a FUSE mount is labelled by the SELinux policy (genfscon), never
-        from the file, and where SELinux runs the kernel answers this name itself; a label stored
-        here would be used by nobody.  The ACL names without ``--acl``: the kernel would not
-        enforce them.  Why EOPNOTSUPP and not ENODATA: ``ls -l`` asks both names for every entry
-        (SELinux label, then ACL), FUSE caches neither answer, and coreutils stops asking for
-        the whole filesystem after the first "not supported" -- two GETXATTR round trips per
-        entry become two per ``ls``."""
-        return name == SELINUX_XATTR or (not self.acls and name in acl.NAMES)
+    @staticmethod
+    def _none_errno(name: str) -> int:
+        """The answer for an attribute a file does not have: ENODATA, but EOPNOTSUPP for the
+        names ``ls -l`` asks of every entry.  FUSE caches neither answer, so "none" costs a
+        GETXATTR round trip per entry and name, while coreutils stops asking for the whole
+        filesystem after the first "not supported" (two round trips per ``ls``, not two per
+        entry).  ``security.selinux`` is still kept when set (``rsync -aX`` from an SELinux
+        host, and back for a restore); SELinux itself never reads it here: it labels a FUSE
+        mount from its policy and answers the name in the kernel.  The ACL names reach this
+        only with ``--acl``, where "none" must stay ENODATA (getfacl then shows the mode)."""
+        return errno.EOPNOTSUPP if name == SELINUX_XATTR else errno.ENODATA
 
     def _rare_inos(self) -> set[int]:
         """Inodes holding a ``security.*``/``trusted.*`` attribute or an ACL (loaded once): the
@@ -587,16 +591,16 @@ class Namespace:
 
     def getxattr(self, ino: int, name: str) -> bytes:
         if not name.startswith("user."):
-            if self._not_supported(name):
+            if self._acl_refused(name):
                 raise FsError(errno.EOPNOTSUPP)
             if not name.startswith(self.RARE) or ino not in self._rare_inos():
-                raise FsError(errno.ENODATA)
+                raise FsError(self._none_errno(name))
         inode = self.inode(ino)
         if name == STATE_XATTR:
             return self.state_of(inode).encode()
         value = self.store.get_xattr(ino, name)
         if value is None:
-            raise FsError(errno.ENODATA)
+            raise FsError(self._none_errno(name))
         return value
 
     def state_of(self, inode: Inode) -> str:
@@ -616,14 +620,14 @@ class Namespace:
         names = self.store.list_xattrs(ino)
         if inode.kind not in (Kind.FILE, Kind.DIR):
             names = [n for n in names if not n.startswith("user.")]
-        return [n for n in names if not self._not_supported(n)]
+        return [n for n in names if not self._acl_refused(n)]
 
     def setxattr(self, ino: int, name: str, value: bytes) -> None:
         self._writable()
         inode = self.inode(ino)
         if name == STATE_XATTR:
             raise FsError(errno.EPERM)
-        if self._not_supported(name):
+        if self._acl_refused(name):
             raise FsError(errno.EOPNOTSUPP)
         changes: dict = {"ctime_ns": time.time_ns()}
         follow = None
@@ -656,7 +660,7 @@ class Namespace:
         self._writable()
         if name == STATE_XATTR:
             raise FsError(errno.EPERM)
-        if self._not_supported(name):
+        if self._acl_refused(name):
             raise FsError(errno.EOPNOTSUPP)  # (hidden: not removable either)
         inode = self.inode(ino)
         with self.store.transaction():
@@ -666,7 +670,7 @@ class Namespace:
         if name == CAPABILITY_XATTR and self._capable is not None:
             self._capable.discard(ino)
         if not removed:
-            raise FsError(errno.ENODATA)
+            raise FsError(self._none_errno(name))
 
     def _chmod_acl(self, inode: Inode, mode: int) -> None:
         """chmod of an entry with an access ACL: its owner, mask and other entries follow (with or

@@ -43,11 +43,12 @@ def test_security_and_trusted_attributes_are_kept_and_copied_by_rsync(file_gw: G
     assert os.listxattr(f) == []
 
 
-def test_ls_asks_the_mount_once_for_labels_and_acls_not_once_per_entry(file_gw: Gateway):
+def test_ls_asks_the_mount_once_for_labels_and_acls_not_once_per_entry(file_gw: Gateway, tmp_path: Path):
     """``ls -l`` asks every entry for its SELinux label and its POSIX ACL, and FUSE caches
     neither answer: "none" (ENODATA) would cost two GETXATTR round trips per entry.  The mount
-    answers "not supported" (as ext4 mounted noacl, or NFS, does), after which coreutils stops
-    asking for the whole filesystem; what the listing shows is unchanged."""
+    answers "not supported" for a label or ACL it does not have (ACLs: without --acl), after
+    which coreutils stops asking for the whole filesystem; what the listing shows is unchanged.
+    A label that is set is still kept, so a backup of an SELinux host keeps its labels."""
     gw = file_gw
     for d in range(3):
         (gw.mnt / f"dir{d}").mkdir()
@@ -62,12 +63,25 @@ def test_ls_asks_the_mount_once_for_labels_and_acls_not_once_per_entry(file_gw: 
     entries = [line for line in traced.stdout.splitlines() if line.startswith("-rw")]
     assert len(entries) == 300 and not any(line.split()[0].endswith(("+", ".")) for line in entries)
     f = gw.mnt / "dir0" / "f0.txt"
-    refusals = [lambda: os.getxattr(f, "security.selinux"), lambda: os.setxattr(f, "security.selinux", b"l"),
-                lambda: os.removexattr(f, "security.selinux"), lambda: os.getxattr(f, "system.posix_acl_access"),
-                lambda: os.removexattr(f, "system.posix_acl_access")]  # (setfacl's refusal: test_acls.py)
-    for call in refusals:
-        with pytest.raises(OSError) as refused:
-            call()
-        assert refused.value.errno == errno.EOPNOTSUPP
+    for refused in (lambda: os.getxattr(f, "security.selinux"), lambda: os.removexattr(f, "security.selinux"),
+                    lambda: os.getxattr(f, "system.posix_acl_access"),
+                    lambda: os.removexattr(f, "system.posix_acl_access")):  # (setfacl's refusal: test_acls.py)
+        with pytest.raises(OSError) as error:
+            refused()
+        assert error.value.errno == errno.EOPNOTSUPP
     acl = subprocess.run(["getfacl", "-cp", str(f)], capture_output=True, text=True, check=True).stdout
     assert acl.split() == ["user::rw-", "group::r--", "other::r--"]  # the mode, as on any filesystem without ACLs
+
+    label = b"system_u:object_r:user_home_t:s0"
+    src = tmp_path / "selinux-host"
+    src.mkdir()
+    (src / "home.txt").write_bytes(b"labelled")
+    os.setxattr(src / "home.txt", "security.selinux", label)
+    subprocess.run(["rsync", "-aX", f"{src}/", f"{gw.mnt}/backup/"], check=True, capture_output=True)
+    gw.umount()
+    gw.mount()
+    assert os.getxattr(gw.mnt / "backup" / "home.txt", "security.selinux") == label
+    assert os.listxattr(gw.mnt / "backup" / "home.txt") == ["security.selinux"]
+    back = tmp_path / "restored"
+    subprocess.run(["rsync", "-aX", f"{gw.mnt}/backup/", f"{back}/"], check=True, capture_output=True)
+    assert os.getxattr(back / "home.txt", "security.selinux") == label
