@@ -1,5 +1,6 @@
-"""``MetadataStore.children``: the readdir page, from the index alone when every child is in
-memory, read whole otherwise -- the same entries, order and objects either way."""
+"""Store queries written for their index: ``children`` (the readdir page, from the index alone
+when every child is in memory, read whole otherwise -- the same entries, order and objects
+either way) and the paths below a folder (an index range, not a ``substr`` scan)."""
 
 from __future__ import annotations
 
@@ -44,4 +45,22 @@ def test_a_page_is_the_same_whether_its_children_are_held_or_read(tmp_path: Path
     by_ino = {c.ino: c for page in after_gc for c in page}
     assert all(by_ino[c.ino] is c for page in mixed for c in page) and by_ino[ahead.ino].size == 99
     assert store.children(folder.ino, inos[-1], 1000) == []
+    store.close()
+
+
+def test_the_paths_below_a_folder_are_exactly_those_under_it(tmp_path: Path):
+    """Neighbours that sort next to ``a/`` (``a-b``, ``a.b``, ``a0``, ``ab``, ``a``) stay out;
+    everything below ``a/``, at any depth and in any script, is in and moves along."""
+    store = MetadataStore(tmp_path / "metadata.db")
+    below = ["a/x", "a/y/z", "a/ü/ñ.txt", "a/0", "a/~"]
+    beside = ["a", "a-b", "a.b", "a0", "ab", "a0/x", "b/a/x", "Ä/x"]
+    for i, path in enumerate(below + beside):
+        store.create(parent=ROOT_INO, name=f"n{i}", kind=Kind.FILE, mode=0o644, uid=0, gid=0, remote_path=path)
+    store.add_tombstone("a/gone.txt", "r1", Kind.FILE)
+    store.add_tombstone("a0/gone.txt", "r1", Kind.FILE)
+    assert set(store.remote_paths_under("a")) == {"a", *below}
+    store.move_placements("a", "moved")
+    placed = set(store.remote_paths_under(""))
+    assert placed == {f"moved/{p[2:]}" for p in below} | set(beside)
+    assert {path for path, _, _ in store.tombstones()} == {"moved/gone.txt", "a0/gone.txt"}
     store.close()
