@@ -395,11 +395,6 @@ class MetadataStore:
             )
         return {p: ino for p, ino in rows}
 
-    def state_counts(self) -> dict[str, tuple[int, int]]:
-        """state -> (files, bytes) over regular files."""
-        rows = self._exec("SELECT state, count(*), coalesce(sum(size), 0) FROM inodes WHERE kind = 'file' GROUP BY state")
-        return {s: (n, b) for s, n, b in rows}
-
     def inos_with_unsynced_data(self) -> list[int]:
         """Files whose local data is the only copy of their content (DIRTY, UPLOADING, CONFLICT)."""
         states = tuple(s.value for s in FileState if s.has_unsynced_data)
@@ -412,7 +407,7 @@ class MetadataStore:
         return self._exec("SELECT count(*) FROM inodes WHERE needs_sync").fetchone()[0] + links
 
     def sync_backlog(self) -> tuple[dict[str, tuple[int, int]], int | None]:
-        """For metrics: state -> (files, bytes) of the files waiting for sync, and the oldest
+        """For metrics and status: state -> (files, bytes) of the files waiting for sync, and the oldest
         ``ctime_ns`` (last local change) among those with unsynced data (None: none).  Only
         ``needs_sync`` rows (its partial index): the cost follows the backlog, not the tree."""
         counts = {s: (n, b) for s, n, b in self._exec(

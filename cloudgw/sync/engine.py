@@ -297,7 +297,9 @@ class SyncEngine:
     def status(self) -> dict:
         store = self.ctx.store
         snap = self.queue.snapshot()
-        counts = store.state_counts()
+        # only the rows waiting for sync (their index): ``sync --wait`` asks every 0.5 s, and a count
+        # over every file scanned the whole tree each time on the trio thread (0.4 s at 1,000,000 files)
+        counts, _ = store.sync_backlog()
         failed = [{"path": self._path(f.key), "attempts": f.attempts, "error": f.last_error} for f in snap.failed]
         dirty_n, dirty_b = (sum(counts.get(s.value, (0, 0))[i] for s in (FileState.DIRTY, FileState.CONFLICT))
                             for i in (0, 1))
