@@ -1026,8 +1026,8 @@ async def test_a_poll_does_not_adopt_what_our_own_change_under_way_made(tmp_path
             await h.write_file("b", b"new")
         else:
             await h.mkdir("b")
-        await wait_for(lambda: trio.to_thread.run_sync(lambda: late.fired == 1), 2)
-        await trio.sleep(0.1)  # the remote has it, we have not heard yet
+        # the remote has it, we have not heard yet (``fired`` counts the decision, made before the call)
+        await wait_for(lambda: trio.to_thread.run_sync(lambda: late.fired == 1 and (cloud / "b").exists()), 2)
         await h.rename("b", "c")
         await h.engine.poll_now()
         expected = {"rename": {"c": b"data"}, "write": {"a": b"data", "c": b"new"},

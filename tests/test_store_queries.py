@@ -59,7 +59,9 @@ def test_the_paths_below_a_folder_are_exactly_those_under_it(tmp_path: Path):
     store.add_tombstone("a/gone.txt", "r1", Kind.FILE)
     store.add_tombstone("a0/gone.txt", "r1", Kind.FILE)
     assert set(store.remote_paths_under("a")) == {"a", *below}
+    in_memory = [store.by_remote_path(p) for p in ("a/y/z", "a-b")]  # held objects follow their rows
     store.move_placements("a", "moved")
+    assert [i.remote_path for i in in_memory] == ["moved/y/z", "a-b"]
     placed = set(store.remote_paths_under(""))
     assert placed == {f"moved/{p[2:]}" for p in below} | set(beside)
     assert {path for path, _, _ in store.tombstones()} == {"moved/gone.txt", "a0/gone.txt"}

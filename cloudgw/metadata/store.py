@@ -333,12 +333,16 @@ class MetadataStore:
     def move_placements(self, old: str, new: str) -> None:
         """Everything placed under directory ``old`` is now under ``new`` (a directory moved
         on the remote in one call): rewrite the placements and the tombstones below it."""
-        args = (new + "/", len(old) + 2, *_below(old))
+        below = _below(old)
+        moved = self._exec("SELECT ino FROM inodes WHERE remote_path >= ? AND remote_path < ?", below).fetchall()
+        args = (new + "/", len(old) + 2, *below)
         self._exec("UPDATE inodes" + _MOVE_BELOW, args)
         self._exec("UPDATE OR REPLACE tombstones" + _MOVE_BELOW, args)
         self._exec("UPDATE links" + _MOVE_BELOW, args)
-        for inode in list(self._held.values()):
-            if inode.remote_path is not None and inode.remote_path.startswith(old + "/"):
+        held = self._held  # the objects in memory follow (those moved only: not a walk of every held one)
+        for (ino,) in moved:
+            inode = held.get(ino)
+            if inode is not None and inode.remote_path is not None and inode.remote_path.startswith(below[0]):
                 inode.remote_path = new + inode.remote_path[len(old):]
 
     def by_remote_path(self, remote_path: str) -> Inode | None:
