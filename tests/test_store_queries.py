@@ -66,3 +66,22 @@ def test_the_paths_below_a_folder_are_exactly_those_under_it(tmp_path: Path):
     assert placed == {f"moved/{p[2:]}" for p in below} | set(beside)
     assert {path for path, _, _ in store.tombstones()} == {"moved/gone.txt", "a0/gone.txt"}
     store.close()
+
+
+def test_a_folder_of_hard_links_pages_by_link_with_each_inode(tmp_path: Path):
+    """rsnapshot's trees: every name in ``daily.1`` is a second name of a file in ``daily.0``."""
+    store = MetadataStore(tmp_path / "metadata.db")
+    first = store.create(parent=ROOT_INO, name="daily.0", kind=Kind.DIR, mode=0o755, uid=0, gid=0, listed=True)
+    second = store.create(parent=ROOT_INO, name="daily.1", kind=Kind.DIR, mode=0o755, uid=0, gid=0, listed=True)
+    files = [store.create(parent=first.ino, name=f"f{i}", kind=Kind.FILE, mode=0o644, uid=0, gid=0, size=i)
+             for i in range(1500)]
+    links = [store.add_link(f, second.ino, f"g{i}") for i, f in enumerate(files)]
+    store.add_link(files[0], first.ino, "again")  # another folder's link stays out
+    pages, after = [], 0
+    while page := store.link_children(second.ino, after, 1000):
+        pages.append(page)
+        after = page[-1][0].id
+    assert [len(p) for p in pages] == [1000, 500]
+    assert [(link.id, link.name) for page in pages for link, _ in page] == [(k.id, k.name) for k in links]
+    assert all(inode is f for page, start in zip(pages, (0, 1000)) for (_, inode), f in zip(page, files[start:]))
+    store.close()

@@ -113,6 +113,7 @@ CREATE TABLE IF NOT EXISTS links (
     UNIQUE (parent, name)
 );
 CREATE INDEX IF NOT EXISTS links_ino ON links (ino);
+CREATE INDEX IF NOT EXISTS links_parent ON links (parent);  -- readdir pages by id: as inodes_parent
 CREATE INDEX IF NOT EXISTS links_remote_path ON links (remote_path) WHERE remote_path IS NOT NULL;
 """
 
@@ -128,6 +129,9 @@ _SELECT_CHILD_INOS = "SELECT ino FROM inodes WHERE parent = ? AND ino > ? ORDER 
 _SELECT_CHILDREN_UP_TO = _SELECT + " WHERE parent = ? AND ino > ? AND ino <= ? ORDER BY ino"
 _LINK_COLUMNS = [f.name for f in fields(Link)]
 _SELECT_LINK = "SELECT " + ", ".join(_LINK_COLUMNS) + " FROM links"
+_SELECT_LINK_CHILDREN = ("SELECT " + ", ".join(["l." + c for c in _LINK_COLUMNS] + ["i." + c for c in _COLUMNS])
+                         + " FROM links l JOIN inodes i ON i.ino = l.ino"
+                         " WHERE l.parent = ? AND l.id > ? ORDER BY l.id LIMIT ?")
 _SELECT_VIA_LINK = ("SELECT " + ", ".join("i." + c for c in _COLUMNS) + " FROM links l JOIN inodes i ON i.ino = l.ino"
                     " WHERE l.parent = ? AND l.name = ?")
 
@@ -525,8 +529,11 @@ class MetadataStore:
 
     def link_children(self, parent: int, after_id: int = 0, limit: int = 1000) -> list[tuple[Link, Inode]]:
         """The hard links in ``parent`` with their inodes, by id (stable readdir offsets), paged."""
-        links = self._links("parent = ? AND id > ? ORDER BY id LIMIT ?", (parent, after_id, limit))
-        return [(link, inode) for link in links if (inode := self.get(link.ino)) is not None]
+        if not self._any_links:
+            return []
+        width, from_row = len(_LINK_COLUMNS), self._from_row  # one query for links and inodes (rsnapshot's trees)
+        rows = self._exec(_SELECT_LINK_CHILDREN, (parent, after_id, limit))
+        return [(_row_to_link(row[:width]), from_row(row[width:])) for row in rows]
 
     def links_in(self, parents: Iterable[int]) -> list[Link]:
         return [link for parent in parents for link in self._links("parent = ?", (parent,))]
