@@ -114,6 +114,7 @@ CREATE TABLE IF NOT EXISTS links (
 );
 CREATE INDEX IF NOT EXISTS links_ino ON links (ino);
 CREATE INDEX IF NOT EXISTS links_parent ON links (parent);  -- readdir pages by id: as inodes_parent
+CREATE INDEX IF NOT EXISTS links_needs_sync ON links (needs_sync) WHERE needs_sync;
 CREATE INDEX IF NOT EXISTS links_remote_path ON links (remote_path) WHERE remote_path IS NOT NULL;
 """
 
@@ -381,8 +382,10 @@ class MetadataStore:
     def inos_needing_sync(self) -> list[int]:
         """Inodes the sync engine owes something, including those only a hard link of which
         waits (a crash between an inode's commit and its link's strands neither)."""
-        return [r[0] for r in self._exec("SELECT ino FROM inodes WHERE needs_sync"
-                                         " UNION SELECT ino FROM links WHERE needs_sync ORDER BY 1")]
+        # sorted here: with ORDER BY, SQLite walked every inode in ino order instead of the
+        # needs_sync indexes (0.23 s at 1,000,000 entries, at each `cloudgw sync`)
+        return sorted(r[0] for r in self._exec("SELECT ino FROM inodes WHERE needs_sync"
+                                               " UNION SELECT ino FROM links WHERE needs_sync"))
 
     def descendants(self, ino: int) -> list[int]:
         rows = self._exec(
