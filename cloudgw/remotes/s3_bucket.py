@@ -30,7 +30,9 @@ from __future__ import annotations
 
 import datetime
 import functools
+import gzip
 import hashlib
+import json
 import logging
 import math
 import os
@@ -105,8 +107,34 @@ class _ServicesOnDemand(Sequence[str]):
         return botocore.loaders.Loader.list_available_services(self._loader, self._type_name)
 
 
+class _FileLoader(botocore.loaders.JSONFileLoader):
+    """botocore's JSON file loader, with ``endpoints.json`` decoded into plain dicts.
+
+    botocore decodes every data file with ``object_pairs_hook=OrderedDict``.  For
+    ``endpoints.json`` (1.2 MB: every service's regions, read at each mount to resolve
+    S3's endpoint) that hook costs ~26 ms against ~7 ms for the plain decoder, on the
+    way to the mount answering.  Plain dicts keep their order too, and the endpoint
+    resolver only looks keys up and walks the partitions list.  The service models keep
+    botocore's own decoding.
+    """
+
+    def load_file(self, file_path: str) -> Any:
+        if os.path.basename(file_path) != "endpoints":
+            return super().load_file(file_path)
+        for ext, opener in ((".json", open), (".json.gz", gzip.open)):
+            try:
+                with opener(file_path + ext, "rb") as f:
+                    return json.loads(f.read())
+            except FileNotFoundError:
+                continue
+        return None
+
+
 class _Loader(botocore.loaders.Loader):
-    """botocore's data loader without the scan of all services (see ``_ServicesOnDemand``)."""
+    """botocore's data loader without the scan of all services (see ``_ServicesOnDemand``),
+    and with ``endpoints.json`` decoded faster (``_FileLoader``)."""
+
+    FILE_LOADER_CLASS = _FileLoader
 
     def list_available_services(self, type_name: str) -> Sequence[str]:
         return _ServicesOnDemand(self, type_name)
