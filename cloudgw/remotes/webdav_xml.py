@@ -16,6 +16,7 @@ same value, so the same content keeps the same revision.
 
 from __future__ import annotations
 
+import datetime
 import email.utils
 import urllib.parse
 import xml.etree.ElementTree as ET
@@ -84,7 +85,14 @@ def sha1_of_checksums(element: ET.Element | None) -> str | None:
 
 
 def _href_path(href: str) -> str:
-    path = urllib.parse.urlsplit(href).path  # absolute URLs and absolute paths alike
+    """The unquoted path of an href, absolute URL or absolute path alike.  A plain
+    ``/path`` (what servers send) skips ``urlsplit`` (~4 µs an entry of a listing); the
+    rest (a URL, ``//host``, a query or fragment, whitespace or control characters that
+    ``urlsplit`` strips) takes it."""
+    if href[:1] == "/" and href[1:2] != "/" and "?" not in href and "#" not in href and href.isprintable():
+        path = href
+    else:
+        path = urllib.parse.urlsplit(href).path
     return urllib.parse.unquote(path, errors="surrogateescape").rstrip("/") or "/"
 
 
@@ -95,11 +103,30 @@ def _status(text: str | None) -> int:
         return 0
 
 
+_MONTHS = {name: number for number, name in enumerate(
+    ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"), 1)}
+
+
 def _http_date_ns(text: str | None) -> int:
+    """``getlastmodified`` in ns (0: none or unreadable).  RFC 4918 asks for RFC 1123
+    dates (``Sun, 06 Nov 1994 08:49:37 GMT``); those are read directly, ~1 µs against
+    ~9 for ``email.utils``, which reads every other form."""
     if not text:
         return 0
+    text = text.strip()
+    if len(text) == 29 and text[:3].isalpha() and text[3:5] == ", " and text[7] + text[11] + text[16] + text[19] + text[22] == "   ::" \
+            and text[25:] == " GMT" and text[5:7].isdigit() and text[12:16].isdigit() \
+            and (text[17:19] + text[20:22] + text[23:25]).isdigit():
+        try:
+            if text[12:14] == "00":  # email.utils reads years below 100 as 19xx/20xx
+                raise ValueError
+            moment = datetime.datetime(int(text[12:16]), _MONTHS[text[8:11]], int(text[5:7]), int(text[17:19]),
+                                       int(text[20:22]), int(text[23:25]), tzinfo=datetime.timezone.utc)
+            return int(moment.timestamp()) * 1_000_000_000
+        except (KeyError, ValueError):
+            pass  # not quite that form: email.utils decides
     try:
-        return int(email.utils.parsedate_to_datetime(text.strip()).timestamp()) * 1_000_000_000
+        return int(email.utils.parsedate_to_datetime(text).timestamp()) * 1_000_000_000
     except (TypeError, ValueError):
         return 0
 
