@@ -42,6 +42,7 @@ from cloudgw.filesystem import FileSystem
 from cloudgw.filesystem.eviction import evictable, evicted, is_clean
 from cloudgw.filesystem.recovery import recover
 from cloudgw.fuse.operations import FuseOperations
+from cloudgw.memory_snapshots import MemorySnapshots
 from cloudgw.metadata.store import MetadataStore
 from cloudgw.remotes.base import Remote
 from cloudgw.remotes.instrumented import Observer
@@ -186,6 +187,9 @@ class Gateway:
             from cloudgw.metrics import Metrics
             metrics = Metrics(config.remotes)
             metrics.listen(config.metrics_addr)  # before anything else: a port in use is a UserError
+        snapshots = MemorySnapshots.from_environment()  # a diagnostic hook, off unless set
+        if snapshots is not None:
+            snapshots.start()
         health = self.health
         remote = build_remote(config, metrics, health)
         await remote.check()
@@ -241,6 +245,8 @@ class Gateway:
                 await nursery.start(control.run, control_sock)
                 if metrics is not None:
                     await nursery.start(metrics.serve)
+                if snapshots is not None:
+                    await nursery.start(snapshots.run)
                 nursery.start_soon(self._signals)
                 nursery.start_soon(self._stopper)
                 nursery.start_soon(self._announce_ready, ready,
@@ -252,6 +258,8 @@ class Gateway:
                     await checksummer.drain()
                 nursery.cancel_scope.cancel()
         finally:
+            if snapshots is not None:
+                snapshots.stop()
             if mounted:
                 pyfuse3.close(unmount=True)
             control_sock.close()
