@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Callable, Collection
 
 from cloudgw.cache.spares import SpareFiles
+from cloudgw.wal_sync import WalSync
 
 BLOCK_SIZE = 1 << 20
 ABSENT, PRESENT, SUMMED = 0, 1, 2  # block states in ``CacheEntry.blocks``
@@ -160,6 +161,7 @@ class CacheFiles:
         self._db.execute("PRAGMA locking_mode=EXCLUSIVE")
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
+        self._wal_sync = WalSync(self._db, root / "cache-index.db")
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS entries (ino INTEGER PRIMARY KEY, rev TEXT, fetch_limit INTEGER NOT NULL,"
             " blocks BLOB NOT NULL, last_access REAL NOT NULL, sums BLOB, changed BLOB)"
@@ -333,6 +335,10 @@ class CacheFiles:
              None if entry.changed is None else array("I", sorted(entry.changed)).tobytes()),
         )
         entry.map_dirty = False
+
+    def sync_to_disk(self) -> None:
+        """The persisted block maps survive a power loss too (``cloudgw.wal_sync``): for fsync(2)."""
+        self._wal_sync.sync()
 
     def persist_map(self, entry: CacheEntry) -> None:
         """Persist the entry's block map now if it changed (writes being acknowledged, last

@@ -693,6 +693,11 @@ class Namespace:
             self.store.set_xattr(child.ino, acl.DEFAULT, default)
         self._rare_inos().add(child.ino)
 
+    def fsyncdir(self) -> None:
+        """fsync of a directory (after a create or rename, to make it durable): the names
+        live in the metadata store, which then survives a power loss too."""
+        self.store.sync_to_disk()
+
     def statfs(self) -> os.statvfs_result:
         """The cache disk's figures: what can be written right now without waiting."""
         return os.statvfs(self.cache.root)

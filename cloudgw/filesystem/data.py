@@ -304,10 +304,15 @@ class DataOps:
             self._persist(h)
 
     def fsync(self, fh: int, datasync: bool) -> None:
+        """The data, then what says where it is and what it is (size, state, block map): both
+        on the disk when the program's fsync returns, a power loss included (a plain
+        close survives ``kill -9`` of the daemon, not a power loss: ``cloudgw.wal_sync``)."""
         h = self.handle(fh)
         (os.fdatasync if datasync else os.fsync)(h.fd)
         if h.wrote:
             self._persist(h)
+        self.store.sync_to_disk()
+        self.cache.sync_to_disk()
 
     def release(self, fh: int) -> None:
         h = self.handles.pop(fh, None)

@@ -318,8 +318,9 @@ class FuseOperations(pyfuse3.Operations):
         except Exception:
             log.exception("release of handle %d", fh)
 
+    @_mapped
     async def fsyncdir(self, fh: int, datasync: bool) -> None:
-        return None
+        self.ns.fsyncdir()
 
     @_mapped
     async def statfs(self, ctx: pyfuse3.RequestContext) -> pyfuse3.StatvfsData:

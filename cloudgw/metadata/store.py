@@ -3,7 +3,8 @@
 SQLite in WAL mode with ``synchronous=NORMAL`` and exclusive locking (the
 daemon is the database's only user): every committed transaction
 survives ``kill -9`` of the daemon; after a power loss the last few may be lost
-(like any local filesystem's metadata without fsync), never corrupted.
+(like any local filesystem's metadata without fsync), never corrupted.  A
+program's fsync makes them durable (``sync_to_disk``, ``cloudgw.wal_sync``).
 
 Concurrency: one connection, used only from the trio thread.  Each public
 method is one transaction; ``transaction()`` groups several (rename over an
@@ -43,6 +44,7 @@ from cloudgw.metadata import listing
 from cloudgw.metadata.listing import ListingSpill
 from cloudgw.metadata.model import ROOT_INO, FileState, Inode, Link, check_transition
 from cloudgw.remotes.base import Kind
+from cloudgw.wal_sync import WalSync
 
 SCHEMA_VERSION = 1
 GENERATION_KEY = "inode_generation"
@@ -195,6 +197,7 @@ class MetadataStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA foreign_keys=OFF")
+        self._wal_sync = WalSync(self._db, Path(path))
         _migrate(self._db)
         self._db.executescript(_SCHEMA)
         self.generation = _generation(self._db)  # before _ensure_root (see _generation)
@@ -299,6 +302,11 @@ class MetadataStore:
         if row is None and self._any_links:
             row = self._db.execute(_SELECT_VIA_LINK, (parent, name)).fetchone()
         return None if row is None else self._from_row(row)
+
+    def sync_to_disk(self) -> None:
+        """Every committed transaction survives a power loss too (``cloudgw.wal_sync``):
+        for fsync(2) and fsyncdir.  A disk flush, skipped when nothing was committed since."""
+        self._wal_sync.sync()
 
     def children(self, parent: int, after_ino: int = 0, limit: int = 1000) -> list[Inode]:
         """Children ordered by inode number (stable readdir offsets), paged.
