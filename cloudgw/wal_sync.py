@@ -5,8 +5,8 @@ Both databases (``metadata.db``, ``cache/cache-index.db``) run in WAL mode with
 the kernel), but reaches the disk only at the next checkpoint, so a power loss may
 take the last ones.  That is the contract of a local filesystem's metadata without
 fsync -- and fsync(2) (or fsyncdir, after a rename) is how a program asks for more.
-``WalSync`` fsyncs a database's WAL file, only when something was committed since its
-last sync; the fsync and fsyncdir requests call it after their own commit, so the
+``WalSync`` flushes a database's WAL file (fdatasync), only when something was
+committed since its last sync; the fsync and fsyncdir requests call it after their own commit, so the
 file's row, size and state are on the disk with its data when the program's fsync
 returns.  Without it a power loss could leave a file fsync'ed by a program absent, or
 its size and state as before the write (its new data then re-fetched from the remote
@@ -43,7 +43,7 @@ class WalSync:
             self._synced_changes = changes
             return
         try:
-            os.fsync(fd)
+            os.fdatasync(fd)  # as SQLite syncs its WAL: the frames, and the size when it grew
         finally:
             os.close(fd)
         self._synced_changes = changes
