@@ -143,11 +143,20 @@ class UnackedWrites:
             except RemoteError:
                 left.append(sent)
                 continue
-            if ours and not self.store.is_placed(sent.path) and self.store.tombstone(sent.path) is None:
+            if ours and not self.store.is_placed(sent.path) and self._stale_tombstone(sent.path, theirs.rev):
                 log.info("%s: an upload whose reply was lost had landed; removing it (its file moved or was deleted)",
                          sent.path)
                 self.store.add_tombstone(sent.path, theirs.rev, Kind.FILE)
         self._orphans = left
+
+    def _stale_tombstone(self, path: str, landed: str | None) -> bool:
+        """Whether ``path`` needs a tombstone at the revision our orphan landed as: it has
+        none, or a file's at the revision from before it (the file was deleted while that
+        upload was unanswered).  A delete expecting that older revision would be refused by
+        our own bytes, the tombstone dropped as "changed elsewhere", and the next poll would
+        bring the file back."""
+        tomb = self.store.tombstone(path)
+        return tomb is None or (tomb[1] is Kind.FILE and tomb[0] != landed)
 
     def _unsettled(self) -> Iterator[str]:
         """Paths where a write or mkdir of ours may have landed without our knowing."""

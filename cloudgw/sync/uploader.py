@@ -331,6 +331,10 @@ class Uploader:
                     self.ctx.unacked.succeeded(inode.ino)
                     break
                 except PreconditionFailed:
+                    # refused -- maybe by an earlier attempt of this same write whose reply was lost
+                    # (a retry inside the remote client): remember what went out before the file
+                    # can change, so that attempt is recognised as ours, not taken for theirs
+                    self.ctx.unacked.failed(inode.ino, path, size, source.sent)
                     try:
                         expect = await self._save_conflict_copy(inode, path, source)
                     except PreconditionFailed:  # theirs changed again while it was copied aside:
