@@ -30,7 +30,10 @@ import trio
 from cloudgw.remotes.base import Remote
 from cloudgw.remotes.faulty import Fault, FaultPlan, FaultyRemote, Rule
 from tests.inprocess.harness import running
-from tests.test_faults import FAST, _has, converged, inner, local_tree, put, remote_tree, wait_for  # noqa: F401
+from tests import test_faults
+from tests.test_faults import FAST, _has, converged, local_tree, put, remote_tree, wait_for
+
+inner = test_faults.inner  # the fixture: each test runs on file:// and on S3 (moto)
 
 WARN = pytest.mark.allow_warnings("failed (will retry)")
 
