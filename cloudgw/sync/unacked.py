@@ -11,7 +11,12 @@ So each failed write leaves a ``SentWrite``: the path and the CRC-32 of every
 chunk the remote read.  An object found later at that path is *ours* if its size
 and the same chunks match; then it is taken as our revision (no conflict copy),
 or, when the inode went elsewhere, tombstoned at that revision (a conditional
-delete: a write by someone else in between is never removed).  A directory whose
+delete: a write by someone else in between is never removed) -- also when the
+path already has a tombstone from before that write landed (the file was
+deleted meanwhile), which would otherwise expect the older revision, be refused
+by our own bytes and let the poll bring the file back.  A refused retry inside
+the remote client may hide an attempt that landed: the uploader records the
+attempt before it looks at what is there.  A directory whose
 mkdir had no answer and that is then removed or moved here gets a directory
 tombstone (removed on the remote only if empty).
 
