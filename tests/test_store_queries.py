@@ -85,3 +85,23 @@ def test_a_folder_of_hard_links_pages_by_link_with_each_inode(tmp_path: Path):
     assert [(link.id, link.name) for page in pages for link, _ in page] == [(k.id, k.name) for k in links]
     assert all(inode is f for page, start in zip(pages, (0, 1000)) for (_, inode), f in zip(page, files[start:]))
     store.close()
+
+
+def test_a_database_from_before_the_partial_remote_path_index_gets_it_and_keeps_its_placements(tmp_path: Path):
+    """The remote-path index leaves out the unplaced (every new file until its upload: one page
+    less to write per create); a database made with the full index is moved over when opened."""
+    path = tmp_path / "metadata.db"
+    store = MetadataStore(path)
+    placed = store.create(parent=ROOT_INO, name="a", kind=Kind.FILE, mode=0o644, uid=0, gid=0, remote_path="a")
+    store.create(parent=ROOT_INO, name="new", kind=Kind.FILE, mode=0o644, uid=0, gid=0)
+    store._exec("DROP INDEX inodes_remote_path")  # as cloudgw made it before
+    store._exec("CREATE INDEX inodes_remote_path ON inodes (remote_path)")
+    store.close()
+    store = MetadataStore(path)
+    (sql,) = store._exec("SELECT sql FROM sqlite_master WHERE name = 'inodes_remote_path'").fetchone()
+    assert "WHERE remote_path IS NOT NULL" in sql
+    plan = store._exec("EXPLAIN QUERY PLAN SELECT ino FROM inodes WHERE remote_path = ?", ("a",)).fetchall()
+    assert "inodes_remote_path" in str(plan)
+    assert store.by_remote_path("a").ino == placed.ino
+    assert store.is_placed("a") and not store.is_placed("new")
+    store.close()

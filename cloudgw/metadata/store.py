@@ -74,7 +74,9 @@ CREATE TABLE IF NOT EXISTS inodes (
     nlink INTEGER NOT NULL DEFAULT 1,
     UNIQUE (parent, name)
 );
-CREATE INDEX IF NOT EXISTS inodes_remote_path ON inodes (remote_path);
+-- partial: a new file has no remote path until its first upload, and a NULL key would cost
+-- every create one more page to write (any comparison on remote_path can use it)
+CREATE INDEX IF NOT EXISTS inodes_remote_path ON inodes (remote_path) WHERE remote_path IS NOT NULL;
 -- a directory's children in inode order (its entries are (parent, rowid)): readdir pages by
 -- ino, which the (parent, name) key can only serve by sorting every child for every page
 CREATE INDEX IF NOT EXISTS inodes_parent ON inodes (parent);
@@ -708,6 +710,9 @@ def _migrate(db: sqlite3.Connection) -> None:
         db.execute("ALTER TABLE inodes ADD COLUMN rdev INTEGER NOT NULL DEFAULT 0")
     if columns and "nlink" not in columns:
         db.execute("ALTER TABLE inodes ADD COLUMN nlink INTEGER NOT NULL DEFAULT 1")
+    row = db.execute("SELECT sql FROM sqlite_master WHERE name = 'inodes_remote_path'").fetchone()
+    if row is not None and "WHERE" not in row[0].upper():  # made before it was partial: ``_SCHEMA`` remakes it
+        db.execute("DROP INDEX inodes_remote_path")
 
 
 def _generation(db: sqlite3.Connection) -> int:
