@@ -456,3 +456,40 @@ async def test_counts_are_the_snapshot_lengths_without_taking_a_snapshot(clock, 
     snap = q.snapshot()
     monkeypatch.setattr(q, "snapshot", lambda: pytest.fail("counts() took a snapshot"))
     assert q.counts() == (len(snap.queued), len(snap.uploading), len(snap.failed)) == (2, 0, 1)
+
+
+class RunWakeups(trio.abc.Instrument):
+    """Counts how often the queue's ``run`` task is scheduled to run."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def task_scheduled(self, task) -> None:
+        if task.name.endswith("WritebackQueue.run"):
+            self.count += 1
+
+
+async def test_a_close_behind_the_earliest_due_key_does_not_wake_run_and_an_earlier_one_does(clock, nursery):
+    """Each close schedules its file; waking ``run`` for a key due after the one it already
+    sleeps until was a task switch per close that the program's next request waited behind."""
+    up = Uploader()
+    q = await started(nursery, up, delay=5.0)
+    t0 = trio.current_time()
+    q.schedule("first")
+    await trio.sleep(0.01)  # run sleeps until t0 + 5
+    wakeups = RunWakeups()
+    trio.lowlevel.add_instrument(wakeups)
+    try:
+        for key in range(100):  # a copy of 100 files, one close every 10 ms
+            q.schedule(key)
+            await trio.sleep(0.01)
+        assert wakeups.count == 0
+        q.schedule("urgent", delay=0.1)  # due before everything queued: run must wake for it
+        await trio.sleep(0)
+        assert wakeups.count == 1
+    finally:
+        trio.lowlevel.remove_instrument(wakeups)
+    await idle(q)
+    assert up.times("urgent") == [pytest.approx(t0 + 0.01 + 1.0 + 0.1)]  # (sums of 0.01: not exact)
+    assert up.times("first") == [pytest.approx(t0 + 5.0)]
+    assert [up.times(k) for k in (0, 99)] == [[pytest.approx(t0 + 0.01 + 5.0)], [pytest.approx(t0 + 0.01 + 0.99 + 5.0)]]

@@ -29,7 +29,11 @@ Concurrency: everything runs in the one trio thread. The public methods other
 than ``run`` and ``wait_idle`` are synchronous, never block and must be called
 from that thread (from a worker thread: ``trio.from_thread.run_sync``); they
 mutate the state without awaiting in between, so no lock is needed. They wake
-the ``run`` task through a ``trio.Event`` that is replaced after each set.
+the ``run`` task through a ``trio.Event`` that is replaced after each set -- a
+``schedule`` only when its key falls due before the time ``run`` already sleeps
+until (``_wake_at``): with a write-back delay every close pushes a key behind
+the earliest one, and waking ``run`` for nothing costs each close a task switch
+(~10 us) that the program's next request waits behind.
 ``run`` is the only task that starts uploads, each in its own child task of
 ``run``'s nursery, so cancelling ``run`` (the caller's nursery owns it; there
 are no hidden workers elsewhere) cancels the uploads in flight and returns
@@ -118,6 +122,9 @@ class WritebackQueue(Generic[K]):
         self._rearm: dict[K, float] = {}  # uploading key -> delay to requeue with at end
         self._failures: dict[K, tuple[int, str]] = {}  # key -> (attempts, last error)
         self._changed = trio.Event()
+        # when ``run`` wakes by itself: its next due time; -inf while the concurrency limit is
+        # reached (only an ending upload can start another, and it wakes ``run``)
+        self._wake_at = -math.inf
         self._running = False
 
     def set_delay(self, delay: float) -> None:
@@ -194,9 +201,11 @@ class WritebackQueue(Generic[K]):
                 task_status.started()
                 while True:
                     deadline = self._start_due(nursery)
+                    self._wake_at = -math.inf if self._at_limit() else deadline
                     changed = self._changed
                     with trio.move_on_at(deadline):
                         await changed.wait()
+                    self._wake_at = -math.inf  # awake: woken or not, it looks at the queue now
         finally:
             self._running = False
 
@@ -211,7 +220,8 @@ class WritebackQueue(Generic[K]):
         if len(self._heap) > 64 and len(self._heap) > 2 * len(self._due):
             self._heap = [(d, s, k) for k, (d, s) in self._due.items()]
             heapq.heapify(self._heap)
-        self._wakeup()
+        if due < self._wake_at:  # else ``run`` looks at the queue by then anyway
+            self._wakeup()
 
     def _start_due(self, nursery: trio.Nursery) -> float:
         """Start every due upload the limit allows; return when to look again."""
@@ -221,7 +231,7 @@ class WritebackQueue(Generic[K]):
             if self._due.get(key) != (due, seq):
                 heapq.heappop(self._heap)  # stale entry
                 continue
-            if len(self._uploading) >= self.concurrency:
+            if self._at_limit():
                 return math.inf  # an ending upload wakes us
             if due > now:
                 return due
@@ -230,6 +240,9 @@ class WritebackQueue(Generic[K]):
             self._uploading[key] = True
             nursery.start_soon(self._upload_one, key, name=f"writeback upload {key!r}")
         return math.inf
+
+    def _at_limit(self) -> bool:
+        return len(self._uploading) >= self.concurrency
 
     def _is_requeue(self, exc: BaseException) -> bool:
         if isinstance(exc, self._requeue_on):
