@@ -8,11 +8,15 @@ second snapshot, i.e. after one interval of warm-up) to the last one, grouped by
 the full allocation traceback, innermost frame first.  A steady leak shows as a
 site that grows in every interval; a one-off step (a cache filling to its bound)
 grows once and stays.  The per-interval growth of the top sites is printed too.
+Before them, from each snapshot's ``.heap.json``: RSS and its C-heap parts
+(``cloudgw.heap_stats``), to tell Python growth from SQLite's, from glibc's
+fragmentation (free but held) and from memory glibc hands out (in use).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import tracemalloc
 from pathlib import Path
@@ -43,6 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     snapshots = {path: _load(path) for path in paths}
     print("traced Python memory per snapshot (s since mount: KiB):")
     print("  " + ", ".join(f"{_seconds(p)}: {sum(t.size for t in s.traces) // KiB:,}" for p, s in snapshots.items()))
+    _print_heap(paths)
     if args.base is None:
         base = paths[1] if len(paths) > 2 else paths[0]
     else:
@@ -59,6 +64,22 @@ def main(argv: list[str] | None = None) -> int:
         for line in diff.traceback.format(limit=4, most_recent_first=True):
             print("    " + line.strip())
     return 0
+
+
+def _print_heap(paths: list[Path]) -> None:
+    rows = [(p, json.loads(p.with_suffix(".heap.json").read_text())) for p in paths
+            if p.with_suffix(".heap.json").exists()]
+    if not rows:
+        return
+    mib = lambda v: "–" if v is None else f"{v / 2**20:,.1f}"  # noqa: E731
+    print("\nheap per snapshot (MiB):")
+    print("| s | RSS | Python traced | glibc in use | glibc free, held | glibc mmapped | SQLite |")
+    print("|---|---|---|---|---|---|---|")
+    for path, h in rows:
+        rss = None if h.get("rss_kib") is None else h["rss_kib"] * 1024
+        print(f"| {_seconds(path)} | {mib(rss)} | {mib(h.get('python_traced'))} | {mib(h.get('malloc_in_use'))} | "
+              f"{mib(h.get('malloc_free_held'))} | {mib(h.get('malloc_mmapped'))} | {mib(h.get('sqlite'))} |")
+    print()
 
 
 if __name__ == "__main__":

@@ -3,11 +3,13 @@
 ``CLOUDGW_MEMORY_SNAPSHOTS=DIR[,SECONDS]`` makes the daemon trace its Python
 allocations (``tracemalloc``, 10 frames deep) from the mount on, and write a
 snapshot to ``DIR/snapshot-<seconds since the mount>.tracemalloc`` every
-SECONDS (default 300) and once more at its stop.  ``python -m
-benchmarks.memory_growth DIR`` then lists the allocation sites whose live memory
-grew between two snapshots: a leak of Python objects shows up there by file and
-line; growth of RSS that shows up nowhere there is the C heap (SQLite, OpenSSL,
-glibc's arenas).
+SECONDS (default 300) and once more at its stop, each with a
+``.heap.json`` beside it (``cloudgw.heap_stats``: RSS, glibc's bytes in use and
+free-but-held, SQLite's).  ``python -m benchmarks.memory_growth DIR`` then shows
+both over time and lists the allocation sites whose live memory grew between two
+snapshots: a leak of Python objects shows up there by file and line; growth of
+RSS that shows up nowhere there is the C heap, which the heap figures split into
+SQLite, memory glibc holds free (fragmentation), and memory in use.
 
 Off unless set, as the other test hooks (``CLOUDGW_FAULTS``, ``CLOUDGW_CRASH_AT``):
 tracing slows every allocation and keeps a record per live block.  A snapshot is
@@ -19,6 +21,7 @@ file contents or secrets.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
@@ -28,6 +31,7 @@ from pathlib import Path
 import trio
 
 from cloudgw.errors import UserError
+from cloudgw.heap_stats import heap_stats
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +76,7 @@ class MemorySnapshots:
         elapsed = int(time.monotonic() - self._started)
         path = self.directory / f"snapshot-{elapsed:07d}.tracemalloc"
         tracemalloc.take_snapshot().dump(str(path))
+        path.with_suffix(".heap.json").write_text(json.dumps(heap_stats()))
         current, peak = tracemalloc.get_traced_memory()
         log.info("memory snapshot %s: %.1f MiB traced (peak %.1f)", path.name, current / 2**20, peak / 2**20)
         return path

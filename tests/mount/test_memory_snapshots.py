@@ -51,6 +51,12 @@ def test_snapshots_name_the_code_whose_memory_grew(file_backend: Backend, tmp_pa
     grown_kib = int(growth.split(":", 1)[1].split("KiB", 1)[0].replace(",", ""))
     assert grown_kib >= 2000 * 200 // 1024, text  # at least ~200 bytes for each file the kernel holds
     assert "cloudgw/" in growth, text  # the sites are named down to our own modules
+    # the C heap beside it, per snapshot: RSS, traced Python, glibc in use / free held / mmapped, SQLite
+    rows = [line.strip("|").split("|") for line in text.split("heap per snapshot", 1)[1].splitlines()
+            if line.startswith("| ") and line[2].isdigit()]
+    assert len(rows) == len(_snapshots(snaps)), text
+    rss, traced, in_use, _free_held, _mmapped, sqlite = (float(v.replace(",", "")) for v in rows[-1][1:])
+    assert rss > traced > 0.4 and in_use > 0 and sqlite > 0, text  # (MiB) SQLite: the page caches of the mount
 
 
 def test_a_bad_snapshot_interval_fails_the_mount_with_one_line(file_backend: Backend, tmp_path: Path):

@@ -1,0 +1,73 @@
+"""What the daemon's memory is made of, beyond Python objects: for memory diagnoses.
+
+``heap_stats()`` reads, without changing anything: the resident set (``VmRSS``),
+glibc's allocator (``mallinfo2``: bytes in use, bytes free but still held in its
+arenas, bytes in large ``mmap`` blocks), SQLite's own allocations
+(``sqlite3_memory_used``: page caches, statements), and how much Python memory
+``tracemalloc`` traces when it runs.  RSS growing while the traced total stays flat
+is the C heap; glibc's free-but-held bytes growing with it is fragmentation (what
+``malloc_trim`` would return), its in-use bytes growing is a C-level leak.
+
+Each figure is None where the platform has no such call (another libc, no shared
+libsqlite3): a diagnosis, never a requirement.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import functools
+import tracemalloc
+from typing import Any
+
+
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in
+                ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks",
+                 "keepcost")]
+
+
+@functools.cache
+def _libc() -> Any:
+    try:
+        libc = ctypes.CDLL(None)
+        libc.mallinfo2.restype = _MallInfo2
+        return libc
+    except (OSError, AttributeError):
+        return None
+
+
+@functools.cache
+def _libsqlite() -> Any:
+    name = ctypes.util.find_library("sqlite3")
+    try:
+        lib = ctypes.CDLL(name or "libsqlite3.so.0")
+        lib.sqlite3_memory_used.restype = ctypes.c_int64
+        return lib
+    except (OSError, AttributeError):
+        return None
+
+
+def _rss_kib() -> int | None:
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def heap_stats() -> dict[str, int | None]:
+    """Bytes (RSS in KiB) of each part; see the module doc."""
+    out: dict[str, int | None] = {"rss_kib": _rss_kib(), "malloc_in_use": None, "malloc_free_held": None,
+                                  "malloc_mmapped": None, "sqlite": None,
+                                  "python_traced": tracemalloc.get_traced_memory()[0] if tracemalloc.is_tracing()
+                                  else None}
+    if (libc := _libc()) is not None:
+        info = libc.mallinfo2()
+        out["malloc_in_use"], out["malloc_free_held"], out["malloc_mmapped"] = info.uordblks, info.fordblks, info.hblkhd
+    if (sqlite := _libsqlite()) is not None:
+        out["sqlite"] = sqlite.sqlite3_memory_used()
+    return out
