@@ -98,6 +98,17 @@ def _time_mounts(gateways: list[Gateway], remote: Remote | Path, runs: int) -> d
     return times
 
 
+def _unmount(mnt: Path, timeout: float = 20) -> None:
+    """fusermount3 -u, tried again while the mount stays: once, on a loaded machine, the first
+    try right after the mount answered failed (its output was not kept) and the foreground
+    daemon, still mounted, made the benchmark wait for it forever."""
+    deadline = time.monotonic() + timeout
+    while subprocess.run(["fusermount3", "-u", str(mnt)], capture_output=True).returncode != 0 and os.path.ismount(mnt):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"could not unmount {mnt}")
+        time.sleep(0.1)
+
+
 def _importtime(remote: Remote | Path, workdir: Path) -> None:
     """One foreground mount under ``-X importtime``; the top imports until it answered."""
     mnt, cache = workdir / "mnt-importtime", workdir / "cache-importtime"
@@ -118,7 +129,7 @@ def _importtime(remote: Remote | Path, workdir: Path) -> None:
     try:
         _wait_mounted(mnt, proc, err, timeout=30)
     finally:
-        subprocess.run(["fusermount3", "-u", str(mnt)], capture_output=True)
+        _unmount(mnt)
         proc.wait(timeout=60)
     top: list[tuple[int, str]] = []
     per_package: collections.Counter[str] = collections.Counter()
