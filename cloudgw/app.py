@@ -38,6 +38,7 @@ from cloudgw.cache.files import CacheFiles
 from cloudgw.config import MountConfig
 from cloudgw.control import ControlServer
 from cloudgw.errors import UserError
+from cloudgw.heap_trim import HeapTrimmer
 from cloudgw.filesystem import FileSystem
 from cloudgw.filesystem.eviction import evictable, evicted, is_clean
 from cloudgw.filesystem.recovery import recover
@@ -188,6 +189,7 @@ class Gateway:
             metrics = Metrics(config.remotes)
             metrics.listen(config.metrics_addr)  # before anything else: a port in use is a UserError
         snapshots = MemorySnapshots.from_environment()  # a diagnostic hook, off unless set
+        trimmer = HeapTrimmer.from_environment()
         if snapshots is not None:
             snapshots.start()
         health = self.health
@@ -242,6 +244,7 @@ class Gateway:
                 await nursery.start(ops.run_invalidations, receive)
                 await nursery.start(evictor.run)
                 await nursery.start(checksummer.run)
+                await nursery.start(trimmer.run)  # freed memory back to the system after bursts
                 await nursery.start(control.run, control_sock)
                 if metrics is not None:
                     await nursery.start(metrics.serve)

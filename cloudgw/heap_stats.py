@@ -6,7 +6,7 @@ arenas, bytes in large ``mmap`` blocks), SQLite's own allocations
 (``sqlite3_memory_used``: page caches, statements), and how much Python memory
 ``tracemalloc`` traces when it runs.  RSS growing while the traced total stays flat
 is the C heap; glibc's free-but-held bytes growing with it is fragmentation (what
-``malloc_trim`` would return), its in-use bytes growing is a C-level leak.
+``malloc_trim`` returns: ``cloudgw.heap_trim``), its in-use bytes growing is a C-level leak.
 
 Each figure is None where the platform has no such call (another libc, no shared
 libsqlite3): a diagnosis, never a requirement.
@@ -59,9 +59,10 @@ def _rss_kib() -> int | None:
     return None
 
 
-def heap_stats() -> dict[str, int | None]:
-    """Bytes (RSS in KiB) of each part; see the module doc."""
-    out: dict[str, int | None] = {"rss_kib": _rss_kib(), "malloc_in_use": None, "malloc_free_held": None,
+def heap_stats(*, rss: bool = True) -> dict[str, int | None]:
+    """Bytes (RSS in KiB) of each part; see the module doc.  ``rss=False``: not read (None)."""
+    out: dict[str, int | None] = {"rss_kib": _rss_kib() if rss else None, "malloc_in_use": None,
+                                  "malloc_free_held": None,
                                   "malloc_mmapped": None, "sqlite": None,
                                   "python_traced": tracemalloc.get_traced_memory()[0] if tracemalloc.is_tracing()
                                   else None}
