@@ -15,7 +15,6 @@ libsqlite3): a diagnosis, never a requirement.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import functools
 import tracemalloc
 from typing import Any
@@ -39,12 +38,16 @@ def _libc() -> Any:
 
 @functools.cache
 def _libsqlite() -> Any:
-    name = ctypes.util.find_library("sqlite3")
+    """The SQLite library the ``sqlite3`` module uses: looked up through its extension module
+    (``dlsym`` searches the libraries it links), not by name (``find_library`` would run
+    ``ldconfig`` in a subprocess)."""
     try:
-        lib = ctypes.CDLL(name or "libsqlite3.so.0")
+        import _sqlite3
+
+        lib = ctypes.CDLL(_sqlite3.__file__)
         lib.sqlite3_memory_used.restype = ctypes.c_int64
         return lib
-    except (OSError, AttributeError):
+    except (ImportError, OSError, AttributeError):
         return None
 
 
@@ -59,10 +62,15 @@ def _rss_kib() -> int | None:
     return None
 
 
-def heap_stats(*, rss: bool = True) -> dict[str, int | None]:
-    """Bytes (RSS in KiB) of each part; see the module doc.  ``rss=False``: not read (None)."""
-    out: dict[str, int | None] = {"rss_kib": _rss_kib() if rss else None, "malloc_in_use": None,
-                                  "malloc_free_held": None,
+def malloc_free_held() -> int | None:
+    """Bytes glibc holds free in its arenas (None: not glibc)."""
+    libc = _libc()
+    return None if libc is None else libc.mallinfo2().fordblks
+
+
+def heap_stats() -> dict[str, int | None]:
+    """Bytes (RSS in KiB) of each part; see the module doc."""
+    out: dict[str, int | None] = {"rss_kib": _rss_kib(), "malloc_in_use": None, "malloc_free_held": None,
                                   "malloc_mmapped": None, "sqlite": None,
                                   "python_traced": tracemalloc.get_traced_memory()[0] if tracemalloc.is_tracing()
                                   else None}

@@ -29,7 +29,7 @@ from typing import Awaitable, Callable
 import trio
 
 from cloudgw.errors import UserError
-from cloudgw.heap_stats import heap_stats
+from cloudgw.heap_stats import malloc_free_held
 
 log = logging.getLogger(__name__)
 
@@ -48,13 +48,9 @@ def _glibc_trim() -> Callable[[], object] | None:
     return lambda: trim(0)
 
 
-def _free_held() -> int | None:
-    return heap_stats(rss=False)["malloc_free_held"]
-
-
 class HeapTrimmer:
     def __init__(self, *, interval: float = INTERVAL, threshold: int = THRESHOLD,
-                 free_held: Callable[[], int | None] = _free_held,
+                 free_held: Callable[[], int | None] = malloc_free_held,
                  trim: Callable[[], object] | None = None,
                  in_thread: Callable[[Callable[[], object]], Awaitable[object]] = trio.to_thread.run_sync) -> None:
         """``free_held``, ``trim``, ``in_thread``: glibc's figures and call, and how the trim
