@@ -75,8 +75,9 @@ class MemorySnapshots:
     def write(self) -> Path:
         elapsed = int(time.monotonic() - self._started)
         path = self.directory / f"snapshot-{elapsed:07d}.tracemalloc"
+        heap = heap_stats()  # first: the snapshot itself takes memory for a moment
         tracemalloc.take_snapshot().dump(str(path))
-        path.with_suffix(".heap.json").write_text(json.dumps(heap_stats()))
+        path.with_suffix(".heap.json").write_text(json.dumps(heap))
         current, peak = tracemalloc.get_traced_memory()
         log.info("memory snapshot %s: %.1f MiB traced (peak %.1f)", path.name, current / 2**20, peak / 2**20)
         return path
