@@ -62,10 +62,10 @@ def _rss_kib() -> int | None:
     return None
 
 
-def malloc_free_held() -> int | None:
-    """Bytes glibc holds free in its arenas (None: not glibc)."""
-    libc = _libc()
-    return None if libc is None else libc.mallinfo2().fordblks
+def rss_bytes() -> int | None:
+    """The resident set in bytes (None: no ``/proc``)."""
+    kib = _rss_kib()
+    return None if kib is None else kib * 1024
 
 
 def heap_stats() -> dict[str, int | None]:

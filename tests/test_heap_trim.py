@@ -22,34 +22,42 @@ def clock():
     return trio.testing.MockClock(autojump_threshold=0)
 
 
-async def test_it_trims_when_glibc_holds_enough_free_and_not_otherwise(clock, nursery):
-    held = [1 << 20]
+async def test_it_trims_when_the_resident_set_grew_by_the_threshold_and_not_otherwise(clock, nursery):
+    rss = [100 << 20]
     trims: list[float] = []
 
     def trim() -> None:
         trims.append(trio.current_time())
-        held[0] = 0  # what the trim gave back
+        rss[0] -= 20 << 20  # what the trim gave back
 
     async def inline(fn):  # no worker thread: the virtual clock must not jump while one runs
         return fn()
 
-    trimmer = HeapTrimmer(interval=60, threshold=16 << 20, free_held=lambda: held[0], trim=trim, in_thread=inline)
+    trimmer = HeapTrimmer(interval=60, threshold=16 << 20, rss=lambda: rss[0], trim=trim, in_thread=inline)
     await nursery.start(trimmer.run)
     start = trio.current_time()
+    rss[0] += 10 << 20
     await trio.sleep(150)
-    assert trims == []  # 1 MiB free: not worth a trim
-    held[0] = 40 << 20  # a burst freed 40 MiB
+    assert trims == []  # grown by 10 MiB: not worth a trim
+    rss[0] += 30 << 20  # a burst: 40 MiB above the start
     await trio.sleep(60)
     assert trims == [start + 180]  # at the next look, once
+    rss[0] += 10 << 20  # 10 MiB above what the trim left: not yet
     await trio.sleep(600)
     assert trimmer.trims == 1
+    rss[0] += 10 << 20  # 20 MiB above it
+    await trio.sleep(60)
+    assert trimmer.trims == 2
 
 
-async def test_without_glibc_it_does_nothing(clock, nursery):
-    trimmer = HeapTrimmer(interval=1, threshold=0, free_held=lambda: None, trim=lambda: pytest.fail("trimmed"))
-    await nursery.start(trimmer.run)
+async def test_without_glibc_or_proc_it_does_nothing(clock, nursery):
+    no_proc = HeapTrimmer(interval=1, threshold=0, rss=lambda: None, trim=lambda: pytest.fail("trimmed"))
+    no_glibc = HeapTrimmer(interval=1, threshold=0, rss=lambda: 1 << 30)
+    no_glibc._trim = None
+    for trimmer in (no_proc, no_glibc):
+        await nursery.start(trimmer.run)
     await trio.sleep(10)
-    assert trimmer.trims == 0
+    assert no_proc.trims == no_glibc.trims == 0
 
 
 FRAGMENTED_HEAP = textwrap.dedent("""
@@ -66,7 +74,7 @@ FRAGMENTED_HEAP = textwrap.dedent("""
         if i % 64:
             libc.free(b)  # every 64th block stays: the arena cannot shrink from its top
     before = heap_stats()["rss_kib"]
-    trimmer = HeapTrimmer(threshold=16 << 20)
+    trimmer = HeapTrimmer(threshold=16 << 20)  # no baseline yet (run() sets it): the first look trims
     trimmed = trio.run(trimmer.trim_if_worth_it)
     print(before, heap_stats()["rss_kib"], trimmed)
 """)
