@@ -493,3 +493,30 @@ async def test_a_close_behind_the_earliest_due_key_does_not_wake_run_and_an_earl
     assert up.times("urgent") == [pytest.approx(t0 + 0.01 + 1.0 + 0.1)]  # (sums of 0.01: not exact)
     assert up.times("first") == [pytest.approx(t0 + 5.0)]
     assert [up.times(k) for k in (0, 99)] == [[pytest.approx(t0 + 0.01 + 5.0)], [pytest.approx(t0 + 0.01 + 0.99 + 5.0)]]
+
+
+async def test_a_wait_for_a_cancelled_key_ends_when_run_is_cancelled_during_its_upload(clock, nursery):
+    """cancel() of a key being uploaded, a wait_idle for it, then run() cancelled (an unmount):
+    the interrupted upload is the key's end, and the waiter must learn it (it waited forever)."""
+    up = Uploader(duration=1e9)
+    q = WritebackQueue(up, delay=0.0, concurrency=1)
+    ended = trio.Event()
+
+    async def wait_for_key() -> None:
+        await idle(q, ["gone"])
+        ended.set()
+
+    with trio.CancelScope() as run_scope:
+        async with trio.open_nursery() as inner:
+            await inner.start(q.run)
+            q.schedule("gone")
+            await trio.sleep(1)
+            assert q.snapshot().uploading == ["gone"]
+            q.cancel("gone")  # the file was deleted while its upload ran
+            nursery.start_soon(wait_for_key)
+            await trio.sleep(1)
+            assert not ended.is_set()  # the upload still runs
+            run_scope.cancel()
+    with trio.fail_after(1):
+        await ended.wait()
+    assert not q.is_pending("gone")

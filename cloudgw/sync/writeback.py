@@ -266,6 +266,7 @@ class WritebackQueue(Generic[K]):
             if self._uploading.pop(key):  # not cancel()ed: leave it queued, due now
                 self._rearm.pop(key, None)
                 self._set_due(key, trio.current_time())
+            self._wakeup()  # a wait_idle for a cancel()ed key ends here: it is no longer pending
             raise
         keep, rearm = self._uploading.pop(key), self._rearm.pop(key, None)
         now = trio.current_time()
