@@ -9,8 +9,9 @@ the full allocation traceback, innermost frame first.  A steady leak shows as a
 site that grows in every interval; a one-off step (a cache filling to its bound)
 grows once and stays.  The per-interval growth of the top sites is printed too.
 Before them, from each snapshot's ``.heap.json``: RSS and its C-heap parts
-(``cloudgw.heap_stats``), to tell Python growth from SQLite's, from glibc's
-fragmentation (free but held) and from memory glibc hands out (in use).
+(``cloudgw.heap_stats``), to tell Python growth from SQLite's, from memory glibc
+hands out (in use) and from memory freed but kept resident (RSS growing while the
+rest stays; glibc's free figure counts trimmed pages too).
 """
 
 from __future__ import annotations
@@ -66,14 +67,21 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _heap(path: Path) -> dict | None:
+    """A snapshot's heap figures; None if it has none or they were cut (a full disk, a kill)."""
+    try:
+        return json.loads(path.with_suffix(".heap.json").read_text())
+    except (OSError, ValueError):
+        return None
+
+
 def _print_heap(paths: list[Path]) -> None:
-    rows = [(p, json.loads(p.with_suffix(".heap.json").read_text())) for p in paths
-            if p.with_suffix(".heap.json").exists()]
+    rows = [(p, h) for p in paths if (h := _heap(p)) is not None]
     if not rows:
         return
     mib = lambda v: "–" if v is None else f"{v / 2**20:,.1f}"  # noqa: E731
-    print("\nheap per snapshot (MiB):")
-    print("| s | RSS | Python traced | glibc in use | glibc free, held | glibc mmapped | SQLite |")
+    print("\nheap per snapshot (MiB; glibc's free bytes include pages a trim gave back: not all resident):")
+    print("| s | RSS | Python traced | glibc in use | glibc free | glibc mmapped | SQLite |")
     print("|---|---|---|---|---|---|---|")
     for path, h in rows:
         rss = None if h.get("rss_kib") is None else h["rss_kib"] * 1024

@@ -5,8 +5,11 @@ glibc's allocator (``mallinfo2``: bytes in use, bytes free but still held in its
 arenas, bytes in large ``mmap`` blocks), SQLite's own allocations
 (``sqlite3_memory_used``: page caches, statements), and how much Python memory
 ``tracemalloc`` traces when it runs.  RSS growing while the traced total stays flat
-is the C heap; glibc's free-but-held bytes growing with it is fragmentation (what
-``malloc_trim`` returns: ``cloudgw.heap_trim``), its in-use bytes growing is a C-level leak.
+is the C heap; its in-use bytes growing is a C-level leak, and RSS growing while they
+stay is memory freed but kept resident (what ``malloc_trim`` returns:
+``cloudgw.heap_trim``).  glibc's free bytes include pages a trim already gave back
+(it still counts them as free), so they say how fragmented the heap is, not how much
+of it is resident.
 
 Each figure is None where the platform has no such call (another libc, no shared
 libsqlite3): a diagnosis, never a requirement.
@@ -62,10 +65,16 @@ def _rss_kib() -> int | None:
     return None
 
 
-def rss_bytes() -> int | None:
-    """The resident set in bytes (None: no ``/proc``)."""
-    kib = _rss_kib()
-    return None if kib is None else kib * 1024
+def resident_not_in_use() -> int | None:
+    """Resident bytes glibc is not handing out: the resident set less glibc's bytes in use
+    (its arenas' and its ``mmap`` blocks').  What a burst leaves behind once freed, and what
+    ``malloc_trim`` can give back (with Python's own small-object arenas, which it cannot).
+    None: no ``/proc`` or not glibc."""
+    kib, libc = _rss_kib(), _libc()
+    if kib is None or libc is None:
+        return None
+    info = libc.mallinfo2()
+    return kib * 1024 - info.uordblks - info.hblkhd
 
 
 def heap_stats() -> dict[str, int | None]:
