@@ -51,7 +51,7 @@ import trio
 
 from cloudgw.crashpoints import crash_point
 from cloudgw.errors import (PreconditionFailed, RemoteError, RemotePermissionDenied, RemoteUnavailable,
-                            TransientRemoteError, UserError)
+                            SourceChanged, TransientRemoteError, UserError)
 from cloudgw.remotes.base import UploadSource
 from cloudgw.remotes.gdrive_http import DriveHttp
 from cloudgw.remotes.retry import backoff_delay
@@ -140,8 +140,8 @@ class Uploader:
     async def _multipart(self, target: Target, source: UploadSource, what: str,
                          still_expected: Callable[[], Awaitable[None]]) -> tuple[dict, str]:
         data = await trio.to_thread.run_sync(source.read, 0, source.size)
-        if len(data) != source.size:
-            raise RemoteError(f"{what}: the local file is shorter than {source.size} bytes")
+        if len(data) != source.size:  # cut short meanwhile (a program truncated it): requeued, as on every remote
+            raise SourceChanged(f"{what}: the local file is shorter than {source.size} bytes")
         await trio.to_thread.run_sync(source.check)
         await still_expected()
         boundary = "cloudgw-" + uuid.uuid4().hex
@@ -169,8 +169,8 @@ class Uploader:
                 start = record.acked
                 end = min(start + self.chunk_size, source.size)
                 data = await trio.to_thread.run_sync(source.read, start, end - start)
-                if len(data) != end - start:
-                    raise RemoteError(f"{what}: the local file is shorter than {source.size} bytes")
+                if len(data) != end - start:  # cut short meanwhile: the session is of no more use
+                    raise SourceChanged(f"{what}: the local file is shorter than {source.size} bytes")
                 sha, md5 = progress.sha.copy(), progress.md5.copy()
                 await trio.to_thread.run_sync(_update, (sha, md5), data)
                 record.sending, record.sending_sha = end, sha.hexdigest()

@@ -53,7 +53,7 @@ import trio
 
 from cloudgw.crashpoints import crash_point
 from cloudgw.errors import (PreconditionFailed, RemoteError, RemoteExists, RemoteNotFound, RemoteUnavailable,
-                            TransientRemoteError, UserError)
+                            SourceChanged, TransientRemoteError, UserError)
 from cloudgw.remotes.base import Expect, FileAttrs, UploadSource
 from cloudgw.remotes.graph_http import graph_error
 from cloudgw.remotes.graph_items import format_time, hex_hash, item_url, parse_time
@@ -187,8 +187,8 @@ async def _session(remote: OneDriveRemote, path: str, source: UploadSource, expe
             start = record.acked
             end = min(start + remote.fragment_size, source.size)
             data = await remote.thread(source.read, start, end - start)
-            if len(data) != end - start:
-                raise RemoteError(f"{what}: the local file is shorter than {source.size} bytes")
+            if len(data) != end - start:  # cut short meanwhile: the session is of no more use
+                raise SourceChanged(f"{what}: the local file is shorter than {source.size} bytes")
             sha, qx = progress.sha.copy(), progress.qx.copy()
             await remote.thread(_update, (sha, qx), data)
             record.sending, record.sending_sha = end, sha.hexdigest()

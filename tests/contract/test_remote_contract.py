@@ -87,6 +87,22 @@ class ChangedSource(BytesSource):
         raise SourceChanged("modified during upload")
 
 
+class TruncatedSource(BytesSource):
+    """A program truncated the local file to ``cut`` bytes while it was uploaded: reads past
+    the cut come back short, as ``pread`` of the cache file does, and ``check`` fails, as the
+    cache file source's does once a truncate moved the file's data version."""
+
+    def __init__(self, data: bytes, cut: int) -> None:
+        super().__init__(data)
+        self.cut = cut
+
+    def read(self, offset: int, length: int) -> bytes:
+        return super().read(offset, max(0, min(length, self.cut - offset)))
+
+    def check(self) -> None:
+        raise SourceChanged("truncated during upload")
+
+
 class FailingSource(BytesSource):
     """Reading the local file fails past ``fail_at`` (a bad disk)."""
 
@@ -429,6 +445,17 @@ async def test_source_changed_keeps_the_old_object(h: Harness, size: int):
         await h.remote.stat(h.p("fresh"))
     assert set(await listing(h, h.base)) == {h.p("doc")}
     assert await h.remote.abort_incomplete_uploads() == 0  # the remote cleaned up itself
+
+
+@pytest.mark.parametrize("size", [1000, BIG], ids=["single", "multipart"])
+async def test_a_source_cut_short_is_a_changed_source_and_keeps_the_old_object(h: Harness, size: int):
+    """Not a remote failure (logged, backed off, a session kept for a resume): the file changed,
+    and the write-back queue uploads it again quietly (seen with git's COMMIT_EDITMSG on Drive)."""
+    old = await put(h, h.p("doc"), b"old content")
+    with pytest.raises(SourceChanged):
+        await h.remote.write(h.p("doc"), TruncatedSource(os.urandom(size), cut=size // 2))
+    await assert_untouched(h, h.p("doc"), old, b"old content")
+    assert await h.remote.abort_incomplete_uploads() == 0
 
 
 async def test_failing_source_keeps_the_old_object(h: Harness):
