@@ -11,8 +11,9 @@ stay is memory freed but kept resident (what ``malloc_trim`` returns:
 (it still counts them as free), so they say how fragmented the heap is, not how much
 of it is resident.
 
-Each figure is None where the platform has no such call (another libc, no shared
-libsqlite3): a diagnosis, never a requirement.
+Each figure is None where the platform has no such call (another libc, an SQLite
+without ``sqlite3_memory_used``): a diagnosis, never a requirement.  This module is the
+one place that binds glibc's allocator calls (``malloc_trim`` too, for ``heap_trim``).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from __future__ import annotations
 import ctypes
 import functools
 import tracemalloc
-from typing import Any
+from typing import Any, Callable
 
 
 class _MallInfo2(ctypes.Structure):
@@ -34,9 +35,17 @@ def _libc() -> Any:
     try:
         libc = ctypes.CDLL(None)
         libc.mallinfo2.restype = _MallInfo2
+        libc.malloc_trim.argtypes = [ctypes.c_size_t]
+        libc.malloc_trim.restype = ctypes.c_int
         return libc
     except (OSError, AttributeError):
         return None
+
+
+def malloc_trim() -> Callable[[], object] | None:
+    """glibc's ``malloc_trim(0)`` as a call (None: not glibc)."""
+    libc = _libc()
+    return None if libc is None else lambda: libc.malloc_trim(0)
 
 
 @functools.cache

@@ -27,7 +27,6 @@ Without glibc (another libc) or ``/proc`` it does nothing.  Test hook:
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import math
 import os
@@ -36,23 +35,13 @@ from typing import Awaitable, Callable
 import trio
 
 from cloudgw.errors import UserError
-from cloudgw.heap_stats import resident_not_in_use
+from cloudgw.heap_stats import malloc_trim, resident_not_in_use
 
 log = logging.getLogger(__name__)
 
 ENV = "CLOUDGW_HEAP_TRIM"
 INTERVAL = 60.0  # s between looks
 THRESHOLD = 16 << 20  # growth of the resident memory not in use since the last trim that makes a trim worth it
-
-
-def _glibc_trim() -> Callable[[], object] | None:
-    try:
-        trim = ctypes.CDLL(None).malloc_trim
-    except (OSError, AttributeError):
-        return None
-    trim.argtypes = [ctypes.c_size_t]
-    trim.restype = ctypes.c_int
-    return lambda: trim(0)
 
 
 class HeapTrimmer:
@@ -64,7 +53,7 @@ class HeapTrimmer:
         how the trim is run off the trio thread (tests give their own)."""
         self.interval, self.threshold = interval, threshold
         self._unused = unused
-        self._trim = trim if trim is not None else _glibc_trim()
+        self._trim = trim if trim is not None else malloc_trim()
         self._in_thread = in_thread
         self._baseline: int | None = None  # ``unused`` after the last trim (or at the start)
         self.trims = 0

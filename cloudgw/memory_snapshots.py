@@ -5,11 +5,11 @@ allocations (``tracemalloc``, 10 frames deep) from the mount on, and write a
 snapshot to ``DIR/snapshot-<seconds since the mount>.tracemalloc`` every
 SECONDS (default 300) and once more at its stop, each with a
 ``.heap.json`` beside it (``cloudgw.heap_stats``: RSS, glibc's bytes in use and
-free-but-held, SQLite's).  ``python -m benchmarks.memory_growth DIR`` then shows
+free, SQLite's).  ``python -m benchmarks.memory_growth DIR`` then shows
 both over time and lists the allocation sites whose live memory grew between two
 snapshots: a leak of Python objects shows up there by file and line; growth of
 RSS that shows up nowhere there is the C heap, which the heap figures split into
-SQLite, memory glibc holds free (fragmentation), and memory in use.
+SQLite, memory glibc hands out, and memory freed but kept resident.
 
 Off unless set, as the other test hooks (``CLOUDGW_FAULTS``, ``CLOUDGW_CRASH_AT``):
 tracing slows every allocation and keeps a record per live block.  A snapshot is
