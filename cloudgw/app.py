@@ -38,6 +38,7 @@ from cloudgw.cache.files import CacheFiles
 from cloudgw.config import MountConfig
 from cloudgw.control import ControlServer
 from cloudgw.errors import UserError
+from cloudgw.gc_pauses import freeze_startup_heap
 from cloudgw.heap_trim import HeapTrimmer
 from cloudgw.filesystem import FileSystem
 from cloudgw.filesystem.eviction import evictable, evicted, is_clean
@@ -236,6 +237,8 @@ class Gateway:
         # spreads them out, instead of a burst that invites the next throttle)
         health.on_recovered(lambda name, state: engine.retry_failed() if state == LOGIN_REQUIRED else None)
         mounted = False
+        if metrics is not None:
+            metrics.gc_pauses.install()  # removed in the ``finally`` below
         try:
             pyfuse3.init(ops, str(config.mountpoint), fuse_options(config))
             mounted = True
@@ -261,6 +264,8 @@ class Gateway:
                     await checksummer.drain()
                 nursery.cancel_scope.cancel()
         finally:
+            if metrics is not None:
+                metrics.gc_pauses.remove()
             if snapshots is not None:
                 snapshots.stop()
             if mounted:
@@ -294,6 +299,7 @@ class Gateway:
         log.info("mounted %s on %s", ", ".join(s.url for s in config.remotes.values()), config.mountpoint)
         ready()
         after_mount()
+        freeze_startup_heap()  # full collections stop walking the libraries' own objects (cloudgw.gc_pauses)
         if self._stopping or not self.notifier.enabled:
             return  # a stop began meanwhile: systemd heard STOPPING=1, READY=1 would contradict it
         self.notifier.ready(self._status_line())

@@ -6,7 +6,9 @@ What is measured, and where:
   latency and bytes moved, per remote and operation, reported by the
   ``InstrumentedRemote`` wrapped around each configured remote
   (``remotes.open``; this class is its ``Observer``);
-- everything else is read when Prometheus scrapes (``_GatewayCollector``):
+- everything else is read when Prometheus scrapes (``_GatewayCollector``,
+  and ``_GcCollector`` for the garbage collector's pauses, which a
+  ``gc_pauses.PauseTimer`` counts without locks):
   the sync backlog from the metadata store (one indexed query over the rows
   waiting for sync), the upload queue from the engine, cache use from the cache
   files, cache hits/misses from the filesystem's read counters, conflicts from
@@ -44,6 +46,7 @@ remote names, not file names.  A port that cannot be bound is a one-line
 
 from __future__ import annotations
 
+import gc
 import logging
 import socket
 import time
@@ -53,11 +56,12 @@ from typing import TYPE_CHECKING, Iterable, Iterator
 import trio
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, Info, ProcessCollector
 from prometheus_client import disable_created_metrics, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 
 from cloudgw import __version__
 from cloudgw.config import parse_listen_addr
 from cloudgw.errors import UserError
+from cloudgw.gc_pauses import PauseTimer
 from cloudgw.metadata.model import FileState
 
 if TYPE_CHECKING:
@@ -71,6 +75,8 @@ disable_created_metrics()  # no ``*_created`` series next to each counter: noise
 
 # remote calls take from a millisecond (a stat on a LAN) to minutes (a multi-GiB upload)
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0, 60.0, 300.0, float("inf"))
+# a young-generation collection takes tens of microseconds, a full one up to tens of milliseconds
+GC_PAUSE_BUCKETS = (0.0001, 0.0005, 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, float("inf"))
 MAX_REQUEST_HEAD = 16 << 10
 REQUEST_TIMEOUT = 10.0  # seconds a client gets to send its request
 
@@ -102,6 +108,8 @@ class Metrics:
             self.uploaded.labels(remote=name)
             self.downloaded.labels(remote=name)
         Info("cloudgw_build", "cloudgw version", registry=r).info({"version": __version__})
+        self.gc_pauses = PauseTimer(GC_PAUSE_BUCKETS)  # installed by the daemon while it serves
+        r.register(_GcCollector(self.gc_pauses))
         ProcessCollector(registry=r)
         self._sock: socket.socket | None = None
 
@@ -256,6 +264,31 @@ class _GatewayCollector:
         total = sum(self.s.cache.disk_usage(e) for e in entries)
         self._used = (now, time.monotonic() - now, total)
         return total
+
+
+class _GcCollector:
+    """The garbage collector's pauses and frozen objects (``cloudgw.gc_pauses``), read at scrape."""
+
+    def __init__(self, pauses: PauseTimer) -> None:
+        self.pauses = pauses
+
+    def describe(self) -> Iterator[Metric]:
+        return iter(())
+
+    def collect(self) -> Iterator[Metric]:
+        family = HistogramMetricFamily("cloudgw_gc_pause_seconds", "Pauses of Python's cyclic garbage collector, "
+                                       "which every request waits out, by generation (2: a full collection)",
+                                       labels=["generation"])
+        for generation in range(3):
+            buckets, total = self.pauses.histogram(generation)
+            family.add_metric([str(generation)], [(_bound(b), n) for b, n in buckets], total)
+        yield family
+        yield _gauge("cloudgw_gc_frozen_objects", "Objects alive when the mount answered, which the garbage "
+                     "collector no longer walks", gc.get_freeze_count())
+
+
+def _bound(upper: float) -> str:
+    return "+Inf" if upper == float("inf") else repr(upper)
 
 
 def _gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:

@@ -130,6 +130,30 @@ def test_metrics_move_as_files_are_written_uploaded_and_read(file_backend: Backe
         assert exc.value.code == 404
 
 
+def test_the_startup_heap_is_frozen_and_the_garbage_collectors_pauses_are_counted(file_backend: Backend,
+                                                                                  tmp_path: Path):
+    """What an administrator reads to tell a stall of the collector from a slow disk or cloud."""
+    port = free_port()
+    with extra_gateway(file_backend, tmp_path, "--metrics-addr", f"127.0.0.1:{port}", "--write-back", "3600") as gw:
+        start = scrape(port)
+        # trio, pyfuse3, our own modules: tens of thousands of objects no later full collection walks
+        assert value(start, "cloudgw_gc_frozen_objects") > 10_000
+        # the one full collection before the freeze, timed like every later one
+        assert value(start, "cloudgw_gc_pause_seconds_count", generation="2") >= 1
+        assert value(start, "cloudgw_gc_pause_seconds_sum", generation="2") > 0
+        assert value(start, "cloudgw_gc_pause_seconds_bucket", generation="2", le="+Inf") == value(
+            start, "cloudgw_gc_pause_seconds_count", generation="2")
+
+        folder = gw.mnt / "many"
+        folder.mkdir()
+        for i in range(2000):  # each pins an inode and a cache entry: thousands of objects, so young collections
+            (folder / f"f{i:04d}").write_bytes(b"x")
+        busy = scrape(port)
+        assert value(busy, "cloudgw_gc_pause_seconds_count", generation="0") > value(
+            start, "cloudgw_gc_pause_seconds_count", generation="0")
+        assert value(busy, "cloudgw_gc_frozen_objects") > 10_000  # (fewer as frozen objects die: refcounts free them)
+
+
 def test_a_mount_of_several_remotes_labels_them_and_takes_the_address_from_the_config(tmp_path: Path):
     port = free_port()
     clouds = {name: tmp_path / f"cloud-{name}" for name in ("docs", "media")}
