@@ -100,7 +100,7 @@ class Fsck:
                 continue
             path = store.path_of(inode) or f"inode {ino}"
             entry = cache.get(ino)
-            data_missing = entry is None or not entry.path.exists()
+            data_missing = entry is None or not os.path.exists(entry.path)
             incomplete = not data_missing and bool(entry.missing(0, entry.fetch_limit)) and inode.remote_path is None
             if data_missing and inode.size > 0:
                 self._add("error", "dirty-data-missing", path, "a pending change's data is missing from the cache")
@@ -163,7 +163,7 @@ class Fsck:
 
     def _check_block_sums(self, store: MetadataStore, cache: CacheFiles) -> None:
         for entry in cache.entries():
-            if not entry.unchecked or not entry.path.exists():
+            if not entry.unchecked or not os.path.exists(entry.path):
                 continue
             fd = os.open(entry.path, os.O_RDONLY)
             try:

@@ -97,7 +97,7 @@ def test_a_cache_create_uses_a_spare(tmp_path: Path):
         fd = cache.open_fd(entry)
         os.pwrite(fd, b"hello", 0)
         cache.release(entry)
-        assert entry.path.read_bytes() == b"hello"
+        assert Path(entry.path).read_bytes() == b"hello"
         assert sorted(os.listdir(tmp_path / "cache" / "data")) == ["7"]
     finally:
         cache.close()

@@ -72,7 +72,7 @@ def verify_range(entry: CacheEntry, fd: int, offset: int, length: int) -> None:
 def _judge(entry: CacheEntry, block: int, crc: int | None) -> None:
     """Verified (``crc`` matches the block's sum), or forgotten so that it is fetched again."""
     if entry.blocks[block] != SUMMED or crc == entry.sums[block]:
-        entry.unchecked.discard(block)
+        entry.mark_checked(block)
         return
     log.warning("cache data of inode %d block %d is damaged (checksum mismatch); fetching it again",
                 entry.ino, block)

@@ -44,12 +44,23 @@ BLOCK_SIZE = 1 << 20
 ABSENT, PRESENT, SUMMED = 0, 1, 2  # block states in ``CacheEntry.blocks``
 
 
-@dataclass
+# One empty set shared by every entry that has no such blocks (most of them): the
+# collector walks each cached file's objects at every full collection, and each empty
+# set was one more object (and 216 bytes) per file.  Replaced by a set of its own, never
+# mutated (a frozenset has no add).
+_NO_BLOCKS: frozenset[int] = frozenset()
+
+
+@dataclass(slots=True)
 class CacheEntry:
-    """The cache state of one inode's data file."""
+    """The cache state of one inode's data file.
+
+    Memory: one per cached file, all held for the process's life, so each field counts:
+    ``path`` is a ``str`` (a ``Path`` is two more objects for the collector), and the sets
+    of blocks start as the shared ``_NO_BLOCKS``."""
 
     ino: int
-    path: Path
+    path: str  # the data file
     rev: str | None  # remote revision the fetched blocks belong to
     fetch_limit: int  # bytes [0, fetch_limit) exist on the remote at rev
     blocks: bytearray  # one byte per block below fetch_limit: ABSENT, PRESENT or SUMMED
@@ -58,13 +69,13 @@ class CacheEntry:
     users: int = 0  # open file handles + fetches/uploads in progress
     map_dirty: bool = False
     sums: array = field(default_factory=lambda: array("I"))  # CRC-32 per block, valid where SUMMED
-    unchecked: set[int] = field(default_factory=set)  # SUMMED blocks not yet verified by this process
+    unchecked: set[int] | frozenset[int] = _NO_BLOCKS  # SUMMED blocks not yet verified by this process
     writes: int = 0  # bumped by every local write into the blocks (a checksum being taken is then void)
     # Blocks below fetch_limit written locally since the data file last equalled ``rev``
     # (the base of a delta upload: the others need not be sent again).  Persisted with the
     # map and trusted after a clean shutdown only: None (not known) for an entry loaded
     # after a crash, and an upload then sends every byte; emptied whenever the map is cleared.
-    changed: set[int] | None = field(default_factory=set)
+    changed: set[int] | frozenset[int] | None = _NO_BLOCKS
 
     @property
     def complete(self) -> bool:
@@ -89,11 +100,14 @@ class CacheEntry:
         if block >= len(self.blocks):
             return
         if self.changed is not None and block not in self.changed:
-            self.changed.add(block)
+            if self.changed:
+                self.changed.add(block)  # type: ignore[union-attr]  # (a non-empty one is a set)
+            else:
+                self.changed = {block}
             self.map_dirty = True
         if self.blocks[block] != PRESENT:
             self.blocks[block] = PRESENT
-            self.unchecked.discard(block)
+            self.mark_checked(block)
             self.map_dirty = True
 
     def set_sum(self, block: int, crc: int) -> None:
@@ -103,25 +117,30 @@ class CacheEntry:
             if len(self.sums) < len(self.blocks):
                 self.sums.extend([0] * (len(self.blocks) - len(self.sums)))
             self.blocks[block], self.sums[block] = SUMMED, crc
-            self.unchecked.discard(block)
+            self.mark_checked(block)
             self.map_dirty = True
 
     def forget_block(self, block: int) -> None:
         """The block's data is not to be trusted: fetch it again."""
         if block < len(self.blocks):
             self.blocks[block] = ABSENT
-            self.unchecked.discard(block)
+            self.mark_checked(block)
             self.map_dirty = True
+
+    def mark_checked(self, block: int) -> None:
+        """``block`` needs no verification (verified, rewritten, summed anew or forgotten)."""
+        if block in self.unchecked:
+            self.unchecked.discard(block)  # type: ignore[union-attr]  # (a non-empty one is a set)
 
     def changed_snapshot(self) -> frozenset[int] | None:
         """The blocks written since the data equalled ``rev`` (a copy), or None when not known."""
         return None if self.changed is None else frozenset(self.changed)
 
     def _clear(self, nblocks: int) -> None:
-        self.changed = set()
+        self.changed = _NO_BLOCKS
         self.blocks = bytearray(nblocks)
         self.sums = array("I")
-        self.unchecked = set()
+        self.unchecked = _NO_BLOCKS
 
     def limit_fetch(self, size: int) -> None:
         """The file was truncated to ``size``: nothing past it may ever be fetched again."""
@@ -130,17 +149,17 @@ class CacheEntry:
             n = _nblocks(size)
             del self.blocks[n:]
             del self.sums[n:]
-            self.unchecked = {b for b in self.unchecked if b < n}
+            self.unchecked = {b for b in self.unchecked if b < n} or _NO_BLOCKS
             if size % BLOCK_SIZE and self.blocks[n - 1] == SUMMED:  # its tail is gone: the sum is void
                 self.blocks[n - 1] = PRESENT
-                self.unchecked.discard(n - 1)
+                self.mark_checked(n - 1)
             self.map_dirty = True
 
 
-def _decode_blocks(data: bytes) -> set[int]:
+def _decode_blocks(data: bytes) -> set[int] | frozenset[int]:
     blocks = array("I")
     blocks.frombytes(data[: len(data) - len(data) % blocks.itemsize])
-    return set(blocks)
+    return set(blocks) or _NO_BLOCKS
 
 
 def _nblocks(size: int) -> int:
@@ -186,13 +205,14 @@ class CacheFiles:
             if not path.exists():
                 self._db.execute("DELETE FROM entries WHERE ino = ?", (ino,))
                 continue
-            entry = CacheEntry(ino, path, rev, limit, bytearray(blocks), last)
+            entry = CacheEntry(ino, str(path), rev, limit, bytearray(blocks), last)
             if sums:
                 entry.sums.frombytes(sums)
             if len(entry.sums) != len(entry.blocks):  # no (or damaged) sums: present, to be summed
                 entry.sums = array("I")
                 entry.blocks = bytearray(min(b, PRESENT) for b in entry.blocks)
-            entry.unchecked = {b for b, state in enumerate(entry.blocks) if state == SUMMED}
+            if SUMMED in entry.blocks:
+                entry.unchecked = {b for b, state in enumerate(entry.blocks) if state == SUMMED}
             if not trust_maps and ino not in keep_maps:
                 entry._clear(len(entry.blocks))
                 entry.map_dirty = True
@@ -228,7 +248,7 @@ class CacheFiles:
             return entry
         path = self._data_path(ino)
         path.touch()
-        entry = CacheEntry(ino, path, rev, remote_size, bytearray(_nblocks(remote_size)), map_dirty=True)
+        entry = CacheEntry(ino, str(path), rev, remote_size, bytearray(_nblocks(remote_size)), map_dirty=True)
         self._entries[ino] = entry
         self._persist(entry)
         return entry
@@ -238,14 +258,14 @@ class CacheFiles:
         entry = self._entries.get(ino)
         if entry is None:
             path = self._data_path(ino)
-            entry = CacheEntry(ino, path, None, 0, bytearray())
+            entry = CacheEntry(ino, str(path), None, 0, bytearray())
             self._entries[ino] = entry
         else:
             entry.rev, entry.fetch_limit = None, 0
             entry._clear(0)
         if entry.fd >= 0:
             os.ftruncate(entry.fd, 0)
-        elif not self.spares.take(entry.path.name):  # created empty, or emptied: on the path of every create
+        elif not self.spares.take(os.path.basename(entry.path)):  # created empty, or emptied: on the path of every create
             os.close(os.open(entry.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))
         entry.map_dirty = True
         self._persist(entry)
