@@ -78,10 +78,10 @@ def mounted(source: Path, work: Path, entries: int) -> Iterator[tuple[Path, dict
 
 
 def _trace(on: bool) -> None:
-    """The kernel's FUSE request events on or off.  A buffer big enough for a run: the
-    default (~1.4 MB per CPU) holds ~14,000 events, and a full one drops the oldest --
-    before 2026-12-07 a run of 2,000 creates lost its first requests that way.  The clock
-    is CLOCK_MONOTONIC, so ``benchmarks.request_phases`` can set the daemon's stamps beside it."""
+    """The kernel's FUSE request events on or off.  A buffer that holds a long run whole
+    (the default, ~1.4 MB per CPU, holds a few tens of thousands of events, and a full one
+    drops the oldest).  The clock is CLOCK_MONOTONIC, so ``benchmarks.request_phases`` can
+    set the daemon's own stamps beside the kernel's."""
     if on:
         (TRACING / "buffer_size_kb").write_text("32768")
         (TRACING / "trace_clock").write_text("mono")
