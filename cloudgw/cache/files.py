@@ -156,6 +156,10 @@ class CacheEntry:
             self.map_dirty = True
 
 
+# ``bytes.translate`` table: a SUMMED block whose sum was lost is PRESENT (to be summed again)
+_SUMMED_AS_PRESENT = bytes(min(state, PRESENT) for state in range(256))
+
+
 def _decode_blocks(data: bytes) -> set[int] | frozenset[int]:
     blocks = array("I")
     blocks.frombytes(data[: len(data) - len(data) % blocks.itemsize])
@@ -172,6 +176,7 @@ class CacheFiles:
     def __init__(self, root: Path, *, trust_maps: bool = True, keep_maps: Collection[int] = ()) -> None:
         self.root = root
         (root / "data").mkdir(parents=True, exist_ok=True)
+        self._data_dir = str(root / "data")
         self.spares = SpareFiles(root / "data")
         self._db = sqlite3.connect(root / "cache-index.db", isolation_level=None, check_same_thread=False)
         # Only this process opens the index while the cache dir is locked (the daemon, or
@@ -200,25 +205,28 @@ class CacheFiles:
         if not trust_maps:  # durably unknown now: a later clean close must not revive them
             self._db.execute("UPDATE entries SET changed = NULL WHERE changed IS NOT NULL")
         rows = self._db.execute("SELECT ino, rev, fetch_limit, blocks, last_access, sums, changed FROM entries")
+        # Every mount runs this once per cached file before it answers (1,000,000 files:
+        # seconds), so one ``stat`` per entry and no ``Path`` objects.
         for ino, rev, limit, blocks, last, sums, changed in rows:
             path = self._data_path(ino)
-            if not path.exists():
+            try:
+                have = os.stat(path).st_size
+            except FileNotFoundError:
                 self._db.execute("DELETE FROM entries WHERE ino = ?", (ino,))
                 continue
-            entry = CacheEntry(ino, str(path), rev, limit, bytearray(blocks), last)
+            entry = CacheEntry(ino, path, rev, limit, bytearray(blocks), last)
             if sums:
                 entry.sums.frombytes(sums)
             if len(entry.sums) != len(entry.blocks):  # no (or damaged) sums: present, to be summed
                 entry.sums = array("I")
-                entry.blocks = bytearray(min(b, PRESENT) for b in entry.blocks)
+                entry.blocks = entry.blocks.translate(_SUMMED_AS_PRESENT)
             if SUMMED in entry.blocks:
                 entry.unchecked = {b for b, state in enumerate(entry.blocks) if state == SUMMED}
             if not trust_maps and ino not in keep_maps:
                 entry._clear(len(entry.blocks))
                 entry.map_dirty = True
             else:  # a data file that lost its tail (disk damage): those blocks are fetched again
-                have = path.stat().st_size
-                for b in range(len(entry.blocks)):
+                for b in range(have // BLOCK_SIZE, len(entry.blocks)):  # (the blocks before end within it)
                     if entry.blocks[b] and have < min((b + 1) * BLOCK_SIZE, limit):
                         entry.forget_block(b)
             # What was written since ``rev``: exact only if the last process closed the cache
@@ -230,8 +238,8 @@ class CacheFiles:
                 self.unsummed.add(ino)
             self._entries[ino] = entry
 
-    def _data_path(self, ino: int) -> Path:
-        return self.root / "data" / f"{ino:x}"
+    def _data_path(self, ino: int) -> str:
+        return f"{self._data_dir}/{ino:x}"
 
     # -- lookup / creation --------------------------------------------------------
 
@@ -247,8 +255,8 @@ class CacheFiles:
             self.reset(entry, rev=rev, remote_size=remote_size)
             return entry
         path = self._data_path(ino)
-        path.touch()
-        entry = CacheEntry(ino, str(path), rev, remote_size, bytearray(_nblocks(remote_size)), map_dirty=True)
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+        entry = CacheEntry(ino, path, rev, remote_size, bytearray(_nblocks(remote_size)), map_dirty=True)
         self._entries[ino] = entry
         self._persist(entry)
         return entry
@@ -258,7 +266,7 @@ class CacheFiles:
         entry = self._entries.get(ino)
         if entry is None:
             path = self._data_path(ino)
-            entry = CacheEntry(ino, str(path), None, 0, bytearray())
+            entry = CacheEntry(ino, path, None, 0, bytearray())
             self._entries[ino] = entry
         else:
             entry.rev, entry.fetch_limit = None, 0
