@@ -242,9 +242,8 @@ class _GatewayCollector:
         age = max(0.0, time.time() - oldest_ns / 1e9) if oldest_ns is not None else 0.0
         yield _gauge("cloudgw_oldest_dirty_age_seconds", "Seconds since the last local change of the dirty file "
                      "changed longest ago (0: nothing dirty)", age)
-        entries = s.cache.entries()
-        yield _gauge("cloudgw_cache_used_bytes", "Disk space used by cached file data", self._cache_used(entries))
-        yield _gauge("cloudgw_cache_files", "Files with data in the cache", len(entries))
+        yield _gauge("cloudgw_cache_used_bytes", "Disk space used by cached file data", self._cache_used())
+        yield _gauge("cloudgw_cache_files", "Files with data in the cache", s.cache.count())
         yield _gauge("cloudgw_cache_max_bytes", "Configured limit of clean data kept in the cache", s.cache_max_size)
         yield CounterMetricFamily("cloudgw_cache_hits", "Read requests served from the disk cache alone "
                                   "(reads the kernel's page cache answers are not seen)", value=s.data.read_hits)
@@ -257,11 +256,11 @@ class _GatewayCollector:
             yield _gauge("cloudgw_last_poll_timestamp_seconds", "When the last successful poll of the remote "
                          "ended (Unix time)", last_poll)
 
-    def _cache_used(self, entries: list) -> int:
+    def _cache_used(self) -> int:
         now = time.monotonic()
         if self._used is not None and now - self._used[0] < 100 * self._used[1]:
             return self._used[2]
-        total = sum(self.s.cache.disk_usage(e) for e in entries)
+        total = self.s.cache.used_bytes()
         self._used = (now, time.monotonic() - now, total)
         return total
 

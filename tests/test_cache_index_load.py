@@ -1,5 +1,6 @@
-"""What ``CacheFiles`` makes of its index at start (``_load``, run once per cached file
-before every mount answers): damaged or missing parts are never trusted."""
+"""What ``CacheFiles`` makes of its index when it loads an entry (``_load``, at the first
+use of a cached file since it was last in memory): damaged or missing parts are never
+trusted."""
 
 from __future__ import annotations
 

@@ -76,37 +76,38 @@ class Evictor:
     def make_room(self, needed: int) -> int:
         """Evict clean data, least recently used first, until ``needed`` bytes are free
         on the cache disk (a writer hit ENOSPC).  Returns how many entries went."""
-        entries = sorted((e for e in self.files.entries() if e.users == 0), key=lambda e: e.last_access)
         evicted = 0
-        for entry in entries:
+        for ino, _ in self.files.least_recently_used():
             if self._free_bytes() >= needed:
                 break
-            if self.can_evict(entry.ino):
-                self.files.remove(entry.ino)
-                self.on_evicted(entry.ino)
+            if not self.files.in_use(ino) and self.can_evict(ino):
+                self.files.remove(ino)
+                self.on_evicted(ino)
                 evicted += 1
         if evicted:
             log.info("cache disk full: evicted %d cached files to make room for writes", evicted)
         return evicted
 
     def evict_once(self) -> int:
-        """One pass; returns how many entries were evicted."""
+        """One pass; returns how many entries were evicted.
+
+        Cost: a ``stat`` of every cached file (the total size), then the index read least
+        recently used first only as far as something is too old or the cache too big.
+        Memory: a page of the index at a time, whatever the number of cached files."""
         now = time.time()
-        entries = [e for e in self.files.entries() if e.users == 0]
-        usage = {e.ino: self.files.disk_usage(e) for e in self.files.entries()}
-        total = sum(usage.values())
+        total = self.files.used_bytes()
         free = self._free_bytes()
         evicted = 0
-        for entry in sorted(entries, key=lambda e: e.last_access):
-            too_old = self.policy.max_age is not None and now - entry.last_access > self.policy.max_age
+        for ino, last_access in self.files.least_recently_used():
+            too_old = self.policy.max_age is not None and now - last_access > self.policy.max_age
             over = total > self.policy.max_size or free < self.policy.min_free
             if not (too_old or over):
+                break  # the rest were used later, and evicting only ever lowers the usage
+            if self.files.in_use(ino) or not self.can_evict(ino):
                 continue
-            if not self.can_evict(entry.ino):
-                continue
-            size = usage[entry.ino]
-            self.files.remove(entry.ino)
-            self.on_evicted(entry.ino)
+            size = self.files.disk_usage(ino)
+            self.files.remove(ino)
+            self.on_evicted(ino)
             total -= size
             free += size
             evicted += 1

@@ -321,6 +321,7 @@ class SyncEngine:
             "last_poll_error": self.ctx.stats.last_poll_error,
             "errors": [{"time": t, "message": m} for t, m in self.ctx.stats.errors],
             "inodes_in_memory": dict(zip(("pinned", "held"), store.in_memory())),
+            "cache_entries_in_memory": self.ctx.cache.in_memory(),
             "time": time.time(),
         }
 

@@ -103,7 +103,7 @@ class Harness:
 async def running(remote: Remote, cache_dir: Path, **settings) -> AsyncIterator[Harness]:
     cache_dir.mkdir(parents=True, exist_ok=True)
     store = MetadataStore(cache_dir / "metadata.db")
-    cache = CacheFiles(cache_dir / "cache")
+    cache = CacheFiles(cache_dir / "cache", recent=settings.pop("cache_recent", 4096))
     send, receive = trio.open_memory_channel(float("inf"))
     ctx = SyncContext(store, cache, remote, send)
     opts = {"write_back_delay": 0.05, "poll_interval": 3600, **settings}

@@ -133,32 +133,24 @@ async def test_readers_of_many_files_leave_no_read_ahead_state_behind(dirs):
         assert h.engine.fetcher.streams_kept() == 0
 
 
-def test_each_cached_file_costs_the_collector_two_objects_and_half_a_kib(tmp_path: Path):
-    """A cache dir's entries are all in memory for the daemon's life (one per cached file), and
-    every full collection walks their objects: the entry and its checksum array, not a
-    ``Path`` and two empty sets besides (was 6 objects and ~1.2 KiB per file)."""
+async def test_readers_of_many_cached_files_keep_only_the_recently_used_entries(dirs):
+    """The cache's entry (block map) of a file is in memory while the file is used, or among
+    the recently used, not for every file ever cached (was ~0.5 KiB each for the daemon's life)."""
     import gc
 
-    from cloudgw.cache.files import CacheFiles
-
-    files = 2000
-    cache = CacheFiles(tmp_path / "cache")
-    for ino in range(2, files + 2):
-        cache.new_local(ino)
-    cache.close()
-    gc.collect()
-    objects = len(gc.get_objects())
-    tracemalloc.start()
-    try:
-        cache = CacheFiles(tmp_path / "cache")  # loads every entry from the index
-        held = tracemalloc.get_traced_memory()[0]
-    finally:
-        tracemalloc.stop()
-    try:
+    cloud, cache = dirs
+    seed(cloud)
+    async with running(LocalRemote(cloud), cache, cache_recent=50) as h:
+        await listed_everywhere(h)
+        for d in range(6):
+            for i in range(N // 6):
+                assert await h.read_file(f"d{d}/f{i}.txt") == b"x" * (i % 7)
+        h.cache.flush()
         gc.collect()
-        assert len(cache.entries()) == files
-        per_file = (len(gc.get_objects()) - objects) / files
-        assert per_file <= 2.1, per_file
-        assert held / files < 800, held / files  # bytes, the path's text included
-    finally:
-        cache.close()
+        assert h.cache.count() == N  # every file read has its entry in the index
+        assert h.cache.in_memory() <= 50
+    async with running(LocalRemote(cloud), cache, cache_recent=50) as h:  # a remount loads none
+        assert h.cache.in_memory() == 0
+        assert await h.read_file("d3/f5.txt") == b"xxxxx"  # from the cache, loaded on demand
+        assert h.cache.in_memory() == 1
+        assert h.engine.fetcher.streams_kept() == 0

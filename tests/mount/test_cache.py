@@ -52,6 +52,42 @@ def test_eviction_keeps_cache_under_limit_and_never_drops_dirty(tmp_path: Path):
     assert not gw.bad_log_lines()
 
 
+def test_a_remount_loads_the_entries_of_cached_files_as_they_are_read(tmp_path: Path):
+    """A cache of many files costs the daemon memory for the files in use, not for every cached
+    file (issue 15): after a remount no cached file's entry is in memory, yet every read is
+    served from the cache, and the cache still counts all of them."""
+    from tests.mount.test_metrics import scrape, value
+    from tests.servers import free_port
+
+    backend = make_backend("file", tmp_path, None)
+    contents = {f"d/f{i}.bin": os.urandom(100 + i) for i in range(150)}
+    for name, data in contents.items():
+        backend.view.put(name, data)
+    port = free_port()
+    gw = Gateway(backend.url, tmp_path / "mnt", tmp_path / "cache", env=backend.env,
+                 args=("--metrics-addr", f"127.0.0.1:{port}"))
+    try:
+        gw.mount("--poll-interval", "3600")
+        for name, data in contents.items():
+            assert (gw.mnt / name).read_bytes() == data
+        gw.umount()
+        gw.mount("--poll-interval", "3600")
+        assert gw.status()["cache_entries_in_memory"] == 0
+        before = scrape(port)
+        assert value(before, "cloudgw_cache_files") == len(contents)
+        os.system("echo 3 > /proc/sys/vm/drop_caches")
+        for name, data in contents.items():
+            assert (gw.mnt / name).read_bytes() == data
+        after = scrape(port)
+        assert value(after, "cloudgw_remote_requests_total", op="read") == \
+            value(before, "cloudgw_remote_requests_total", op="read")  # all from the cache
+        assert value(after, "cloudgw_cache_hits_total") >= len(contents)
+        assert gw.status()["cache_entries_in_memory"] == len(contents)  # (recently used: all of them)
+    finally:
+        gw.force_cleanup()
+    assert not gw.bad_log_lines()
+
+
 def test_remote_change_during_local_edit_keeps_both_versions(gw):
     view = gw.backend.view
     gw.expected_warnings.append(r"conflict: ")
