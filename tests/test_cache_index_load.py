@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import zlib
+from contextlib import closing
 from pathlib import Path
 
 from cloudgw.cache.files import ABSENT, BLOCK_SIZE, PRESENT, SUMMED, CacheFiles
@@ -36,49 +37,37 @@ def test_summed_blocks_whose_sums_are_lost_load_as_present_and_are_summed_again(
     root = tmp_path / "cache"
     _cache_with_one_fetched_file(root, 3)
     _rewrite(root, "UPDATE entries SET sums = NULL")
-    cache = CacheFiles(root)
-    try:
+    with closing(CacheFiles(root)) as cache:
         entry = cache.get(2)
         assert entry is not None and list(entry.blocks) == [PRESENT] * 3
         assert not entry.unchecked  # nothing claims a sum to check against
         assert 2 in cache.unsummed
-    finally:
-        cache.close()
 
 
 def test_summed_blocks_are_checked_before_their_first_read(tmp_path: Path):
     root = tmp_path / "cache"
     _cache_with_one_fetched_file(root, 2)
-    cache = CacheFiles(root)
-    try:
+    with closing(CacheFiles(root)) as cache:
         entry = cache.get(2)
         assert entry is not None and list(entry.blocks) == [SUMMED, SUMMED]
         assert entry.unchecked == {0, 1}
-    finally:
-        cache.close()
 
 
 def test_blocks_past_the_end_of_a_shortened_data_file_are_fetched_again(tmp_path: Path):
     root = tmp_path / "cache"
     path = _cache_with_one_fetched_file(root, 3)
     os.truncate(path, BLOCK_SIZE + 10)  # the second block cut short, the third gone
-    cache = CacheFiles(root)
-    try:
+    with closing(CacheFiles(root)) as cache:
         entry = cache.get(2)
         assert entry is not None and list(entry.blocks) == [SUMMED, ABSENT, ABSENT]
         assert entry.unchecked == {0}
-    finally:
-        cache.close()
 
 
 def test_an_entry_whose_data_file_is_gone_is_dropped_from_the_index(tmp_path: Path):
     root = tmp_path / "cache"
     os.unlink(_cache_with_one_fetched_file(root, 1))
-    cache = CacheFiles(root)
-    try:
+    with closing(CacheFiles(root)) as cache:
         assert cache.get(2) is None
-    finally:
-        cache.close()
     db = sqlite3.connect(root / "cache-index.db")
     assert db.execute("SELECT count(*) FROM entries").fetchone()[0] == 0
     db.close()

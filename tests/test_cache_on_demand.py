@@ -10,6 +10,7 @@ import gc
 import os
 import tracemalloc
 import zlib
+from contextlib import closing
 from pathlib import Path
 
 from cloudgw.cache.evictor import EvictionPolicy, Evictor
@@ -62,8 +63,7 @@ def test_an_opened_cache_holds_no_entry_until_one_is_asked_for(tmp_path: Path):
 def test_entries_leave_memory_when_nobody_needs_them_and_held_ones_stay(tmp_path: Path):
     root = tmp_path / "cache"
     _filled(root, 60)
-    cache = CacheFiles(root, recent=10)
-    try:
+    with closing(CacheFiles(root, recent=10)) as cache:
         held = cache.get(2)
         _push_out(cache, range(3, 62))
         assert cache.in_memory() == 11  # the ten recently used, and the one still held
@@ -74,8 +74,6 @@ def test_entries_leave_memory_when_nobody_needs_them_and_held_ones_stay(tmp_path
         entry = cache.get(5)
         assert entry is not None and entry.fd == fd and entry.users == 1
         cache.release(entry)
-    finally:
-        cache.close()
 
 
 def test_a_changed_map_stays_in_memory_until_persisted(tmp_path: Path):
@@ -83,8 +81,7 @@ def test_a_changed_map_stays_in_memory_until_persisted(tmp_path: Path):
     index, and a read would fetch the remote's old bytes over the only copy of the new ones."""
     root = tmp_path / "cache"
     _filled(root, 30, blocks=2)
-    cache = CacheFiles(root, recent=4)
-    try:
+    with closing(CacheFiles(root, recent=4)) as cache:
         entry = cache.get(7)
         assert entry is not None
         entry.forget_block(1)  # (the map changes, as a damaged block found by a read does)
@@ -101,21 +98,15 @@ def test_a_changed_map_stays_in_memory_until_persisted(tmp_path: Path):
         reloaded = cache.get(7)
         assert reloaded is not None and bytes(reloaded.blocks) == bytes([SUMMED, PRESENT])
         assert reloaded.changed == {1}
-    finally:
-        cache.close()
-    cache = CacheFiles(root)
-    try:
+    with closing(CacheFiles(root)) as cache:
         entry = cache.get(7)
         assert entry is not None and bytes(entry.blocks) == bytes([SUMMED, PRESENT]) and entry.changed == {1}
-    finally:
-        cache.close()
 
 
 def test_a_removed_entrys_late_changes_do_not_touch_its_successor(tmp_path: Path):
     root = tmp_path / "cache"
     _filled(root, 3)
-    cache = CacheFiles(root, recent=1)
-    try:
+    with closing(CacheFiles(root, recent=1)) as cache:
         old = cache.get(3)
         assert old is not None
         cache.open_fd(old)  # an upload still reads it
@@ -129,50 +120,35 @@ def test_a_removed_entrys_late_changes_do_not_touch_its_successor(tmp_path: Path
         cache.flush()
         entry = cache.get(3)
         assert entry is not None and (entry.rev, bytes(entry.blocks)) == (None, b"")
-    finally:
-        cache.close()
 
 
 def test_after_an_unclean_shutdown_only_the_maps_of_unsynced_files_are_kept(tmp_path: Path):
     root = tmp_path / "cache"
     _filled(root, 3, blocks=2)
-    cache = CacheFiles(root, trust_maps=False, keep_maps={3})
-    try:
+    with closing(CacheFiles(root, trust_maps=False, keep_maps={3})) as cache:
         assert bytes(cache.get(2).blocks) == bytes([ABSENT, ABSENT])  # fetched again
         kept = cache.get(3)
         assert kept is not None and bytes(kept.blocks) == bytes([SUMMED, SUMMED])
         assert kept.changed is None and cache.get(4).changed is None  # not known after a crash
-    finally:
-        cache.close()
-    cache = CacheFiles(root)  # and a clean restart does not bring the forgotten maps back
-    try:
+    with closing(CacheFiles(root)) as cache:  # and a clean restart does not bring the forgotten maps back
         assert bytes(cache.get(2).blocks) == bytes([ABSENT, ABSENT])
         assert cache.get(3).changed is None
-    finally:
-        cache.close()
 
 
 def test_files_with_blocks_left_to_sum_are_known_without_loading_them(tmp_path: Path):
     root = tmp_path / "cache"
     _filled(root, 4)
-    cache = CacheFiles(root)
-    try:
+    with closing(CacheFiles(root)) as cache:
         cache.adopt_as_clean(cache.get(3), rev="r3b", size=BLOCK_SIZE)  # just uploaded: to be summed
-    finally:
-        cache.close()
-    cache = CacheFiles(root)
-    try:
+    with closing(CacheFiles(root)) as cache:
         assert cache.unsummed == {3} and cache.in_memory() == 0
         assert bytes(cache.get(3).blocks) == bytes([PRESENT])
-    finally:
-        cache.close()
 
 
 def test_the_evictor_goes_by_last_use_even_of_entries_that_left_memory(tmp_path: Path):
     root = tmp_path / "cache"
     _filled(root, 12)
-    cache = CacheFiles(root, recent=2)
-    try:
+    with closing(CacheFiles(root, recent=2)) as cache:
         for ino in (13, 2, 3):  # the oldest ones, used again now (and pushed out of memory)
             entry = cache.get(ino)
             cache.open_fd(entry)
@@ -190,5 +166,3 @@ def test_the_evictor_goes_by_last_use_even_of_entries_that_left_memory(tmp_path:
         assert sorted(evicted) == [4, 5, 7, 8, 9, 10, 11]
         assert cache.count() == 5 and cache.used_bytes() == 5 * each
         cache.release(in_use)
-    finally:
-        cache.close()

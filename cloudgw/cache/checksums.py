@@ -107,7 +107,7 @@ class Checksummer:
                 await self.sum_entry(entry)
 
     async def sum_entry(self, entry: CacheEntry) -> None:
-        fd = self.cache.open_fd(entry)
+        fd = self.cache.open_fd(entry, writes=False)
         try:
             for block in range(len(entry.blocks)):
                 if block >= len(entry.blocks) or entry.blocks[block] != PRESENT or not self.is_clean(entry.ino):

@@ -91,8 +91,9 @@ class Evictor:
     def evict_once(self) -> int:
         """One pass; returns how many entries were evicted.
 
-        Cost: a ``stat`` of every cached file (the total size), then the index read least
-        recently used first only as far as something is too old or the cache too big.
+        Cost: the total size (``CacheFiles.used_bytes``: a ``SUM`` over the index and a
+        ``stat`` per file changed since the last pass), then the index read least recently
+        used first only as far as something is too old or the cache too big.
         Memory: a page of the index at a time, whatever the number of cached files."""
         now = time.time()
         total = self.files.used_bytes()

@@ -22,6 +22,14 @@ The set of blocks written since the cached revision (``changed``: what a delta
 upload sends) is trusted only after a clean shutdown; after a crash it is
 unknown and the next upload of such a file sends all of it.
 
+Disk usage: each index row keeps the bytes its data file takes (``used``), brought up
+to date by ``used_bytes`` for the files opened for writing, fetched into or emptied
+since it last ran (``_touched``), so the evictor's and the metrics' total is one
+``SUM`` over the index and a ``stat`` per changed file, not a ``stat`` per cached
+file.  NULL is "not known": rows from before the column, and every row after an
+unclean shutdown (a file written just before it may have grown since it was last
+counted); those are counted again, by a ``stat`` each, at the first ``used_bytes``.
+
 Concurrency: only the trio thread touches the maps; the fetcher's worker threads
 only ``pwrite`` into the data file and report back.
 """
@@ -215,19 +223,23 @@ class CacheFiles:
         self._wal_sync = WalSync(self._db, root / "cache-index.db")
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS entries (ino INTEGER PRIMARY KEY, rev TEXT, fetch_limit INTEGER NOT NULL,"
-            " blocks BLOB NOT NULL, last_access REAL NOT NULL, sums BLOB, changed BLOB)"
+            " blocks BLOB NOT NULL, last_access REAL NOT NULL, sums BLOB, changed BLOB, used INTEGER)"
         )
         columns = {row[1] for row in self._db.execute("PRAGMA table_info(entries)")}
         if "sums" not in columns:
             self._db.execute("ALTER TABLE entries ADD COLUMN sums BLOB")  # caches made before checksums
         if "changed" not in columns:
             self._db.execute("ALTER TABLE entries ADD COLUMN changed BLOB")  # before delta uploads
+        if "used" not in columns:
+            self._db.execute("ALTER TABLE entries ADD COLUMN used INTEGER")  # before disk usage was kept (NULL)
         self._live: weakref.WeakValueDictionary[int, CacheEntry] = weakref.WeakValueDictionary()
         self._recent: OrderedDict[int, CacheEntry] = OrderedDict()
         self._recent_max = recent
         self._dirty: dict[int, CacheEntry] = {}  # map changed, not persisted yet
         self._open: dict[int, CacheEntry] = {}  # data file open (``fd >= 0``)
         self._access: dict[int, float] = {}  # last access newer than the index's
+        self._touched: set[int] = set()  # data file may have changed size since ``used`` was counted
+        self._usage_known = False  # rows whose ``used`` is NULL were counted in this process
         self.bytes_added = 0  # fetched since the evictor last looked: tells it when to look
         self.unsummed: set[int] = set()  # entries with PRESENT blocks to sum once clean (cache.checksums)
         self.on_unsummed: Callable[[], None] = lambda: None
@@ -241,11 +253,11 @@ class CacheFiles:
     def _forget_maps(self, keep: frozenset[int]) -> None:
         """After an unclean shutdown: the maps of clean entries are forgotten (their blocks are
         fetched again: a power loss may have left holes where the map says data), those in
-        ``keep`` (files with unsynced data) stay, and no entry's ``changed`` is trusted."""
+        ``keep`` (files with unsynced data) stay, and no entry's ``changed`` or disk usage is
+        trusted (``used_bytes`` counts them again)."""
         with self._transaction():
-            self._db.execute("UPDATE entries SET changed = NULL WHERE changed IS NOT NULL")
-            self._db.execute("CREATE TEMP TABLE IF NOT EXISTS keep_maps (ino INTEGER PRIMARY KEY)")
-            self._db.execute("DELETE FROM keep_maps")
+            self._db.execute("UPDATE entries SET changed = NULL, used = NULL")
+            self._db.execute("CREATE TEMP TABLE keep_maps (ino INTEGER PRIMARY KEY)")
             self._db.executemany("INSERT INTO keep_maps VALUES (?)", ((ino,) for ino in keep))
             self._db.execute("UPDATE entries SET blocks = zeroblob(length(blocks)), sums = NULL"
                              " WHERE ino NOT IN (SELECT ino FROM keep_maps)")
@@ -329,7 +341,7 @@ class CacheFiles:
         """An empty entry for a file that exists only locally (created or O_TRUNC).
 
         On the path of every create: an entry not in memory is not loaded, as everything
-        the index holds for ``ino`` is replaced (its row, and its data file emptied)."""
+        the index holds for ``ino`` is replaced (its map, and its data file emptied)."""
         entry = self._live.get(ino)
         if entry is None:
             entry = self._hold(CacheEntry(ino, self._data_path(ino), None, 0, bytearray(), dirty_to=self._dirty))
@@ -341,6 +353,7 @@ class CacheFiles:
             os.ftruncate(entry.fd, 0)
         elif not self.spares.take(os.path.basename(entry.path)):  # created empty, or emptied
             os.close(os.open(entry.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))
+        self._touched.add(ino)
         self._persist(entry)
         return entry
 
@@ -352,6 +365,7 @@ class CacheFiles:
             os.ftruncate(entry.fd, 0)
         else:
             os.truncate(entry.path, 0)
+        self._touched.add(entry.ino)
         self._persist(entry)
 
     def relabel(self, entry: CacheEntry, *, old_rev: str | None, rev: str | None) -> None:
@@ -375,8 +389,11 @@ class CacheFiles:
 
     # -- descriptors -----------------------------------------------------------------
 
-    def open_fd(self, entry: CacheEntry) -> int:
-        """Open (once) and pin the data file; pair with ``release``."""
+    def open_fd(self, entry: CacheEntry, *, writes: bool = True) -> int:
+        """Open (once) and pin the data file; pair with ``release``.  ``writes``: the caller
+        may change the data file through it (its disk usage is counted again after)."""
+        if writes and entry.dirty_to is not None:
+            self._touched.add(entry.ino)
         if entry.fd < 0:
             entry.fd = os.open(entry.path, os.O_RDWR | os.O_CREAT, 0o600)
             if entry.dirty_to is not None:  # (still the inode's entry)
@@ -404,6 +421,7 @@ class CacheFiles:
         for table in (self._recent, self._dirty, self._open):
             table.pop(ino, None)
         self._access.pop(ino, None)
+        self._touched.discard(ino)
         self.unsummed.discard(ino)
         if entry is not None:
             entry.dirty_to = None  # its later changes are nobody's to persist
@@ -471,22 +489,51 @@ class CacheFiles:
             after = (page[-1][1], page[-1][0])
 
     def disk_usage(self, ino: int) -> int:
-        """Bytes the data file of ``ino`` takes on the disk."""
+        """Bytes the data file of ``ino`` takes on the disk (a ``stat``)."""
         try:
             return os.stat(self._data_path(ino)).st_blocks * 512
         except FileNotFoundError:
             return 0
 
     def used_bytes(self) -> int:
-        """Bytes all cached data takes on the disk (a ``stat`` per cached file)."""
-        return sum(self.disk_usage(ino) for ino in self.inos())
+        """Bytes all cached data takes on the disk: the index's sum, once the data files
+        changed since the last call are counted again (a ``stat`` each; the first call after
+        an unclean shutdown or an upgrade counts every file whose usage is not known)."""
+        if not self._usage_known:
+            self._count_unknown_usage()
+        self._count_touched()
+        return int(self._db.execute("SELECT total(used) FROM entries").fetchone()[0])
+
+    def _count_unknown_usage(self) -> None:
+        """Count the rows whose ``used`` is NULL, a page per transaction (a crash midway
+        leaves the rest NULL: counted on the next start)."""
+        while page := [ino for (ino,) in self._db.execute(
+                "SELECT ino FROM entries WHERE used IS NULL LIMIT ?", (self._PAGE,))]:
+            with self._transaction():
+                self._db.executemany("UPDATE entries SET used = ? WHERE ino = ?",
+                                     [(self.disk_usage(ino), ino) for ino in page])
+        self._usage_known = True
+
+    def _count_touched(self) -> None:
+        """Bring ``used`` up to date for the files touched since the last count.  Files still
+        open may change again (a writer, a fetch in a worker thread): they stay touched."""
+        touched = self._touched
+        if not touched:
+            return
+        usage = [(self.disk_usage(ino), ino) for ino in touched]
+        with self._transaction():
+            self._db.executemany("UPDATE entries SET used = ? WHERE ino = ?", usage)
+        self._touched = {ino for ino in touched if ino in self._open}
 
     # -- accounting / persistence -------------------------------------------------------
 
     def _persist(self, entry: CacheEntry) -> None:
+        # (``used`` is not the map's: a new row starts at 0, an existing one keeps its count)
         self._db.execute(
-            "INSERT OR REPLACE INTO entries (ino, rev, fetch_limit, blocks, last_access, sums, changed)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO entries (ino, rev, fetch_limit, blocks, last_access, sums, changed, used)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, 0) ON CONFLICT (ino) DO UPDATE SET rev = excluded.rev,"
+            " fetch_limit = excluded.fetch_limit, blocks = excluded.blocks, last_access = excluded.last_access,"
+            " sums = excluded.sums, changed = excluded.changed",
             (entry.ino, entry.rev, entry.fetch_limit, bytes(entry.blocks), entry.last_access,
              entry.sums.tobytes() if SUMMED in entry.blocks else None,
              None if entry.changed is None else array("I", sorted(entry.changed)).tobytes()),
@@ -542,6 +589,7 @@ class CacheFiles:
     def close(self) -> None:
         self.spares.close()
         self.flush()
+        self._count_touched()  # (else the next start would trust stale counts)
         for entry in self._open.values():
             if entry.fd >= 0:
                 os.close(entry.fd)

@@ -82,8 +82,8 @@ class DataOps:
 
     def _entry_for(self, inode: Inode) -> CacheEntry:
         """The cache entry holding this inode's data (dirty data is never reset)."""
-        entry = self.cache.get(inode.ino)
         if inode.state.has_unsynced_data:
+            entry = self.cache.get(inode.ino)
             return entry if entry is not None else self.cache.new_local(inode.ino)
         return self.cache.entry_for(inode.ino, rev=inode.remote_rev, remote_size=inode.size)
 
@@ -97,7 +97,7 @@ class DataOps:
 
     def _open_handle(self, inode: Inode, writable: bool, direct: bool = False, uid: int = 0) -> Handle:
         entry = self._entry_for(inode)
-        fd = self.cache.open_fd(entry)
+        fd = self.cache.open_fd(entry, writes=writable)
         handle = Handle(next(self._next_fh), inode, entry, fd, writable, direct=direct and writable, by_root=uid == 0)
         self.handles[handle.fh] = handle
         self.ns.open_count[inode.ino] += 1

@@ -321,7 +321,7 @@ class Uploader:
         expect = self._expectation(inode, path)
         store.update(inode, state=FileState.UPLOADING)
         crash_point("upload-after-state")
-        fd = cache.open_fd(entry)
+        fd = cache.open_fd(entry, writes=False)
         try:
             source = CacheFileSource(fd, size, inode, version, base_rev=entry.rev, base_limit=entry.fetch_limit,
                                      changed=entry.changed_snapshot())
@@ -366,7 +366,7 @@ class Uploader:
         """Fetch what was never read (or is damaged: never upload a bad cache block), so the
         whole file can be sent."""
         if entry.unchecked:
-            fd = self.ctx.cache.open_fd(entry)
+            fd = self.ctx.cache.open_fd(entry, writes=False)
             try:
                 await verify_all(entry, fd)
             finally:
@@ -464,7 +464,7 @@ class Uploader:
         if entry is None:
             entry = cache.entry_for(inode.ino, rev=inode.remote_rev, remote_size=inode.size)
         await self._complete(inode, entry)
-        fd = cache.open_fd(entry)
+        fd = cache.open_fd(entry, writes=False)
         try:
             source = CacheFileSource(fd, inode.size, inode, inode.data_version)
             return await self.ctx.remote.write(path, source, expect=expect, attrs=attrs_of(inode))

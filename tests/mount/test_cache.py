@@ -75,6 +75,8 @@ def test_a_remount_loads_the_entries_of_cached_files_as_they_are_read(tmp_path: 
         assert gw.status()["cache_entries_in_memory"] == 0
         before = scrape(port)
         assert value(before, "cloudgw_cache_files") == len(contents)
+        # the usage counted before the remount, kept in the index: no file is looked at again
+        assert value(before, "cloudgw_cache_used_bytes") == cache_bytes(gw.cache_dir) > 0
         os.system("echo 3 > /proc/sys/vm/drop_caches")
         for name, data in contents.items():
             assert (gw.mnt / name).read_bytes() == data
