@@ -57,6 +57,7 @@ import trio
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, Info, ProcessCollector
 from prometheus_client import disable_created_metrics, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.utils import floatToGoString
 
 from cloudgw import __version__
 from cloudgw.config import parse_listen_addr
@@ -280,14 +281,10 @@ class _GcCollector:
                                        labels=["generation"])
         for generation in range(3):
             buckets, total = self.pauses.histogram(generation)
-            family.add_metric([str(generation)], [(_bound(b), n) for b, n in buckets], total)
+            family.add_metric([str(generation)], [(floatToGoString(b), n) for b, n in buckets], total)
         yield family
         yield _gauge("cloudgw_gc_frozen_objects", "Objects alive when the mount answered, which the garbage "
                      "collector no longer walks", gc.get_freeze_count())
-
-
-def _bound(upper: float) -> str:
-    return "+Inf" if upper == float("inf") else repr(upper)
 
 
 def _gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:

@@ -55,6 +55,8 @@ class Evictor:
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
+        while not self.files.count_unknown_usage(1024):  # (after an unclean shutdown: ~8 ms a page)
+            await trio.sleep(0)
         last_pass = trio.current_time()
         threshold = min(self.policy.max_size // 20, 256 << 20)
         while True:

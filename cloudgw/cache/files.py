@@ -28,7 +28,8 @@ since it last ran (``_touched``), so the evictor's and the metrics' total is one
 ``SUM`` over the index and a ``stat`` per changed file, not a ``stat`` per cached
 file.  NULL is "not known": rows from before the column, and every row after an
 unclean shutdown (a file written just before it may have grown since it was last
-counted); those are counted again, by a ``stat`` each, at the first ``used_bytes``.
+counted); those are counted again, by a ``stat`` each, by the evictor a page at a
+time when the daemon starts (``count_unknown_usage``), or all at once by ``used_bytes``.
 
 Concurrency: only the trio thread touches the maps; the fetcher's worker threads
 only ``pwrite`` into the data file and report back.
@@ -239,7 +240,8 @@ class CacheFiles:
         self._open: dict[int, CacheEntry] = {}  # data file open (``fd >= 0``)
         self._access: dict[int, float] = {}  # last access newer than the index's
         self._touched: set[int] = set()  # data file may have changed size since ``used`` was counted
-        self._usage_known = False  # rows whose ``used`` is NULL were counted in this process
+        self._usage_known = False  # no row's ``used`` is NULL any more (``count_unknown_usage``)
+        self._unknown_after = -1  # the rows up to this ino are counted
         self.bytes_added = 0  # fetched since the evictor last looked: tells it when to look
         self.unsummed: set[int] = set()  # entries with PRESENT blocks to sum once clean (cache.checksums)
         self.on_unsummed: Callable[[], None] = lambda: None
@@ -499,20 +501,28 @@ class CacheFiles:
         """Bytes all cached data takes on the disk: the index's sum, once the data files
         changed since the last call are counted again (a ``stat`` each; the first call after
         an unclean shutdown or an upgrade counts every file whose usage is not known)."""
-        if not self._usage_known:
-            self._count_unknown_usage()
+        while not self.count_unknown_usage():
+            pass
         self._count_touched()
         return int(self._db.execute("SELECT total(used) FROM entries").fetchone()[0])
 
-    def _count_unknown_usage(self) -> None:
-        """Count the rows whose ``used`` is NULL, a page per transaction (a crash midway
-        leaves the rest NULL: counted on the next start)."""
-        while page := [ino for (ino,) in self._db.execute(
-                "SELECT ino FROM entries WHERE used IS NULL LIMIT ?", (self._PAGE,))]:
+    def count_unknown_usage(self, limit: int = _PAGE) -> bool:
+        """Count up to ``limit`` of the files whose usage is not known, in ino order; True
+        once none is left.  The daemon's evictor calls it a page at a time at start, between
+        requests (a million files after an unclean shutdown take ~10 s); a crash midway
+        leaves the rest NULL, counted on the next start."""
+        if self._usage_known:
+            return True
+        page = [ino for (ino,) in self._db.execute(
+            "SELECT ino FROM entries WHERE ino > ? AND used IS NULL ORDER BY ino LIMIT ?",
+            (self._unknown_after, limit))]
+        if page:
             with self._transaction():
                 self._db.executemany("UPDATE entries SET used = ? WHERE ino = ?",
                                      [(self.disk_usage(ino), ino) for ino in page])
-        self._usage_known = True
+            self._unknown_after = page[-1]
+        self._usage_known = len(page) < limit
+        return self._usage_known
 
     def _count_touched(self) -> None:
         """Bring ``used`` up to date for the files touched since the last count.  Files still

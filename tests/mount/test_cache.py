@@ -90,6 +90,35 @@ def test_a_remount_loads_the_entries_of_cached_files_as_they_are_read(tmp_path: 
     assert not gw.bad_log_lines()
 
 
+def test_the_cache_usage_is_counted_again_after_a_kill_9(tmp_path: Path):
+    """The usage the evictor goes by is kept in the cache's index and counted again only for
+    files that changed; a file written just before a crash was never counted, so after an
+    unclean shutdown every file is counted again (else the cache would think itself smaller
+    than it is and keep more than its limit)."""
+    from tests.mount.test_metrics import scrape, value
+    from tests.servers import free_port
+
+    backend = make_backend("file", tmp_path, None)
+    for i in range(20):
+        backend.view.put(f"f{i}.bin", os.urandom(5000))
+    port = free_port()
+    gw = Gateway(backend.url, tmp_path / "mnt", tmp_path / "cache", env=backend.env,
+                 args=("--metrics-addr", f"127.0.0.1:{port}"))
+    try:
+        gw.mount("--write-back", "3600", "--poll-interval", "3600")
+        for i in range(20):
+            (gw.mnt / f"f{i}.bin").read_bytes()
+        assert value(scrape(port), "cloudgw_cache_used_bytes") == cache_bytes(gw.cache_dir)
+        big = os.urandom(3 * MiB)
+        (gw.mnt / "big.bin").write_bytes(big)  # closed, never uploaded, never counted
+        gw.kill9()
+        gw.mount("--write-back", "3600", "--poll-interval", "3600")
+        assert value(scrape(port), "cloudgw_cache_used_bytes") == cache_bytes(gw.cache_dir) > 3 * MiB
+        assert (gw.mnt / "big.bin").read_bytes() == big
+    finally:
+        gw.force_cleanup()
+
+
 def test_remote_change_during_local_edit_keeps_both_versions(gw):
     view = gw.backend.view
     gw.expected_warnings.append(r"conflict: ")
