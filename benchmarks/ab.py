@@ -35,10 +35,10 @@ from pathlib import Path
 from typing import Iterator
 
 from benchmarks.floor import PAYLOAD, cold_stats, creates
+from benchmarks.tracefs import TRACING, ensure_mounted
 
 ROOT = Path(__file__).resolve().parent.parent
 CLOUDGW = Path(sys.executable).parent / "cloudgw"
-TRACING = Path("/sys/kernel/tracing")
 _EVENT = re.compile(r"(\d+\.\d+): fuse_request_(send|end): connection (\d+) req (\d+)(?: opcode \d+ \((\w+)\))?")
 
 
@@ -83,6 +83,7 @@ def _trace(on: bool) -> None:
     drops the oldest).  The clock is CLOCK_MONOTONIC, so ``benchmarks.request_phases`` can
     set the daemon's own stamps beside the kernel's."""
     if on:
+        ensure_mounted()
         (TRACING / "buffer_size_kb").write_text("32768")
         (TRACING / "trace_clock").write_text("mono")
         (TRACING / "trace").write_text("")

@@ -3,7 +3,7 @@ cost in MB/s of one core: the figures behind "Compression" in docs/encryption.md
 
 Run: .venv/bin/python benchmarks/compression_estimate.py  (corpora: what a Debian machine has; the
 office corpus is docx-like zips of XML, as Word and Excel write them, plus the PDF and ODT files found)."""
-import glob, io, os, sys, time, zipfile
+import glob, os, time, zipfile
 import zstandard, lz4.frame
 
 C = 1 << 16

@@ -22,14 +22,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-TRACING = Path("/sys/kernel/tracing")
+from benchmarks.tracefs import TRACING, ensure_mounted
+
 EVENT = TRACING / "events" / "fuse" / "fuse_request_send"
 _OPCODE = re.compile(r"\((FUSE_[A-Z0-9_]+)\)")
 
 
 def _tracefs() -> None:
-    if not (TRACING / "trace").exists():
-        subprocess.run(["mount", "-t", "tracefs", "nodev", str(TRACING)], check=True, capture_output=True)
+    ensure_mounted()
     if not EVENT.exists():
         raise SystemExit("fuse_requests: this kernel has no fuse:fuse_request_send tracepoint (6.13 or newer)")
 

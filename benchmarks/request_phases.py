@@ -44,9 +44,10 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from benchmarks.ab import _EVENT, TRACING, _trace
+from benchmarks.ab import _EVENT, _trace
 from benchmarks.floor import PAYLOAD
 from benchmarks.gateways import _wait_mounted
+from benchmarks.tracefs import TRACING, ensure_mounted
 
 HANDLERS = ("lookup", "getattr", "create", "write", "flush", "release", "ioctl", "open", "getxattr")
 PLACEMENTS = {"same": ("0", "0"), "split": ("0", "1"), "free": (None, None)}  # (daemon CPU, program CPU)
@@ -171,8 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     if os.geteuid() != 0:
         print("benchmarks.request_phases: needs root (FUSE mounts, tracefs)", file=sys.stderr)
         return 2
-    if not (TRACING / "trace_clock").exists():
-        subprocess.run(["mount", "-t", "tracefs", "nodev", str(TRACING)], check=True)
+    ensure_mounted()
     daemon_cpu, program_cpu = PLACEMENTS[args.placement]
     if program_cpu is not None:
         os.sched_setaffinity(0, {int(program_cpu)})
