@@ -86,8 +86,8 @@ def _entry(row: tuple) -> RemoteEntry:
 
 
 def remove(path: Path) -> None:
-    """Delete the scratch database at ``path`` and the journal file SQLite makes for it even
-    with ``journal_mode=OFF`` (empty; never to be rolled into a new file of that name)."""
+    """Delete the scratch database at ``path`` and any journal file left beside it (versions
+    before 2026-12-07 made one: never to be rolled into a new file of that name)."""
     for file in (path, path.with_name(path.name + "-journal")):
         file.unlink(missing_ok=True)
 
@@ -96,9 +96,11 @@ def attach(db: sqlite3.Connection, path: Path) -> None:
     """Attach a new scratch database at ``path`` (one left by a crash is removed first)."""
     remove(path)
     db.execute("ATTACH DATABASE ? AS listing", (str(path),))
-    db.execute("PRAGMA listing.auto_vacuum = FULL")  # before the first table: dropped tables give the space back
-    db.execute("PRAGMA listing.journal_mode = OFF")
+    # No journal and no disk flush first: set before them, auto_vacuum wrote the new file's
+    # header through a rollback journal with three disk flushes (journal, folder, file).
     db.execute("PRAGMA listing.synchronous = OFF")
+    db.execute("PRAGMA listing.journal_mode = OFF")
+    db.execute("PRAGMA listing.auto_vacuum = FULL")  # before the first table: dropped tables give the space back
 
 
 class ListingSpill:

@@ -96,3 +96,22 @@ def test_fsync_flushes_the_metadata_with_the_data_and_a_close_flushes_nothing(fi
         gw.umount()
     finally:
         gw.force_cleanup()
+
+
+def test_a_poll_of_the_remote_flushes_nothing(file_backend: Backend, tmp_path: Path):
+    """A poll without a change feed spills its listing into a scratch database (no journal,
+    no sync: ``cloudgw.metadata.listing``); creating it must not flush the disk either."""
+    file_backend.view.put("from-elsewhere.txt", b"new")
+    gw = Gateway(file_backend.url, tmp_path / "mnt", tmp_path / "cache", env=file_backend.env,
+                 args=(*file_backend.args, "--poll-interval", "3600"))
+    try:
+        gw.mount()
+        with DiskFlushes(gw.pid(), gw.cache_dir, tmp_path / "poll.trace") as flushes:
+            file_backend.view.put("later.txt", b"later")
+            gw.poll()
+        assert flushes.files() == []
+        assert (gw.mnt / "later.txt").read_bytes() == b"later"
+        assert not list(gw.cache_dir.glob("*-journal"))
+        gw.umount()
+    finally:
+        gw.force_cleanup()
