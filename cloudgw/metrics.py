@@ -28,9 +28,10 @@ cache index must not be used from another one.  prometheus_client's own
 small HTTP/1.1 responder runs as a trio task (``serve``) and calls
 ``generate_latest`` in the trio thread, where the scrape-time collector may
 read the store safely.  A scrape therefore holds the event loop for as long as
-the collector takes: a few indexed queries and, for cache use, one ``stat``
-per cache file (reused while younger than 100 times what it cost to compute,
-so a cache of 100,000 files costs at most ~1% of the loop).  The counters
+the collector takes: a few indexed queries and, for cache use, a sum over the
+cache index and one ``stat`` per cache file changed since the last count
+(``CacheFiles.used_bytes``; reused while younger than 100 times what it cost
+to compute).  The counters
 are prometheus_client's (thread-safe); they are updated in the trio thread.
 
 The registry is this object's own ``CollectorRegistry``, not the process-global
@@ -261,7 +262,7 @@ class _GatewayCollector:
         now = time.monotonic()
         if self._used is not None and now - self._used[0] < 100 * self._used[1]:
             return self._used[2]
-        total = self.s.cache.used_bytes()
+        total = self.s.cache.used_bytes(count_unknown=False)  # (after a crash: counted by the evictor)
         self._used = (now, time.monotonic() - now, total)
         return total
 

@@ -103,6 +103,8 @@ def test_after_an_unclean_shutdown_every_file_is_counted_again(tmp_path: Path, s
     os.close(entry.fd)
     with closing(CacheFiles(root, trust_maps=False)) as cache:
         del stats[:]
+        assert cache.used_bytes(count_unknown=False) == 0  # (the metrics: only what is counted so far)
+        assert stats == []
         pages = []
         while not cache.count_unknown_usage(7):  # as the evictor does at start, between requests
             pages.append(len(stats))
@@ -129,3 +131,11 @@ def test_a_cache_made_before_the_count_was_kept_is_counted_once(tmp_path: Path, 
     with closing(CacheFiles(root)) as cache:
         assert cache.used_bytes() == _on_disk(root)
     assert len(stats) == FILES
+
+
+def test_a_data_file_left_without_its_row_is_counted_when_the_file_is_cached_again(tmp_path: Path):
+    root = tmp_path / "cache"
+    with closing(CacheFiles(root)) as cache:
+        (root / "data" / f"{100:x}").write_bytes(b"left" * BLOCK_SIZE)  # its index row lost (power loss, fsck)
+        cache.entry_for(100, rev="r", remote_size=BLOCK_SIZE)
+        assert cache.used_bytes() == _on_disk(root) > 0

@@ -336,6 +336,7 @@ class CacheFiles:
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
         entry = self._hold(CacheEntry(ino, path, rev, remote_size, bytearray(_nblocks(remote_size)),
                                       dirty_to=self._dirty))
+        self._touched.add(ino)  # (a data file left without its row keeps its bytes: counted)
         self._persist(entry)
         return entry
 
@@ -497,11 +498,13 @@ class CacheFiles:
         except FileNotFoundError:
             return 0
 
-    def used_bytes(self) -> int:
+    def used_bytes(self, *, count_unknown: bool = True) -> int:
         """Bytes all cached data takes on the disk: the index's sum, once the data files
         changed since the last call are counted again (a ``stat`` each; the first call after
-        an unclean shutdown or an upgrade counts every file whose usage is not known)."""
-        while not self.count_unknown_usage():
+        an unclean shutdown or an upgrade counts every file whose usage is not known, unless
+        ``count_unknown`` is False: the metrics leave that to the evictor's pages, and show
+        the files counted so far)."""
+        while count_unknown and not self.count_unknown_usage():
             pass
         self._count_touched()
         return int(self._db.execute("SELECT total(used) FROM entries").fetchone()[0])
@@ -599,10 +602,11 @@ class CacheFiles:
     def close(self) -> None:
         self.spares.close()
         self.flush()
-        self._count_touched()  # (else the next start would trust stale counts)
         for entry in self._open.values():
             if entry.fd >= 0:
                 os.close(entry.fd)
                 entry.fd = -1
         self._open.clear()
+        # (after the closes: a filesystem may free space preallocated past a file's end then)
+        self._count_touched()  # else the next start would trust stale counts
         self._db.close()
